@@ -1,0 +1,488 @@
+// Package nft holds the nftables objects nftpolicy programs (a small,
+// closed vocabulary of sets, maps, chains and rules), renders them as nft
+// text, and applies transactions of them to a kernel over netlink.
+package nft
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// TableName is the one inet table nftpolicy owns. Nothing else writes to it
+// and nftpolicy writes to nothing else.
+const TableName = "nftpolicy"
+
+// Family is an address family, for matches that load an address.
+type Family uint8
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// SetType is the key (and for maps, data) type of a set. The list is closed:
+// every set nftpolicy makes is one of these.
+type SetType int
+
+const (
+	// SetIPv4 and SetIPv6 hold single addresses (hash): pod IPs.
+	SetIPv4 SetType = iota
+	SetIPv6
+	// SetIPv4Interval and SetIPv6Interval hold disjoint address ranges: ipBlocks.
+	SetIPv4Interval
+	SetIPv6Interval
+	// SetProtoPortInterval holds protocol . port-range: a rule's numeric ports.
+	SetProtoPortInterval
+	// SetIPv4ProtoPort and SetIPv6ProtoPort hold address . protocol . port
+	// (hash): named ports resolved on the pods that declare them.
+	SetIPv4ProtoPort
+	SetIPv6ProtoPort
+	// MapIPv4Verdict and MapIPv6Verdict map an address to a goto verdict:
+	// the per-pod dispatch.
+	MapIPv4Verdict
+	MapIPv6Verdict
+)
+
+// IsMap reports whether the set is a verdict map.
+func (t SetType) IsMap() bool { return t == MapIPv4Verdict || t == MapIPv6Verdict }
+
+// IsInterval reports whether elements are ranges.
+func (t SetType) IsInterval() bool {
+	return t == SetIPv4Interval || t == SetIPv6Interval || t == SetProtoPortInterval
+}
+
+// Family is the address family of the set's key; zero for SetProtoPortInterval.
+func (t SetType) Family() Family {
+	switch t {
+	case SetIPv4, SetIPv4Interval, SetIPv4ProtoPort, MapIPv4Verdict:
+		return IPv4
+	case SetIPv6, SetIPv6Interval, SetIPv6ProtoPort, MapIPv6Verdict:
+		return IPv6
+	}
+	return 0
+}
+
+// Decl is the nft declaration body of a set of this type.
+func (t SetType) Decl() string {
+	switch t {
+	case SetIPv4:
+		return "type ipv4_addr"
+	case SetIPv6:
+		return "type ipv6_addr"
+	case SetIPv4Interval:
+		return "type ipv4_addr; flags interval"
+	case SetIPv6Interval:
+		return "type ipv6_addr; flags interval"
+	case SetProtoPortInterval:
+		return "type inet_proto . inet_service; flags interval"
+	case SetIPv4ProtoPort:
+		return "type ipv4_addr . inet_proto . inet_service"
+	case SetIPv6ProtoPort:
+		return "type ipv6_addr . inet_proto . inet_service"
+	case MapIPv4Verdict:
+		return "type ipv4_addr : verdict"
+	case MapIPv6Verdict:
+		return "type ipv6_addr : verdict"
+	}
+	return fmt.Sprintf("invalid set type %d", int(t))
+}
+
+// Elem is one element of a set or map. Which fields are used depends on the
+// set's type; the others stay zero. Elem is comparable, so a set's elements
+// are a Go map keyed by Elem and diffs are plain set differences. For verdict
+// maps Chain is part of the value: changing an address's target is a delete of
+// the old element and an add of the new one, which is exactly what the kernel
+// needs (re-adding a key with a new verdict fails with EEXIST).
+type Elem struct {
+	Addr    netip.Addr // the address, or the first of a range
+	AddrEnd netip.Addr // interval sets: the last address of the range (inclusive)
+	Proto   uint8      // IP protocol number
+	Port    uint16     // the port, or the first of a range
+	PortEnd uint16     // SetProtoPortInterval: the last port (inclusive)
+	Chain   string     // verdict maps: the chain to goto
+}
+
+// Text renders the element in nft syntax for a set of type t.
+func (e Elem) Text(t SetType) string {
+	switch t {
+	case SetIPv4, SetIPv6:
+		return e.Addr.String()
+	case SetIPv4Interval, SetIPv6Interval:
+		if e.Addr == e.AddrEnd {
+			return e.Addr.String()
+		}
+		return e.Addr.String() + "-" + e.AddrEnd.String()
+	case SetProtoPortInterval:
+		ports := fmt.Sprint(e.Port)
+		if e.PortEnd != e.Port {
+			ports = fmt.Sprintf("%d-%d", e.Port, e.PortEnd)
+		}
+		return ProtoName(e.Proto) + " . " + ports
+	case SetIPv4ProtoPort, SetIPv6ProtoPort:
+		return fmt.Sprintf("%s . %s . %d", e.Addr, ProtoName(e.Proto), e.Port)
+	case MapIPv4Verdict, MapIPv6Verdict:
+		return e.Addr.String() + " : goto " + e.Chain
+	}
+	return "?"
+}
+
+// ProtoName is the nft name of an IP protocol number.
+func ProtoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoSCTP:
+		return "sctp"
+	}
+	return fmt.Sprint(p)
+}
+
+// IP protocol numbers.
+const (
+	ProtoTCP  uint8 = 6
+	ProtoUDP  uint8 = 17
+	ProtoSCTP uint8 = 132
+)
+
+// Set is a named set or verdict map.
+type Set struct {
+	Name     string
+	Type     SetType
+	Comment  string
+	Elements map[Elem]struct{}
+}
+
+// NewSet makes an empty set.
+func NewSet(name string, t SetType, comment string) *Set {
+	return &Set{Name: name, Type: t, Comment: comment, Elements: map[Elem]struct{}{}}
+}
+
+// Add adds elements.
+func (s *Set) Add(elems ...Elem) {
+	for _, e := range elems {
+		s.Elements[e] = struct{}{}
+	}
+}
+
+// Sorted returns the elements in a stable order (by their text).
+func (s *Set) Sorted() []Elem { return SortElems(s.Type, keys(s.Elements)) }
+
+// SortElems sorts elements by address, then protocol and port, then chain.
+func SortElems(t SetType, elems []Elem) []Elem {
+	sort.Slice(elems, func(i, j int) bool {
+		a, b := elems[i], elems[j]
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c < 0
+		}
+		if a.Proto != b.Proto {
+			return a.Proto < b.Proto
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		return a.Chain < b.Chain
+	})
+	return elems
+}
+
+func keys(m map[Elem]struct{}) []Elem {
+	out := make([]Elem, 0, len(m))
+	for e := range m {
+		out = append(out, e)
+	}
+	return out
+}
+
+// Hook makes a chain a base chain.
+type Hook struct {
+	Hook     string // "forward", "input" or "output"
+	Priority int    // relative to the filter priority (0)
+}
+
+// Chain is a base or regular chain with its rules.
+type Chain struct {
+	Name  string
+	Hook  *Hook // nil for a regular chain
+	Rules []*Rule
+}
+
+// Rule is a list of matches, an optional counter and a verdict.
+type Rule struct {
+	Matches []Match
+	Counter bool
+	Verdict Verdict
+	// Comment names what the rule implements ("x/allow-web ingress rule 0").
+	Comment string
+	// ReadID is set on rules read back from the kernel, whose matches are
+	// not decoded: it is the comment the kernel holds, i.e. their ID.
+	ReadID string
+}
+
+// Match is one condition of a rule. The set of matches is closed: the types
+// below are all there is, so the netlink encoder and the text renderer can
+// handle each one exhaustively.
+type Match interface{ matchText() string }
+
+// MatchCtState matches conntrack states ("established", "related", "invalid").
+type MatchCtState struct{ States []string }
+
+// MatchAddrInSet matches the source (Src) or destination address against a set.
+type MatchAddrInSet struct {
+	Family Family
+	Src    bool
+	Set    string
+}
+
+// MatchProtoPortInSet matches meta l4proto . th dport against a set.
+type MatchProtoPortInSet struct{ Set string }
+
+// MatchDaddrProtoPortInSet matches daddr . meta l4proto . th dport against a set.
+type MatchDaddrProtoPortInSet struct {
+	Family Family
+	Set    string
+}
+
+// MatchICMPv6ND matches ICMPv6 neighbour and router discovery messages,
+// which must always pass or IPv6 stops working on the link.
+type MatchICMPv6ND struct{}
+
+// MatchFibDaddrLocal matches packets addressed to the node itself.
+type MatchFibDaddrLocal struct{}
+
+func (m MatchCtState) matchText() string { return "ct state " + strings.Join(m.States, ",") }
+
+func (m MatchAddrInSet) matchText() string {
+	dir := "daddr"
+	if m.Src {
+		dir = "saddr"
+	}
+	return fmt.Sprintf("%s %s @%s", addrProto(m.Family), dir, m.Set)
+}
+
+func (m MatchProtoPortInSet) matchText() string { return "meta l4proto . th dport @" + m.Set }
+
+func (m MatchDaddrProtoPortInSet) matchText() string {
+	return fmt.Sprintf("%s daddr . meta l4proto . th dport @%s", addrProto(m.Family), m.Set)
+}
+
+// NDTypes are the ICMPv6 types of neighbour and router discovery.
+var NDTypes = []string{"nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect"}
+
+func (MatchICMPv6ND) matchText() string {
+	return "icmpv6 type { " + strings.Join(NDTypes, ", ") + " }"
+}
+
+func (MatchFibDaddrLocal) matchText() string { return "fib daddr type local" }
+
+func addrProto(f Family) string {
+	if f == IPv6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+// VerdictKind is what a rule does when it matches.
+type VerdictKind int
+
+const (
+	VerdictNone VerdictKind = iota // no verdict: only the counter counts
+	Accept
+	Drop
+	Return
+	Jump
+	Goto
+	// Vmap looks the source or destination address up in a verdict map.
+	Vmap
+)
+
+// Verdict is a rule's verdict.
+type Verdict struct {
+	Kind   VerdictKind
+	Chain  string // Jump, Goto
+	Map    string // Vmap
+	Family Family // Vmap
+	Src    bool   // Vmap: key on the source address
+}
+
+func (v Verdict) text() string {
+	switch v.Kind {
+	case Accept:
+		return "accept"
+	case Drop:
+		return "drop"
+	case Return:
+		return "return"
+	case Jump:
+		return "jump " + v.Chain
+	case Goto:
+		return "goto " + v.Chain
+	case Vmap:
+		dir := "daddr"
+		if v.Src {
+			dir = "saddr"
+		}
+		return fmt.Sprintf("%s %s vmap @%s", addrProto(v.Family), dir, v.Map)
+	}
+	return ""
+}
+
+// Body is the rule in nft syntax without its comment.
+func (r *Rule) Body() string {
+	var parts []string
+	for _, m := range r.Matches {
+		parts = append(parts, m.matchText())
+	}
+	if r.Counter {
+		parts = append(parts, "counter")
+	}
+	if v := r.Verdict.text(); v != "" {
+		parts = append(parts, v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// ID is the comment stored in the kernel with the rule: the readable comment
+// and a short hash of the rule's body. Reading the comments back is enough
+// to tell whether a chain in the kernel still holds what we programmed, so
+// the differ never has to decode expressions.
+func (r *Rule) ID() string {
+	if r.ReadID != "" {
+		return r.ReadID
+	}
+	h := fnv.New32a()
+	h.Write([]byte(r.Body()))
+	id := fmt.Sprintf("%08x", h.Sum32())
+	if r.Comment == "" {
+		return id
+	}
+	return truncate(r.Comment, MaxCommentLen-len(id)-3) + " [" + id + "]"
+}
+
+// Text is the rule as nft text, comment included.
+func (r *Rule) Text() string { return r.Body() + fmt.Sprintf(" comment %q", r.ID()) }
+
+// MaxCommentLen keeps comments below the kernel's user-data limit.
+const MaxCommentLen = 200
+
+// MaxNameLen is the longest set or chain name nftpolicy makes. The kernel
+// allows 255 since 5.x; shorter names keep `nft list` readable.
+const MaxNameLen = 64
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Name builds a deterministic object name: a prefix, a short hash of the
+// full identity (so different identities never collide after truncation),
+// and as much of the readable identity as fits.
+func Name(prefix, identity string) string {
+	h := fnv.New32a()
+	h.Write([]byte(identity))
+	n := fmt.Sprintf("%s-%08x-%s", prefix, h.Sum32(), sanitize(identity))
+	return strings.TrimRight(truncate(n, MaxNameLen), "-_.")
+}
+
+// sanitize keeps characters that nft accepts in an unquoted identifier.
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// Ruleset is the whole content of the nftpolicy table: what the compiler
+// wants, or what the kernel holds (as the shadow or as read back).
+type Ruleset struct {
+	Sets   map[string]*Set
+	Chains map[string]*Chain
+}
+
+// NewRuleset makes an empty ruleset.
+func NewRuleset() *Ruleset {
+	return &Ruleset{Sets: map[string]*Set{}, Chains: map[string]*Chain{}}
+}
+
+// AddSet adds s, or returns the set of that name already there.
+func (rs *Ruleset) AddSet(s *Set) *Set {
+	if old, ok := rs.Sets[s.Name]; ok {
+		return old
+	}
+	rs.Sets[s.Name] = s
+	return s
+}
+
+// AddChain adds c, replacing any chain of that name.
+func (rs *Ruleset) AddChain(c *Chain) *Chain {
+	rs.Chains[c.Name] = c
+	return c
+}
+
+// SortedSets returns the sets by name.
+func (rs *Ruleset) SortedSets() []*Set {
+	out := make([]*Set, 0, len(rs.Sets))
+	for _, s := range rs.Sets {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SortedChains returns base chains first (by hook, priority), then regular
+// chains by name.
+func (rs *Ruleset) SortedChains() []*Chain {
+	out := make([]*Chain, 0, len(rs.Chains))
+	for _, c := range rs.Chains {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Hook != nil) != (b.Hook != nil) {
+			return a.Hook != nil
+		}
+		if a.Hook != nil && a.Hook.Hook != b.Hook.Hook {
+			return a.Hook.Hook < b.Hook.Hook
+		}
+		if a.Hook != nil && a.Hook.Priority != b.Hook.Priority {
+			return a.Hook.Priority < b.Hook.Priority
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// Clone returns a deep copy (rules are immutable once built and are shared).
+func (rs *Ruleset) Clone() *Ruleset {
+	out := NewRuleset()
+	for n, s := range rs.Sets {
+		c := &Set{Name: s.Name, Type: s.Type, Comment: s.Comment, Elements: make(map[Elem]struct{}, len(s.Elements))}
+		for e := range s.Elements {
+			c.Elements[e] = struct{}{}
+		}
+		out.Sets[n] = c
+	}
+	for n, c := range rs.Chains {
+		out.Chains[n] = &Chain{Name: c.Name, Hook: c.Hook, Rules: append([]*Rule(nil), c.Rules...)}
+	}
+	return out
+}
