@@ -394,18 +394,22 @@ func Name(prefix, identity string) string {
 	h := fnv.New32a()
 	h.Write([]byte(identity))
 	n := fmt.Sprintf("%s-%08x-%s", prefix, h.Sum32(), sanitize(identity))
-	return strings.TrimRight(truncate(n, MaxNameLen), "-_.")
+	return strings.TrimRight(truncate(n, MaxNameLen), "-_./")
 }
 
-// sanitize keeps characters that nft accepts in an unquoted identifier.
+// sanitize keeps characters that nft accepts in an unquoted identifier and
+// folds every run of others into one underscore.
 func sanitize(s string) string {
 	var b strings.Builder
+	folded := false
 	for _, r := range s {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '/':
 			b.WriteRune(r)
-		default:
+			folded = false
+		case !folded:
 			b.WriteByte('_')
+			folded = true
 		}
 	}
 	return b.String()

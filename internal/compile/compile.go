@@ -1,0 +1,300 @@
+// Package compile turns the policy model into the nftables ruleset one node
+// enforces: static base chains, verdict maps that dispatch local pods to the
+// chain of their class, one chain per policy and direction, and sets for
+// peers, ipBlocks and ports. See docs/ruleset.md for the layout.
+package compile
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+)
+
+// Fixed object names. Base chains are named after hook and direction; their
+// names avoid nft keywords ("fwd", "ingress", ...) so the text form loads.
+const (
+	ChainForwardEgress  = "forward-egress"
+	ChainForwardIngress = "forward-ingress"
+	ChainInputEgress    = "input-egress"
+)
+
+// Priorities of the base chains, relative to filter. Egress and ingress are
+// separate base chains because an accept ends only the base chain that
+// issued it: egress accepting a flow must not skip the ingress check.
+const (
+	PriorityEgress  = 10
+	PriorityIngress = 20
+)
+
+// DispatchMap is the verdict map from a local pod's address to its class
+// chain for one direction and family.
+func DispatchMap(dir model.Direction, fam nft.Family) string {
+	return fmt.Sprintf("%s-pods-v%d", dir, fam)
+}
+
+var families = []nft.Family{nft.IPv4, nft.IPv6}
+
+// Node compiles the ruleset for the pods on one node.
+func Node(c *model.Cluster, node string) *nft.Ruleset {
+	b := &builder{c: c, rs: nft.NewRuleset(), pods: c.SortedPods()}
+	b.baseChains()
+	policies := c.SortedPolicies()
+	for _, p := range policies {
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			if p.Isolates[dir] {
+				b.policyChain(p, dir)
+			}
+		}
+	}
+	for _, pod := range b.pods {
+		if pod.Node != node || !pod.Active() {
+			continue
+		}
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			var class []*model.Policy
+			for _, p := range policies {
+				if p.Isolates[dir] && p.Selects(c, pod) {
+					class = append(class, p)
+				}
+			}
+			if len(class) > 0 {
+				b.dispatch(pod, dir, b.classChain(dir, class))
+			}
+		}
+	}
+	return b.rs
+}
+
+type builder struct {
+	c    *model.Cluster
+	rs   *nft.Ruleset
+	pods []*model.Pod // sorted once: every set walks them
+}
+
+func (b *builder) baseChains() {
+	for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+		for _, fam := range families {
+			t := nft.MapIPv4Verdict
+			if fam == nft.IPv6 {
+				t = nft.MapIPv6Verdict
+			}
+			b.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), t, fmt.Sprintf("local pods isolated for %s -> their class chain", dir)))
+		}
+	}
+	established := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "replies and established flows"}
+	invalid := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"invalid"}}}, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: "invalid packets"}
+	nd := &nft.Rule{Matches: []nft.Match{nft.MatchICMPv6ND{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "IPv6 neighbour discovery"}
+	dispatch := func(dir model.Direction) []*nft.Rule {
+		var out []*nft.Rule
+		for _, fam := range families {
+			out = append(out, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: DispatchMap(dir, fam), Family: fam, Src: dir == model.Egress}, Comment: fmt.Sprintf("isolated local pods (%s)", dir)})
+		}
+		return out
+	}
+	b.rs.AddChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
+		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Egress)...)})
+	b.rs.AddChain(&nft.Chain{Name: ChainForwardIngress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityIngress},
+		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Ingress)...)})
+	// Pods talking to the node itself (its addresses, hostNetwork pods) reach
+	// the input hook, not forward. Invalid packets are left to the host: this
+	// chain sees all of the node's own traffic.
+	b.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityEgress},
+		Rules: append([]*nft.Rule{established, nd}, dispatch(model.Egress)...)})
+}
+
+// dispatch sends pod's addresses to chain.
+func (b *builder) dispatch(pod *model.Pod, dir model.Direction, chain string) {
+	for _, ip := range pod.IPs {
+		fam := nft.IPv4
+		if ip.Is6() {
+			fam = nft.IPv6
+		}
+		b.rs.Sets[DispatchMap(dir, fam)].Add(nft.Elem{Addr: ip, Chain: chain})
+	}
+}
+
+// classChain is the chain shared by the local pods that the same policies
+// isolate in dir: it tries each policy's chain (any accept ends the base
+// chain) and drops what none allowed.
+func (b *builder) classChain(dir model.Direction, class []*model.Policy) string {
+	keys := make([]string, len(class))
+	for i, p := range class {
+		keys[i] = p.Key()
+	}
+	name := nft.Name(dir.String()+"-class", strings.Join(keys, ","))
+	if _, ok := b.rs.Chains[name]; ok {
+		return name
+	}
+	ch := &nft.Chain{Name: name}
+	for _, p := range class {
+		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: policyChainName(p, dir)}, Comment: p.Key()})
+	}
+	ch.Rules = append(ch.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
+		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", dir, strings.Join(keys, ", "))})
+	b.rs.AddChain(ch)
+	return name
+}
+
+func policyChainName(p *model.Policy, dir model.Direction) string {
+	return nft.Name("pol-"+dir.String(), p.Key())
+}
+
+// policyChain holds one policy's rules for one direction; each accepts what
+// its rule allows.
+func (b *builder) policyChain(p *model.Policy, dir model.Direction) {
+	ch := &nft.Chain{Name: policyChainName(p, dir)}
+	for _, r := range p.Rules[dir] {
+		ch.Rules = append(ch.Rules, b.rules(p, dir, r)...)
+	}
+	b.rs.AddChain(ch)
+}
+
+// rules compiles one policy rule into nft rules: one for each way a peer
+// can match (any address, pod set, ipBlock set) times each way a port can
+// match (any, numeric set, named port set), per family where it matters.
+func (b *builder) rules(p *model.Policy, dir model.Direction, r model.Rule) []*nft.Rule {
+	comment := fmt.Sprintf("%s %s rule %d", p.Key(), dir, r.Index)
+	var peerMatches [][]nft.Match // nil entry: any address
+	if r.AllPeers {
+		peerMatches = append(peerMatches, nil)
+	} else {
+		peerMatches = append(peerMatches, b.peerMatches(dir, r.Peers)...)
+	}
+	var portMatches [][]nft.Match // entries are family-neutral unless named
+	var named []model.Port
+	if r.AllPorts {
+		portMatches = append(portMatches, nil)
+	} else {
+		if set := b.portSet(r.Ports); set != "" {
+			portMatches = append(portMatches, []nft.Match{nft.MatchProtoPortInSet{Set: set}})
+		}
+		for _, port := range r.Ports {
+			if port.Name != "" {
+				named = append(named, port)
+			}
+		}
+	}
+	var out []*nft.Rule
+	for _, pm := range peerMatches {
+		fam := familyOf(pm)
+		for _, ports := range portMatches {
+			out = append(out, &nft.Rule{Matches: concat(pm, ports), Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment})
+		}
+		for _, port := range named {
+			for _, f := range families {
+				if fam != 0 && fam != f {
+					continue
+				}
+				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: b.namedPortSet(f, port)}
+				out = append(out, &nft.Rule{Matches: concat(pm, []nft.Match{m}), Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment})
+			}
+		}
+	}
+	return out
+}
+
+func concat(a, b []nft.Match) []nft.Match {
+	return append(append([]nft.Match{}, a...), b...)
+}
+
+// familyOf is the family a peer match is bound to, 0 for any.
+func familyOf(ms []nft.Match) nft.Family {
+	for _, m := range ms {
+		if a, ok := m.(nft.MatchAddrInSet); ok {
+			return a.Family
+		}
+	}
+	return 0
+}
+
+// peerMatches: the pod peers of a rule share one set per family, the ipBlock
+// peers one interval set per family.
+func (b *builder) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Match {
+	var pods, blocks []model.Peer
+	for _, peer := range peers {
+		switch {
+		case peer.Invalid:
+		case peer.Pods:
+			pods = append(pods, peer)
+		default:
+			blocks = append(blocks, peer)
+		}
+	}
+	src := dir == model.Ingress
+	var out [][]nft.Match
+	if len(pods) > 0 {
+		for _, fam := range families {
+			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: b.podPeerSet(fam, pods)}})
+		}
+	}
+	if len(blocks) > 0 {
+		for _, fam := range families {
+			if set := b.cidrSet(fam, blocks); set != "" {
+				out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: set}})
+			}
+		}
+	}
+	return out
+}
+
+// podPeerSet is the set of the addresses of the pods any of peers selects.
+// Its name derives from the selectors, so rules that select the same peers
+// share it.
+func (b *builder) podPeerSet(fam nft.Family, peers []model.Peer) string {
+	desc := make([]string, len(peers))
+	for i, p := range peers {
+		desc[i] = describePeer(p)
+	}
+	sort.Strings(desc)
+	desc = dedupe(desc)
+	identity := strings.Join(desc, " | ")
+	t := nft.SetIPv4
+	if fam == nft.IPv6 {
+		t = nft.SetIPv6
+	}
+	name := nft.Name(fmt.Sprintf("peers-v%d", fam), identity)
+	if _, ok := b.rs.Sets[name]; ok {
+		return name
+	}
+	set := b.rs.AddSet(nft.NewSet(name, t, identity))
+	for _, pod := range b.pods {
+		for i := range peers {
+			if peers[i].MatchesPod(b.c, pod) {
+				for _, ip := range pod.IPs {
+					if familyOfAddr(ip) == fam {
+						set.Add(nft.Elem{Addr: ip})
+					}
+				}
+				break
+			}
+		}
+	}
+	return name
+}
+
+func describePeer(p model.Peer) string {
+	pods := "all pods"
+	if p.PodSelector != nil {
+		pods = "pods " + p.PodSelector.String()
+	}
+	if p.NamespaceSelector == nil {
+		return pods + " in " + p.Namespace
+	}
+	if p.NamespaceSelector.Empty() {
+		return pods + " in all namespaces"
+	}
+	return pods + " in namespaces " + p.NamespaceSelector.String()
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+// Package model is nftpolicy's view of a cluster: Kubernetes objects in, a
+// normalised model out, and a reference evaluator that says whether a flow
+// is allowed and which policy rule decided, without touching a kernel.
+package model
+
+import (
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"net/netip"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// IP protocol numbers used by the model.
+const (
+	ProtoTCP  uint8 = 6
+	ProtoUDP  uint8 = 17
+	ProtoSCTP uint8 = 132
+)
+
+// Namespace is the part of a Namespace that policies can select on.
+type Namespace struct {
+	Name   string
+	Labels labels.Set
+}
+
+// NamedPort is a container port a pod declares, for named-port rules.
+type NamedPort struct {
+	Name  string
+	Proto uint8
+	Port  uint16
+}
+
+// Pod is the part of a Pod that policy cares about.
+type Pod struct {
+	Namespace   string
+	Name        string
+	Node        string
+	Labels      labels.Set
+	IPs         []netip.Addr
+	HostNetwork bool
+	// Terminal pods (Succeeded or Failed) neither are selected nor count as
+	// peers: their IPs may already belong to someone else.
+	Terminal bool
+	Ports    []NamedPort
+}
+
+// Key is "namespace/name".
+func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// Active reports whether the pod takes part in policy, as subject or peer:
+// it has an address of its own and is not finished.
+func (p *Pod) Active() bool { return len(p.IPs) > 0 && !p.HostNetwork && !p.Terminal }
+
+// PortNumber resolves a named port on this pod for a protocol.
+func (p *Pod) PortNumber(name string, proto uint8) (uint16, bool) {
+	for _, np := range p.Ports {
+		if np.Name == name && np.Proto == proto {
+			return np.Port, true
+		}
+	}
+	return 0, false
+}
+
+// Node is the part of a Node that policy cares about.
+type Node struct {
+	Name      string
+	Labels    labels.Set
+	Addresses []netip.Addr
+}
+
+// Direction is ingress or egress.
+type Direction int
+
+const (
+	Ingress Direction = iota
+	Egress
+)
+
+func (d Direction) String() string {
+	if d == Egress {
+		return "egress"
+	}
+	return "ingress"
+}
+
+// Policy is a normalised NetworkPolicy.
+type Policy struct {
+	Namespace string
+	Name      string
+	// Subject selects pods in Namespace. nil selects none (see Invalid).
+	Subject labels.Selector
+	// Isolates says which directions the policy isolates its subjects in
+	// (its policyTypes).
+	Isolates [2]bool // indexed by Direction
+	Rules    [2][]Rule
+	// Problems lists what was invalid in the object and how it was handled.
+	Problems []string
+}
+
+// Key is "namespace/name".
+func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
+
+// Rule is one ingress or egress rule: traffic to or from any of Peers, on any
+// of Ports, is allowed.
+type Rule struct {
+	Index int
+	// AllPeers: the rule lists no peers and so matches every address.
+	AllPeers bool
+	Peers    []Peer
+	// AllPorts: the rule lists no ports and so matches every port and protocol.
+	AllPorts bool
+	Ports    []Port
+}
+
+// Peer is one entry of a rule's from/to list: pods by selector, or an ipBlock.
+type Peer struct {
+	// Pods: PodSelector applies to pods in Namespace (when NamespaceSelector
+	// is nil) or in the namespaces NamespaceSelector selects.
+	Pods              bool
+	Namespace         string
+	NamespaceSelector labels.Selector
+	PodSelector       labels.Selector // nil: every pod
+	// IPBlock: the addresses in CIDR but not in any Except.
+	CIDR   netip.Prefix
+	Except []netip.Prefix
+	// Invalid peers match nothing: a selector or CIDR we could not parse
+	// must never widen access.
+	Invalid bool
+}
+
+// Port is one entry of a rule's ports list.
+type Port struct {
+	Proto uint8
+	// Name, when set, is a named port, resolved on the destination pod.
+	Name string
+	// Port..EndPort (inclusive); Port 0 means every port of Proto.
+	Port    uint16
+	EndPort uint16
+}
+
+// Cluster is the whole model: what every node's agent needs to compile.
+type Cluster struct {
+	Namespaces map[string]*Namespace
+	Pods       map[string]*Pod // by Key
+	Nodes      map[string]*Node
+	Policies   map[string]*Policy // by Key
+}
+
+// NewCluster makes an empty cluster.
+func NewCluster() *Cluster {
+	return &Cluster{
+		Namespaces: map[string]*Namespace{},
+		Pods:       map[string]*Pod{},
+		Nodes:      map[string]*Node{},
+		Policies:   map[string]*Policy{},
+	}
+}
+
+// SortedPolicies returns the policies by key, the order rules are reported in.
+func (c *Cluster) SortedPolicies() []*Policy {
+	out := make([]*Policy, 0, len(c.Policies))
+	for _, p := range c.Policies {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// SortedPods returns the pods by key.
+func (c *Cluster) SortedPods() []*Pod {
+	out := make([]*Pod, 0, len(c.Pods))
+	for _, p := range c.Pods {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Selects reports whether the policy applies to pod.
+func (p *Policy) Selects(c *Cluster, pod *Pod) bool {
+	return pod.Active() && pod.Namespace == p.Namespace && p.Subject != nil && p.Subject.Matches(pod.Labels)
+}
+
+// MatchesPod reports whether a pod peer selects pod.
+func (peer *Peer) MatchesPod(c *Cluster, pod *Pod) bool {
+	if !peer.Pods || peer.Invalid || !pod.Active() {
+		return false
+	}
+	if peer.NamespaceSelector == nil {
+		if pod.Namespace != peer.Namespace {
+			return false
+		}
+	} else {
+		ns, ok := c.Namespaces[pod.Namespace]
+		if !ok || !peer.NamespaceSelector.Matches(ns.Labels) {
+			return false
+		}
+	}
+	return peer.PodSelector == nil || peer.PodSelector.Matches(pod.Labels)
+}
+
+// MatchesAddr reports whether an ipBlock peer contains addr.
+func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
+	if peer.Pods || peer.Invalid || !peer.CIDR.Contains(addr) {
+		return false
+	}
+	for _, e := range peer.Except {
+		if e.Contains(addr) {
+			return false
+		}
+	}
+	return true
+}
+
+// Set adds or replaces an object in the cluster. Unknown kinds are
+// reported, not ignored silently.
+func (c *Cluster) Set(obj any) error {
+	switch o := obj.(type) {
+	case *v1.Namespace:
+		c.Namespaces[o.Name] = NamespaceFromAPI(o)
+	case *v1.Pod:
+		p := PodFromAPI(o)
+		c.Pods[p.Key()] = p
+	case *v1.Node:
+		c.Nodes[o.Name] = NodeFromAPI(o)
+	case *networkingv1.NetworkPolicy:
+		p := PolicyFromAPI(o)
+		c.Policies[p.Key()] = p
+	default:
+		return fmt.Errorf("%T is not a kind the model knows", obj)
+	}
+	return nil
+}
+
+// Delete removes an object by kind, namespace and name.
+func (c *Cluster) Delete(kind, namespace, name string) error {
+	key := namespace + "/" + name
+	switch kind {
+	case "Namespace":
+		delete(c.Namespaces, name)
+	case "Pod":
+		delete(c.Pods, key)
+	case "Node":
+		delete(c.Nodes, name)
+	case "NetworkPolicy":
+		delete(c.Policies, key)
+	default:
+		return fmt.Errorf("kind %q is not a kind the model knows", kind)
+	}
+	return nil
+}
