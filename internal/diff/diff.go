@@ -149,4 +149,3 @@ func Count(tx *nft.Transaction) Counts {
 	}
 	return c
 }
-
