@@ -1,0 +1,214 @@
+package model_test
+
+import (
+	"net/netip"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+type m = map[string]string
+
+// baseCluster: namespaces x (team=blue) and y; pods x/a, x/b, y/a, y/c
+// (y/c has no "pod" label), one per address, plus a finished pod and a
+// hostNetwork pod.
+func baseObjects() []any {
+	return []any{
+		tu.Namespace("x", m{"ns": "x", "team": "blue"}),
+		tu.Namespace("y", m{"ns": "y"}),
+		tu.Pod("x", "a", "n1", m{"pod": "a", "app": "web"}, []string{"10.0.1.1", "fd00::1:1"},
+			tu.WithPort("http", v1.ProtocolTCP, 8080), tu.WithPort("dns", v1.ProtocolUDP, 5353)),
+		tu.Pod("x", "b", "n1", m{"pod": "b"}, []string{"10.0.1.2"}, tu.WithPort("http", v1.ProtocolTCP, 9090)),
+		tu.Pod("y", "a", "n2", m{"pod": "a"}, []string{"10.0.2.1"}),
+		tu.Pod("y", "c", "n2", m{"role": "db"}, []string{"10.0.2.3"}),
+		tu.Pod("y", "done", "n2", m{"pod": "b"}, []string{"10.0.2.9"}, func(p *v1.Pod) { p.Status.Phase = v1.PodSucceeded }),
+		tu.Pod("y", "host", "n2", m{"pod": "a"}, []string{"192.0.2.2"}, func(p *v1.Pod) { p.Spec.HostNetwork = true }),
+	}
+}
+
+func cluster(t *testing.T, objs ...any) *model.Cluster {
+	t.Helper()
+	c := model.NewCluster()
+	for _, o := range append(baseObjects(), objs...) {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func flow(src, dst string, proto uint8, port uint16) model.Flow {
+	return model.Flow{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Proto: proto, Port: port}
+}
+
+const (
+	xa  = "10.0.1.1"
+	xb  = "10.0.1.2"
+	ya  = "10.0.2.1"
+	yc  = "10.0.2.3"
+	ext = "203.0.113.7"
+	tcp = model.ProtoTCP
+	udp = model.ProtoUDP
+)
+
+func expr(key string, op metav1.LabelSelectorOperator, values ...string) func(*networkingv1.NetworkPolicy) {
+	return func(np *networkingv1.NetworkPolicy) {
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{{
+			PodSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: values}}},
+			NamespaceSelector: &metav1.LabelSelector{},
+		}}})
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	ingressOnly := tu.Types(networkingv1.PolicyTypeIngress)
+	egressOnly := tu.Types(networkingv1.PolicyTypeEgress)
+	tests := []struct {
+		name     string
+		policies []any
+		flow     model.Flow
+		want     bool
+		// wantRule, when set, is "policy#rule" of the rule that allowed, or
+		// "isolated:<pod>" for a denial.
+		wantRule string
+	}{
+		{name: "no policy allows", flow: flow(ya, xa, tcp, 80), want: true},
+		{name: "deny all ingress", policies: []any{tu.Policy("x", "deny", nil, ingressOnly)},
+			flow: flow(ya, xa, tcp, 80), want: false, wantRule: "isolated:x/a"},
+		{name: "deny all ingress leaves egress", policies: []any{tu.Policy("x", "deny", nil, ingressOnly)},
+			flow: flow(xa, ya, tcp, 80), want: true},
+		{name: "policyTypes default from egress rules", policies: []any{tu.Policy("x", "p", m{"pod": "a"}, tu.Egress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"pod": "b"})}))},
+			flow: flow(xa, ya, tcp, 80), want: false, wantRule: "isolated:x/a"},
+		{name: "policyTypes default isolates ingress too", policies: []any{tu.Policy("x", "p", m{"pod": "a"}, tu.Egress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"pod": "b"})}))},
+			flow: flow(ya, xa, tcp, 80), want: false},
+		{name: "empty rule allows all", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil))},
+			flow: flow(ext, xa, udp, 1), want: true, wantRule: "x/p#0"},
+		{name: "pod peer is in the policy's namespace only", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"pod": "a"})}))},
+			flow: flow(ya, xb, tcp, 80), want: false},
+		{name: "pod peer same namespace", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"pod": "a"})}))},
+			flow: flow(xa, xb, tcp, 80), want: true, wantRule: "x/p#0"},
+		{name: "namespace and pod selector AND", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, m{"pod": "a"})}))},
+			flow: flow(yc, xa, tcp, 80), want: false},
+		{name: "namespace and pod selector AND matches", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, m{"pod": "a"})}))},
+			flow: flow(ya, xa, tcp, 80), want: true},
+		{name: "two peers OR", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, nil), tu.PodPeer(m{"pod": "a"})}))},
+			flow: flow(yc, xb, tcp, 80), want: true},
+		{name: "NotIn matches a pod lacking the key", policies: []any{tu.Policy("x", "p", nil, expr("pod", metav1.LabelSelectorOpNotIn, "a"))},
+			flow: flow(yc, xa, tcp, 80), want: true},
+		{name: "NotIn excludes", policies: []any{tu.Policy("x", "p", nil, expr("pod", metav1.LabelSelectorOpNotIn, "a"))},
+			flow: flow(ya, xb, tcp, 80), want: false},
+		{name: "DoesNotExist matches a pod lacking the key", policies: []any{tu.Policy("x", "p", nil, expr("pod", metav1.LabelSelectorOpDoesNotExist))},
+			flow: flow(yc, xa, tcp, 80), want: true},
+		{name: "Exists", policies: []any{tu.Policy("x", "p", nil, expr("role", metav1.LabelSelectorOpExists))},
+			flow: flow(ya, xa, tcp, 80), want: false},
+		{name: "In", policies: []any{tu.Policy("x", "p", nil, expr("role", metav1.LabelSelectorOpIn, "db", "cache"))},
+			flow: flow(yc, xa, tcp, 80), want: true},
+		{name: "ipBlock allows external", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("203.0.113.0/24")}))},
+			flow: flow(ext, xa, tcp, 80), want: true},
+		{name: "ipBlock except hole", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("203.0.113.0/24", "203.0.113.0/29")}))},
+			flow: flow(ext, xa, tcp, 80), want: false},
+		{name: "ipBlock second except", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/16", "10.0.1.0/24", "10.0.2.0/30")}))},
+			flow: flow(ya, xa, tcp, 80), want: false},
+		{name: "ipBlock matches pod addresses", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.2.0/24")}))},
+			flow: flow(ya, xa, tcp, 80), want: true},
+		{name: "ipBlock of the other family", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("fd00::/16")}))},
+			flow: flow(ya, xa, tcp, 80), want: false},
+		{name: "numeric port", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.Port(v1.ProtocolTCP, 80, 0)))},
+			flow: flow(ya, xa, tcp, 81), want: false},
+		{name: "port protocol must match", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.Port(v1.ProtocolTCP, 80, 0)))},
+			flow: flow(ya, xa, udp, 80), want: false},
+		{name: "endPort range", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.Port(v1.ProtocolTCP, 80, 90)))},
+			flow: flow(ya, xa, tcp, 90), want: true},
+		{name: "endPort range end", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.Port(v1.ProtocolTCP, 80, 90)))},
+			flow: flow(ya, xa, tcp, 91), want: false},
+		{name: "protocol only", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.ProtoOnly(v1.ProtocolUDP)))},
+			flow: flow(ya, xa, udp, 12345), want: true},
+		{name: "named port ingress resolves on the subject", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.NamedPort(v1.ProtocolTCP, "http")))},
+			flow: flow(ya, xb, tcp, 9090), want: true},
+		{name: "named port ingress other pod's number", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.NamedPort(v1.ProtocolTCP, "http")))},
+			flow: flow(ya, xb, tcp, 8080), want: false},
+		{name: "named port protocol must match", policies: []any{tu.Policy("x", "p", nil, tu.Ingress(nil, tu.NamedPort(v1.ProtocolTCP, "dns")))},
+			flow: flow(ya, xa, tcp, 5353), want: false},
+		{name: "named port egress resolves on the peer", policies: []any{tu.Policy("x", "p", m{"pod": "b"}, egressOnly, tu.Egress(nil, tu.NamedPort(v1.ProtocolTCP, "http")))},
+			flow: flow(xb, xa, tcp, 8080), want: true},
+		{name: "named port egress to a non-pod", policies: []any{tu.Policy("x", "p", m{"pod": "b"}, egressOnly, tu.Egress(nil, tu.NamedPort(v1.ProtocolTCP, "http")))},
+			flow: flow(xb, ext, tcp, 8080), want: false},
+		{name: "policies are additive", policies: []any{
+			tu.Policy("x", "deny", nil, ingressOnly),
+			tu.Policy("x", "web", m{"app": "web"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, nil)}))},
+			flow: flow(ya, xa, tcp, 80), want: true, wantRule: "x/web#0"},
+		{name: "egress denial wins over ingress allow", policies: []any{
+			tu.Policy("y", "no-egress", nil, egressOnly),
+			tu.Policy("x", "web", nil, tu.Ingress(nil))},
+			flow: flow(ya, xa, tcp, 80), want: false, wantRule: "isolated:y/a"},
+		{name: "finished pod is no peer", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, m{"pod": "b"})}))},
+			flow: flow("10.0.2.9", xa, tcp, 80), want: false},
+		{name: "hostNetwork pod is no subject", policies: []any{tu.Policy("y", "deny", nil, ingressOnly)},
+			flow: flow(xa, "192.0.2.2", tcp, 80), want: true},
+		{name: "hostNetwork pod is no peer", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, nil)}))},
+			flow: flow("192.0.2.2", xa, tcp, 80), want: false},
+		{name: "ingress list empty isolates", policies: []any{tu.Policy("x", "p", nil, ingressOnly, func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
+		})}, flow: flow(ya, xa, tcp, 80), want: false},
+		{name: "IPv6 address of a dual-stack pod", policies: []any{tu.Policy("x", "p", nil, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("fd00::/16")}))},
+			flow: flow("fd00::9", "fd00::1:1", tcp, 80), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cluster(t, tt.policies...)
+			d := model.NewEvaluator(c).Evaluate(tt.flow)
+			if got := d.Allowed(); got != tt.want {
+				t.Fatalf("%v: allowed = %v, want %v (egress: %v; ingress: %v)", tt.flow, got, tt.want, d.Egress, d.Ingress)
+			}
+			if tt.wantRule == "" {
+				return
+			}
+			var got string
+			for _, v := range []model.Verdict{d.Egress, d.Ingress} {
+				if !v.Allowed {
+					got = "isolated:" + v.Pod
+					break
+				}
+				if v.Policy != "" {
+					got = v.Policy + "#" + string(rune('0'+v.Rule))
+				}
+			}
+			if got != tt.wantRule {
+				t.Errorf("decided by %q, want %q", got, tt.wantRule)
+			}
+		})
+	}
+}
+
+func TestInvalidInputNarrowsAccess(t *testing.T) {
+	bad := func(np *networkingv1.NetworkPolicy) {
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+			From: []networkingv1.NetworkPolicyPeer{tu.Block("not-a-cidr"), tu.Block("10.0.0.0/8", "bogus")},
+		})
+	}
+	c := cluster(t, tu.Policy("x", "p", nil, tu.Types(networkingv1.PolicyTypeIngress), bad))
+	if got := len(c.Policies["x/p"].Problems); got != 2 {
+		t.Errorf("problems = %v, want 2", c.Policies["x/p"].Problems)
+	}
+	if model.NewEvaluator(c).Evaluate(flow(ya, xa, tcp, 80)).Allowed() {
+		t.Error("an invalid ipBlock opened traffic")
+	}
+
+	badSelector := tu.Policy("x", "q", nil, tu.Types(networkingv1.PolicyTypeIngress))
+	badSelector.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}}
+	c = cluster(t, badSelector)
+	if model.NewEvaluator(c).Evaluate(flow(ya, xb, tcp, 80)).Allowed() {
+		t.Error("a policy with an invalid podSelector must isolate its namespace, not open it")
+	}
+
+	badPort := tu.Policy("x", "r", nil, tu.Ingress(nil, tu.Port(v1.ProtocolTCP, 0, 0)))
+	c = cluster(t, badPort)
+	if model.NewEvaluator(c).Evaluate(flow(ya, xb, tcp, 80)).Allowed() {
+		t.Error("a rule whose only port is invalid must match nothing")
+	}
+}
