@@ -1,0 +1,235 @@
+package compile
+
+import (
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+// TestCompiledRulesetAgreesWithEvaluator is the two-layer check: random
+// clusters and policies, every flow between their pods and two outside
+// hosts, judged by the model's evaluator and by tracing the packet through
+// the compiled rulesets of the nodes it crosses. They must agree.
+func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
+	for seed := int64(1); seed <= 300; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		c := randomCluster(t, r)
+		rulesets := map[string]*nft.Ruleset{}
+		for _, n := range []string{"n1", "n2"} {
+			rulesets[n] = Node(c, n)
+		}
+		ev := model.NewEvaluator(c)
+		addrs := []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
+		for _, p := range c.SortedPods() {
+			if p.Active() {
+				addrs = append(addrs, p.IPs...)
+			}
+		}
+		for _, src := range addrs {
+			for _, dst := range addrs {
+				if src == dst || src.Is4() != dst.Is4() {
+					continue
+				}
+				for _, pp := range []struct {
+					proto uint8
+					port  uint16
+				}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}} {
+					f := model.Flow{Src: src, Dst: dst, Proto: pp.proto, Port: pp.port}
+					want := ev.Evaluate(f)
+					got, path := kernelAllows(t, c, ev, rulesets, f)
+					if got != want.Allowed() {
+						t.Fatalf("seed %d: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
+							seed, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
+					}
+				}
+			}
+		}
+	}
+}
+
+// kernelAllows traces a new flow through the forward chains of the node of
+// the sender and of the receiver (once when they share a node).
+func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
+	var nodes []string
+	if p := ev.PodByAddr(f.Src); p != nil {
+		nodes = append(nodes, p.Node)
+	}
+	if p := ev.PodByAddr(f.Dst); p != nil && (len(nodes) == 0 || nodes[0] != p.Node) {
+		nodes = append(nodes, p.Node)
+	}
+	pkt := nft.Packet{Src: f.Src, Dst: f.Dst, Proto: f.Proto, Port: f.Port, CtState: "new"}
+	var path []string
+	for _, n := range nodes {
+		for _, chain := range []string{ChainForwardEgress, ChainForwardIngress} {
+			res, err := rulesets[n].Trace(chain, pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path = append(path, fmt.Sprintf("%s/%s %v", n, chain, res.Matched))
+			if res.Dropped {
+				return false, path
+			}
+		}
+	}
+	return true, path
+}
+
+func describe(c *model.Cluster) string {
+	s := ""
+	for _, p := range c.SortedPods() {
+		s += fmt.Sprintf("  pod %s node=%s labels=%v ips=%v ports=%v active=%v\n", p.Key(), p.Node, p.Labels, p.IPs, p.Ports, p.Active())
+	}
+	for _, p := range c.SortedPolicies() {
+		s += fmt.Sprintf("  policy %s subject=%v isolates=%v\n", p.Key(), p.Subject, p.Isolates)
+		for d, rules := range p.Rules {
+			for _, r := range rules {
+				s += fmt.Sprintf("    %s %+v\n", model.Direction(d), r)
+			}
+		}
+	}
+	return s
+}
+
+var labelValues = []string{"a", "b", "c"}
+
+func randomLabels(r *rand.Rand) map[string]string {
+	l := map[string]string{}
+	for _, k := range []string{"app", "tier"} {
+		if r.Intn(3) > 0 {
+			l[k] = labelValues[r.Intn(len(labelValues))]
+		}
+	}
+	return l
+}
+
+func randomSelector(r *rand.Rand) *metav1.LabelSelector {
+	s := &metav1.LabelSelector{}
+	switch r.Intn(5) {
+	case 0: // everything
+	case 1, 2:
+		s.MatchLabels = map[string]string{[]string{"app", "tier"}[r.Intn(2)]: labelValues[r.Intn(3)]}
+	default:
+		ops := []metav1.LabelSelectorOperator{metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn, metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist}
+		op := ops[r.Intn(len(ops))]
+		req := metav1.LabelSelectorRequirement{Key: []string{"app", "tier"}[r.Intn(2)], Operator: op}
+		if op == metav1.LabelSelectorOpIn || op == metav1.LabelSelectorOpNotIn {
+			req.Values = []string{labelValues[r.Intn(3)]}
+		}
+		s.MatchExpressions = []metav1.LabelSelectorRequirement{req}
+	}
+	return s
+}
+
+func randomPeer(r *rand.Rand) networkingv1.NetworkPolicyPeer {
+	switch r.Intn(5) {
+	case 0:
+		return networkingv1.NetworkPolicyPeer{PodSelector: randomSelector(r)}
+	case 1:
+		return networkingv1.NetworkPolicyPeer{NamespaceSelector: randomSelector(r)}
+	case 2:
+		return networkingv1.NetworkPolicyPeer{PodSelector: randomSelector(r), NamespaceSelector: randomSelector(r)}
+	case 3:
+		blocks := []networkingv1.NetworkPolicyPeer{
+			tu.Block("10.0.0.0/16", "10.0.1.0/24"),
+			tu.Block("10.0.0.0/8", "10.0.2.0/25", "10.0.1.4/30"),
+			tu.Block("203.0.113.0/24"),
+			tu.Block("0.0.0.0/0", "10.0.0.0/8"),
+		}
+		return blocks[r.Intn(len(blocks))]
+	}
+	blocks := []networkingv1.NetworkPolicyPeer{
+		tu.Block("fd00::/64", "fd00::1:0/112"),
+		tu.Block("::/0"),
+		tu.Block("2001:db8::/32"),
+	}
+	return blocks[r.Intn(len(blocks))]
+}
+
+func randomPorts(r *rand.Rand) []networkingv1.NetworkPolicyPort {
+	var out []networkingv1.NetworkPolicyPort
+	for i := r.Intn(3); i > 0; i-- {
+		switch r.Intn(6) {
+		case 0:
+			out = append(out, tu.Port(v1.ProtocolTCP, 80, 0))
+		case 1:
+			out = append(out, tu.Port(v1.ProtocolTCP, 79, 81))
+		case 2:
+			out = append(out, tu.Port(v1.ProtocolUDP, 80, 0))
+		case 3:
+			out = append(out, tu.NamedPort(v1.ProtocolTCP, "http"))
+		case 4:
+			out = append(out, tu.NamedPort(v1.ProtocolUDP, "dns"))
+		default:
+			out = append(out, tu.ProtoOnly(v1.ProtocolSCTP))
+		}
+	}
+	return out
+}
+
+func randomCluster(t *testing.T, r *rand.Rand) *model.Cluster {
+	c := model.NewCluster()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	namespaces := []string{"x", "y", "z"}
+	for _, ns := range namespaces {
+		must(c.Set(tu.Namespace(ns, randomLabels(r))))
+	}
+	for i := 0; i < 8; i++ {
+		ns := namespaces[r.Intn(3)]
+		ips := []string{fmt.Sprintf("10.0.%d.%d", r.Intn(3), 2+i)}
+		if r.Intn(2) == 0 {
+			ips = append(ips, fmt.Sprintf("fd00::%d:%d", r.Intn(2), 2+i))
+		}
+		var tweaks []func(*v1.Pod)
+		if r.Intn(2) == 0 {
+			tweaks = append(tweaks, tu.WithPort("http", v1.ProtocolTCP, int32([]int{80, 8080}[r.Intn(2)])))
+		}
+		if r.Intn(3) == 0 {
+			tweaks = append(tweaks, tu.WithPort("dns", v1.ProtocolUDP, 5353))
+		}
+		if r.Intn(10) == 0 {
+			tweaks = append(tweaks, func(p *v1.Pod) { p.Status.Phase = v1.PodFailed })
+		}
+		must(c.Set(tu.Pod(ns, fmt.Sprintf("p%d", i), []string{"n1", "n2"}[r.Intn(2)], randomLabels(r), ips, tweaks...)))
+	}
+	for i := r.Intn(4); i > 0; i-- {
+		np := tu.Policy(namespaces[r.Intn(3)], fmt.Sprintf("pol%d", i), nil)
+		np.Spec.PodSelector = *randomSelector(r)
+		switch r.Intn(3) {
+		case 0:
+			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+		case 1:
+			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+		default:
+			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+		}
+		for j := r.Intn(3); j > 0; j-- {
+			var peers []networkingv1.NetworkPolicyPeer
+			for k := r.Intn(3); k > 0; k-- {
+				peers = append(peers, randomPeer(r))
+			}
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: randomPorts(r)})
+		}
+		for j := r.Intn(3); j > 0; j-- {
+			var peers []networkingv1.NetworkPolicyPeer
+			for k := r.Intn(3); k > 0; k-- {
+				peers = append(peers, randomPeer(r))
+			}
+			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: randomPorts(r)})
+		}
+		must(c.Set(np))
+	}
+	return c
+}

@@ -1,0 +1,176 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Packet is what Trace needs to know about a packet.
+type Packet struct {
+	Src, Dst netip.Addr
+	Proto    uint8
+	Port     uint16 // destination port
+	CtState  string // "new", "established", "related" or "invalid"
+	// ToLocal: the destination is an address of the node itself.
+	ToLocal bool
+}
+
+// TraceResult is what a base chain decided and the rules that matched on
+// the way, by ID.
+type TraceResult struct {
+	Accepted bool // accept verdict, or fell through to the chain's accept policy
+	Dropped  bool
+	Matched  []string
+}
+
+// Trace runs a packet through one base chain of the ruleset, the way the
+// kernel evaluates it. It exists to check the compiler against the model's
+// evaluator, and to explain a verdict.
+func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
+	var res TraceResult
+	type frame struct {
+		chain *Chain
+		next  int
+	}
+	c, ok := rs.Chains[base]
+	if !ok || c.Hook == nil {
+		return res, fmt.Errorf("no base chain %q", base)
+	}
+	stack := []frame{{chain: c}}
+	for steps := 0; len(stack) > 0; steps++ {
+		if steps > 100000 {
+			return res, fmt.Errorf("trace of %s does not end", base)
+		}
+		top := &stack[len(stack)-1]
+		if top.next >= len(top.chain.Rules) {
+			stack = stack[:len(stack)-1] // implicit return
+			continue
+		}
+		r := top.chain.Rules[top.next]
+		top.next++
+		if !rs.matches(r, p) {
+			continue
+		}
+		v := r.Verdict
+		if v.Kind == Vmap {
+			target, ok := rs.lookupVerdict(v, p)
+			if !ok {
+				continue
+			}
+			v = Verdict{Kind: Goto, Chain: target}
+		}
+		if v.Kind != VerdictNone {
+			res.Matched = append(res.Matched, r.ID())
+		}
+		switch v.Kind {
+		case Accept:
+			res.Accepted = true
+			return res, nil
+		case Drop:
+			res.Dropped = true
+			return res, nil
+		case Return:
+			stack = stack[:len(stack)-1]
+		case Jump, Goto:
+			next, ok := rs.Chains[v.Chain]
+			if !ok {
+				return res, fmt.Errorf("rule %q: no chain %q", r.ID(), v.Chain)
+			}
+			if v.Kind == Goto {
+				stack = stack[:len(stack)-1]
+			}
+			stack = append(stack, frame{chain: next})
+		}
+	}
+	res.Accepted = true // base chain policy accept
+	return res, nil
+}
+
+func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
+	addr := p.Dst
+	if v.Src {
+		addr = p.Src
+	}
+	if familyOf(addr) != v.Family {
+		return "", false
+	}
+	s, ok := rs.Sets[v.Map]
+	if !ok {
+		return "", false
+	}
+	for e := range s.Elements {
+		if e.Addr == addr {
+			return e.Chain, true
+		}
+	}
+	return "", false
+}
+
+func familyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+func (rs *Ruleset) matches(r *Rule, p Packet) bool {
+	for _, m := range r.Matches {
+		if !rs.match(m, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (rs *Ruleset) match(m Match, p Packet) bool {
+	switch m := m.(type) {
+	case MatchCtState:
+		for _, s := range m.States {
+			if s == p.CtState {
+				return true
+			}
+		}
+		return false
+	case MatchAddrInSet:
+		addr := p.Dst
+		if m.Src {
+			addr = p.Src
+		}
+		return familyOf(addr) == m.Family && rs.contains(m.Set, Elem{Addr: addr})
+	case MatchProtoPortInSet:
+		return rs.contains(m.Set, Elem{Proto: p.Proto, Port: p.Port})
+	case MatchDaddrProtoPortInSet:
+		return familyOf(p.Dst) == m.Family && rs.contains(m.Set, Elem{Addr: p.Dst, Proto: p.Proto, Port: p.Port})
+	case MatchICMPv6ND:
+		return false // Packet models TCP, UDP and SCTP only
+	case MatchFibDaddrLocal:
+		return p.ToLocal
+	}
+	return false
+}
+
+// contains looks a key up in a set, honouring intervals.
+func (rs *Ruleset) contains(name string, key Elem) bool {
+	s, ok := rs.Sets[name]
+	if !ok {
+		return false
+	}
+	switch s.Type {
+	case SetIPv4Interval, SetIPv6Interval:
+		for e := range s.Elements {
+			if !key.Addr.Less(e.Addr) && !e.AddrEnd.Less(key.Addr) {
+				return true
+			}
+		}
+		return false
+	case SetProtoPortInterval:
+		for e := range s.Elements {
+			if e.Proto == key.Proto && key.Port >= e.Port && key.Port <= e.PortEnd {
+				return true
+			}
+		}
+		return false
+	}
+	_, ok = s.Elements[key]
+	return ok
+}
