@@ -37,18 +37,14 @@ func DispatchMap(dir model.Direction, fam nft.Family) string {
 
 var families = []nft.Family{nft.IPv4, nft.IPv6}
 
-// Node compiles the ruleset for the pods on one node.
+// Node compiles the ruleset for the pods on one node. Only policies that
+// select a pod on this node are compiled, so a node's ruleset grows with its
+// own pods' policies, not with the cluster's.
 func Node(c *model.Cluster, node string) *nft.Ruleset {
 	b := &builder{c: c, rs: nft.NewRuleset(), pods: c.SortedPods()}
 	b.baseChains()
 	policies := c.SortedPolicies()
-	for _, p := range policies {
-		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-			if p.Isolates[dir] {
-				b.policyChain(p, dir)
-			}
-		}
-	}
+	used := map[*model.Policy][2]bool{}
 	for _, pod := range b.pods {
 		if pod.Node != node || !pod.Active() {
 			continue
@@ -58,10 +54,20 @@ func Node(c *model.Cluster, node string) *nft.Ruleset {
 			for _, p := range policies {
 				if p.Isolates[dir] && p.Selects(c, pod) {
 					class = append(class, p)
+					u := used[p]
+					u[dir] = true
+					used[p] = u
 				}
 			}
 			if len(class) > 0 {
 				b.dispatch(pod, dir, b.classChain(dir, class))
+			}
+		}
+	}
+	for _, p := range policies {
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			if used[p][dir] {
+				b.policyChain(p, dir)
 			}
 		}
 	}
