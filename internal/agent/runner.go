@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"time"
+)
+
+// runner coalesces sync requests: any number of Request calls between two
+// runs cause one run, runs are at least minInterval apart, and a run happens
+// at least every maxInterval even without requests (the periodic resync).
+// After a failed run it retries with exponential backoff.
+type runner struct {
+	fn          func(ctx context.Context) error
+	minInterval time.Duration
+	maxInterval time.Duration
+	kick        chan struct{}
+}
+
+func newRunner(fn func(context.Context) error, minInterval, maxInterval time.Duration) *runner {
+	return &runner{fn: fn, minInterval: minInterval, maxInterval: maxInterval, kick: make(chan struct{}, 1)}
+}
+
+// Request asks for a run soon; it never blocks.
+func (r *runner) Request() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+const (
+	backoffStart = 100 * time.Millisecond
+	backoffMax   = 30 * time.Second
+)
+
+// Loop runs until ctx is done.
+func (r *runner) Loop(ctx context.Context) {
+	var last time.Time
+	backoff := time.Duration(0)
+	periodic := time.NewTimer(r.maxInterval)
+	defer periodic.Stop()
+	for {
+		var retry <-chan time.Time
+		if backoff > 0 {
+			retry = time.After(backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-periodic.C:
+		case <-retry:
+		}
+		if wait := r.minInterval - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		if err := r.fn(ctx); err != nil {
+			backoff = min(max(2*backoff, backoffStart), backoffMax)
+		} else {
+			backoff = 0
+		}
+		if !periodic.Stop() {
+			select {
+			case <-periodic.C:
+			default:
+			}
+		}
+		periodic.Reset(r.maxInterval)
+	}
+}
