@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nftpolicy/nftpolicy/internal/lab"
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/scenario"
+)
+
+func labCmd(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return labRun(args[1:], os.Stdout, os.Stderr)
+	case "down":
+		removed, err := netlab.Down()
+		for _, n := range removed {
+			fmt.Println("removed", n)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nftpolicy lab down:", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "nftpolicy lab: unknown command %q\n", args[0])
+	return 2
+}
+
+func labRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lab run", flag.ContinueOnError)
+	output := fs.String("output", "text", "text or json")
+	keep := fs.Bool("keep", false, "leave the lab up after the run and print how to enter it")
+	timeout := fs.Duration("probe-timeout", 0, "how long a probe waits before it counts as dropped (default 1s)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "nftpolicy lab run: name scenario files or directories")
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "nftpolicy lab run: needs root (it creates network namespaces)")
+		return 1
+	}
+	return runScenarios(fs.Args(), *output, lab.Options{Keep: *keep, ProbeTimeout: *timeout}, stdout, stderr)
+}
+
+// runScenarios loads and runs scenarios, prints their reports and the
+// summary line, and returns 1 on any failure.
+func runScenarios(paths []string, output string, opts lab.Options, stdout, stderr io.Writer) int {
+	scenarios, err := scenario.LoadAll(paths...)
+	var reports []scenario.Report
+	if err != nil {
+		// Files that do not load are failures, reported like the others.
+		reports = append(reports, scenario.Report{Scenario: "(loading)", Errors: []string{err.Error()}})
+	}
+	for _, sc := range scenarios {
+		res := lab.Run(context.Background(), sc, opts)
+		if output != "json" {
+			scenario.WriteText(stdout, []scenario.Report{res.Report})
+		}
+		if res.Ruleset != "" {
+			fmt.Fprintf(stdout, "\nThe ruleset of %s (nft list table inet nftpolicy):\n\n%s", opts.RulesetOf, res.Ruleset)
+		}
+		if res.KeptPrefix != "" {
+			fmt.Fprintf(stderr, "lab %q kept: enter a node with `ip netns exec %snode-1 bash` (see `ip netns list`); remove it with `nftpolicy lab down`\n", sc.Name, res.KeptPrefix)
+		}
+		reports = append(reports, res.Report)
+	}
+	if output == "json" {
+		scenario.WriteJSON(stdout, reports)
+	} else if err != nil {
+		scenario.WriteText(stdout, reports[:1])
+	}
+	scenario.WriteSummary(stdout, reports...)
+	if !scenario.Summarize(reports...).OK() {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,41 @@
+// Command nftpolicy is the node agent and the tools around it: compile
+// manifests to nftables text offline, and run scenarios in the lab.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `nftpolicy: Kubernetes network policy, compiled to nftables.
+
+Usage:
+  nftpolicy compile -f FILE|DIR [-f ...] --node NAME   print the ruleset a node would get
+  nftpolicy lab run [--output json] [--keep] FILE|DIR ...  run scenarios on real namespaces
+  nftpolicy lab down                                   remove whatever a lab run left behind
+  nftpolicy demo                                       a two-node lab, its matrices and a ruleset
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "compile":
+		return compileCmd(args[1:], os.Stdout, os.Stderr)
+	case "lab":
+		return labCmd(args[1:])
+	case "demo":
+		return demoCmd(args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "nftpolicy: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,393 @@
+// Package lab runs scenario files on real network namespaces: one namespace
+// per node, pod and external, one real agent per node programming real
+// nftables through netlink, fed by a fake API server (client-go's fake
+// clientset, so the agent's code path is the one a cluster uses), and real
+// TCP/UDP probes compared with what the scenario expects.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/internal/scenario"
+)
+
+// Options tune a run.
+type Options struct {
+	// ProbeTimeout is how long a probe waits before it counts as dropped.
+	ProbeTimeout time.Duration
+	// BarrierTimeout bounds the wait for the agents after each step.
+	BarrierTimeout time.Duration
+	// Keep leaves the lab up after the run (KeptPrefix in the result).
+	Keep bool
+	// RulesetOf, when set, names a node whose table is captured (as `nft
+	// list table` prints it) at the end of the run.
+	RulesetOf string
+}
+
+// Result is a run's report plus what the options asked for.
+type Result struct {
+	Report     scenario.Report
+	Ruleset    string
+	KeptPrefix string
+}
+
+// Run executes one scenario. Scenario errors and mismatches are in the
+// report; the lab is cleaned up whatever happens unless opts.Keep.
+func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = time.Second
+	}
+	if opts.BarrierTimeout == 0 {
+		opts.BarrierTimeout = 30 * time.Second
+	}
+	r := &run{
+		sc:     sc,
+		opts:   opts,
+		net:    netlab.New(""),
+		client: fake.NewClientset(),
+		state:  map[scenario.ObjectRef]runtime.Object{},
+		podIPs: map[string][]netip.Addr{},
+		next:   map[string]int{},
+		agents: map[string]*agent.Agent{},
+	}
+	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}}
+	stopSignals := netlab.CleanupOnSignal(r.net)
+	defer stopSignals()
+	ctx, cancel := context.WithCancel(ctx)
+	var agents sync.WaitGroup
+	defer func() {
+		cancel()
+		agents.Wait()
+		if opts.Keep {
+			res.KeptPrefix = r.net.Prefix()
+			return
+		}
+		if err := r.net.Close(); err != nil {
+			res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
+		}
+	}()
+	if err := r.setup(ctx, &agents); err != nil {
+		res.Report.Errors = append(res.Report.Errors, err.Error())
+		return res
+	}
+	for i := range sc.Steps {
+		r.step(ctx, &sc.Steps[i], &res.Report)
+	}
+	if opts.RulesetOf != "" {
+		out, err := exec.Command("ip", "netns", "exec", netnsName(r.net.NodeNetNSPath(opts.RulesetOf)), "nft", "list", "table", "inet", nft.TableName).CombinedOutput()
+		res.Ruleset = string(out)
+		if err != nil {
+			res.Report.Errors = append(res.Report.Errors, fmt.Sprintf("listing the ruleset of %s: %v", opts.RulesetOf, err))
+		}
+	}
+	return res
+}
+
+func netnsName(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[i+1:]
+		}
+	}
+	return path
+}
+
+type run struct {
+	sc     *scenario.Scenario
+	opts   Options
+	net    *netlab.Lab
+	client *fake.Clientset
+	rv     int64
+	state  map[scenario.ObjectRef]runtime.Object
+	podIPs map[string][]netip.Addr // pod id -> addresses
+	next   map[string]int          // node -> next host number for allocated pod addresses
+	agents map[string]*agent.Agent
+}
+
+func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
+	nodeIndex := map[string]int{}
+	for i, n := range r.sc.Nodes {
+		nodeIndex[n] = i + 1
+	}
+	// Nodes first: pods need their node's namespace.
+	for _, obj := range r.sc.Objects {
+		node, ok := obj.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		var ips []netip.Addr
+		for _, a := range node.Status.Addresses {
+			if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
+				ips = append(ips, ip)
+			}
+		}
+		if err := r.net.AddNode(node.Name, ips); err != nil {
+			return fmt.Errorf("node %s: %w", node.Name, err)
+		}
+		if len(ips) == 0 {
+			for _, ip := range r.net.Addrs("node/" + node.Name) {
+				node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
+			}
+		}
+	}
+	for _, e := range r.sc.Externals {
+		if err := r.net.AddExternal(e.Name, e.IPs); err != nil {
+			return fmt.Errorf("external %s: %w", e.Name, err)
+		}
+	}
+	for _, obj := range r.sc.Objects {
+		if err := r.apply(ctx, obj); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.sc.Nodes {
+		if err := r.listen("node/"+n, nil); err != nil {
+			return err
+		}
+	}
+	for _, e := range r.sc.Externals {
+		if err := r.listen("external/"+e.Name, nil); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.sc.Nodes {
+		f, err := os.Open(r.net.NodeNetNSPath(n))
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n, err)
+		}
+		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour}, r.client)
+		r.agents[n] = a
+		agents.Add(1)
+		go func() {
+			defer agents.Done()
+			defer f.Close()
+			if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "agent on %s: %v\n", n, err)
+			}
+		}()
+	}
+	return nil
+}
+
+// stamp gives obj the next resourceVersion, as the API server would; the
+// sync barrier compares these.
+func (r *run) stamp(obj runtime.Object) {
+	r.rv++
+	obj.(metav1.Object).SetResourceVersion(strconv.FormatInt(r.rv, 10))
+}
+
+// apply creates or updates obj in the fake API server, and for pods the
+// namespace, addresses and listeners behind them.
+func (r *run) apply(ctx context.Context, obj runtime.Object) error {
+	obj = obj.DeepCopyObject()
+	ref := scenario.RefOf(obj)
+	if pod, ok := obj.(*corev1.Pod); ok {
+		if err := r.placePod(pod); err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+	}
+	r.stamp(obj)
+	_, exists := r.state[ref]
+	var err error
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		c := r.client.CoreV1().Namespaces()
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *corev1.Node:
+		c := r.client.CoreV1().Nodes()
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *corev1.Pod:
+		c := r.client.CoreV1().Pods(o.Namespace)
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *networkingv1.NetworkPolicy:
+		c := r.client.NetworkingV1().NetworkPolicies(o.Namespace)
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	default:
+		return fmt.Errorf("%s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", ref, err)
+	}
+	r.state[ref] = obj
+	return nil
+}
+
+func upsert[T any](ctx context.Context, exists bool, obj T,
+	create func(context.Context, T, metav1.CreateOptions) (T, error),
+	update func(context.Context, T, metav1.UpdateOptions) (T, error)) error {
+	if !exists {
+		_, err := create(ctx, obj, metav1.CreateOptions{})
+		return err
+	}
+	_, err := update(ctx, obj, metav1.UpdateOptions{})
+	return err
+}
+
+// placePod gives a pod its addresses (kept from before, from the file, from
+// its node for hostNetwork pods, or allocated), writes them into its status
+// as a kubelet would, and builds its namespace on first sight.
+func (r *run) placePod(pod *corev1.Pod) error {
+	id := pod.Namespace + "/" + pod.Name
+	if pod.Spec.HostNetwork {
+		setPodIPs(pod, r.net.Addrs("node/"+pod.Spec.NodeName))
+		return nil
+	}
+	if ips, ok := r.podIPs[id]; ok {
+		setPodIPs(pod, ips)
+		return r.listen(id, pod)
+	}
+	var ips []netip.Addr
+	for _, p := range pod.Status.PodIPs {
+		if ip, err := netip.ParseAddr(p.IP); err == nil {
+			ips = append(ips, ip)
+		}
+	}
+	if len(ips) == 0 {
+		ips = r.allocate(pod.Spec.NodeName)
+	}
+	if err := r.net.AddPod(id, pod.Spec.NodeName, ips); err != nil {
+		return err
+	}
+	r.podIPs[id] = ips
+	setPodIPs(pod, ips)
+	return r.listen(id, pod)
+}
+
+func setPodIPs(pod *corev1.Pod, ips []netip.Addr) {
+	pod.Status.PodIPs = nil
+	for _, ip := range ips {
+		pod.Status.PodIPs = append(pod.Status.PodIPs, corev1.PodIP{IP: ip.String()})
+	}
+	if len(ips) > 0 {
+		pod.Status.PodIP = ips[0].String()
+	}
+	if pod.Status.Phase == "" {
+		pod.Status.Phase = corev1.PodRunning
+	}
+}
+
+// allocate picks the next free addresses in the node's pod ranges:
+// 10.244.<n>.0/24 and fd00:10:244:<n>::/64, n the node's position.
+func (r *run) allocate(node string) []netip.Addr {
+	n := 1
+	for i, name := range r.sc.Nodes {
+		if name == node {
+			n = i + 1
+		}
+	}
+	used := map[netip.Addr]bool{}
+	for _, ips := range r.podIPs {
+		for _, ip := range ips {
+			used[ip] = true
+		}
+	}
+	for {
+		r.next[node]++
+		h := 100 + r.next[node] // files that fix addresses tend to use low numbers
+		v4 := netip.MustParseAddr(fmt.Sprintf("10.244.%d.%d", n, h%250+1))
+		v6 := netip.MustParseAddr(fmt.Sprintf("fd00:10:244:%x::%x", n, h))
+		if used[v4] || used[v6] {
+			continue
+		}
+		var out []netip.Addr
+		for _, f := range r.sc.IPFamilies {
+			if f == scenario.IPv4 {
+				out = append(out, v4)
+			} else {
+				out = append(out, v6)
+			}
+		}
+		return out
+	}
+}
+
+// listen makes an endpoint listen on every probed port, and a pod also on
+// its declared container ports (which named-port probes resolve to).
+func (r *run) listen(endpoint string, pod *corev1.Pod) error {
+	for _, pp := range r.sc.ProbedPorts() {
+		if err := r.net.Listen(endpoint, string(pp.Protocol), uint16(pp.Port)); err != nil {
+			return err
+		}
+	}
+	if pod == nil {
+		return nil
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			proto := cp.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			if err := r.net.Listen(endpoint, string(proto), uint16(cp.ContainerPort)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
+	obj, ok := r.state[ref]
+	if !ok {
+		return fmt.Errorf("delete %s: no such object", ref)
+	}
+	var err error
+	switch ref.Kind {
+	case "Namespace":
+		err = r.client.CoreV1().Namespaces().Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	case "Node":
+		err = r.client.CoreV1().Nodes().Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	case "Pod":
+		err = r.client.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
+		if pod := obj.(*corev1.Pod); err == nil && !pod.Spec.HostNetwork {
+			id := ref.Namespace + "/" + ref.Name
+			delete(r.podIPs, id)
+			err = r.net.RemovePod(id)
+		}
+	case "NetworkPolicy":
+		err = r.client.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	default:
+		return fmt.Errorf("delete %s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete %s: %w", ref, err)
+	}
+	delete(r.state, ref)
+	return nil
+}
+
+// barrier waits until every agent has applied exactly the objects that
+// exist now, at their current versions.
+func (r *run) barrier(ctx context.Context) error {
+	want := map[string]string{}
+	for _, obj := range r.state {
+		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
+	defer cancel()
+	var errs []error
+	for _, n := range r.sc.Nodes {
+		if a, ok := r.agents[n]; ok {
+			errs = append(errs, a.WaitApplied(ctx, want))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,123 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/scenario"
+)
+
+// step runs one step: apply, delete, wait for the agents, probe.
+func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report) {
+	fail := func(err error) {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: step %d (line %d): %v", r.sc.File, st.Number, st.Line, err))
+	}
+	for _, obj := range st.Apply {
+		if err := r.apply(ctx, obj); err != nil {
+			fail(err)
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := r.delete(ctx, ref); err != nil {
+			fail(err)
+		}
+	}
+	if len(st.Apply) > 0 || len(st.Delete) > 0 {
+		if err := r.barrier(ctx); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if st.Probe != nil {
+		for _, fam := range r.sc.ProbeFamilies(st.Probe) {
+			pr, err := r.probe(ctx, st, fam)
+			if err != nil {
+				fail(err)
+			}
+			rep.Probes = append(rep.Probes, pr)
+		}
+	}
+}
+
+// endpoints lists what exists now, as patterns see it: pods (not
+// hostNetwork ones, which are their node), nodes and externals.
+func (r *run) endpoints() []scenario.Endpoint {
+	var out []scenario.Endpoint
+	for ref, obj := range r.state {
+		if pod, ok := obj.(*corev1.Pod); ok && !pod.Spec.HostNetwork {
+			out = append(out, scenario.PodEndpoint(ref.Namespace, ref.Name))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	for _, n := range r.sc.Nodes {
+		out = append(out, scenario.NodeEndpoint(n))
+	}
+	for _, e := range r.sc.Externals {
+		out = append(out, scenario.ExternalEndpoint(e.Name))
+	}
+	return out
+}
+
+const maxParallelProbes = 64
+
+func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family) (scenario.ProbeReport, error) {
+	pr := scenario.NewProbeReport(st, fam)
+	results, err := st.Probe.Plan(r.endpoints())
+	if err != nil {
+		return pr, err
+	}
+	family := 4
+	if fam == scenario.IPv6 {
+		family = 6
+	}
+	sem := make(chan struct{}, maxParallelProbes)
+	var wg sync.WaitGroup
+	for i := range results {
+		res := &results[i]
+		var dstPod *corev1.Pod
+		if res.To.Kind == scenario.KindPod {
+			dstPod, _ = r.state[scenario.ObjectRef{Kind: "Pod", Namespace: res.To.Namespace, Name: res.To.Name}].(*corev1.Pod)
+		}
+		port, ok := scenario.ResolvePort(dstPod, st.Probe.Port, st.Probe.Protocol)
+		if !ok {
+			res.Got = scenario.Outcome{Verdict: scenario.Denied, Detail: scenario.DetailNoPort}
+			continue
+		}
+		res.Port = port
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out := r.net.Probe(ctx, res.From.String(), res.To.String(), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout)
+			res.Got = outcome(out)
+		}()
+	}
+	wg.Wait()
+	pr.Results = results
+	return pr, nil
+}
+
+func outcome(o netlab.Outcome) scenario.Outcome {
+	switch o.Verdict {
+	case netlab.Allowed:
+		return scenario.Outcome{Verdict: scenario.Allowed}
+	case netlab.Skipped:
+		return scenario.Outcome{Verdict: scenario.Skipped, Detail: "no SCTP sockets in this kernel"}
+	case netlab.Denied:
+		switch o.Reason {
+		case netlab.Timeout:
+			return scenario.Outcome{Verdict: scenario.Denied, Detail: scenario.DetailTimeout}
+		case netlab.Reset:
+			return scenario.Outcome{Verdict: scenario.Denied, Detail: scenario.DetailReset}
+		}
+		return scenario.Outcome{Verdict: scenario.Denied, Detail: scenario.DetailICMP}
+	}
+	// The lab could not run the probe: that is not a denial.
+	return scenario.Outcome{Verdict: "error", Detail: fmt.Sprint(o.Err)}
+}
