@@ -63,25 +63,26 @@ func runScenarios(paths []string, output string, opts lab.Options, stdout, stder
 		// Files that do not load are failures, reported like the others.
 		reports = append(reports, scenario.Report{Scenario: "(loading)", Errors: []string{err.Error()}})
 	}
+	var rulesets []string
 	for _, sc := range scenarios {
 		res := lab.Run(context.Background(), sc, opts)
-		if output != "json" {
-			scenario.WriteText(stdout, []scenario.Report{res.Report})
-		}
 		if res.Ruleset != "" {
-			fmt.Fprintf(stdout, "\nThe ruleset of %s (nft list table inet nftpolicy):\n\n%s", opts.RulesetOf, res.Ruleset)
+			rulesets = append(rulesets, fmt.Sprintf("The ruleset of %s after %s (nft list table inet nftpolicy):\n\n%s\n", opts.RulesetOf, sc.Name, res.Ruleset))
 		}
 		if res.KeptPrefix != "" {
-			fmt.Fprintf(stderr, "lab %q kept: enter a node with `ip netns exec %snode-1 bash` (see `ip netns list`); remove it with `nftpolicy lab down`\n", sc.Name, res.KeptPrefix)
+			fmt.Fprintf(stderr, "lab %q kept: its namespaces start with %s (ip netns list; enter one with ip netns exec NAME bash); remove it with `nftpolicy lab down`\n", sc.Name, res.KeptPrefix)
 		}
 		reports = append(reports, res.Report)
 	}
 	if output == "json" {
 		scenario.WriteJSON(stdout, reports)
-	} else if err != nil {
-		scenario.WriteText(stdout, reports[:1])
+		scenario.WriteSummary(stdout, reports...)
+	} else {
+		for _, rs := range rulesets {
+			fmt.Fprint(stdout, rs)
+		}
+		scenario.WriteText(stdout, reports)
 	}
-	scenario.WriteSummary(stdout, reports...)
 	if !scenario.Summarize(reports...).OK() {
 		return 1
 	}

@@ -88,6 +88,12 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 		res.Report.Errors = append(res.Report.Errors, err.Error())
 		return res
 	}
+	// The first probe may come before any step changes anything: wait for
+	// the agents to program the starting state.
+	if err := r.barrier(ctx); err != nil {
+		res.Report.Errors = append(res.Report.Errors, "waiting for the agents' first sync: "+err.Error())
+		return res
+	}
 	for i := range sc.Steps {
 		r.step(ctx, &sc.Steps[i], &res.Report)
 	}
