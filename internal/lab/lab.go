@@ -46,7 +46,8 @@ type Options struct {
 type Result struct {
 	Report     scenario.Report
 	Ruleset    string
-	KeptPrefix string
+	Prefix     string // every namespace of the run starts with it
+	KeptPrefix string // set when the lab was kept
 }
 
 // Run executes one scenario. Scenario errors and mismatches are in the
@@ -68,7 +69,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 		next:   map[string]int{},
 		agents: map[string]*agent.Agent{},
 	}
-	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}}
+	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
 	stopSignals := netlab.CleanupOnSignal(r.net)
 	defer stopSignals()
 	ctx, cancel := context.WithCancel(ctx)

@@ -63,7 +63,10 @@ func (r *run) endpoints() []scenario.Endpoint {
 	return out
 }
 
-const maxParallelProbes = 64
+const (
+	maxParallelProbes = 64
+	probeTries        = 3
+)
 
 func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family) (scenario.ProbeReport, error) {
 	pr := scenario.NewProbeReport(st, fam)
@@ -94,8 +97,15 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out := r.net.Probe(ctx, res.From.String(), res.To.String(), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout)
-			res.Got = outcome(out)
+			// A connection that is expected to pass but timed out is tried
+			// again (as the upstream e2e prober does): a lost first SYN must
+			// not fail a run. An unexpected pass is never retried away.
+			for try := 0; try < probeTries; try++ {
+				res.Got = outcome(r.net.Probe(ctx, res.From.String(), res.To.String(), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout))
+				if res.Want.Verdict != scenario.Allowed || res.Got.Detail != scenario.DetailTimeout {
+					break
+				}
+			}
 		}()
 	}
 	wg.Wait()
