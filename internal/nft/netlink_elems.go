@@ -1,0 +1,207 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+)
+
+// maxElemPayload bounds the encoded elements of one NEWSETELEM/DELSETELEM
+// message. google/nftables puts all elements of a call into one netlink
+// attribute whose length is 16 bits: past 64 KiB it wraps and the kernel
+// silently receives only part of the list (NFTABLES-NOTES trap 1). 48 KiB
+// leaves room for the attribute headers around the list.
+const maxElemPayload = 48 << 10
+
+// Key lengths in bytes, as the kernel stores them. Concatenated fields are
+// padded to 4 bytes each (one 32-bit register per field).
+const (
+	keyLenIPv4          = 4
+	keyLenIPv6          = 16
+	keyLenProtoPort     = 4 + 4
+	keyLenIPv4ProtoPort = 4 + 4 + 4
+	keyLenIPv6ProtoPort = 16 + 4 + 4
+)
+
+// setSpec is how a SetType is declared to the kernel, the same way nft
+// declares it.
+func setSpec(name string, t SetType, comment string) (*nftables.Set, error) {
+	s := &nftables.Set{
+		Table:   nftTable(),
+		Name:    name,
+		Comment: truncate(comment, MaxCommentLen),
+	}
+	switch t {
+	case SetIPv4, SetIPv4Interval:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIPAddr, binaryutil.BigEndian
+	case SetIPv6, SetIPv6Interval:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIP6Addr, binaryutil.BigEndian
+	case SetProtoPortInterval:
+		// Concatenation + interval is the pipapo backend; the kernel wants
+		// NFT_SET_CONCAT and the field lengths (trap 9).
+		s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		s.Concatenation = true
+	case SetIPv4ProtoPort:
+		// nft sets no CONCAT flag on a hash concatenation; the key type
+		// magic alone says what the fields are.
+		s.KeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	case SetIPv6ProtoPort:
+		s.KeyType = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	case MapIPv4Verdict:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIPAddr, binaryutil.BigEndian
+		s.IsMap, s.DataType = true, nftables.TypeVerdict
+	case MapIPv6Verdict:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIP6Addr, binaryutil.BigEndian
+		s.IsMap, s.DataType = true, nftables.TypeVerdict
+	default:
+		return nil, fmt.Errorf("set %s: invalid set type %d", name, int(t))
+	}
+	s.Interval = t.IsInterval()
+	return s, nil
+}
+
+// kernelElems turns one Elem into the kernel's elements for a set of type t.
+// keyOnly leaves out map data, for deletes (the kernel deletes by key).
+func kernelElems(t SetType, e Elem, keyOnly bool) ([]nftables.SetElement, error) {
+	if err := checkElem(t, e, keyOnly); err != nil {
+		return nil, err
+	}
+	switch t {
+	case SetIPv4, SetIPv6:
+		return []nftables.SetElement{{Key: e.Addr.AsSlice()}}, nil
+	case SetIPv4Interval, SetIPv6Interval:
+		return intervalElems(e.Addr, e.AddrEnd), nil
+	case SetProtoPortInterval:
+		// pipapo takes a range as one element with an inclusive KeyEnd; nft
+		// sends KeyEnd even for a single port.
+		return []nftables.SetElement{{
+			Key:    protoPortKey(e.Proto, e.Port),
+			KeyEnd: protoPortKey(e.Proto, e.PortEnd),
+		}}, nil
+	case SetIPv4ProtoPort, SetIPv6ProtoPort:
+		key := append(e.Addr.AsSlice(), protoPortKey(e.Proto, e.Port)...)
+		return []nftables.SetElement{{Key: key}}, nil
+	case MapIPv4Verdict, MapIPv6Verdict:
+		el := nftables.SetElement{Key: e.Addr.AsSlice()}
+		if !keyOnly {
+			el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Chain}
+		}
+		return []nftables.SetElement{el}, nil
+	}
+	return nil, fmt.Errorf("invalid set type %d", int(t))
+}
+
+// intervalElems encodes the inclusive range [first, last] the way the rbtree
+// backend stores it: a start element at first and an IntervalEnd element at
+// the first address after the range. A range that reaches the top of the
+// address space has no end element (there is no address after it).
+func intervalElems(first, last netip.Addr) []nftables.SetElement {
+	out := []nftables.SetElement{{Key: first.AsSlice()}}
+	if next := last.Next(); next.IsValid() {
+		out = append(out, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+	}
+	return out
+}
+
+// protoPortKey is inet_proto . inet_service, each field padded to 4 bytes.
+func protoPortKey(proto uint8, port uint16) []byte {
+	return []byte{proto, 0, 0, 0, byte(port >> 8), byte(port), 0, 0}
+}
+
+// checkElem rejects an element that does not fit the set's type before it
+// reaches the kernel, whose batch errors do not say which element was wrong.
+func checkElem(t SetType, e Elem, keyOnly bool) error {
+	bad := func(why string) error { return fmt.Errorf("element %s: %s", e.Text(t), why) }
+	if fam := t.Family(); fam != 0 && !addrOfFamily(e.Addr, fam) {
+		return bad("address is not " + fam.String())
+	}
+	switch {
+	case t.IsInterval() && t.Family() != 0:
+		if !addrOfFamily(e.AddrEnd, t.Family()) || e.AddrEnd.Less(e.Addr) {
+			return bad("range end is before its start or of another family")
+		}
+	case t == SetProtoPortInterval && e.PortEnd < e.Port:
+		return bad("port range end is before its start")
+	case t.IsMap() && !keyOnly && e.Chain == "":
+		return bad("map element without a chain")
+	}
+	return nil
+}
+
+func addrOfFamily(a netip.Addr, f Family) bool {
+	if a.Zone() != "" { // the kernel stores no zone: it would not read back
+		return false
+	}
+	if f == IPv4 {
+		return a.Is4()
+	}
+	return a.Is6()
+}
+
+// keyLen is the kernel key length of a set type.
+func keyLen(t SetType) int {
+	switch t {
+	case SetIPv4, SetIPv4Interval, MapIPv4Verdict:
+		return keyLenIPv4
+	case SetIPv6, SetIPv6Interval, MapIPv6Verdict:
+		return keyLenIPv6
+	case SetProtoPortInterval:
+		return keyLenProtoPort
+	case SetIPv4ProtoPort:
+		return keyLenIPv4ProtoPort
+	case SetIPv6ProtoPort:
+		return keyLenIPv6ProtoPort
+	}
+	return 0
+}
+
+// encodedElemSize is the number of bytes google/nftables' makeElemList
+// spends on el inside the element-list attribute: the element's own nest,
+// the flags attribute of an interval end, the nested key (and key end), and
+// a verdict's nested code and chain name.
+func encodedElemSize(el nftables.SetElement) int {
+	n := 4 + 8 + align4(len(el.Key)) // element nest, key nest, data value
+	if el.IntervalEnd {
+		n += 8
+	}
+	if len(el.KeyEnd) > 0 {
+		n += 8 + align4(len(el.KeyEnd))
+	}
+	if v := el.VerdictData; v != nil {
+		n += 4 + 4 + 8 // data nest, verdict nest, code
+		if v.Chain != "" {
+			n += 4 + align4(len(v.Chain)+1)
+		}
+	}
+	return n
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// chunkElems splits elements into runs whose encoding stays below
+// maxElemPayload, keeping the elements of one Elem (a range's start and
+// end) together.
+func chunkElems(groups [][]nftables.SetElement) [][]nftables.SetElement {
+	var chunks [][]nftables.SetElement
+	var cur []nftables.SetElement
+	size := 0
+	for _, g := range groups {
+		gsize := 0
+		for _, el := range g {
+			gsize += encodedElemSize(el)
+		}
+		if size+gsize > maxElemPayload && len(cur) > 0 {
+			chunks = append(chunks, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, g...)
+		size += gsize
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	return chunks
+}

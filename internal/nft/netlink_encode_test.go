@@ -1,0 +1,313 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// These tests check the encoding without a kernel: google/nftables sends
+// into a test socket that records the batch.
+
+// captureBatch encodes tx and returns the messages Flush would send.
+func captureBatch(t *testing.T, tx *Transaction) []netlink.Message {
+	t.Helper()
+	var sent []netlink.Message
+	conn, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if req != nil {
+			sent = append(sent, req...)
+			return nil, nil
+		}
+		// Flush reads one acknowledgement per message.
+		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &batch{conn: conn, sets: map[string]*nftables.Set{}}
+	for i, op := range tx.Ops {
+		if err := b.add(op); err != nil {
+			t.Fatalf("op %d: %v", i, err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(sent), b.msgs+2; got != want { // + batch begin and end
+		t.Errorf("sent %d messages, batch counted %d", got, want)
+	}
+	return sent
+}
+
+// elemListMsg is one NEWSETELEM/DELSETELEM message's set and element list.
+type elemListMsg struct {
+	set      string
+	listSize int // bytes of the NFTA_SET_ELEM_LIST_ELEMENTS payload
+	elems    []nftables.SetElement
+}
+
+func elemMessages(t *testing.T, msgs []netlink.Message) []elemListMsg {
+	t.Helper()
+	var out []elemListMsg
+	for _, m := range msgs {
+		typ := uint16(m.Header.Type) & 0xff
+		if typ != unix.NFT_MSG_NEWSETELEM && typ != unix.NFT_MSG_DELSETELEM {
+			continue
+		}
+		attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var em elemListMsg
+		for _, a := range attrs {
+			switch a.Type & ^uint16(unix.NLA_F_NESTED) {
+			case unix.NFTA_SET_ELEM_LIST_SET:
+				em.set = string(a.Data[:len(a.Data)-1])
+			case unix.NFTA_SET_ELEM_LIST_ELEMENTS:
+				em.listSize = len(a.Data)
+				kes, err := decodeElems(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM)},
+					Data: append(make([]byte, 4), mustMarshal(t, a)...)}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ke := range kes {
+					el := nftables.SetElement{Key: ke.key, KeyEnd: ke.keyEnd, IntervalEnd: ke.end}
+					if ke.chain != "" {
+						el.VerdictData = &expr.Verdict{Kind: expr.VerdictKind(ke.verdict), Chain: ke.chain}
+					}
+					em.elems = append(em.elems, el)
+				}
+			}
+		}
+		out = append(out, em)
+	}
+	return out
+}
+
+func mustMarshal(t *testing.T, a netlink.Attribute) []byte {
+	b, err := netlink.MarshalAttributes([]netlink.Attribute{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// bigTx adds many elements of every kind in one transaction.
+func bigTx(nHash, nInterval, nPorts, nMap int) *Transaction {
+	tx := &Transaction{}
+	tx.Add(Op{Kind: OpAddTable})
+	chain := "pod-with-a-rather-long-chain-name-to-make-map-elements-bigger"
+	tx.Add(opAddChain(chain, nil))
+	var hash, ranges, pp, vmap []Elem
+	base := netip.MustParseAddr("10.0.0.0").As4()
+	for i := range nHash {
+		hash = append(hash, Elem{Addr: netip.AddrFrom4([4]byte{base[0], byte(i >> 16), byte(i >> 8), byte(i)})})
+	}
+	for i := range nInterval {
+		a := netip.AddrFrom16([16]byte{0: 0xfd, 8: byte(i >> 8), 9: byte(i)})
+		b := netip.AddrFrom16([16]byte{0: 0xfd, 8: byte(i >> 8), 9: byte(i), 10: 0xff})
+		ranges = append(ranges, Elem{Addr: a, AddrEnd: b})
+	}
+	for i := range nPorts {
+		p := uint16(2 * i)
+		pp = append(pp, Elem{Proto: ProtoTCP, Port: p, PortEnd: p + 1})
+	}
+	for i := range nMap {
+		vmap = append(vmap, Elem{Addr: netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), Chain: chain})
+	}
+	for _, s := range []struct {
+		name  string
+		t     SetType
+		elems []Elem
+	}{{"hash", SetIPv4, hash}, {"ranges", SetIPv6Interval, ranges}, {"ports", SetProtoPortInterval, pp}, {"vmap", MapIPv4Verdict, vmap}} {
+		tx.Add(opAddSet(s.name, s.t))
+		tx.Add(opAddElems(s.name, s.t, s.elems...))
+	}
+	return tx
+}
+
+func TestElementChunksStayUnderAttributeLimit(t *testing.T) {
+	tx := bigTx(10000, 5000, 3000, 3000)
+	got := map[string]int{}
+	chunks := map[string]int{}
+	for _, m := range elemMessages(t, captureBatch(t, tx)) {
+		if m.listSize+4 > 0xffff || m.listSize > maxElemPayload {
+			t.Errorf("set %s: element list of %d bytes", m.set, m.listSize)
+		}
+		size := 0
+		for _, el := range m.elems {
+			size += encodedElemSize(el)
+		}
+		if size != m.listSize {
+			t.Errorf("set %s: encodedElemSize sums to %d, encoding has %d bytes", m.set, size, m.listSize)
+		}
+		got[m.set] += len(m.elems)
+		chunks[m.set]++
+	}
+	// An IPv6 range is a start and an end element.
+	want := map[string]int{"hash": 10000, "ranges": 10000, "ports": 3000, "vmap": 3000}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("kernel elements per set (-want +got):\n%s", diff)
+	}
+	for set, n := range chunks {
+		if n < 2 {
+			t.Errorf("set %s: %d chunk; the test should need several", set, n)
+		}
+	}
+}
+
+func TestIntervalElems(t *testing.T) {
+	for _, tc := range []struct {
+		first, last string
+		want        []nftables.SetElement
+	}{
+		{"10.0.0.0", "10.0.0.255", []nftables.SetElement{
+			{Key: []byte{10, 0, 0, 0}}, {Key: []byte{10, 0, 1, 0}, IntervalEnd: true}}},
+		{"10.0.0.7", "10.0.0.7", []nftables.SetElement{
+			{Key: []byte{10, 0, 0, 7}}, {Key: []byte{10, 0, 0, 8}, IntervalEnd: true}}},
+		// Reaching the top of the address space: no end element.
+		{"0.0.0.0", "255.255.255.255", []nftables.SetElement{{Key: []byte{0, 0, 0, 0}}}},
+		{"255.255.255.255", "255.255.255.255", []nftables.SetElement{{Key: []byte{255, 255, 255, 255}}}},
+		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", []nftables.SetElement{{Key: make([]byte, 16)}}},
+	} {
+		t.Run(tc.first+"-"+tc.last, func(t *testing.T) {
+			got := intervalElems(mustAddr(tc.first), mustAddr(tc.last))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIntervalsFromKernel(t *testing.T) {
+	start := func(a string) kernelElem { return kernelElem{key: mustAddr(a).AsSlice()} }
+	end := func(a string) kernelElem { return kernelElem{key: mustAddr(a).AsSlice(), end: true} }
+	for _, tc := range []struct {
+		name string
+		t    SetType
+		kes  []kernelElem
+		want []Elem
+	}{
+		{"as the kernel lists them: descending, with nft's end at 0.0.0.0", SetIPv4Interval,
+			[]kernelElem{end("10.0.2.0"), start("10.0.1.0"), end("10.0.1.0"), start("10.0.0.0"), end("0.0.0.0")},
+			[]Elem{elemRange("10.0.0.0", "10.0.0.255"), elemRange("10.0.1.0", "10.0.1.255")}},
+		{"top of the address space", SetIPv4Interval,
+			[]kernelElem{start("255.255.255.0")},
+			[]Elem{elemRange("255.255.255.0", "255.255.255.255")}},
+		{"everything", SetIPv6Interval,
+			[]kernelElem{start("::")},
+			[]Elem{elemRange("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}},
+		{"adjacent at the top", SetIPv4Interval,
+			[]kernelElem{start("255.255.255.255"), end("255.255.255.255"), start("255.255.255.0")},
+			[]Elem{elemRange("255.255.255.0", "255.255.255.254"), elemRange("255.255.255.255", "255.255.255.255")}},
+		{"a start without end runs to the next element, as the kernel matches it", SetIPv4Interval,
+			[]kernelElem{start("10.0.0.0"), start("10.0.0.10"), end("10.0.0.20")},
+			[]Elem{elemRange("10.0.0.0", "10.0.0.9"), elemRange("10.0.0.10", "10.0.0.19")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := elemsFromKernel(tc.t, tc.kes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got, rulesetOpts...); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSetTypesReadBackDistinctly(t *testing.T) {
+	if got, want := len(setTypesBySig), int(MapIPv6Verdict)+1; got != want {
+		t.Errorf("%d kernel set signatures for %d set types", got, want)
+	}
+}
+
+func TestBadElementsAreNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		t    SetType
+		e    Elem
+	}{
+		{"ipv6 in ipv4 set", SetIPv4, elemIP("fd00::1")},
+		{"ipv4 in ipv6 set", SetIPv6, elemIP("10.0.0.1")},
+		{"zone", SetIPv6, elemIP("fe80::1%eth0")},
+		{"range end before start", SetIPv4Interval, elemRange("10.0.0.9", "10.0.0.1")},
+		{"range without end", SetIPv4Interval, elemIP("10.0.0.1")},
+		{"port range end before start", SetProtoPortInterval, elemPorts(ProtoTCP, 90, 80)},
+		{"map element without chain", MapIPv4Verdict, elemIP("10.0.0.1")},
+		{"no address", SetIPv4ProtoPort, Elem{Proto: ProtoTCP, Port: 80}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := kernelElems(tc.t, tc.e, false); err == nil {
+				t.Errorf("element %+v accepted for %s", tc.e, tc.t.Decl())
+			}
+		})
+	}
+}
+
+func TestReg32NamesRegistersAsNft(t *testing.T) {
+	// From `nft --debug=netlink`: ip6 daddr . meta l4proto . th dport loads
+	// into reg 1, reg 2, reg 13; ip daddr . ... into reg 1, reg 9, reg 10.
+	got := fmt.Sprint(reg32(0), reg32(1), reg32(2), reg32(4), reg32(5))
+	if want := "1 9 10 2 13"; got != want {
+		t.Errorf("reg32(0,1,2,4,5) = %s, want %s", got, want)
+	}
+}
+
+func TestEncodeRejectsBadRules(t *testing.T) {
+	for _, r := range []*Rule{
+		ruleOf("x", Verdict{Kind: Accept}, MatchCtState{States: []string{"bogus"}}),
+		ruleOf("x", Verdict{Kind: Accept}, MatchCtState{}),
+		ruleOf("x", Verdict{Kind: Jump}),
+		ruleOf("x", Verdict{Kind: VerdictKind(99)}),
+	} {
+		b := &batch{sets: map[string]*nftables.Set{}}
+		if _, err := b.ruleExprs(r); err == nil {
+			t.Errorf("rule %q encoded", r.Body())
+		}
+	}
+	b := &batch{sets: map[string]*nftables.Set{}}
+	if err := b.add(Op{Kind: OpAddRule, Name: "c"}); err == nil {
+		t.Errorf("add-rule op without a rule encoded")
+	}
+}
+
+func TestApplyErrorMarksUnknownOutcomes(t *testing.T) {
+	tx := &Transaction{Ops: []Op{{Kind: OpAddTable}}}
+	b := &batch{msgs: 1}
+	for _, tc := range []struct {
+		name    string
+		err     error
+		unknown bool
+	}{
+		// The kernel could not queue its answers: it may have committed.
+		{"ENOBUFS", fmt.Errorf("conn.Receive: %w", unix.ENOBUFS), true},
+		// We stopped waiting for the answers.
+		{"timeout", fmt.Errorf("receive: %w", os.ErrDeadlineExceeded), true},
+		// The kernel rejected the batch: nothing was committed.
+		{"EEXIST", fmt.Errorf("conn.Receive: %w", unix.EEXIST), false},
+		{"EMSGSIZE on send", fmt.Errorf("SendMessages: %w", unix.EMSGSIZE), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := applyError(t.Context(), tx, b, tc.err)
+			if got := errors.Is(err, ErrOutcomeUnknown); got != tc.unknown {
+				t.Errorf("%v: outcome unknown = %v, want %v", err, got, tc.unknown)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("%v does not wrap %v", err, tc.err)
+			}
+			if !strings.Contains(err.Error(), "transaction of 1 ops") {
+				t.Errorf("%v does not give the transaction's size", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,169 @@
+package nft
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// testNetns is a throwaway network namespace. Tests that touch a kernel run
+// only inside one, never in the host's namespace.
+type testNetns struct {
+	name string
+	file *os.File // kept open: the Kernel uses its descriptor on every call
+}
+
+// newNetns creates a namespace that is deleted when the test ends, or skips
+// the test when it cannot (not root, or no nft/ip).
+func newNetns(t *testing.T) *testNetns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s: %v", tool, err)
+		}
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "npt-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	ns := &testNetns{name: name}
+	t.Cleanup(func() {
+		if ns.file != nil {
+			ns.file.Close()
+		}
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
+		}
+	})
+	f, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		t.Fatalf("open namespace: %v", err)
+	}
+	ns.file = f
+	return ns
+}
+
+// routeToLoopback routes every destination to lo, so a test can send
+// packets through the output hook without other devices.
+func (ns *testNetns) routeToLoopback(t *testing.T) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"route", "add", "default", "dev", "lo"},
+		{"-6", "route", "add", "default", "dev", "lo"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns.name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// sendUDP sends one datagram to dst from inside the namespace. A packet the
+// output hook drops fails with EPERM.
+func (ns *testNetns) sendUDP(t *testing.T, dst netip.Addr) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread enters the namespace and is never unlocked, so it
+		// ends with this goroutine instead of serving others.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(ns.file.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- sendto(dst)
+	}()
+	return <-errc
+}
+
+func sendto(dst netip.Addr) error {
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	} else {
+		sa, family = &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}, unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Sendto(fd, []byte("probe"), 0, sa)
+}
+
+// kernel is a Netlink for the namespace.
+func (ns *testNetns) kernel() *Netlink { return NewNetlink(int(ns.file.Fd())) }
+
+// nft runs nft in the namespace and returns its output.
+func (ns *testNetns) nft(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := ns.tryNft(stdin, args...)
+	if err != nil {
+		t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (ns *testNetns) tryNft(stdin string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, "nft"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// listTable is `nft list table inet nftpolicy`, normalised: counters zeroed
+// and whitespace collapsed, one statement per line.
+func (ns *testNetns) listTable(t *testing.T) string {
+	t.Helper()
+	return normaliseNft(ns.nft(t, "", "list", "table", "inet", TableName))
+}
+
+var (
+	counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+	spaceRE   = regexp.MustCompile(`\s+`)
+)
+
+func normaliseNft(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		l = counterRE.ReplaceAllString(l, "counter")
+		l = strings.TrimSpace(spaceRE.ReplaceAllString(l, " "))
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// chainRules extracts each chain's rule lines from normalised nft output.
+func chainRules(listing string) map[string][]string {
+	out := map[string][]string{}
+	chain := ""
+	for _, l := range strings.Split(listing, "\n") {
+		switch {
+		case strings.HasPrefix(l, "chain ") && strings.HasSuffix(l, "{"):
+			chain = strings.TrimSuffix(strings.TrimPrefix(l, "chain "), " {")
+			out[chain] = []string{}
+		case l == "}":
+			chain = ""
+		case chain != "" && !strings.HasPrefix(l, "type filter hook"):
+			out[chain] = append(out[chain], l)
+		}
+	}
+	return out
+}
