@@ -1,0 +1,172 @@
+package diff_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+type m = map[string]string
+
+const node = "node-1"
+
+// cluster has n pods in namespace x, half on our node, labelled
+// role=client or role=server, and policies that isolate the servers.
+func cluster(t *testing.T, n int) *model.Cluster {
+	c := model.NewCluster()
+	set := func(o any) {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(tu.Namespace("x", m{"ns": "x"}))
+	set(tu.Namespace("y", m{"ns": "y"}))
+	for i := 0; i < n; i++ {
+		role := "client"
+		if i%2 == 0 {
+			role = "server"
+		}
+		set(tu.Pod("x", fmt.Sprintf("p%d", i), []string{"node-1", "node-2"}[i%4/2], m{"role": role},
+			[]string{fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)}, tu.WithPort("http", v1.ProtocolTCP, 8080)))
+	}
+	set(tu.Policy("x", "servers", m{"role": "server"},
+		tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http")),
+		tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/8", "10.1.0.0/16")}, tu.Port(v1.ProtocolTCP, 80, 90))))
+	set(tu.Policy("x", "clients-egress", m{"role": "client"}, tu.Types(networkingv1.PolicyTypeEgress),
+		tu.Egress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "server"})})))
+	return c
+}
+
+// program applies the ruleset for c to a fresh Fake and returns it.
+func program(t *testing.T, c *model.Cluster) (*nft.Fake, *nft.Ruleset) {
+	t.Helper()
+	k := nft.NewFake()
+	desired := compile.Node(c, node)
+	if err := k.Apply(context.Background(), diff.Diff(nil, desired)); err != nil {
+		t.Fatal(err)
+	}
+	return k, desired
+}
+
+func TestNoChangeSendsNothing(t *testing.T) {
+	c := cluster(t, 10)
+	k, desired := program(t, c)
+	if tx := diff.Diff(desired, compile.Node(c, node)); !tx.Empty() {
+		t.Errorf("recompiling the same cluster gives %d ops:\n%s", tx.Len(), tx)
+	}
+	// The kernel's read-back (rules known only by their comments) must
+	// compare equal to the compiled ruleset, or every restart would churn.
+	back, err := k.Dump(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx := diff.Diff(back, desired); !tx.Empty() {
+		t.Errorf("diff against the read-back gives %d ops:\n%s", tx.Len(), tx)
+	}
+}
+
+// step applies a change to the model, diffs, applies the transaction to the
+// Fake (which checks references as the kernel does), and checks that the
+// kernel now holds exactly the desired ruleset.
+func step(t *testing.T, k *nft.Fake, current *nft.Ruleset, c *model.Cluster, change func()) (*nft.Ruleset, diff.Counts) {
+	t.Helper()
+	change()
+	desired := compile.Node(c, node)
+	tx := diff.Diff(current, desired)
+	if err := k.Apply(context.Background(), tx); err != nil {
+		t.Fatalf("applying the diff: %v\n%s", err, tx)
+	}
+	back, _ := k.Dump(context.Background())
+	if rest := diff.Diff(back, desired); !rest.Empty() {
+		t.Fatalf("after the diff the kernel still differs by:\n%s", rest)
+	}
+	return desired, diff.Count(tx)
+}
+
+func TestRelabelCostsTheSameAtAnySize(t *testing.T) {
+	cost := map[int]diff.Counts{}
+	for _, n := range []int{10, 1000} {
+		c := cluster(t, n)
+		k, current := program(t, c)
+		// p0 is a server on node-1: it becomes a client.
+		_, cost[n] = step(t, k, current, c, func() {
+			if err := c.Set(tu.Pod("x", "p0", "node-1", m{"role": "client"}, []string{"10.1.0.1"}, tu.WithPort("http", v1.ProtocolTCP, 8080))); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if cost[10] != cost[1000] {
+		t.Errorf("a relabel costs %+v with 10 pods and %+v with 1000", cost[10], cost[1000])
+	}
+	// The pod leaves the server peer set and joins the client one, and
+	// moves from the servers' class to the clients' in both dispatch maps:
+	// a handful of element changes, no rule rewritten.
+	if c := cost[10]; c.Ops > 8 || c.Elements > 8 {
+		t.Errorf("a relabel costs %+v, want at most 8 ops and 8 elements", c)
+	}
+}
+
+func TestUpdatesApplyCleanly(t *testing.T) {
+	c := cluster(t, 20)
+	k, current := program(t, c)
+	changes := []struct {
+		name   string
+		change func()
+		maxOps int
+	}{
+		{name: "policy edit rewrites only its chain", change: func() {
+			c.Set(tu.Policy("x", "servers", m{"role": "server"},
+				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http")),
+				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/8", "10.1.0.0/16")}, tu.Port(v1.ProtocolTCP, 80, 91))))
+		}, maxOps: 8},
+		{name: "new policy", change: func() {
+			c.Set(tu.Policy("x", "deny-all", nil, tu.Types(networkingv1.PolicyTypeIngress)))
+		}, maxOps: 20},
+		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, maxOps: 20},
+		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, maxOps: 4},
+		{name: "namespace relabel", change: func() { c.Set(tu.Namespace("y", m{"ns": "y", "team": "blue"})) }, maxOps: 0},
+		{name: "every policy deleted", change: func() {
+			c.Delete("NetworkPolicy", "x", "servers")
+			c.Delete("NetworkPolicy", "x", "clients-egress")
+		}, maxOps: 100},
+	}
+	for _, ch := range changes {
+		var counts diff.Counts
+		current, counts = step(t, k, current, c, ch.change)
+		if counts.Ops > ch.maxOps {
+			t.Errorf("%s: %d ops, want at most %d", ch.name, counts.Ops, ch.maxOps)
+		}
+	}
+	// With no policy left only the static skeleton remains.
+	back, _ := k.Dump(context.Background())
+	if len(back.Chains) != 3 || len(back.Sets) != 4 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want the 3 base chains and 4 dispatch maps", len(back.Chains), len(back.Sets))
+	}
+}
+
+func TestDiffRecoversFromDrift(t *testing.T) {
+	c := cluster(t, 10)
+	k, desired := program(t, c)
+	// Someone deletes the table behind our back: a resync reads the kernel
+	// (no table) and rebuilds it.
+	if err := k.Apply(context.Background(), &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpDeleteTable}}}); err != nil {
+		t.Fatal(err)
+	}
+	back, _ := k.Dump(context.Background())
+	if err := k.Apply(context.Background(), diff.Diff(back, desired)); err != nil {
+		t.Fatal(err)
+	}
+	back, _ = k.Dump(context.Background())
+	if tx := diff.Diff(back, desired); !tx.Empty() {
+		t.Errorf("table not restored:\n%s", tx)
+	}
+}
