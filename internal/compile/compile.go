@@ -19,6 +19,8 @@ const (
 	ChainForwardEgress  = "forward-egress"
 	ChainForwardIngress = "forward-ingress"
 	ChainInputEgress    = "input-egress"
+	ChainOutputEgress   = "output-egress"
+	ChainOutputIngress  = "output-ingress"
 )
 
 // Priorities of the base chains, relative to filter. Egress and ingress are
@@ -27,6 +29,11 @@ const (
 const (
 	PriorityEgress  = 10
 	PriorityIngress = 20
+	// PriorityInput runs after IPVS's local-in hooks (98 and 99): a packet
+	// to a Service address that IPVS takes is stolen there and re-sent on
+	// the output path, where the output chains judge it with the endpoint's
+	// address. What reaches input-egress is really for the node.
+	PriorityInput = 110
 )
 
 // DispatchMap is the verdict map from a local pod's address to its class
@@ -107,8 +114,16 @@ func (b *builder) baseChains() {
 	// Pods talking to the node itself (its addresses, hostNetwork pods) reach
 	// the input hook, not forward. Invalid packets are left to the host: this
 	// chain sees all of the node's own traffic.
-	b.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityEgress},
+	b.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
 		Rules: append([]*nft.Rule{established, nd}, dispatch(model.Egress)...)})
+	// The output path carries the node's own traffic, which is always allowed
+	// (kubelet probes), and packets IPVS re-sends after its DNAT, which keep
+	// their client's source address: those are judged like forwarded ones.
+	fromNode := &nft.Rule{Matches: []nft.Match{nft.MatchFibSaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the node's own traffic"}
+	b.rs.AddChain(&nft.Chain{Name: ChainOutputEgress, Hook: &nft.Hook{Hook: "output", Priority: PriorityEgress},
+		Rules: append([]*nft.Rule{established, fromNode}, dispatch(model.Egress)...)})
+	b.rs.AddChain(&nft.Chain{Name: ChainOutputIngress, Hook: &nft.Hook{Hook: "output", Priority: PriorityIngress},
+		Rules: append([]*nft.Rule{established, fromNode}, dispatch(model.Ingress)...)})
 }
 
 // dispatch sends pod's addresses to chain.

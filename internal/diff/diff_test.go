@@ -148,8 +148,8 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 	}
 	// With no policy left only the static skeleton remains.
 	back, _ := k.Dump(context.Background())
-	if len(back.Chains) != 3 || len(back.Sets) != 4 {
-		t.Errorf("after deleting every policy: %d chains, %d sets; want the 3 base chains and 4 dispatch maps", len(back.Chains), len(back.Sets))
+	if len(back.Chains) != 5 || len(back.Sets) != 4 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want the 5 base chains and 4 dispatch maps", len(back.Chains), len(back.Sets))
 	}
 }
 

@@ -63,7 +63,7 @@ func sampleRuleset() *Ruleset {
 		ruleOf("conntrack", Verdict{Kind: Accept}, MatchCtState{States: []string{"established", "related"}}),
 		ruleOf("", Verdict{Kind: Drop}, MatchCtState{States: []string{"invalid"}}),
 		ruleOf("neighbour discovery", Verdict{Kind: Accept}, MatchICMPv6ND{}),
-		ruleOf("to the node", Verdict{Kind: Return}, MatchFibDaddrLocal{}),
+		ruleOf("to the node", Verdict{Kind: Return}, MatchFibSaddrLocal{}),
 		ruleOf("ingress dispatch v4", Verdict{Kind: Vmap, Map: "dispatch-v4", Family: IPv4}),
 		ruleOf("ingress dispatch v6", Verdict{Kind: Vmap, Map: "dispatch-v6", Family: IPv6}),
 	}})

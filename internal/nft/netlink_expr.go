@@ -91,9 +91,9 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 		), nil
 	case MatchICMPv6ND:
 		return b.icmpv6NDExprs()
-	case MatchFibDaddrLocal:
+	case MatchFibSaddrLocal:
 		return []expr.Any{
-			&expr.Fib{Register: reg32(0), FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Fib{Register: reg32(0), FlagSADDR: true, ResultADDRTYPE: true},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		}, nil
 	}

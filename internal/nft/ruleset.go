@@ -258,8 +258,9 @@ type MatchDaddrProtoPortInSet struct {
 // which must always pass or IPv6 stops working on the link.
 type MatchICMPv6ND struct{}
 
-// MatchFibDaddrLocal matches packets addressed to the node itself.
-type MatchFibDaddrLocal struct{}
+// MatchFibSaddrLocal matches packets sent from one of the node's own
+// addresses: on the output path, the node's own traffic.
+type MatchFibSaddrLocal struct{}
 
 func (m MatchCtState) matchText() string { return "ct state " + strings.Join(m.States, ",") }
 
@@ -284,7 +285,7 @@ func (MatchICMPv6ND) matchText() string {
 	return "icmpv6 type { " + strings.Join(NDTypes, ", ") + " }"
 }
 
-func (MatchFibDaddrLocal) matchText() string { return "fib daddr type local" }
+func (MatchFibSaddrLocal) matchText() string { return "fib saddr type local" }
 
 func addrProto(f Family) string {
 	if f == IPv6 {

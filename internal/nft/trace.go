@@ -11,8 +11,8 @@ type Packet struct {
 	Proto    uint8
 	Port     uint16 // destination port
 	CtState  string // "new", "established", "related" or "invalid"
-	// ToLocal: the destination is an address of the node itself.
-	ToLocal bool
+	// FromLocal: the source is an address of the node itself.
+	FromLocal bool
 }
 
 // TraceResult is what a base chain decided and the rules that matched on
@@ -143,8 +143,8 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		return familyOf(p.Dst) == m.Family && rs.contains(m.Set, Elem{Addr: p.Dst, Proto: p.Proto, Port: p.Port})
 	case MatchICMPv6ND:
 		return false // Packet models TCP, UDP and SCTP only
-	case MatchFibDaddrLocal:
-		return p.ToLocal
+	case MatchFibSaddrLocal:
+		return p.FromLocal
 	}
 	return false
 }
