@@ -34,8 +34,12 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 				addrs = append(addrs, p.IPs...)
 			}
 		}
+		dsts := append([]netip.Addr{}, addrs...)
+		for _, n := range c.Nodes {
+			dsts = append(dsts, n.Addresses...)
+		}
 		for _, src := range addrs {
-			for _, dst := range addrs {
+			for _, dst := range dsts {
 				if src == dst || src.Is4() != dst.Is4() {
 					continue
 				}
@@ -56,28 +60,48 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 	}
 }
 
-// kernelAllows traces a new flow through the forward chains of the node of
-// the sender and of the receiver (once when they share a node).
+// kernelAllows traces a new flow through the chains it crosses: the
+// forward chains of the sender's node and of the receiver's (once when they
+// share a node), or input-egress when a pod talks to its own node.
 func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
-	var nodes []string
+	type hop struct{ node, chain string }
+	var hops []hop
+	srcNode := ""
 	if p := ev.PodByAddr(f.Src); p != nil {
-		nodes = append(nodes, p.Node)
+		srcNode = p.Node
 	}
-	if p := ev.PodByAddr(f.Dst); p != nil && (len(nodes) == 0 || nodes[0] != p.Node) {
-		nodes = append(nodes, p.Node)
+	dstNode, toNode := "", false
+	if p := ev.PodByAddr(f.Dst); p != nil {
+		dstNode = p.Node
+	}
+	for _, n := range c.Nodes {
+		for _, a := range n.Addresses {
+			if a == f.Dst {
+				dstNode, toNode = n.Name, true
+			}
+		}
+	}
+	switch {
+	case toNode && srcNode == dstNode:
+		hops = append(hops, hop{srcNode, ChainInputEgress})
+	default:
+		if srcNode != "" {
+			hops = append(hops, hop{srcNode, ChainForwardEgress}, hop{srcNode, ChainForwardIngress})
+		}
+		if dstNode != "" && dstNode != srcNode && !toNode {
+			hops = append(hops, hop{dstNode, ChainForwardEgress}, hop{dstNode, ChainForwardIngress})
+		}
 	}
 	pkt := nft.Packet{Src: f.Src, Dst: f.Dst, Proto: f.Proto, Port: f.Port, CtState: "new"}
 	var path []string
-	for _, n := range nodes {
-		for _, chain := range []string{ChainForwardEgress, ChainForwardIngress} {
-			res, err := rulesets[n].Trace(chain, pkt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path = append(path, fmt.Sprintf("%s/%s %v", n, chain, res.Matched))
-			if res.Dropped {
-				return false, path
-			}
+	for _, h := range hops {
+		res, err := rulesets[h.node].Trace(h.chain, pkt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = append(path, fmt.Sprintf("%s/%s %v", h.node, h.chain, res.Matched))
+		if res.Dropped {
+			return false, path
 		}
 	}
 	return true, path
@@ -87,6 +111,12 @@ func describe(c *model.Cluster) string {
 	s := ""
 	for _, p := range c.SortedPods() {
 		s += fmt.Sprintf("  pod %s node=%s labels=%v ips=%v ports=%v active=%v\n", p.Key(), p.Node, p.Labels, p.IPs, p.Ports, p.Active())
+	}
+	for _, p := range c.SortedTier(model.TierAdmin) {
+		s += fmt.Sprintf("  admin %s prio=%d subject=%v/%v rules=%+v problems=%v\n", p.Key(), p.Priority, p.NamespaceSelector, p.PodSelector, p.Rules, p.Problems)
+	}
+	for _, p := range c.SortedTier(model.TierBaseline) {
+		s += fmt.Sprintf("  baseline %s prio=%d subject=%v/%v rules=%+v\n", p.Key(), p.Priority, p.NamespaceSelector, p.PodSelector, p.Rules)
 	}
 	for _, p := range c.SortedPolicies() {
 		s += fmt.Sprintf("  policy %s subject=%v isolates=%v\n", p.Key(), p.Subject, p.Isolates)
@@ -230,6 +260,20 @@ func randomCluster(t *testing.T, r *rand.Rand) *model.Cluster {
 			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: randomPorts(r)})
 		}
 		must(c.Set(np))
+	}
+	for i, n := range []string{"n1", "n2"} {
+		node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: randomLabels(r)}}
+		node.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: fmt.Sprintf("172.18.0.%d", 11+i)}}
+		must(c.Set(node))
+	}
+	for i := r.Intn(4); i > 0; i-- {
+		must(c.Set(randomANP(r, fmt.Sprintf("anp%d", i))))
+	}
+	if r.Intn(2) == 0 {
+		must(c.Set(randomBANP(r)))
+	}
+	for i := r.Intn(3); i > 0; i-- {
+		must(c.Set(randomCNP(r, fmt.Sprintf("cnp%d", i))))
 	}
 	return c
 }

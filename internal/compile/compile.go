@@ -36,49 +36,116 @@ const (
 	PriorityInput = 110
 )
 
-// DispatchMap is the verdict map from a local pod's address to its class
-// chain for one direction and family.
+// DispatchMap is the verdict map from a local pod's address to the chain
+// that judges it in one direction and family.
 func DispatchMap(dir model.Direction, fam nft.Family) string {
 	return fmt.Sprintf("%s-pods-v%d", dir, fam)
+}
+
+// RestMap is the verdict map from a local pod that admin-tier policies
+// select to the chain of the tiers after the admin tier: an admin Pass
+// rule, or the end of the admin tier, goes there. The chains it leads to
+// always end in a verdict, because a Pass reaches them by goto from inside
+// the admin tier's jumps.
+func RestMap(dir model.Direction, fam nft.Family) string {
+	return fmt.Sprintf("%s-rest-v%d", dir, fam)
 }
 
 var families = []nft.Family{nft.IPv4, nft.IPv6}
 
 // Node compiles the ruleset for the pods on one node. Only policies that
-// select a pod on this node are compiled, so a node's ruleset grows with its
-// own pods' policies, not with the cluster's.
+// apply to a pod on this node are compiled, so a node's ruleset grows with
+// its own pods' policies, not with the cluster's.
 func Node(c *model.Cluster, node string) *nft.Ruleset {
 	b := &builder{c: c, rs: nft.NewRuleset(), pods: c.SortedPods()}
 	b.baseChains()
 	policies := c.SortedPolicies()
-	used := map[*model.Policy][2]bool{}
+	tiers := [2][]*model.TierPolicy{c.SortedTier(model.TierAdmin), c.SortedTier(model.TierBaseline)}
+	usedNP := map[*model.Policy][2]bool{}
+	usedTier := map[*model.TierPolicy][2]bool{}
 	for _, pod := range b.pods {
 		if pod.Node != node || !pod.Active() {
 			continue
 		}
 		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-			var class []*model.Policy
+			var np []*model.Policy
 			for _, p := range policies {
 				if p.Isolates[dir] && p.Selects(c, pod) {
-					class = append(class, p)
-					u := used[p]
-					u[dir] = true
-					used[p] = u
+					np = append(np, p)
+					markNP(usedNP, p, dir)
 				}
 			}
-			if len(class) > 0 {
-				b.dispatch(pod, dir, b.classChain(dir, class))
+			var admin, baseline []*model.TierPolicy
+			for t, list := range tiers {
+				for _, p := range list {
+					if len(p.Rules[dir]) > 0 && p.Selects(c, pod) {
+						if model.Tier(t) == model.TierAdmin {
+							admin = append(admin, p)
+						} else {
+							baseline = append(baseline, p)
+						}
+						markTier(usedTier, p, dir)
+					}
+				}
 			}
+			b.classify(pod, dir, admin, np, baseline)
 		}
 	}
 	for _, p := range policies {
 		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-			if used[p][dir] {
+			if usedNP[p][dir] {
 				b.policyChain(p, dir)
 			}
 		}
 	}
+	for _, list := range tiers {
+		for _, p := range list {
+			for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+				if usedTier[p][dir] {
+					b.tierChain(p, dir)
+				}
+			}
+		}
+	}
 	return b.rs
+}
+
+func markNP(m map[*model.Policy][2]bool, p *model.Policy, dir model.Direction) {
+	u := m[p]
+	u[dir] = true
+	m[p] = u
+}
+
+func markTier(m map[*model.TierPolicy][2]bool, p *model.TierPolicy, dir model.Direction) {
+	u := m[p]
+	u[dir] = true
+	m[p] = u
+}
+
+// classify dispatches a pod in one direction. With admin-tier policies the
+// pod goes to its admin chain, and its "rest" (what a Pass or no admin
+// match leads to) is recorded in the rest map; otherwise straight to the
+// rest: its NetworkPolicy class or its baseline chain. A pod with no policy
+// at all gets no element: allowed.
+func (b *builder) classify(pod *model.Pod, dir model.Direction, admin []*model.TierPolicy, np []*model.Policy, baseline []*model.TierPolicy) {
+	rest := ""
+	switch {
+	case len(np) > 0:
+		rest = b.classChain(dir, np)
+	case len(baseline) > 0:
+		rest = b.baselineChain(dir, baseline)
+	}
+	if len(admin) == 0 {
+		if rest != "" {
+			b.dispatch(DispatchMap, pod, dir, rest)
+		}
+		return
+	}
+	if rest == "" {
+		rest = b.acceptChain()
+	}
+	b.dispatch(DispatchMap, pod, dir, b.adminChain(dir, admin))
+	b.dispatch(RestMap, pod, dir, rest)
 }
 
 type builder struct {
@@ -90,11 +157,7 @@ type builder struct {
 func (b *builder) baseChains() {
 	for _, dir := range []model.Direction{model.Ingress, model.Egress} {
 		for _, fam := range families {
-			t := nft.MapIPv4Verdict
-			if fam == nft.IPv6 {
-				t = nft.MapIPv6Verdict
-			}
-			b.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), t, fmt.Sprintf("local pods isolated for %s -> their class chain", dir)))
+			b.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), mapType(fam), fmt.Sprintf("local pods with %s policy -> the chain that judges them", dir)))
 		}
 	}
 	established := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "replies and established flows"}
@@ -126,14 +189,23 @@ func (b *builder) baseChains() {
 		Rules: append([]*nft.Rule{established, fromNode}, dispatch(model.Ingress)...)})
 }
 
-// dispatch sends pod's addresses to chain.
-func (b *builder) dispatch(pod *model.Pod, dir model.Direction, chain string) {
+func mapType(fam nft.Family) nft.SetType {
+	if fam == nft.IPv6 {
+		return nft.MapIPv6Verdict
+	}
+	return nft.MapIPv4Verdict
+}
+
+// dispatch sends pod's addresses to chain through one kind of map.
+func (b *builder) dispatch(mapName func(model.Direction, nft.Family) string, pod *model.Pod, dir model.Direction, chain string) {
 	for _, ip := range pod.IPs {
-		fam := nft.IPv4
-		if ip.Is6() {
-			fam = nft.IPv6
+		fam := familyOfAddr(ip)
+		name := mapName(dir, fam)
+		set, ok := b.rs.Sets[name]
+		if !ok {
+			set = b.rs.AddSet(nft.NewSet(name, mapType(fam), fmt.Sprintf("local pods with admin %s policy -> the tiers after it", dir)))
 		}
-		b.rs.Sets[DispatchMap(dir, fam)].Add(nft.Elem{Addr: ip, Chain: chain})
+		set.Add(nft.Elem{Addr: ip, Chain: chain})
 	}
 }
 
@@ -168,41 +240,47 @@ func policyChainName(p *model.Policy, dir model.Direction) string {
 func (b *builder) policyChain(p *model.Policy, dir model.Direction) {
 	ch := &nft.Chain{Name: policyChainName(p, dir)}
 	for _, r := range p.Rules[dir] {
-		ch.Rules = append(ch.Rules, b.rules(p, dir, r)...)
+		comment := fmt.Sprintf("%s %s rule %d", p.Key(), dir, r.Index)
+		ch.Rules = append(ch.Rules, b.rules(dir, r.AllPeers, r.Peers, r.AllPorts, r.Ports, comment, accept)...)
 	}
 	b.rs.AddChain(ch)
 }
 
-// rules compiles one policy rule into nft rules: one for each way a peer
-// can match (any address, pod set, ipBlock set) times each way a port can
+func accept(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Accept} }
+
+// rules compiles one rule into nft rules: one for each way a peer can match
+// (any address, pod set, node set, ipBlock set) times each way a port can
 // match (any, numeric set, named port set), per family where it matters.
-func (b *builder) rules(p *model.Policy, dir model.Direction, r model.Rule) []*nft.Rule {
-	comment := fmt.Sprintf("%s %s rule %d", p.Key(), dir, r.Index)
+// verdict gives the verdict for a family (0 when the rule matches both).
+func (b *builder) rules(dir model.Direction, allPeers bool, peers []model.Peer, allPorts bool, ports []model.Port, comment string, verdict func(nft.Family) nft.Verdict) []*nft.Rule {
 	var peerMatches [][]nft.Match // nil entry: any address
-	if r.AllPeers {
+	if allPeers {
 		peerMatches = append(peerMatches, nil)
 	} else {
-		peerMatches = append(peerMatches, b.peerMatches(dir, r.Peers)...)
+		peerMatches = append(peerMatches, b.peerMatches(dir, peers)...)
 	}
-	var portMatches [][]nft.Match // entries are family-neutral unless named
+	var portMatches [][]nft.Match // family-neutral
 	var named []model.Port
-	if r.AllPorts {
+	if allPorts {
 		portMatches = append(portMatches, nil)
 	} else {
-		if set := b.portSet(r.Ports); set != "" {
+		if set := b.portSet(ports); set != "" {
 			portMatches = append(portMatches, []nft.Match{nft.MatchProtoPortInSet{Set: set}})
 		}
-		for _, port := range r.Ports {
+		for _, port := range ports {
 			if port.Name != "" {
 				named = append(named, port)
 			}
 		}
 	}
 	var out []*nft.Rule
+	add := func(ms []nft.Match, fam nft.Family) {
+		out = append(out, &nft.Rule{Matches: ms, Counter: true, Verdict: verdict(fam), Comment: comment})
+	}
 	for _, pm := range peerMatches {
 		fam := familyOf(pm)
 		for _, ports := range portMatches {
-			out = append(out, &nft.Rule{Matches: concat(pm, ports), Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment})
+			add(concat(pm, ports), fam)
 		}
 		for _, port := range named {
 			for _, f := range families {
@@ -210,7 +288,7 @@ func (b *builder) rules(p *model.Policy, dir model.Direction, r model.Rule) []*n
 					continue
 				}
 				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: b.namedPortSet(f, port)}
-				out = append(out, &nft.Rule{Matches: concat(pm, []nft.Match{m}), Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment})
+				add(concat(pm, []nft.Match{m}), f)
 			}
 		}
 	}
@@ -231,28 +309,31 @@ func familyOf(ms []nft.Match) nft.Family {
 	return 0
 }
 
-// peerMatches: the pod peers of a rule share one set per family, the ipBlock
-// peers one interval set per family.
+// peerMatches: the pod peers of a rule share one set per family, so do its
+// node peers, and its ipBlock peers one interval set per family.
 func (b *builder) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Match {
-	var pods, blocks []model.Peer
+	var pods, nodes, blocks []model.Peer
 	for _, peer := range peers {
 		switch {
 		case peer.Invalid:
 		case peer.Pods:
 			pods = append(pods, peer)
+		case peer.Nodes:
+			nodes = append(nodes, peer)
 		default:
 			blocks = append(blocks, peer)
 		}
 	}
 	src := dir == model.Ingress
 	var out [][]nft.Match
-	if len(pods) > 0 {
-		for _, fam := range families {
+	for _, fam := range families {
+		if len(pods) > 0 {
 			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: b.podPeerSet(fam, pods)}})
 		}
-	}
-	if len(blocks) > 0 {
-		for _, fam := range families {
+		if len(nodes) > 0 {
+			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: b.nodePeerSet(fam, nodes)}})
+		}
+		if len(blocks) > 0 {
 			if set := b.cidrSet(fam, blocks); set != "" {
 				out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: set}})
 			}

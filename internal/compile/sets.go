@@ -155,10 +155,15 @@ func (b *builder) portSet(ports []model.Port) string {
 }
 
 // namedPortSet holds address . protocol . number for every pod that declares
-// the port name for that protocol: a named port matches where the
+// the port name for that protocol (for any protocol when port.Proto is 0, as
+// the tier policies' named ports): a named port matches where the
 // destination pod declares it, so one set per name serves every rule.
 func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
-	identity := nft.ProtoName(port.Proto) + "/" + port.Name
+	proto := "any"
+	if port.Proto != 0 {
+		proto = nft.ProtoName(port.Proto)
+	}
+	identity := proto + "/" + port.Name
 	t := nft.SetIPv4ProtoPort
 	if fam == nft.IPv6 {
 		t = nft.SetIPv6ProtoPort
@@ -172,13 +177,14 @@ func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
 		if !pod.Active() {
 			continue
 		}
-		n, ok := pod.PortNumber(port.Name, port.Proto)
-		if !ok {
-			continue
-		}
-		for _, ip := range pod.IPs {
-			if familyOfAddr(ip) == fam {
-				set.Add(nft.Elem{Addr: ip, Proto: port.Proto, Port: n})
+		for _, np := range pod.Ports {
+			if np.Name != port.Name || (port.Proto != 0 && np.Proto != port.Proto) {
+				continue
+			}
+			for _, ip := range pod.IPs {
+				if familyOfAddr(ip) == fam {
+					set.Add(nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
+				}
 			}
 		}
 	}

@@ -35,10 +35,14 @@ type Verdict struct {
 	// Pod is the pod whose policies were consulted; empty when the address
 	// is not a pod's (nothing to isolate).
 	Pod string
-	// Isolated: some policy selects Pod for this direction.
+	// Tier that decided: "admin", "networkpolicy", "baseline", or "" when
+	// no policy had a say (allowed by default).
+	Tier string
+	// Isolated: a NetworkPolicy selects Pod for this direction.
 	Isolated bool
-	// Policy and Rule name the rule that allowed the flow (Rule is the
-	// index in the policy's ingress or egress list); empty/-1 otherwise.
+	// Policy and Rule name the rule that decided (Rule is the index in the
+	// policy's ingress or egress list); for a NetworkPolicy denial, Policy
+	// is empty and Rule -1: no rule matched.
 	Policy string
 	Rule   int
 }
@@ -47,12 +51,16 @@ func (v Verdict) String() string {
 	switch {
 	case v.Pod == "":
 		return "allowed: not a pod"
-	case !v.Isolated:
-		return fmt.Sprintf("allowed: %s is not isolated", v.Pod)
-	case v.Allowed:
-		return fmt.Sprintf("allowed: %s rule %d", v.Policy, v.Rule)
+	case v.Tier == "":
+		return fmt.Sprintf("allowed: no policy applies to %s", v.Pod)
+	case v.Tier == "networkpolicy" && !v.Allowed:
+		return fmt.Sprintf("denied: %s is isolated and no rule matches", v.Pod)
 	}
-	return fmt.Sprintf("denied: %s is isolated and no rule matches", v.Pod)
+	verb := "denied"
+	if v.Allowed {
+		verb = "allowed"
+	}
+	return fmt.Sprintf("%s: %s tier, %s rule %d", verb, v.Tier, v.Policy, v.Rule)
 }
 
 // Decision is the evaluator's answer for a flow.
@@ -66,19 +74,28 @@ func (d Decision) Allowed() bool { return d.Egress.Allowed && d.Ingress.Allowed 
 
 // Evaluator answers policy questions about one snapshot of a cluster.
 type Evaluator struct {
-	c      *Cluster
-	byAddr map[netip.Addr]*Pod
+	c        *Cluster
+	byAddr   map[netip.Addr]*Pod
+	nodes    map[netip.Addr][]*Node
+	admin    []*TierPolicy
+	baseline []*TierPolicy
 }
 
-// NewEvaluator indexes the cluster's active pods by address.
+// NewEvaluator indexes the cluster's active pods and nodes by address.
 func NewEvaluator(c *Cluster) *Evaluator {
-	e := &Evaluator{c: c, byAddr: map[netip.Addr]*Pod{}}
+	e := &Evaluator{c: c, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
+		admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
 			continue
 		}
 		for _, ip := range p.IPs {
 			e.byAddr[ip] = p
+		}
+	}
+	for _, n := range c.Nodes {
+		for _, ip := range n.Addresses {
+			e.nodes[ip] = append(e.nodes[ip], n)
 		}
 	}
 	return e
@@ -99,7 +116,8 @@ func (e *Evaluator) Evaluate(f Flow) Decision {
 }
 
 // judge decides for subject (the pod whose policies apply) talking to the
-// peer address (owned by peerPod, if a pod).
+// peer address (owned by peerPod, if a pod): the admin tier, then the
+// NetworkPolicies, then the baseline tier, then allowed.
 func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod *Pod, f Flow) Verdict {
 	v := Verdict{Allowed: true, Rule: -1}
 	if subject == nil {
@@ -112,52 +130,89 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 	if dir == Egress {
 		dst = peerPod
 	}
+	if p, r, ok := e.tier(e.admin, dir, subject, peer, peerPod, dst, f); ok && r.Action != Pass {
+		v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
+		return v
+	}
 	for _, p := range e.c.SortedPolicies() {
 		if !p.Isolates[dir] || !p.Selects(e.c, subject) {
 			continue
 		}
-		v.Isolated = true
+		v.Isolated, v.Tier, v.Allowed = true, "networkpolicy", false
 		for _, r := range p.Rules[dir] {
-			if e.peerMatches(r, peer, peerPod) && portMatches(r, dst, f) {
+			if e.peerMatches(r.AllPeers, r.Peers, peer, peerPod) && portMatches(r.AllPorts, r.Ports, dst, f) {
 				v.Allowed, v.Policy, v.Rule = true, p.Key(), r.Index
 				return v
 			}
 		}
 	}
-	v.Allowed = !v.Isolated
+	if v.Isolated {
+		return v
+	}
+	if p, r, ok := e.tier(e.baseline, dir, subject, peer, peerPod, dst, f); ok {
+		// Pass in the last tier hands the flow to the default: allowed.
+		v.Tier, v.Policy, v.Rule, v.Allowed = "baseline", p.Key(), r.Index, r.Action != Deny
+	}
 	return v
 }
 
-func (e *Evaluator) peerMatches(r Rule, addr netip.Addr, pod *Pod) bool {
-	if r.AllPeers {
+// tier finds the first rule of a tier that matches: policies in order, and
+// in each its rules in order.
+func (e *Evaluator) tier(policies []*TierPolicy, dir Direction, subject *Pod, peer netip.Addr, peerPod, dst *Pod, f Flow) (*TierPolicy, TierRule, bool) {
+	for _, p := range policies {
+		if !p.Selects(e.c, subject) {
+			continue
+		}
+		for _, r := range p.Rules[dir] {
+			if e.peerMatches(r.AllPeers, r.Peers, peer, peerPod) && portMatches(r.AllPorts, r.Ports, dst, f) {
+				return p, r, true
+			}
+		}
+	}
+	return nil, TierRule{}, false
+}
+
+func (e *Evaluator) peerMatches(all bool, peers []Peer, addr netip.Addr, pod *Pod) bool {
+	if all {
 		return true
 	}
-	for i := range r.Peers {
-		peer := &r.Peers[i]
-		if peer.Pods {
+	for i := range peers {
+		peer := &peers[i]
+		switch {
+		case peer.Pods:
 			if pod != nil && peer.MatchesPod(e.c, pod) {
 				return true
 			}
-		} else if peer.MatchesAddr(addr) {
-			return true
+		case peer.Nodes:
+			for _, n := range e.nodes[addr] {
+				if peer.MatchesNode(n) {
+					return true
+				}
+			}
+		default:
+			if peer.MatchesAddr(addr) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-func portMatches(r Rule, dst *Pod, f Flow) bool {
-	if r.AllPorts {
+// portMatches: a port with protocol 0 is a tier policy's named port,
+// which matches whatever protocol the destination declares it with.
+func portMatches(all bool, ports []Port, dst *Pod, f Flow) bool {
+	if all {
 		return true
 	}
-	for _, p := range r.Ports {
-		if p.Proto != f.Proto {
+	for _, p := range ports {
+		if p.Proto != 0 && p.Proto != f.Proto {
 			continue
 		}
 		if p.Name != "" {
 			if dst == nil {
 				continue
 			}
-			if n, ok := dst.PortNumber(p.Name, p.Proto); ok && n == f.Port {
+			if n, ok := dst.PortNumber(p.Name, f.Proto); ok && n == f.Port {
 				return true
 			}
 			continue

@@ -12,6 +12,8 @@ import (
 	"sort"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 )
 
 // IP protocol numbers used by the model.
@@ -124,6 +126,10 @@ type Peer struct {
 	Namespace         string
 	NamespaceSelector labels.Selector
 	PodSelector       labels.Selector // nil: every pod
+	// Nodes: the addresses of the nodes NodeSelector selects (tier
+	// policies only).
+	Nodes        bool
+	NodeSelector labels.Selector
 	// IPBlock: the addresses in CIDR but not in any Except.
 	CIDR   netip.Prefix
 	Except []netip.Prefix
@@ -148,6 +154,8 @@ type Cluster struct {
 	Pods       map[string]*Pod // by Key
 	Nodes      map[string]*Node
 	Policies   map[string]*Policy // by Key
+	// TierPolicies are the admin and baseline tiers' policies, by Key.
+	TierPolicies map[string]*TierPolicy
 }
 
 // NewCluster makes an empty cluster.
@@ -157,6 +165,8 @@ func NewCluster() *Cluster {
 		Pods:       map[string]*Pod{},
 		Nodes:      map[string]*Node{},
 		Policies:   map[string]*Policy{},
+
+		TierPolicies: map[string]*TierPolicy{},
 	}
 }
 
@@ -203,9 +213,14 @@ func (peer *Peer) MatchesPod(c *Cluster, pod *Pod) bool {
 	return peer.PodSelector == nil || peer.PodSelector.Matches(pod.Labels)
 }
 
+// MatchesNode reports whether a node peer selects node.
+func (peer *Peer) MatchesNode(node *Node) bool {
+	return peer.Nodes && !peer.Invalid && peer.NodeSelector != nil && peer.NodeSelector.Matches(node.Labels)
+}
+
 // MatchesAddr reports whether an ipBlock peer contains addr.
 func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
-	if peer.Pods || peer.Invalid || !peer.CIDR.Contains(addr) {
+	if peer.Pods || peer.Nodes || peer.Invalid || !peer.CIDR.Contains(addr) {
 		return false
 	}
 	for _, e := range peer.Except {
@@ -230,6 +245,15 @@ func (c *Cluster) Set(obj any) error {
 	case *networkingv1.NetworkPolicy:
 		p := PolicyFromAPI(o)
 		c.Policies[p.Key()] = p
+	case *v1alpha1.AdminNetworkPolicy:
+		p := ANPFromAPI(o)
+		c.TierPolicies[p.Key()] = p
+	case *v1alpha1.BaselineAdminNetworkPolicy:
+		p := BANPFromAPI(o)
+		c.TierPolicies[p.Key()] = p
+	case *v1alpha2.ClusterNetworkPolicy:
+		p := CNPFromAPI(o)
+		c.TierPolicies[p.Key()] = p
 	default:
 		return fmt.Errorf("%T is not a kind the model knows", obj)
 	}
@@ -248,6 +272,8 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 		delete(c.Nodes, name)
 	case "NetworkPolicy":
 		delete(c.Policies, key)
+	case KindANP, KindBANP, KindCNP:
+		delete(c.TierPolicies, kind+"/"+name)
 	default:
 		return fmt.Errorf("kind %q is not a kind the model knows", kind)
 	}
