@@ -137,15 +137,15 @@ func (b *builder) classify(pod *model.Pod, dir model.Direction, admin []*model.T
 	}
 	if len(admin) == 0 {
 		if rest != "" {
-			b.dispatch(DispatchMap, pod, dir, rest)
+			b.dispatch(pod, dir, rest, false)
 		}
 		return
 	}
 	if rest == "" {
 		rest = b.acceptChain()
 	}
-	b.dispatch(DispatchMap, pod, dir, b.adminChain(dir, admin))
-	b.dispatch(RestMap, pod, dir, rest)
+	b.dispatch(pod, dir, b.adminChain(dir, admin), false)
+	b.dispatch(pod, dir, rest, true)
 }
 
 type builder struct {
@@ -196,14 +196,14 @@ func mapType(fam nft.Family) nft.SetType {
 	return nft.MapIPv4Verdict
 }
 
-// dispatch sends pod's addresses to chain through one kind of map.
-func (b *builder) dispatch(mapName func(model.Direction, nft.Family) string, pod *model.Pod, dir model.Direction, chain string) {
+// dispatch sends pod's addresses to chain through the dispatch map, or the
+// rest map when rest is set.
+func (b *builder) dispatch(pod *model.Pod, dir model.Direction, chain string, rest bool) {
 	for _, ip := range pod.IPs {
 		fam := familyOfAddr(ip)
-		name := mapName(dir, fam)
-		set, ok := b.rs.Sets[name]
-		if !ok {
-			set = b.rs.AddSet(nft.NewSet(name, mapType(fam), fmt.Sprintf("local pods with admin %s policy -> the tiers after it", dir)))
+		set := b.rs.Sets[DispatchMap(dir, fam)]
+		if rest {
+			set = b.restMap(dir, fam)
 		}
 		set.Add(nft.Elem{Addr: ip, Chain: chain})
 	}

@@ -9,6 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
@@ -46,11 +49,62 @@ func goldenCluster(t *testing.T) *model.Cluster {
 	return c
 }
 
+// tiersCluster adds admin and baseline policies of both API versions to
+// goldenCluster: priorities, Allow/Deny/Pass, named ports of any protocol,
+// node and network peers.
+func tiersCluster(t *testing.T) *model.Cluster {
+	c := goldenCluster(t)
+	http := "http"
+	anp := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "guard"}}
+	anp.Spec.Priority = 10
+	anp.Spec.Subject.Namespaces = &metav1.LabelSelector{MatchLabels: m{"ns": "x"}}
+	anp.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{
+		{Name: "monitoring", Action: "Allow", From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: m{"team": "blue"}}}},
+			Ports: &[]v1alpha1.AdminNetworkPolicyPort{{NamedPort: &http}}},
+		{Name: "delegate", Action: "Pass", From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}},
+	}
+	anp.Spec.Egress = []v1alpha1.AdminNetworkPolicyEgressRule{
+		{Name: "no-kubelet", Action: "Deny", To: []v1alpha1.AdminNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}},
+			Ports: &[]v1alpha1.AdminNetworkPolicyPort{{PortNumber: &v1alpha1.Port{Protocol: v1.ProtocolTCP, Port: 10250}}}},
+		{Name: "no-metadata", Action: "Deny", To: []v1alpha1.AdminNetworkPolicyEgressPeer{{Networks: []v1alpha1.CIDR{"169.254.169.254/32"}}}},
+	}
+	banp := &v1alpha1.BaselineAdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	banp.Spec.Subject.Namespaces = &metav1.LabelSelector{}
+	banp.Spec.Ingress = []v1alpha1.BaselineAdminNetworkPolicyIngressRule{
+		{Name: "isolate-namespaces", Action: "Deny", From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}},
+	}
+	cnp := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dns"}}
+	cnp.Spec.Tier, cnp.Spec.Priority = v1alpha2.AdminTier, 5
+	cnp.Spec.Subject.Namespaces = &metav1.LabelSelector{}
+	cnp.Spec.Egress = []v1alpha2.ClusterNetworkPolicyEgressRule{
+		{Name: "dns", Action: "Accept", To: []v1alpha2.ClusterNetworkPolicyEgressPeer{{Pods: &v1alpha2.NamespacedPod{PodSelector: metav1.LabelSelector{MatchLabels: m{"pod": "a"}}}}},
+			Protocols: []v1alpha2.ClusterNetworkPolicyProtocol{{UDP: &v1alpha2.ClusterNetworkPolicyProtocolUDP{DestinationPort: &v1alpha2.Port{Number: 53}}}}},
+	}
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "172.18.0.11"}}}}
+	for _, o := range []any{anp, banp, cnp, node} {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+var goldenCases = []struct {
+	name    string
+	node    string
+	cluster func(*testing.T) *model.Cluster
+}{
+	{"node-1", "node-1", goldenCluster},
+	{"node-2", "node-2", goldenCluster},
+	{"tiers-node-1", "node-1", tiersCluster},
+	{"tiers-node-2", "node-2", tiersCluster},
+}
+
 func TestGolden(t *testing.T) {
-	for _, node := range []string{"node-1", "node-2"} {
-		t.Run(node, func(t *testing.T) {
-			got := Node(goldenCluster(t), node).Text()
-			path := filepath.Join("testdata", node+".nft")
+	for _, gc := range goldenCases {
+		t.Run(gc.name, func(t *testing.T) {
+			got := Node(gc.cluster(t), gc.node).Text()
+			path := filepath.Join("testdata", gc.name+".nft")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -71,10 +125,10 @@ func TestGolden(t *testing.T) {
 // kernel takes it as it is, in a throwaway namespace.
 func TestGoldenLoadsIntoKernel(t *testing.T) {
 	ns := tu.NetNS(t)
-	for _, node := range []string{"node-1", "node-2"} {
-		text := Node(goldenCluster(t), node).Text()
+	for _, gc := range goldenCases {
+		text := Node(gc.cluster(t), gc.node).Text()
 		if out, err := tu.NftIn(t, ns, text, "-f", "-"); err != nil {
-			t.Fatalf("%s: nft -f: %v\n%s", node, err, out)
+			t.Fatalf("%s: nft -f: %v\n%s", gc.name, err, out)
 		}
 		if out, err := tu.NftIn(t, ns, "", "delete", "table", "inet", "nftpolicy"); err != nil {
 			t.Fatalf("delete table: %v\n%s", err, out)

@@ -55,9 +55,19 @@ func (b *builder) adminChain(dir model.Direction, admin []*model.TierPolicy) str
 	return name
 }
 
-// restVerdict looks the subject pod up in the rest map.
+// restVerdict looks the subject pod up in the rest map, which exists (maybe
+// empty) as soon as a rule refers to it.
 func (b *builder) restVerdict(dir model.Direction, fam nft.Family) nft.Verdict {
+	b.restMap(dir, fam)
 	return nft.Verdict{Kind: nft.Vmap, Map: RestMap(dir, fam), Family: fam, Src: dir == model.Egress}
+}
+
+func (b *builder) restMap(dir model.Direction, fam nft.Family) *nft.Set {
+	name := RestMap(dir, fam)
+	if set, ok := b.rs.Sets[name]; ok {
+		return set
+	}
+	return b.rs.AddSet(nft.NewSet(name, mapType(fam), fmt.Sprintf("local pods with admin %s policy -> the tiers after it", dir)))
 }
 
 // baselineChain is shared by the local pods that no NetworkPolicy isolates

@@ -48,6 +48,10 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 		}
 		r := top.chain.Rules[top.next]
 		top.next++
+		// The kernel would not have taken a rule that names a missing set.
+		if name := rs.missingSet(r); name != "" {
+			return res, fmt.Errorf("rule %q refers to missing set %q", r.ID(), name)
+		}
 		if !rs.matches(r, p) {
 			continue
 		}
@@ -84,6 +88,29 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 	}
 	res.Accepted = true // base chain policy accept
 	return res, nil
+}
+
+func (rs *Ruleset) missingSet(r *Rule) string {
+	names := []string{}
+	for _, m := range r.Matches {
+		switch m := m.(type) {
+		case MatchAddrInSet:
+			names = append(names, m.Set)
+		case MatchProtoPortInSet:
+			names = append(names, m.Set)
+		case MatchDaddrProtoPortInSet:
+			names = append(names, m.Set)
+		}
+	}
+	if r.Verdict.Kind == Vmap {
+		names = append(names, r.Verdict.Map)
+	}
+	for _, n := range names {
+		if _, ok := rs.Sets[n]; !ok {
+			return n
+		}
+	}
+	return ""
 }
 
 func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
