@@ -76,6 +76,13 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "warning: NetworkPolicy %s: %s\n", p.Key(), msg)
 		}
 	}
+	for _, t := range []model.Tier{model.TierAdmin, model.TierBaseline} {
+		for _, p := range c.SortedTier(t) {
+			for _, msg := range p.Problems {
+				fmt.Fprintf(stderr, "warning: %s: %s\n", p.Key(), msg)
+			}
+		}
+	}
 	if _, ok := c.Nodes[*node]; !ok {
 		fmt.Fprintf(stderr, "warning: no Node %q among the objects; compiling for the pods that name it\n", *node)
 	}
