@@ -21,12 +21,16 @@ func (b *builder) acceptChain() string {
 	return ChainAccept
 }
 
-func tierKeys(ps []*model.TierPolicy) []string {
+// className names the chain of a class of pods by the set of its policies,
+// not their order: a priority change then rewrites the class chain's few
+// jumps in place, and no pod moves to another chain.
+func className(prefix string, ps []*model.TierPolicy) string {
 	keys := make([]string, len(ps))
 	for i, p := range ps {
 		keys[i] = p.Key()
 	}
-	return keys
+	sort.Strings(keys)
+	return nft.Name(prefix, strings.Join(keys, ","))
 }
 
 func tierChainName(p *model.TierPolicy, dir model.Direction) string {
@@ -38,8 +42,7 @@ func tierChainName(p *model.TierPolicy, dir model.Direction) string {
 // accepts, a Deny drops, a Pass leaves through the rest map) and, when none
 // decided, goes to the pod's rest through the rest map.
 func (b *builder) adminChain(dir model.Direction, admin []*model.TierPolicy) string {
-	keys := tierKeys(admin)
-	name := nft.Name(dir.String()+"-admin", strings.Join(keys, ","))
+	name := className(dir.String()+"-admin", admin)
 	if _, ok := b.rs.Chains[name]; ok {
 		return name
 	}
@@ -74,8 +77,7 @@ func (b *builder) restMap(dir model.Direction, fam nft.Family) *nft.Set {
 // and the same baseline policies select: their chains in order, then
 // accept (it must end in a verdict: see RestMap).
 func (b *builder) baselineChain(dir model.Direction, baseline []*model.TierPolicy) string {
-	keys := tierKeys(baseline)
-	name := nft.Name(dir.String()+"-baseline", strings.Join(keys, ","))
+	name := className(dir.String()+"-baseline", baseline)
 	if _, ok := b.rs.Chains[name]; ok {
 		return name
 	}

@@ -3,10 +3,13 @@ package diff_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
@@ -168,5 +171,47 @@ func TestDiffRecoversFromDrift(t *testing.T) {
 	back, _ = k.Dump(context.Background())
 	if tx := diff.Diff(back, desired); !tx.Empty() {
 		t.Errorf("table not restored:\n%s", tx)
+	}
+}
+
+func adminPolicy(name string, prio int32, action string) *v1alpha1.AdminNetworkPolicy {
+	p := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	p.Spec.Priority = prio
+	p.Spec.Subject.Namespaces = &metav1.LabelSelector{MatchLabels: m{"ns": "x"}}
+	p.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{{Action: v1alpha1.AdminNetworkPolicyRuleAction(action),
+		From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: m{"ns": "y"}}}}}}
+	return p
+}
+
+// TestPriorityChangeLeavesOtherPoliciesAlone: reordering the admin tier
+// rewrites the policy's own chain (its comments carry the priority) and the
+// jumps of the class chains that list it, in place: no other policy's rules
+// or sets, and no pod moves, whatever the number of pods.
+func TestPriorityChangeLeavesOtherPoliciesAlone(t *testing.T) {
+	cost := map[int]int{}
+	for _, n := range []int{10, 200} {
+		c := cluster(t, n)
+		for i, name := range []string{"a", "b", "c"} {
+			if err := c.Set(adminPolicy(name, int32(10*(i+1)), []string{"Allow", "Deny", "Pass"}[i])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k, current := program(t, c)
+		var tx *nft.Transaction
+		step(t, k, current, c, func() {
+			c.Set(adminPolicy("b", 5, "Deny"))
+			tx = diff.Diff(current, compile.Node(c, node))
+		})
+		for _, op := range tx.Ops {
+			switch {
+			case (op.Kind == nft.OpAddRule || op.Kind == nft.OpFlushChain) && strings.HasPrefix(op.Name, "admin-") && !strings.HasSuffix(op.Name, "AdminNetworkPolicy/b"),
+				op.Kind == nft.OpAddSet, op.Kind == nft.OpDeleteSet, op.Kind == nft.OpAddElements, op.Kind == nft.OpDeleteElements:
+				t.Errorf("n=%d: a priority change touched %q: %s", n, op.Name, op)
+			}
+		}
+		cost[n] = tx.Len()
+	}
+	if cost[10] != cost[200] {
+		t.Errorf("a priority change costs %d ops with 10 pods and %d with 200", cost[10], cost[200])
 	}
 }
