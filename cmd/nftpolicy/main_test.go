@@ -1,0 +1,75 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for nftpolicy itself: with
+// NFTPOLICY_RUN_MAIN set it runs main on its arguments, so tests can run
+// (and kill) the real command.
+func TestMain(m *testing.M) {
+	if os.Getenv("NFTPOLICY_RUN_MAIN") != "" {
+		os.Exit(run(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func nftpolicy(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "NFTPOLICY_RUN_MAIN=1")
+	return cmd
+}
+
+var labNS = regexp.MustCompile(`nplab-[0-9a-f]+-`)
+
+// TestKilledLabRunThenDown: `nftpolicy lab run` killed with SIGKILL cleans
+// nothing up itself; `nftpolicy lab down` must then remove all it left.
+func TestKilledLabRunThenDown(t *testing.T) {
+	if os.Geteuid() != 0 || testing.Short() {
+		t.Skip("needs root: the lab creates network namespaces")
+	}
+	before := map[string]bool{}
+	for _, p := range labNS.FindAllString(netnsList(t), -1) {
+		before[p] = true
+	}
+	cmd := nftpolicy("lab", "run", "../../test/scenarios/netpol")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	prefix := ""
+	for deadline := time.Now().Add(30 * time.Second); prefix == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, p := range labNS.FindAllString(netnsList(t), -1) {
+			if !before[p] {
+				prefix = p
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let it get going: agents, pods
+	cmd.Process.Kill()
+	cmd.Wait()
+	if prefix == "" {
+		t.Fatal("the lab run created no namespace: the test proves nothing")
+	}
+	if !strings.Contains(netnsList(t), prefix) {
+		t.Fatal("the killed run left nothing to clean: the test proves nothing")
+	}
+	if out, err := nftpolicy("lab", "down").CombinedOutput(); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, out)
+	}
+	if list := netnsList(t); strings.Contains(list, prefix) {
+		t.Errorf("lab down left namespaces of %s:\n%s", prefix, list)
+	}
+}
+
+func netnsList(t *testing.T) string {
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
