@@ -128,7 +128,8 @@ func (c *Cluster) SortedTier(t Tier) []*TierPolicy {
 
 // tierBuilder collects one policy's normalisation and its problems.
 type tierBuilder struct {
-	p *TierPolicy
+	p           *TierPolicy
+	badPriority bool // only Deny rules are kept
 }
 
 func (b *tierBuilder) problem(format string, args ...any) {
@@ -142,6 +143,7 @@ func (b *tierBuilder) priority(prio int32) {
 		// only its Deny rules, last in the tier, never widens access.
 		b.problem("priority %d out of range 0-%d; only its Deny rules are kept, evaluated last", prio, MaxPriority)
 		b.p.Priority = MaxPriority + 1
+		b.badPriority = true
 	}
 }
 
@@ -203,7 +205,7 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 		b.problem("%s: no peers", where)
 		invalid = true
 	}
-	if b.p.Priority > MaxPriority && action != Deny {
+	if b.badPriority && action != Deny {
 		return // see priority()
 	}
 	if invalid {

@@ -88,6 +88,8 @@ func TestTiers(t *testing.T) {
 			flow: flow(ya, xa, tcp, 80), want: true, tier: "networkpolicy"},
 		{name: "admin pass reaches the baseline", objects: []any{anp("a", 1, from("Pass", "y")), banp("default", baseFrom("Deny", "y"))},
 			flow: flow(ya, xa, tcp, 80), want: false, tier: "baseline"},
+		{name: "baseline allow", objects: []any{banp("default", baseFrom("Allow", "y"), baseFrom("Deny", "y"))},
+			flow: flow(ya, xa, tcp, 80), want: true, tier: "baseline"},
 		{name: "a baseline policy not named default is ignored", objects: []any{banp("other", baseFrom("Deny", "y"))},
 			flow: flow(ya, xa, tcp, 80), want: true},
 		{name: "admin port number", objects: []any{anp("a", 1, withPorts(from("Deny", "y"), v1alpha1.AdminNetworkPolicyPort{PortNumber: &v1alpha1.Port{Protocol: v1.ProtocolTCP, Port: 81}}))},
