@@ -46,16 +46,22 @@ func (b *builder) adminChain(dir model.Direction, admin []*model.TierPolicy) str
 	if _, ok := b.rs.Chains[name]; ok {
 		return name
 	}
-	ch := &nft.Chain{Name: name}
-	for _, p := range admin {
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: tierChainName(p, dir)},
-			Comment: fmt.Sprintf("%s priority %d", p.Key(), p.Priority)})
-	}
+	ch := &nft.Chain{Name: name, Rules: tierJumps(dir, admin)}
 	for _, fam := range families {
 		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: b.restVerdict(dir, fam), Comment: "no admin rule decided: NetworkPolicies, then baseline"})
 	}
 	b.rs.AddChain(ch)
 	return name
+}
+
+// tierJumps jumps to each policy's chain, in evaluation order.
+func tierJumps(dir model.Direction, ps []*model.TierPolicy) []*nft.Rule {
+	out := make([]*nft.Rule, len(ps))
+	for i, p := range ps {
+		out[i] = &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: tierChainName(p, dir)},
+			Comment: fmt.Sprintf("%s priority %d", p.Key(), p.Priority)}
+	}
+	return out
 }
 
 // restVerdict looks the subject pod up in the rest map, which exists (maybe
@@ -81,11 +87,7 @@ func (b *builder) baselineChain(dir model.Direction, baseline []*model.TierPolic
 	if _, ok := b.rs.Chains[name]; ok {
 		return name
 	}
-	ch := &nft.Chain{Name: name}
-	for _, p := range baseline {
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: tierChainName(p, dir)},
-			Comment: fmt.Sprintf("%s priority %d", p.Key(), p.Priority)})
-	}
+	ch := &nft.Chain{Name: name, Rules: tierJumps(dir, baseline)}
 	ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "no baseline rule matched: allowed"})
 	b.rs.AddChain(ch)
 	return name

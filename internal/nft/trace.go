@@ -91,21 +91,7 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 }
 
 func (rs *Ruleset) missingSet(r *Rule) string {
-	names := []string{}
-	for _, m := range r.Matches {
-		switch m := m.(type) {
-		case MatchAddrInSet:
-			names = append(names, m.Set)
-		case MatchProtoPortInSet:
-			names = append(names, m.Set)
-		case MatchDaddrProtoPortInSet:
-			names = append(names, m.Set)
-		}
-	}
-	if r.Verdict.Kind == Vmap {
-		names = append(names, r.Verdict.Map)
-	}
-	for _, n := range names {
+	for _, n := range ruleSets(r) {
 		if _, ok := rs.Sets[n]; !ok {
 			return n
 		}
