@@ -390,29 +390,48 @@ func (b *tierBuilder) action(a string, where string) Action {
 	return Deny
 }
 
+// v1alpha1Rule is what AdminNetworkPolicy and BaselineAdminNetworkPolicy
+// rules share.
+type v1alpha1Rule struct {
+	name, action string
+	peers        []peer
+	ports        *[]v1alpha1.AdminNetworkPolicyPort
+}
+
+func (b *tierBuilder) v1alpha1Rules(dir Direction, rules []v1alpha1Rule) {
+	for i, r := range rules {
+		where := fmt.Sprintf("%s rule %d", dir, i)
+		ports, all, invalid := b.v1alpha1Ports(r.ports, where)
+		b.rule(dir, i, r.name, b.action(r.action, where), r.peers, ports, all, invalid)
+	}
+}
+
+func ingressPeers(from []v1alpha1.AdminNetworkPolicyIngressPeer) []peer {
+	var out []peer
+	for _, p := range from {
+		out = append(out, peer{namespaces: p.Namespaces, pods: p.Pods})
+	}
+	return out
+}
+
 // ANPFromAPI normalises an AdminNetworkPolicy.
 func ANPFromAPI(o *v1alpha1.AdminNetworkPolicy) *TierPolicy {
 	b := &tierBuilder{p: &TierPolicy{Kind: KindANP, Name: o.Name, Tier: TierAdmin}}
 	b.priority(o.Spec.Priority)
 	b.subject(o.Spec.Subject.Namespaces, o.Spec.Subject.Pods)
-	for i, r := range o.Spec.Ingress {
-		var peers []peer
-		for _, p := range r.From {
-			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods})
-		}
-		where := fmt.Sprintf("ingress rule %d", i)
-		ports, all, invalid := b.v1alpha1Ports(r.Ports, where)
-		b.rule(Ingress, i, r.Name, b.action(string(r.Action), where), peers, ports, all, invalid)
+	var ingress, egress []v1alpha1Rule
+	for _, r := range o.Spec.Ingress {
+		ingress = append(ingress, v1alpha1Rule{r.Name, string(r.Action), ingressPeers(r.From), r.Ports})
 	}
-	for i, r := range o.Spec.Egress {
+	for _, r := range o.Spec.Egress {
 		var peers []peer
 		for _, p := range r.To {
 			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods, nodes: p.Nodes, networks: cidrs(p.Networks), domains: len(p.DomainNames)})
 		}
-		where := fmt.Sprintf("egress rule %d", i)
-		ports, all, invalid := b.v1alpha1Ports(r.Ports, where)
-		b.rule(Egress, i, r.Name, b.action(string(r.Action), where), peers, ports, all, invalid)
+		egress = append(egress, v1alpha1Rule{r.Name, string(r.Action), peers, r.Ports})
 	}
+	b.v1alpha1Rules(Ingress, ingress)
+	b.v1alpha1Rules(Egress, egress)
 	return b.p
 }
 
@@ -426,24 +445,19 @@ func BANPFromAPI(o *v1alpha1.BaselineAdminNetworkPolicy) *TierPolicy {
 		return b.p
 	}
 	b.subject(o.Spec.Subject.Namespaces, o.Spec.Subject.Pods)
-	for i, r := range o.Spec.Ingress {
-		var peers []peer
-		for _, p := range r.From {
-			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods})
-		}
-		where := fmt.Sprintf("ingress rule %d", i)
-		ports, all, invalid := b.v1alpha1Ports(r.Ports, where)
-		b.rule(Ingress, i, r.Name, b.action(string(r.Action), where), peers, ports, all, invalid)
+	var ingress, egress []v1alpha1Rule
+	for _, r := range o.Spec.Ingress {
+		ingress = append(ingress, v1alpha1Rule{r.Name, string(r.Action), ingressPeers(r.From), r.Ports})
 	}
-	for i, r := range o.Spec.Egress {
+	for _, r := range o.Spec.Egress {
 		var peers []peer
 		for _, p := range r.To {
 			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods, nodes: p.Nodes, networks: cidrs(p.Networks)})
 		}
-		where := fmt.Sprintf("egress rule %d", i)
-		ports, all, invalid := b.v1alpha1Ports(r.Ports, where)
-		b.rule(Egress, i, r.Name, b.action(string(r.Action), where), peers, ports, all, invalid)
+		egress = append(egress, v1alpha1Rule{r.Name, string(r.Action), peers, r.Ports})
 	}
+	b.v1alpha1Rules(Ingress, ingress)
+	b.v1alpha1Rules(Egress, egress)
 	return b.p
 }
 
