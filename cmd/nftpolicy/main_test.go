@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"regexp"
@@ -72,4 +73,59 @@ func netnsList(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// TestLabRunJSON: --output json gives the report as data, ends with the
+// summary line, and a mismatch exits 1.
+func TestLabRunJSON(t *testing.T) {
+	if os.Geteuid() != 0 || testing.Short() {
+		t.Skip("needs root: the lab creates network namespaces")
+	}
+	out, err := nftpolicy("lab", "run", "--output", "json", "../../internal/lab/testdata/wrong-expectation.yaml").Output()
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("exit %d, want 1 for a mismatch\n%s", code, out)
+	}
+	text := strings.TrimSpace(string(out))
+	last := text[strings.LastIndex(text, "\n")+1:]
+	if last != "1 passed, 1 failed, 0 skipped" {
+		t.Errorf("last line %q, want the summary", last)
+	}
+	var reports []struct {
+		Scenario string `json:"scenario"`
+		Probes   []struct {
+			Results []struct {
+				From   string `json:"from"`
+				To     string `json:"to"`
+				Status string `json:"status"`
+			} `json:"results"`
+		} `json:"probes"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(text, last)), &reports); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, text)
+	}
+	if len(reports) != 1 || reports[0].Scenario != "wrong-expectation" || len(reports[0].Probes) != 1 {
+		t.Fatalf("unexpected report: %+v", reports)
+	}
+	failed := 0
+	for _, r := range reports[0].Probes[0].Results {
+		if r.Status == "fail" {
+			failed++
+			if r.From != "x/b" || r.To != "x/a" {
+				t.Errorf("failed pair %s -> %s, want x/b -> x/a", r.From, r.To)
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d failed results, want 1", failed)
+	}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
 }
