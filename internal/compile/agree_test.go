@@ -92,7 +92,7 @@ func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets 
 			hops = append(hops, hop{dstNode, ChainForwardEgress}, hop{dstNode, ChainForwardIngress})
 		}
 	}
-	pkt := nft.Packet{Src: f.Src, Dst: f.Dst, Proto: f.Proto, Port: f.Port, CtState: "new"}
+	pkt := nft.Packet{Src: f.Src, Dst: f.Dst, Proto: f.Proto, Port: f.Port, CtState: "new", ToLocal: toNode && srcNode == dstNode}
 	var path []string
 	for _, h := range hops {
 		res, err := rulesets[h.node].Trace(h.chain, pkt)

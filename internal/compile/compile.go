@@ -222,6 +222,12 @@ func (b *builder) classChain(dir model.Direction, class []*model.Policy) string 
 		return name
 	}
 	ch := &nft.Chain{Name: name}
+	if dir == model.Egress {
+		// Kubernetes: traffic between a pod and its own node is always
+		// allowed by NetworkPolicy (the admin and baseline tiers, which can
+		// name nodes as peers, still apply before and instead).
+		ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the pod's own node"})
+	}
 	for _, p := range class {
 		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: policyChainName(p, dir)}, Comment: p.Key()})
 	}

@@ -55,6 +55,8 @@ func (v Verdict) String() string {
 		return fmt.Sprintf("allowed: no policy applies to %s", v.Pod)
 	case v.Tier == "networkpolicy" && !v.Allowed:
 		return fmt.Sprintf("denied: %s is isolated and no rule matches", v.Pod)
+	case v.Tier == "networkpolicy" && v.Policy == "":
+		return fmt.Sprintf("allowed: %s talks to its own node", v.Pod)
 	}
 	verb := "denied"
 	if v.Allowed {
@@ -139,6 +141,11 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 			continue
 		}
 		v.Isolated, v.Tier, v.Allowed = true, "networkpolicy", false
+		if dir == Egress && e.isNodeOf(peer, subject) {
+			// Traffic between a pod and its own node is always allowed.
+			v.Allowed = true
+			return v
+		}
 		for _, r := range p.Rules[dir] {
 			if e.peerMatches(r.AllPeers, r.Peers, peer, peerPod) && portMatches(r.AllPorts, r.Ports, dst, f) {
 				v.Allowed, v.Policy, v.Rule = true, p.Key(), r.Index
@@ -154,6 +161,16 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 		v.Tier, v.Policy, v.Rule, v.Allowed = "baseline", p.Key(), r.Index, r.Action != Deny
 	}
 	return v
+}
+
+// isNodeOf reports whether addr is an address of pod's node.
+func (e *Evaluator) isNodeOf(addr netip.Addr, pod *Pod) bool {
+	for _, n := range e.nodes[addr] {
+		if n.Name == pod.Node {
+			return true
+		}
+	}
+	return false
 }
 
 // tier finds the first rule of a tier that matches: policies in order, and

@@ -212,3 +212,18 @@ func TestInvalidInputNarrowsAccess(t *testing.T) {
 		t.Error("a rule whose only port is invalid must match nothing")
 	}
 }
+
+func TestOwnNodeAlwaysAllowedByNetworkPolicy(t *testing.T) {
+	node := func(name, ip string) *v1.Node {
+		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: ip}}}}
+	}
+	c := cluster(t, node("n1", "172.18.0.11"), node("n2", "172.18.0.12"),
+		tu.Policy("x", "no-egress", nil, tu.Types(networkingv1.PolicyTypeEgress)))
+	ev := model.NewEvaluator(c)
+	if d := ev.Evaluate(flow(xa, "172.18.0.11", tcp, 10250)); !d.Allowed() {
+		t.Errorf("x/a to its own node: %v, want allowed", d.Egress)
+	}
+	if d := ev.Evaluate(flow(xa, "172.18.0.12", tcp, 10250)); d.Allowed() {
+		t.Errorf("x/a to another node: %v, want denied", d.Egress)
+	}
+}

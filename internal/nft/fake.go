@@ -369,7 +369,7 @@ func (st *fakeState) checkMatch(m Match) error {
 			return fakeErr(syscall.EINVAL, "%v", err)
 		}
 		return nil
-	case MatchICMPv6ND, MatchFibSaddrLocal:
+	case MatchICMPv6ND, MatchFibSaddrLocal, MatchFibDaddrLocal:
 		return nil
 	case MatchAddrInSet:
 		// A map's keys can be matched too (the kernel allows a lookup

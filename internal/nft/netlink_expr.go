@@ -96,6 +96,11 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 			&expr.Fib{Register: reg32(0), FlagSADDR: true, ResultADDRTYPE: true},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		}, nil
+	case MatchFibDaddrLocal:
+		return []expr.Any{
+			&expr.Fib{Register: reg32(0), FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		}, nil
 	}
 	return nil, fmt.Errorf("unsupported match %T", m)
 }

@@ -262,6 +262,10 @@ type MatchICMPv6ND struct{}
 // addresses: on the output path, the node's own traffic.
 type MatchFibSaddrLocal struct{}
 
+// MatchFibDaddrLocal matches packets addressed to one of the node's own
+// addresses.
+type MatchFibDaddrLocal struct{}
+
 func (m MatchCtState) matchText() string { return "ct state " + strings.Join(m.States, ",") }
 
 func (m MatchAddrInSet) matchText() string {
@@ -286,6 +290,8 @@ func (MatchICMPv6ND) matchText() string {
 }
 
 func (MatchFibSaddrLocal) matchText() string { return "fib saddr type local" }
+
+func (MatchFibDaddrLocal) matchText() string { return "fib daddr type local" }
 
 func addrProto(f Family) string {
 	if f == IPv6 {

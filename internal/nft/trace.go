@@ -13,6 +13,8 @@ type Packet struct {
 	CtState  string // "new", "established", "related" or "invalid"
 	// FromLocal: the source is an address of the node itself.
 	FromLocal bool
+	// ToLocal: the destination is an address of the node itself.
+	ToLocal bool
 }
 
 // TraceResult is what a base chain decided and the rules that matched on
@@ -158,6 +160,8 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		return false // Packet models TCP, UDP and SCTP only
 	case MatchFibSaddrLocal:
 		return p.FromLocal
+	case MatchFibDaddrLocal:
+		return p.ToLocal
 	}
 	return false
 }
