@@ -10,6 +10,8 @@ import (
 const usage = `nftpolicy: Kubernetes network policy, compiled to nftables.
 
 Usage:
+  nftpolicy agent [--kubeconfig FILE] [--hostname-override NAME] ...  the node agent (the DaemonSet's command; --help lists its flags)
+  nftpolicy cleanup [--netns PATH]                     remove everything nftpolicy created on this node (uninstall)
   nftpolicy compile -f FILE|DIR [-f ...] --node NAME   print the ruleset a node would get
   nftpolicy lab run [--output json] [--keep] FILE|DIR ...  run scenarios on real namespaces
   nftpolicy lab down                                   remove whatever a lab run left behind
@@ -26,6 +28,10 @@ func run(args []string) int {
 		return 2
 	}
 	switch args[0] {
+	case "agent":
+		return agentCmd(args[1:], os.Stderr)
+	case "cleanup":
+		return cleanupCmd(args[1:], os.Stdout, os.Stderr)
 	case "compile":
 		return compileCmd(args[1:], os.Stdout, os.Stderr)
 	case "lab":

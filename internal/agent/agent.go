@@ -1,23 +1,30 @@
 // Package agent is the node agent's sync loop: informers record changes
 // and ask for a sync; each sync compiles the model for this node, diffs it
 // against the shadow of the kernel's table and applies one transaction.
+//
+// The table is never flushed. At startup (and after any failure, and
+// periodically) the agent reads the kernel's table back and applies only
+// the difference, so a restarted agent adopts what its predecessor left and
+// no packet sees a window with no rules or with wrong ones. On shutdown the
+// rules stay for the next agent.
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
@@ -32,21 +39,38 @@ type Config struct {
 	// MinSyncInterval spaces syncs out so bursts of events coalesce.
 	MinSyncInterval time.Duration
 	// ResyncInterval is the period of the full resync that reads the
-	// kernel back and repairs drift.
+	// kernel back and repairs drift (default one minute).
 	ResyncInterval time.Duration
+	// PolicyClient, when set, watches the network-policy-api kinds; nil
+	// leaves them unwatched (their CRDs may be absent, or the
+	// AdminNetworkPolicy feature gate off).
+	PolicyClient policyclient.Interface
+	// AdminKinds limits the network-policy-api kinds watched (some CRDs may
+	// be installed and others not); nil means all of AdminKinds.
+	AdminKinds []string
+	// Metrics receives the agent's series; nil: a private, unregistered set.
+	Metrics *Metrics
 }
 
 // Agent programs one node.
 type Agent struct {
-	cfg     Config
-	client  kubernetes.Interface
-	factory informers.SharedInformerFactory
-	runner  *runner
+	cfg           Config
+	client        kubernetes.Interface
+	factory       informers.SharedInformerFactory
+	policyFactory policyinformers.SharedInformerFactory
+	watched       []watched
+	runner        *runner
+	metrics       *Metrics
 
 	// Touched only by the sync loop.
 	shadow     *nft.Ruleset // what the kernel holds; nil: read it back first
 	lastFull   time.Time
-	problemLog map[string]string
+	problemLog map[string]string // policy -> its problems, as last logged
+	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
+	failLog    rateLimitedLog
+
+	pendingMu sync.Mutex
+	pending   []time.Time // when changes not yet synced were observed
 
 	mu      sync.Mutex
 	applied map[string]string // object key -> resourceVersion of the last applied sync
@@ -58,147 +82,162 @@ type Agent struct {
 // Stats counts what the agent did, for tests and metrics.
 type Stats struct {
 	Syncs, Failures, Transactions int
-	LastOps                       diff.Counts
+	// FullSyncs are the syncs that read the kernel's table back; Drift
+	// counts those that found it changed behind the agent's back.
+	FullSyncs, Drift int
+	LastOps          diff.Counts
 }
 
-// New makes an agent; it starts nothing.
+// New makes an agent; it starts nothing and touches no kernel.
 func New(cfg Config, client kubernetes.Interface) *Agent {
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = time.Minute
 	}
+	m := cfg.Metrics
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	a := &Agent{
 		cfg:        cfg,
 		client:     client,
-		factory:    informers.NewSharedInformerFactory(client, 0),
+		metrics:    m,
 		problemLog: map[string]string{},
+		setErrLog:  map[string]string{},
+		failLog:    rateLimitedLog{every: 30 * time.Second},
 		notify:     make(chan struct{}),
 	}
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
+	a.newInformers()
 	return a
 }
 
 // Run starts the informers, waits for their caches, and syncs until ctx is
-// done. Rules stay in the kernel when it returns, for the next agent to
-// adopt.
+// done. The first sync reads the kernel's table and applies only the
+// difference. Rules stay in the kernel when Run returns, for the next agent
+// to adopt.
 func (a *Agent) Run(ctx context.Context) error {
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { a.runner.Request() },
-		UpdateFunc: func(any, any) { a.runner.Request() },
-		DeleteFunc: func(any) { a.runner.Request() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{
-		a.factory.Core().V1().Pods().Informer(),
-		a.factory.Core().V1().Namespaces().Informer(),
-		a.factory.Core().V1().Nodes().Informer(),
-		a.factory.Networking().V1().NetworkPolicies().Informer(),
-	} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return err
+	logger := klog.FromContext(ctx).WithValues("node", a.cfg.NodeName)
+	h := a.handler()
+	for _, w := range a.watched {
+		if _, err := w.informer.AddEventHandler(h); err != nil {
+			return fmt.Errorf("informer of %s: %w", w.kind, err)
 		}
 	}
 	a.factory.Start(ctx.Done())
-	for typ, ok := range a.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("cache of %v did not sync", typ)
+	defer a.factory.Shutdown()
+	if a.policyFactory != nil {
+		a.policyFactory.Start(ctx.Done())
+		defer a.policyFactory.Shutdown()
+	}
+	logger.V(1).Info("Waiting for the informers to sync")
+	for _, w := range a.watched {
+		if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("cache of %s did not sync", w.kind)
 		}
 	}
+	logger.V(1).Info("Informers synced; starting the sync loop")
 	a.runner.Request()
-	a.runner.Loop(ctx)
-	a.factory.Shutdown()
+	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
 }
 
-// snapshot builds the model from the informers' caches, with the versions
-// of every object in it.
-func (a *Agent) snapshot() (*model.Cluster, map[string]string, error) {
-	c := model.NewCluster()
-	versions := map[string]string{}
-	f := a.factory
-	nss, err := f.Core().V1().Namespaces().Lister().List(labels.Everything())
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, o := range nss {
-		c.Set(o)
-		versions["Namespace/"+o.Name] = o.ResourceVersion
-	}
-	pods, err := f.Core().V1().Pods().Lister().List(labels.Everything())
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, o := range pods {
-		c.Set(o)
-		versions["Pod/"+o.Namespace+"/"+o.Name] = o.ResourceVersion
-	}
-	nodes, err := f.Core().V1().Nodes().Lister().List(labels.Everything())
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, o := range nodes {
-		c.Set(o)
-		versions["Node/"+o.Name] = o.ResourceVersion
-	}
-	nps, err := f.Networking().V1().NetworkPolicies().Lister().List(labels.Everything())
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, o := range nps {
-		c.Set(o)
-		versions["NetworkPolicy/"+o.Namespace+"/"+o.Name] = o.ResourceVersion
-	}
-	return c, versions, nil
+// snapshot is the model built from the informers' caches, with the
+// version of every object in it.
+type snapshot struct {
+	cluster  *model.Cluster
+	versions map[string]string
+	counts   map[string]int // objects per kind
 }
 
-// ObjectKey is how Applied names an object.
-func ObjectKey(obj any) string {
-	switch o := obj.(type) {
-	case *v1.Namespace:
-		return "Namespace/" + o.Name
-	case *v1.Node:
-		return "Node/" + o.Name
-	case *v1.Pod:
-		return "Pod/" + o.Namespace + "/" + o.Name
-	case *networkingv1.NetworkPolicy:
-		return "NetworkPolicy/" + o.Namespace + "/" + o.Name
+func (a *Agent) snapshot(logger klog.Logger) snapshot {
+	s := snapshot{cluster: model.NewCluster(), versions: map[string]string{}, counts: map[string]int{}}
+	seen := map[string]bool{}
+	for _, w := range a.watched {
+		objs := w.informer.GetStore().List()
+		s.counts[w.kind] = len(objs)
+		for _, o := range objs {
+			key, rv := ObjectKey(o), o.(metav1.Object).GetResourceVersion()
+			s.versions[key] = rv
+			if err := s.cluster.Set(o); err != nil {
+				// The model may not know a kind yet (the admin tiers
+				// land separately): say so once per object version and
+				// enforce the rest.
+				seen[key] = true
+				if a.setErrLog[key] != rv {
+					a.setErrLog[key] = rv
+					logger.V(2).Info("Object not enforced", "object", key, "resourceVersion", rv, "err", err)
+				}
+			}
+		}
 	}
-	return fmt.Sprintf("%T", obj)
+	for k := range a.setErrLog {
+		if !seen[k] {
+			delete(a.setErrLog, k)
+		}
+	}
+	return s
 }
 
+// sync is one pass: snapshot, compile, diff against the shadow (or the
+// kernel read back, on a full sync), apply. Any failure leaves the shadow
+// unset so the next pass is a full one; the runner retries with backoff.
 func (a *Agent) sync(ctx context.Context) error {
-	logger := klog.FromContext(ctx).WithValues("node", a.cfg.NodeName)
+	logger := klog.FromContext(ctx)
 	start := time.Now()
-	c, versions, err := a.snapshot()
-	if err != nil {
-		return err
-	}
-	a.logProblems(logger, c)
-	desired := compile.Node(c, a.cfg.NodeName)
+	snap := a.snapshot(logger)
+	a.logProblems(logger, snap.cluster)
+	desired := compile.Node(snap.cluster, a.cfg.NodeName)
 
 	full := a.shadow == nil || time.Since(a.lastFull) >= a.cfg.ResyncInterval
 	if full {
 		current, err := a.cfg.Kernel.Dump(ctx)
 		if err != nil {
-			a.fail(logger, "reading the kernel's table", err)
+			a.shadow = nil
+			a.fail(logger, failRead, err, nil)
 			return err
 		}
-		a.shadow, a.lastFull = current, time.Now() // nil: no table yet
+		if a.shadow != nil && !diff.Diff(current, a.shadow).Empty() {
+			a.metrics.DriftRepairs.Inc()
+			a.mu.Lock()
+			a.stats.Drift++
+			a.mu.Unlock()
+			logger.Info("The kernel's table differs from what this agent programmed; repairing it", "tableExists", current != nil)
+		}
+		a.shadow, a.lastFull = current, start // nil: no table yet
 	}
 	tx := diff.Diff(a.shadow, desired)
+	counts := diff.Count(tx)
 	if !tx.Empty() {
+		bytes, berr := nft.BatchBytes(tx)
 		if err := a.cfg.Kernel.Apply(ctx, tx); err != nil {
 			a.shadow = nil // the kernel's state is unknown: read it back next time
-			a.fail(logger, "applying a transaction", err)
-			logger.V(4).Info("Failed transaction", "transaction", tx.String())
+			reason := failApply
+			if errors.Is(err, nft.ErrOutcomeUnknown) {
+				reason = failUnknown
+			}
+			a.fail(logger, reason, err, tx)
 			return err
+		}
+		a.metrics.Transactions.Inc()
+		a.metrics.TxOperations.Observe(float64(counts.Ops))
+		if berr == nil {
+			a.metrics.TxBytes.Observe(float64(bytes))
 		}
 	}
 	a.shadow = desired
-	counts := diff.Count(tx)
-	logger.V(2).Info("Synced", "full", full, "operations", counts.Ops, "elements", counts.Elements, "took", time.Since(start))
+	done := time.Now()
+	a.observe(snap, desired, full, start, done)
+	logger.V(2).Info("Synced", "full", full, "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))
 
 	a.mu.Lock()
-	a.applied, a.synced = versions, true
+	a.applied, a.synced = snap.versions, true
 	a.stats.Syncs++
+	if full {
+		a.stats.FullSyncs++
+	}
 	if !tx.Empty() {
 		a.stats.Transactions++
 	}
@@ -209,15 +248,110 @@ func (a *Agent) sync(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) fail(logger klog.Logger, what string, err error) {
+// observe updates the metrics after a successful sync that started at
+// start and committed at done.
+func (a *Agent) observe(snap snapshot, desired *nft.Ruleset, full bool, start, done time.Time) {
+	m := a.metrics
+	typ := syncPartial
+	if full {
+		typ = syncFull
+	}
+	m.Syncs.WithLabelValues(typ).Inc()
+	m.SyncDuration.WithLabelValues(typ).Observe(done.Sub(start).Seconds())
+	for _, t := range a.takePending(start) {
+		m.ProgrammingLatency.Observe(done.Sub(t).Seconds())
+	}
+	for _, w := range a.watched {
+		if w.kind != "Namespace" && w.kind != "Pod" && w.kind != "Node" {
+			m.Policies.WithLabelValues(w.kind).Set(float64(snap.counts[w.kind]))
+		}
+	}
+	m.Pods.Set(float64(len(snap.cluster.Pods)))
+	m.SelectedPods.Set(float64(selectedPods(snap.cluster, desired, a.cfg.NodeName)))
+	elems, rules := 0, 0
+	for _, s := range desired.Sets {
+		elems += len(s.Elements)
+	}
+	for _, c := range desired.Chains {
+		rules += len(c.Rules)
+	}
+	m.SetElements.Set(float64(elems))
+	m.Rules.Set(float64(rules))
+	m.Sets.Set(float64(len(desired.Sets)))
+	m.Chains.Set(float64(len(desired.Chains)))
+	m.LastSync.Set(float64(done.UnixNano()) / 1e9)
+	m.Ready.Set(1)
+}
+
+// selectedPods counts this node's pods that have an element in a dispatch
+// map, i.e. that some policy (of any tier) isolates in some direction.
+func selectedPods(c *model.Cluster, rs *nft.Ruleset, node string) int {
+	dispatched := map[netip.Addr]bool{}
+	for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+		for _, fam := range []nft.Family{nft.IPv4, nft.IPv6} {
+			s, ok := rs.Sets[compile.DispatchMap(dir, fam)]
+			if !ok {
+				continue
+			}
+			for e := range s.Elements {
+				dispatched[e.Addr] = true
+			}
+		}
+	}
+	n := 0
+	for _, p := range c.Pods {
+		if p.Node != node {
+			continue
+		}
+		for _, ip := range p.IPs {
+			if dispatched[ip] {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// fail counts a failed sync and logs it, rate-limited: an error that
+// repeats every backoff step is logged once per period with how many
+// repeats were suppressed. The failed transaction is logged at V(4).
+func (a *Agent) fail(logger klog.Logger, reason string, err error, tx *nft.Transaction) {
+	a.metrics.SyncFailures.WithLabelValues(reason).Inc()
 	a.mu.Lock()
 	a.stats.Failures++
 	a.mu.Unlock()
-	if errors.Is(err, nft.ErrOutcomeUnknown) {
-		logger.Error(err, "Outcome unknown; reading the kernel back on the next sync", "step", what)
+	suppressed, ok := a.failLog.allow(reason+": "+err.Error(), time.Now())
+	if !ok {
 		return
 	}
-	logger.Error(err, "Sync failed; the next sync is a full resync", "step", what)
+	msg := "Sync failed; the next sync is a full resync"
+	if reason == failUnknown {
+		msg = "Outcome of the transaction unknown; the next sync reads the kernel back"
+	}
+	logger.Error(err, msg, "reason", reason, "suppressedSinceLastLog", suppressed)
+	if tx != nil {
+		logger.V(4).Info("Failed transaction", "transaction", tx.String())
+	}
+}
+
+// rateLimitedLog lets a message through when it differs from the last one
+// or when every has passed since the last one let through.
+type rateLimitedLog struct {
+	every      time.Duration
+	last       time.Time
+	lastMsg    string
+	suppressed int
+}
+
+func (r *rateLimitedLog) allow(msg string, now time.Time) (suppressed int, ok bool) {
+	if msg == r.lastMsg && now.Sub(r.last) < r.every {
+		r.suppressed++
+		return 0, false
+	}
+	suppressed, r.suppressed = r.suppressed, 0
+	r.last, r.lastMsg = now, msg
+	return suppressed, true
 }
 
 // logProblems logs each policy's problems once per change of them.
@@ -247,7 +381,7 @@ func (a *Agent) Stats() Stats {
 	return a.stats
 }
 
-// Ready reports whether a sync has succeeded.
+// Ready reports whether a sync has succeeded since the agent started.
 func (a *Agent) Ready() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -8,7 +8,8 @@ import (
 // runner coalesces sync requests: any number of Request calls between two
 // runs cause one run, runs are at least minInterval apart, and a run happens
 // at least every maxInterval even without requests (the periodic resync).
-// After a failed run it retries with exponential backoff.
+// After a failed run it retries with exponential backoff (100 ms doubling
+// to 30 s), and nothing else runs it before the retry.
 type runner struct {
 	fn          func(ctx context.Context) error
 	minInterval time.Duration
@@ -40,16 +41,27 @@ func (r *runner) Loop(ctx context.Context) {
 	periodic := time.NewTimer(r.maxInterval)
 	defer periodic.Stop()
 	for {
-		var retry <-chan time.Time
 		if backoff > 0 {
-			retry = time.After(backoff)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.kick:
-		case <-periodic.C:
-		case <-retry:
+			// After a failure only the retry timer runs the next pass:
+			// requests in the meantime stay pending (coalesced in kick)
+			// and are served by the retry, which a storm of events must
+			// not turn into a tight loop of failing syncs.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			select {
+			case <-r.kick:
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.kick:
+			case <-periodic.C:
+			}
 		}
 		if wait := r.minInterval - time.Since(last); wait > 0 {
 			select {

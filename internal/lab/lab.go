@@ -22,6 +22,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
@@ -64,6 +67,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 		opts:   opts,
 		net:    netlab.New(""),
 		client: fake.NewClientset(),
+		policy: policyfake.NewSimpleClientset(), // NewClientset needs schemas this module does not ship
 		state:  map[scenario.ObjectRef]runtime.Object{},
 		podIPs: map[string][]netip.Addr{},
 		next:   map[string]int{},
@@ -122,6 +126,7 @@ type run struct {
 	opts   Options
 	net    *netlab.Lab
 	client *fake.Clientset
+	policy *policyfake.Clientset // the network-policy-api kinds
 	rv     int64
 	state  map[scenario.ObjectRef]runtime.Object
 	podIPs map[string][]netip.Addr // pod id -> addresses
@@ -180,7 +185,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour}, r.client)
+		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: r.policy}, r.client)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -226,6 +231,15 @@ func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 		err = upsert(ctx, exists, o, c.Create, c.Update)
 	case *networkingv1.NetworkPolicy:
 		c := r.client.NetworkingV1().NetworkPolicies(o.Namespace)
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *v1alpha1.AdminNetworkPolicy:
+		c := r.policy.PolicyV1alpha1().AdminNetworkPolicies()
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *v1alpha1.BaselineAdminNetworkPolicy:
+		c := r.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies()
+		err = upsert(ctx, exists, o, c.Create, c.Update)
+	case *v1alpha2.ClusterNetworkPolicy:
+		c := r.policy.PolicyV1alpha2().ClusterNetworkPolicies()
 		err = upsert(ctx, exists, o, c.Create, c.Update)
 	default:
 		return fmt.Errorf("%s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
@@ -371,6 +385,12 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		}
 	case "NetworkPolicy":
 		err = r.client.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	case "AdminNetworkPolicy":
+		err = r.policy.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	case "BaselineAdminNetworkPolicy":
+		err = r.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	case "ClusterNetworkPolicy":
+		err = r.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
 	default:
 		return fmt.Errorf("delete %s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
 	}

@@ -59,14 +59,6 @@ func TestScenarios(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			if strings.Contains(f, "04-admin-tiers") {
-				// The admin tiers are not enforced yet: this file must fail,
-				// visibly, until they are.
-				if rep := runFile(t, f); rep.Summary().OK() {
-					t.Errorf("%s passed, but the admin tiers are not enforced yet", f)
-				}
-				return
-			}
 			check(t, runFile(t, f))
 		})
 	}

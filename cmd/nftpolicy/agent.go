@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/featuregate"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
+	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+
+	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+)
+
+// featureAdminNetworkPolicy gates watching (and so enforcing) the
+// network-policy-api kinds.
+const featureAdminNetworkPolicy featuregate.Feature = "AdminNetworkPolicy"
+
+// agentOptions are the agent command's flags.
+type agentOptions struct {
+	kubeconfig    string
+	hostname      string
+	metricsAddr   string
+	minSyncPeriod time.Duration
+	resyncPeriod  time.Duration
+	netns         string
+	logging       *logsapi.LoggingConfiguration
+	features      featuregate.MutableVersionedFeatureGate
+}
+
+func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
+	o := &agentOptions{logging: logsapi.NewLoggingConfiguration(), features: featuregate.NewFeatureGate()}
+	if err := logsapi.AddFeatureGates(o.features); err != nil {
+		return nil, nil, err
+	}
+	if err := o.features.Add(map[featuregate.Feature]featuregate.FeatureSpec{
+		featureAdminNetworkPolicy: {Default: true, PreRelease: featuregate.Alpha},
+	}); err != nil {
+		return nil, nil, err
+	}
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: the in-cluster config (the pod's service account)")
+	fs.StringVar(&o.hostname, "hostname-override", "", "this node's name; default: $NODE_NAME, else the hostname")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9080", "address of /metrics, /healthz and /readyz; empty disables them")
+	fs.DurationVar(&o.minSyncPeriod, "min-sync-period", time.Second, "minimum time between two syncs: bursts of changes within it are coalesced into one transaction")
+	fs.DurationVar(&o.resyncPeriod, "resync-period", time.Minute, "period of the full resync that reads the kernel's table back and repairs drift")
+	fs.StringVar(&o.netns, "netns", "", "program the nftables of this network namespace (a path such as /run/netns/NAME) instead of the agent's own; for tests and the lab")
+	o.features.AddFlag(fs)
+	logsapi.AddFlags(o.logging, fs)
+	return fs, o, nil
+}
+
+func agentCmd(args []string, stderr io.Writer) int {
+	fs, o, err := newAgentFlags(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "nftpolicy agent:", err)
+		return 1
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := logsapi.ValidateAndApply(o.logging, o.features); err != nil {
+		fmt.Fprintln(stderr, "nftpolicy agent:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger := klog.Background().WithName("agent")
+	ctx = klog.NewContext(ctx, logger)
+	if err := runAgent(ctx, o); err != nil {
+		logger.Error(err, "Agent failed")
+		klog.Flush()
+		return 1
+	}
+	klog.Flush()
+	return 0
+}
+
+func runAgent(ctx context.Context, o *agentOptions) error {
+	logger := klog.FromContext(ctx)
+	node := o.hostname
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	if node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no node name: set --hostname-override or NODE_NAME: %w", err)
+		}
+		node = h
+	}
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "nftpolicy-agent/" + node
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+
+	kernelFD := -1
+	if o.netns != "" {
+		f, err := os.Open(o.netns)
+		if err != nil {
+			return fmt.Errorf("--netns: %w", err)
+		}
+		defer f.Close()
+		kernelFD = int(f.Fd())
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	acfg := agent.Config{
+		NodeName:        node,
+		Kernel:          nft.NewNetlink(kernelFD),
+		MinSyncInterval: o.minSyncPeriod,
+		ResyncInterval:  o.resyncPeriod,
+		Metrics:         agent.NewMetrics(reg),
+	}
+	if o.features.Enabled(featureAdminNetworkPolicy) {
+		kinds, err := installedAdminKinds(ctx, client.Discovery())
+		if err != nil {
+			return err
+		}
+		if len(kinds) > 0 {
+			pc, err := policyclient.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			acfg.PolicyClient, acfg.AdminKinds = pc, kinds
+		}
+		logger.Info("Admin network policy kinds", "watched", kinds)
+	}
+	a := agent.New(acfg, client)
+
+	if o.metricsAddr != "" {
+		srv, err := serveMetrics(o.metricsAddr, reg, a)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		logger.Info("Serving metrics", "address", srv.Addr)
+	}
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns)
+	err = a.Run(ctx)
+	if ctx.Err() != nil {
+		// Shutdown: the rules stay in the kernel for the next agent.
+		logger.Info("Stopped; the rules stay in place for the next agent")
+		return nil
+	}
+	return err
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}
+
+// installedAdminKinds asks the API server which network-policy-api kinds
+// it serves: an informer for a kind whose CRD is absent would never sync.
+// CRDs installed later are picked up by the next start of the agent.
+func installedAdminKinds(ctx context.Context, d discovery.DiscoveryInterface) ([]string, error) {
+	var kinds []string
+	for _, gv := range []string{"policy.networking.k8s.io/v1alpha1", "policy.networking.k8s.io/v1alpha2"} {
+		rl, err := d.ServerResourcesForGroupVersion(gv)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("discovering %s: %w", gv, err)
+		}
+		for _, r := range rl.APIResources {
+			for _, k := range agent.AdminKinds {
+				if r.Kind == k && r.Name != "" && !strings.Contains(r.Name, "/") {
+					kinds = append(kinds, k)
+				}
+			}
+		}
+	}
+	return kinds, ctx.Err()
+}
+
+// serveMetrics serves /metrics, /healthz (the process is up and serving)
+// and /readyz (the first sync has succeeded) on addr.
+func serveMetrics(addr string, reg *prometheus.Registry, a *agent.Agent) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "not ready: the first sync has not succeeded yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
+}

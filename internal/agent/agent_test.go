@@ -1,0 +1,523 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+type m = map[string]string
+
+const node = "node-1"
+
+// countingKernel counts the Fake's Dump calls: a full resync reads the
+// kernel back, a partial one does not.
+type countingKernel struct {
+	*nft.Fake
+	dumps atomic.Int32
+}
+
+func (k *countingKernel) Dump(ctx context.Context) (*nft.Ruleset, error) {
+	k.dumps.Add(1)
+	return k.Fake.Dump(ctx)
+}
+
+// harness is one agent on a Fake kernel, fed by client-go's fake clientset.
+// Like the lab it stamps resourceVersions itself (the fake clientset does
+// not) and keeps the objects it created, for the sync barrier.
+type harness struct {
+	t       *testing.T
+	client  *fake.Clientset
+	kernel  *countingKernel
+	agent   *Agent
+	reg     *prometheus.Registry
+	rv      int
+	objects map[string]runtime.Object
+	ctx     context.Context
+}
+
+func start(t *testing.T, tweak func(*Config), objs ...runtime.Object) *harness {
+	t.Helper()
+	h := &harness{t: t, client: fake.NewClientset(), kernel: &countingKernel{Fake: nft.NewFake()}, reg: prometheus.NewRegistry(), objects: map[string]runtime.Object{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.ctx = ctx
+	for _, o := range objs {
+		h.apply(o)
+	}
+	cfg := Config{NodeName: node, Kernel: h.kernel, ResyncInterval: time.Hour, Metrics: NewMetrics(h.reg)}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	h.agent = New(cfg, h.client)
+	done := make(chan error, 1)
+	go func() { done <- h.agent.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return h
+}
+
+// apply creates or updates obj with the next resourceVersion.
+func (h *harness) apply(obj runtime.Object) {
+	h.t.Helper()
+	obj = obj.DeepCopyObject()
+	h.rv++
+	obj.(metav1.Object).SetResourceVersion(strconv.Itoa(h.rv))
+	key := ObjectKey(obj)
+	_, exists := h.objects[key]
+	ctx := context.Background()
+	var err error
+	switch o := obj.(type) {
+	case *v1.Namespace:
+		c := h.client.CoreV1().Namespaces()
+		if exists {
+			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
+		} else {
+			_, err = c.Create(ctx, o, metav1.CreateOptions{})
+		}
+	case *v1.Pod:
+		c := h.client.CoreV1().Pods(o.Namespace)
+		if exists {
+			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
+		} else {
+			_, err = c.Create(ctx, o, metav1.CreateOptions{})
+		}
+	case *networkingv1.NetworkPolicy:
+		c := h.client.NetworkingV1().NetworkPolicies(o.Namespace)
+		if exists {
+			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
+		} else {
+			_, err = c.Create(ctx, o, metav1.CreateOptions{})
+		}
+	default:
+		h.t.Fatalf("harness cannot apply %T", obj)
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.objects[key] = obj
+}
+
+func (h *harness) versions() map[string]string {
+	want := map[string]string{}
+	for k, o := range h.objects {
+		want[k] = o.(metav1.Object).GetResourceVersion()
+	}
+	return want
+}
+
+// wait is the barrier: the agent has applied exactly the current objects.
+func (h *harness) wait() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.agent.WaitApplied(ctx, h.versions()); err != nil {
+		h.t.Fatalf("%v (stats %+v)", err, h.agent.Stats())
+	}
+}
+
+// desired is what the kernel should hold for the current objects.
+func (h *harness) desired() *nft.Ruleset {
+	c := model.NewCluster()
+	for _, o := range h.objects {
+		if err := c.Set(o); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return compile.Node(c, node)
+}
+
+// checkKernel fails unless the Fake holds exactly the desired ruleset.
+func (h *harness) checkKernel() {
+	h.t.Helper()
+	got, err := h.kernel.Fake.Dump(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if got == nil {
+		h.t.Fatal("the kernel has no table")
+	}
+	if tx := diff.Diff(got, h.desired()); !tx.Empty() {
+		h.t.Errorf("the kernel differs from the desired ruleset by %d ops:\n%s", tx.Len(), tx)
+	}
+}
+
+func basic() []runtime.Object {
+	return []runtime.Object{
+		tu.Namespace("x", m{"ns": "x"}),
+		tu.Pod("x", "server", node, m{"role": "server"}, []string{"10.244.1.10"}, tu.WithPort("http", v1.ProtocolTCP, 8080)),
+		tu.Pod("x", "client", "node-2", m{"role": "client"}, []string{"10.244.2.10"}),
+		tu.Policy("x", "servers", m{"role": "server"},
+			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http"))),
+	}
+}
+
+func TestFirstSyncProgramsTable(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	h.checkKernel()
+	if !h.agent.Ready() {
+		t.Error("not ready after a successful sync")
+	}
+	if got := h.kernel.Transactions; got != 1 {
+		t.Errorf("kernel transactions = %d, want 1", got)
+	}
+	if got := h.kernel.dumps.Load(); got != 1 {
+		t.Errorf("Dump calls = %d, want 1 (the first sync reads the kernel)", got)
+	}
+}
+
+// TestAdoptsExistingTable: an agent that finds its predecessor's table
+// changes only what differs and never deletes the table.
+func TestAdoptsExistingTable(t *testing.T) {
+	objs := basic()
+	k := nft.NewFake()
+	c := model.NewCluster()
+	for _, o := range objs {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.Apply(context.Background(), diff.Diff(nil, compile.Node(c, node))); err != nil {
+		t.Fatal(err)
+	}
+	h := &countingKernel{Fake: k}
+	hs := start(t, func(cfg *Config) { cfg.Kernel = h }, objs...)
+	hs.kernel = h
+	hs.wait()
+	hs.checkKernel()
+	if k.Transactions != 1 {
+		t.Errorf("restart with an up-to-date table sent %d transactions, want none", k.Transactions-1)
+	}
+}
+
+func TestNoOpEventSendsNoTransaction(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	before := h.agent.Stats()
+	// A change the policy does not read (an annotation, a condition).
+	pod := h.objects["Pod/x/server"].DeepCopyObject().(*v1.Pod)
+	pod.Annotations = m{"touched": "yes"}
+	pod.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}
+	h.apply(pod)
+	h.wait()
+	after := h.agent.Stats()
+	if after.Syncs <= before.Syncs {
+		t.Fatalf("no sync after the event: %+v", after)
+	}
+	if h.kernel.Transactions != 1 || after.Transactions != 1 {
+		t.Errorf("kernel transactions = %d, agent transactions = %d; want 1 each (no-op event)", h.kernel.Transactions, after.Transactions)
+	}
+	if after.LastOps.Ops != 0 {
+		t.Errorf("last sync counted %d ops, want 0", after.LastOps.Ops)
+	}
+}
+
+func TestFailureLeadsToFullResync(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	dumps := h.kernel.dumps.Load()
+	// The agent is idle after the barrier; the next Apply is caused by the
+	// update below.
+	h.kernel.FailNext = errors.New("injected: operation not permitted")
+	h.apply(tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}))
+	h.wait()
+	h.checkKernel()
+	st := h.agent.Stats()
+	if st.Failures != 1 {
+		t.Errorf("failures = %d, want 1", st.Failures)
+	}
+	if got := h.kernel.dumps.Load() - dumps; got != 1 {
+		t.Errorf("Dump calls after the failure = %d, want 1 (a full resync)", got)
+	}
+	if h.kernel.Failed != 1 || h.kernel.Transactions != 2 {
+		t.Errorf("kernel: %d failed, %d committed; want 1 and 2", h.kernel.Failed, h.kernel.Transactions)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "apply"); got != 1 {
+		t.Errorf("nftpolicy_sync_failures_total{reason=apply} = %v, want 1", got)
+	}
+}
+
+// TestOutcomeUnknown: the kernel committed but the agent could not tell.
+// The next sync reads the table back, finds it right and sends nothing.
+func TestOutcomeUnknown(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	dumps := h.kernel.dumps.Load()
+	h.kernel.FailNext = fmt.Errorf("no buffer space available: %w", nft.ErrOutcomeUnknown)
+	h.apply(tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}))
+	h.wait()
+	h.checkKernel()
+	if got := h.kernel.dumps.Load() - dumps; got != 1 {
+		t.Errorf("Dump calls after the unknown outcome = %d, want 1", got)
+	}
+	// The injected failure committed the transaction; the resync must
+	// find nothing left to do.
+	if h.kernel.Transactions != 2 {
+		t.Errorf("kernel committed %d transactions, want 2 (first sync, the one with the unknown outcome)", h.kernel.Transactions)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "outcome_unknown"); got != 1 {
+		t.Errorf("nftpolicy_sync_failures_total{reason=outcome_unknown} = %v, want 1", got)
+	}
+}
+
+// TestPeriodicResyncRepairsDrift: someone deletes the table, then a base
+// chain; the periodic resync puts them back without any event.
+func TestPeriodicResyncRepairsDrift(t *testing.T) {
+	const period = 300 * time.Millisecond
+	h := start(t, func(c *Config) { c.ResyncInterval = period }, basic()...)
+	h.wait()
+
+	waitRepaired := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * period)
+		for time.Now().Before(deadline) {
+			rs, _ := h.kernel.Fake.Dump(context.Background())
+			if rs != nil && diff.Diff(rs, h.desired()).Empty() {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("%s: not repaired within %v (stats %+v)", what, 3*period, h.agent.Stats())
+	}
+
+	drift := h.agent.Stats().Drift
+	h.kernel.Seed(nil) // nft delete table inet nftpolicy
+	waitRepaired("table deleted")
+
+	rs, _ := h.kernel.Fake.Dump(context.Background())
+	delete(rs.Chains, "forward-ingress")
+	h.kernel.Seed(rs) // nft delete chain inet nftpolicy forward-ingress
+	waitRepaired("base chain deleted")
+
+	if got := h.agent.Stats().Drift - drift; got != 2 {
+		t.Errorf("drift repairs = %d, want 2", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_drift_repairs_total", "", ""); got < 2 {
+		t.Errorf("nftpolicy_drift_repairs_total = %v, want 2", got)
+	}
+}
+
+// TestAdminKindsWatched: with a policy-api client the agent watches the
+// admin kinds and its barrier covers them, whether or not the model
+// enforces them yet.
+func TestAdminKindsWatched(t *testing.T) {
+	cnp := &policyv1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tier", ResourceVersion: "100"}}
+	pc := policyfake.NewClientset(cnp)
+	h := start(t, func(c *Config) { c.PolicyClient = pc }, basic()...)
+	h.objects["ClusterNetworkPolicy/tier"] = cnp
+	h.wait()
+	if got := gaugeValue(t, h.reg, "nftpolicy_policies", "kind", KindClusterNetworkPolicy); got != 1 {
+		t.Errorf("nftpolicy_policies{kind=ClusterNetworkPolicy} = %v, want 1", got)
+	}
+	// Deleting it is seen too.
+	if err := pc.PolicyV1alpha2().ClusterNetworkPolicies().Delete(context.Background(), "tier", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	delete(h.objects, "ClusterNetworkPolicy/tier")
+	h.wait()
+}
+
+func TestAdminKindsFiltered(t *testing.T) {
+	pc := policyfake.NewClientset()
+	h := start(t, func(c *Config) { c.PolicyClient = pc; c.AdminKinds = []string{KindClusterNetworkPolicy} }, basic()...)
+	h.wait()
+	var kinds []string
+	for _, w := range h.agent.watched {
+		kinds = append(kinds, w.kind)
+	}
+	want := "[Namespace Pod Node NetworkPolicy ClusterNetworkPolicy]"
+	if fmt.Sprint(kinds) != want {
+		t.Errorf("watched %v, want %s", kinds, want)
+	}
+}
+
+func TestMetricsAfterSync(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	h.apply(tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}))
+	h.wait()
+	checks := []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"nftpolicy_pods", "", "", 3},
+		{"nftpolicy_selected_pods", "", "", 1},
+		{"nftpolicy_policies", "kind", "NetworkPolicy", 1},
+		{"nftpolicy_transactions_total", "", "", 2},
+		{"nftpolicy_ready", "", "", 1},
+	}
+	for _, c := range checks {
+		var got float64
+		if c.name == "nftpolicy_transactions_total" {
+			got = counterValue(t, h.reg, c.name, c.label, c.value)
+		} else {
+			got = gaugeValue(t, h.reg, c.name, c.label, c.value)
+		}
+		if got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if got := gaugeValue(t, h.reg, "nftpolicy_set_elements", "", ""); got < 3 {
+		t.Errorf("nftpolicy_set_elements = %v, want at least 3 (server in the dispatch map, two clients as peers)", got)
+	}
+	if n := histogramCount(t, h.reg, "nftpolicy_network_programming_latency_seconds"); n < 1 {
+		t.Errorf("no programming latency observed after an update")
+	}
+	if n := histogramCount(t, h.reg, "nftpolicy_transaction_netlink_bytes"); n != 2 {
+		t.Errorf("netlink bytes observed for %d transactions, want 2", n)
+	}
+}
+
+func TestTransform(t *testing.T) {
+	pod := tu.Pod("x", "p", node, m{"a": "b"}, []string{"10.0.0.1", "fd00::1"}, tu.WithPort("http", v1.ProtocolTCP, 80))
+	pod.Annotations = m{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	pod.Spec.Volumes = []v1.Volume{{Name: "v"}}
+	pod.Spec.Containers[0].Env = []v1.EnvVar{{Name: "E", Value: "x"}}
+	pod.Spec.Containers[0].Image = "image"
+	pod.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady}}
+	pod.ResourceVersion = "7"
+
+	out, err := Transform(pod.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*v1.Pod)
+	if got.Annotations != nil || got.ManagedFields != nil || got.Spec.Volumes != nil || got.Status.Conditions != nil ||
+		got.Spec.Containers[0].Env != nil || got.Spec.Containers[0].Image != "" {
+		t.Errorf("transform kept what the agent never reads: %+v", got)
+	}
+	// What the model reads must survive: the model of the slim pod equals
+	// the model of the full one.
+	if a, b := fmt.Sprintf("%+v", model.PodFromAPI(pod)), fmt.Sprintf("%+v", model.PodFromAPI(got)); a != b {
+		t.Errorf("model of the transformed pod differs:\n got %s\nwant %s", b, a)
+	}
+	if got.ResourceVersion != "7" {
+		t.Errorf("resourceVersion lost")
+	}
+	// What the cache keeps per pod is what memory at 50k pods is made of:
+	// a pod as a kubelet and kubectl leave it, against its slim copy.
+	full := realisticPod()
+	out2, _ := Transform(full.DeepCopy())
+	fullSize, slimSize := jsonSize(t, full), jsonSize(t, out2)
+	if slimSize*4 > fullSize {
+		t.Errorf("a transformed pod takes %d bytes as JSON, the full one %d: want at most a quarter", slimSize, fullSize)
+	}
+	t.Logf("pod as JSON: %d bytes, transformed %d", fullSize, slimSize)
+	again, _ := Transform(got.DeepCopy())
+	if fmt.Sprintf("%+v", again) != fmt.Sprintf("%+v", got) {
+		t.Error("transform is not idempotent")
+	}
+}
+
+func TestRateLimitedLog(t *testing.T) {
+	r := rateLimitedLog{every: time.Minute}
+	now := time.Now()
+	var allowed []bool
+	for i, msg := range []string{"a", "a", "a", "b", "b"} {
+		_, ok := r.allow(msg, now.Add(time.Duration(i)*time.Second))
+		allowed = append(allowed, ok)
+	}
+	if fmt.Sprint(allowed) != "[true false false true false]" {
+		t.Errorf("allowed %v", allowed)
+	}
+	if n, ok := r.allow("b", now.Add(2*time.Minute)); !ok || n != 1 {
+		t.Errorf("after the period: allowed %v with %d suppressed, want true and 1", ok, n)
+	}
+}
+
+// metric finds one series of a family by an optional label.
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) *dto.Metric {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			if label == "" {
+				return mt
+			}
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return mt
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s{%s=%q}", name, label, value)
+	return nil
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	return metric(t, reg, name, label, value).GetCounter().GetValue()
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	return metric(t, reg, name, label, value).GetGauge().GetValue()
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	return metric(t, reg, name, "", "").GetHistogram().GetSampleCount()
+}
+
+func jsonSize(t *testing.T, o any) int {
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(data)
+}
+
+// realisticPod is a pod with what the API server, kubectl and a kubelet
+// typically put in it.
+func realisticPod() *v1.Pod {
+	p := tu.Pod("shop", "web-5d7c444b-x2kq9", node, m{"app": "web", "pod-template-hash": "5d7c444b"}, []string{"10.244.1.23"}, tu.WithPort("http", v1.ProtocolTCP, 8080))
+	p.Annotations = m{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 1500)}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{` + strings.Repeat(`"f:x":{},`, 150) + `"f:y":{}}}`)}}}
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d7c444b", UID: "u"}}
+	c := &p.Spec.Containers[0]
+	c.Image = "registry.example/shop/web:1.2.3"
+	for i := 0; i < 10; i++ {
+		c.Env = append(c.Env, v1.EnvVar{Name: fmt.Sprintf("SETTING_%d", i), Value: "some-value"})
+	}
+	c.VolumeMounts = []v1.VolumeMount{{Name: "token", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}}
+	c.ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: "/healthz"}}}
+	p.Spec.Volumes = []v1.Volume{{Name: "token", VolumeSource: v1.VolumeSource{Projected: &v1.ProjectedVolumeSource{}}}}
+	p.Spec.Tolerations = []v1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: v1.TolerationOpExists}, {Key: "node.kubernetes.io/unreachable", Operator: v1.TolerationOpExists}}
+	for _, c := range []v1.PodConditionType{v1.PodReady, v1.ContainersReady, v1.PodInitialized, v1.PodScheduled} {
+		p.Status.Conditions = append(p.Status.Conditions, v1.PodCondition{Type: c, Status: v1.ConditionTrue, LastTransitionTime: metav1.Now()})
+	}
+	p.Status.ContainerStatuses = []v1.ContainerStatus{{Name: "c", Ready: true, Image: c.Image, ImageID: "sha256:" + strings.Repeat("a", 64), ContainerID: "containerd://" + strings.Repeat("b", 64)}}
+	p.Status.HostIP = "192.168.1.10"
+	return p
+}

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	policyv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
+)
+
+// The network-policy-api kinds the agent can watch (Config.AdminKinds).
+const (
+	KindAdminNetworkPolicy         = "AdminNetworkPolicy"
+	KindBaselineAdminNetworkPolicy = "BaselineAdminNetworkPolicy"
+	KindClusterNetworkPolicy       = "ClusterNetworkPolicy"
+)
+
+// AdminKinds are all the network-policy-api kinds, in the order they are
+// fed to the model.
+var AdminKinds = []string{KindAdminNetworkPolicy, KindBaselineAdminNetworkPolicy, KindClusterNetworkPolicy}
+
+// watched is one informer and the kind it holds.
+type watched struct {
+	kind     string
+	informer cache.SharedIndexInformer
+}
+
+// newInformers builds (but does not start) the informers: the core kinds
+// always, the admin kinds when a policy-api client is configured. Every
+// informer's transform drops what the agent never reads before the object
+// reaches the cache, which is what keeps memory low with many pods.
+func (a *Agent) newInformers() {
+	a.factory = informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(Transform))
+	core := a.factory.Core().V1()
+	a.watched = []watched{
+		{"Namespace", core.Namespaces().Informer()},
+		{"Pod", core.Pods().Informer()},
+		{"Node", core.Nodes().Informer()},
+		{"NetworkPolicy", a.factory.Networking().V1().NetworkPolicies().Informer()},
+	}
+	if a.cfg.PolicyClient == nil {
+		return
+	}
+	a.policyFactory = policyinformers.NewSharedInformerFactoryWithOptions(a.cfg.PolicyClient, 0, policyinformers.WithTransform(Transform))
+	kinds := a.cfg.AdminKinds
+	if kinds == nil {
+		kinds = AdminKinds
+	}
+	p := a.policyFactory.Policy()
+	for _, k := range AdminKinds {
+		if !slices.Contains(kinds, k) {
+			continue
+		}
+		var inf cache.SharedIndexInformer
+		switch k {
+		case KindAdminNetworkPolicy:
+			inf = p.V1alpha1().AdminNetworkPolicies().Informer()
+		case KindBaselineAdminNetworkPolicy:
+			inf = p.V1alpha1().BaselineAdminNetworkPolicies().Informer()
+		case KindClusterNetworkPolicy:
+			inf = p.V1alpha2().ClusterNetworkPolicies().Informer()
+		}
+		a.watched = append(a.watched, watched{k, inf})
+	}
+}
+
+// handler records that something changed and asks for a sync; it never
+// touches the kernel. Objects of the initial list are not changes: they
+// are in the first sync, and their latency would be the agent's startup.
+func (a *Agent) handler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(_ any, initial bool) { a.changed(!initial) },
+		UpdateFunc: func(any, any) { a.changed(true) },
+		DeleteFunc: func(any) { a.changed(true) },
+	}
+}
+
+// maxPending bounds the change times kept for the latency histogram; past
+// it, changes still cause syncs but are not timed.
+const maxPending = 10000
+
+func (a *Agent) changed(timed bool) {
+	if timed {
+		a.pendingMu.Lock()
+		if len(a.pending) < maxPending {
+			a.pending = append(a.pending, time.Now())
+		}
+		a.pendingMu.Unlock()
+	}
+	a.runner.Request()
+}
+
+// takePending removes and returns the change times observed before t.
+func (a *Agent) takePending(t time.Time) []time.Time {
+	a.pendingMu.Lock()
+	defer a.pendingMu.Unlock()
+	var taken, kept []time.Time
+	for _, p := range a.pending {
+		if p.Before(t) {
+			taken = append(taken, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	a.pending = kept
+	return taken
+}
+
+// ObjectKey is how the versions map of WaitApplied names an object:
+// "Kind/namespace/name" for namespaced kinds, "Kind/name" for the others.
+func ObjectKey(obj any) string {
+	switch o := obj.(type) {
+	case *v1.Namespace:
+		return "Namespace/" + o.Name
+	case *v1.Node:
+		return "Node/" + o.Name
+	case *v1.Pod:
+		return "Pod/" + o.Namespace + "/" + o.Name
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy/" + o.Namespace + "/" + o.Name
+	case *policyv1alpha1.AdminNetworkPolicy:
+		return KindAdminNetworkPolicy + "/" + o.Name
+	case *policyv1alpha1.BaselineAdminNetworkPolicy:
+		return KindBaselineAdminNetworkPolicy + "/" + o.Name
+	case *policyv1alpha2.ClusterNetworkPolicy:
+		return KindClusterNetworkPolicy + "/" + o.Name
+	}
+	return fmt.Sprintf("%T", obj)
+}
+
+// Transform strips an object to what the agent reads, before the informer
+// caches it. A pod keeps its name, labels, node, hostNetwork, its
+// containers' ports (for named ports) and its phase and addresses; every
+// object loses managedFields and annotations (kubectl's last-applied copy
+// can be larger than the rest). It is idempotent, as client-go requires.
+func Transform(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		m.SetAnnotations(nil)
+	}
+	switch o := obj.(type) {
+	case *v1.Pod:
+		return slimPod(o), nil
+	case *v1.Node:
+		return &v1.Node{
+			TypeMeta:   o.TypeMeta,
+			ObjectMeta: slimMeta(o.ObjectMeta),
+			Status:     v1.NodeStatus{Addresses: o.Status.Addresses},
+		}, nil
+	case *v1.Namespace:
+		return &v1.Namespace{TypeMeta: o.TypeMeta, ObjectMeta: slimMeta(o.ObjectMeta)}, nil
+	}
+	return obj, nil
+}
+
+// slimMeta keeps the metadata the agent reads (and what the informer's
+// cache and the barrier need).
+func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		Labels:            m.Labels,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}
+}
+
+func slimPod(p *v1.Pod) *v1.Pod {
+	out := &v1.Pod{
+		TypeMeta:   p.TypeMeta,
+		ObjectMeta: slimMeta(p.ObjectMeta),
+		Spec: v1.PodSpec{
+			NodeName:    p.Spec.NodeName,
+			HostNetwork: p.Spec.HostNetwork,
+		},
+		Status: v1.PodStatus{
+			Phase:  p.Status.Phase,
+			PodIP:  p.Status.PodIP,
+			PodIPs: p.Status.PodIPs,
+		},
+	}
+	for _, c := range p.Spec.Containers {
+		out.Spec.Containers = append(out.Spec.Containers, v1.Container{Name: c.Name, Ports: c.Ports})
+	}
+	return out
+}

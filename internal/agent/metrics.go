@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the agent's Prometheus series; docs/metrics.md describes each
+// one. Every agent has its own (the lab runs several in one process); the
+// binary registers its agent's on the registry it serves.
+type Metrics struct {
+	SyncDuration       *prometheus.HistogramVec
+	ProgrammingLatency prometheus.Histogram
+	TxOperations       prometheus.Histogram
+	TxBytes            prometheus.Histogram
+	Syncs              *prometheus.CounterVec
+	SyncFailures       *prometheus.CounterVec
+	Transactions       prometheus.Counter
+	DriftRepairs       prometheus.Counter
+	Policies           *prometheus.GaugeVec
+	Pods               prometheus.Gauge
+	SelectedPods       prometheus.Gauge
+	SetElements        prometheus.Gauge
+	Rules              prometheus.Gauge
+	Sets               prometheus.Gauge
+	Chains             prometheus.Gauge
+	LastSync           prometheus.Gauge
+	Ready              prometheus.Gauge
+}
+
+// Sync types, the label of the per-sync series.
+const (
+	syncFull    = "full"
+	syncPartial = "partial"
+)
+
+// Failure reasons, the label of nftpolicy_sync_failures_total.
+const (
+	failRead    = "read"
+	failApply   = "apply"
+	failUnknown = "outcome_unknown"
+)
+
+// NewMetrics makes the agent's series and registers them on reg; a nil reg
+// leaves them unregistered (tests, the lab).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	const ns = "nftpolicy"
+	m := &Metrics{
+		SyncDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "sync_duration_seconds",
+			Help:    "Time of one successful sync (snapshot, compile, diff, apply), by type: full reads the kernel's table back first, partial diffs against the agent's shadow of it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. 65 s
+		}, []string{"type"}),
+		ProgrammingLatency: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "network_programming_latency_seconds",
+			Help:    "From the agent's informer delivering a change of a watched object to the kernel's commit of the sync that includes it (or to the end of that sync, when it needed no transaction).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17), // 1 ms .. 65 s
+		}),
+		TxOperations: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "transaction_operations",
+			Help:    "Operations (add/delete of a table, set, chain, rule or elements; flush chain) in each committed transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 .. 262144
+		}),
+		TxBytes: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "transaction_netlink_bytes",
+			Help:    "Estimated size of each committed transaction's netlink batch, in bytes (elements as encoded, rules at 1 KiB each).",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 10), // 256 B .. 64 MiB
+		}),
+		Syncs: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "syncs_total",
+			Help: "Successful syncs, by type (full or partial).",
+		}, []string{"type"}),
+		SyncFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "sync_failures_total",
+			Help: "Failed syncs, by reason: read (reading the kernel's table back), apply (the kernel rejected the transaction), outcome_unknown (the kernel may or may not have committed it). Each failure makes the next sync a full one.",
+		}, []string{"reason"}),
+		Transactions: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "transactions_total",
+			Help: "Transactions committed to the kernel. A sync that changes nothing sends none.",
+		}),
+		DriftRepairs: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "drift_repairs_total",
+			Help: "Full resyncs that found the kernel's table differing from what the agent had programmed (someone else changed or deleted it) and repaired it.",
+		}),
+		Policies: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "policies",
+			Help: "Policy objects in the agent's model, by kind.",
+		}, []string{"kind"}),
+		Pods: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "pods",
+			Help: "Pods in the agent's model (the whole cluster: every pod can be a peer).",
+		}),
+		SelectedPods: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "selected_pods",
+			Help: "Pods on this node that at least one policy isolates (they have an element in a dispatch map).",
+		}),
+		SetElements: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "set_elements",
+			Help: "Elements in the sets and maps of the agent's table, as last programmed.",
+		}),
+		Rules: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "rules",
+			Help: "Rules in the agent's table, as last programmed.",
+		}),
+		Sets: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "sets",
+			Help: "Sets and maps in the agent's table, as last programmed.",
+		}),
+		Chains: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "chains",
+			Help: "Chains in the agent's table, as last programmed.",
+		}),
+		LastSync: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "last_sync_timestamp_seconds",
+			Help: "Unix time of the last successful sync.",
+		}),
+		Ready: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "ready",
+			Help: "1 once the first sync after startup has succeeded (what /readyz reports), else 0.",
+		}),
+	}
+	for _, t := range []string{syncFull, syncPartial} {
+		m.SyncDuration.WithLabelValues(t)
+		m.Syncs.WithLabelValues(t)
+	}
+	for _, r := range []string{failRead, failApply, failUnknown} {
+		m.SyncFailures.WithLabelValues(r)
+	}
+	return m
+}

@@ -1,0 +1,657 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+)
+
+// The package shares one API server between its tests; each test has its
+// own namespace, lab nodes and agents.
+var shared struct {
+	once  sync.Once
+	err   error
+	env   *Env
+	tests int
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.env != nil {
+		shared.env.Close()
+	}
+	os.Exit(code)
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration tests build and run kube-apiserver")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: the integration tests need root (they create network namespaces and program nftables in them); run them as root, as `make test` in CI does")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the integration tests need %s (apt-get install iproute2 nftables)", tool)
+		}
+	}
+}
+
+// setup starts the shared API server (building it on first use), with
+// deploy/'s CRDs, RBAC and DaemonSet created through the API.
+func setup(t *testing.T) *Env {
+	needRoot(t)
+	shared.once.Do(func() {
+		shared.env, shared.err = NewEnv(context.Background(), os.Stderr, "../../deploy")
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.env
+}
+
+// world is one test's slice of the cluster: a namespace, lab nodes, pods,
+// and agents running as the DaemonSet's service account.
+type world struct {
+	t          *testing.T
+	c          *Cluster
+	lab        *netlab.Lab
+	ns         string
+	net        int // second octet of this test's pod addresses
+	kubeconfig string
+	agentREST  kubernetesClients // the agent's service account
+	policy     policyclient.Interface
+	nodes      []string
+	nextIP     map[string]int
+	agents     map[string]*AgentProcess
+	resync     time.Duration
+}
+
+type kubernetesClients struct {
+	core kubernetes.Interface
+}
+
+func newWorld(t *testing.T, nodes int, resync time.Duration) *world {
+	env := setup(t)
+	c := env.Cluster
+	shared.tests++
+	w := &world{t: t, c: c, lab: netlab.New(""), ns: fmt.Sprintf("it%d", shared.tests), net: 100 + shared.tests,
+		nextIP: map[string]int{}, agents: map[string]*AgentProcess{}, resync: resync}
+	t.Cleanup(func() {
+		for _, a := range w.agents {
+			a.Kill()
+		}
+		if err := w.lab.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	ctx := context.Background()
+	if _, err := c.Admin.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns, Labels: map[string]string{"test": w.ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.kubeconfig = env.AgentKubeconfig
+	w.agentREST.core = kubernetes.NewForConfigOrDie(env.AgentREST)
+	w.policy = policyclient.NewForConfigOrDie(c.AdminREST)
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("%s-n%d", w.ns, i)
+		if err := w.lab.AddNode(name, nil); err != nil {
+			t.Fatal(err)
+		}
+		node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
+		var ips []string
+		for _, ip := range w.lab.Addrs("node/" + name) {
+			ips = append(ips, ip.String())
+		}
+		if err := CreateNode(ctx, c.Admin, node, ips...); err != nil {
+			t.Fatal(err)
+		}
+		w.nodes = append(w.nodes, name)
+	}
+	return w
+}
+
+// startAgent runs the agent binary for a node, as the DaemonSet would
+// (its service account, its flags), and waits until it is ready.
+func (w *world) startAgent(node string) *AgentProcess {
+	w.t.Helper()
+	a, err := StartAgent(AgentSpec{Binary: shared.env.AgentBinary, Kubeconfig: w.kubeconfig, Node: node, NetNS: w.lab.NodeNetNSPath(node),
+		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.agents[node] = a
+	start := time.Now()
+	if err := a.WaitReady(context.Background(), time.Minute); err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Logf("agent on %s ready after %v", node, time.Since(start).Round(time.Millisecond))
+	return a
+}
+
+// pod creates a pod on node through the API (addresses through the status
+// subresource, as a kubelet would) and in the lab, listening on TCP 80.
+func (w *world) pod(name, node string, labels map[string]string) {
+	w.t.Helper()
+	ctx := context.Background()
+	idx := 0
+	for i, n := range w.nodes {
+		if n == node {
+			idx = i + 1
+		}
+	}
+	w.nextIP[node]++
+	ip := netip.MustParseAddr(fmt.Sprintf("10.%d.%d.%d", w.net, idx, 10+w.nextIP[node]))
+	id := w.ns + "/" + name
+	if err := w.lab.AddPod(id, node, []netip.Addr{ip}); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.lab.Listen(id, "TCP", 80); err != nil {
+		w.t.Fatal(err)
+	}
+	p := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: name, Labels: labels},
+		Spec: v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c",
+			Ports: []v1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: v1.ProtocolTCP}}}}},
+		Status: v1.PodStatus{PodIP: ip.String(), PodIPs: []v1.PodIP{{IP: ip.String()}}},
+	}
+	if _, err := CreatePod(ctx, w.c.Admin, p); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) relabel(name string, labels map[string]string) {
+	w.t.Helper()
+	ctx := context.Background()
+	p, err := w.c.Admin.CoreV1().Pods(w.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	p.Labels = labels
+	if _, err := w.c.Admin.CoreV1().Pods(w.ns).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// allowOnlyFrom isolates the pods with role=server for ingress and allows
+// TCP 80 (by its name, http) from pods with role=client.
+func (w *world) allowOnlyFrom(ctx context.Context) error {
+	tcp := v1.ProtocolTCP
+	_, err := w.c.Admin.NetworkingV1().NetworkPolicies(w.ns).Create(ctx, &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "servers"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "server"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "client"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: intstrName("http")}},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+type flow struct{ from, to string }
+
+func (f flow) String() string { return f.from + " -> " + f.to }
+
+// probe runs one TCP probe to port 80.
+func (w *world) probe(ctx context.Context, f flow) netlab.Verdict {
+	return w.lab.Probe(ctx, w.ns+"/"+f.from, w.ns+"/"+f.to, 4, "TCP", 80, 300*time.Millisecond).Verdict
+}
+
+// expect waits until every flow has its verdict, or fails after timeout.
+func (w *world) expect(timeout time.Duration, want map[flow]netlab.Verdict) time.Duration {
+	w.t.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	var wrong []string
+	for time.Since(start) < timeout {
+		wrong = nil
+		for f, v := range want {
+			if got := w.probe(ctx, f); got != v {
+				wrong = append(wrong, fmt.Sprintf("%s: %s, want %s", f, got, v))
+			}
+		}
+		if len(wrong) == 0 {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sort.Strings(wrong)
+	w.t.Fatalf("after %v: %s%s", timeout, strings.Join(wrong, "; "), w.agentLogs())
+	return 0
+}
+
+func (w *world) agentLogs() string {
+	var b strings.Builder
+	for _, a := range w.agents {
+		b.WriteString(a.LogTail())
+	}
+	return b.String()
+}
+
+// nft runs nft in a node's namespace.
+func (w *world) nft(node string, args ...string) (string, error) {
+	name := filepath.Base(w.lab.NodeNetNSPath(node))
+	out, err := exec.Command("ip", append([]string{"netns", "exec", name, "nft"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+var (
+	allowed = netlab.Allowed
+	denied  = netlab.Denied
+)
+
+// TestEnforcement: policies created through a real API server reach the
+// kernel of the agent's node, whose credentials are the DaemonSet's
+// service account; an API-server outage leaves the rules in place and
+// the agent catches up afterwards.
+func TestEnforcement(t *testing.T) {
+	w := newWorld(t, 1, time.Minute)
+	n := w.nodes[0]
+	w.pod("server", n, map[string]string{"role": "server"})
+	w.pod("client", n, map[string]string{"role": "client"})
+	w.pod("other", n, map[string]string{"role": "other"})
+	w.startAgent(n)
+	toServer := flow{"client", "server"}
+	fromOther := flow{"other", "server"}
+	w.expect(10*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: allowed})
+
+	ctx := context.Background()
+	if err := w.allowOnlyFrom(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took := w.expect(10*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: denied})
+	t.Logf("policy enforced %v after its creation", took.Round(time.Millisecond))
+
+	w.relabel("other", map[string]string{"role": "client"})
+	w.expect(10*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: allowed})
+	w.relabel("other", map[string]string{"role": "other"})
+	w.expect(10*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: denied})
+
+	// An outage: the rules stay as they are while the API server is down.
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var changed []string
+	var probes sync.WaitGroup
+	probes.Add(1)
+	go func() {
+		defer probes.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for f, v := range map[flow]netlab.Verdict{toServer: allowed, fromOther: denied} {
+				if got := w.probe(ctx, f); got != v {
+					mu.Lock()
+					changed = append(changed, fmt.Sprintf("%s: %s", f, got))
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	if err := w.c.RestartAPIServer(ctx, 3*time.Second); err != nil {
+		close(stop)
+		t.Fatal(err)
+	}
+	close(stop)
+	probes.Wait()
+	if len(changed) > 0 {
+		t.Errorf("probe results changed during the API-server outage: %v", changed)
+	}
+	// ... and the agent catches up with what changed meanwhile.
+	if err := w.c.Admin.NetworkingV1().NetworkPolicies(w.ns).Delete(ctx, "servers", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took = w.expect(30*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: allowed})
+	t.Logf("after the outage, a policy deletion enforced %v after it", took.Round(time.Millisecond))
+
+	// The agent's credentials are least privilege: it reads what it
+	// watches and nothing else.
+	if _, err := w.agentREST.core.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("the agent's service account cannot list pods: %v", err)
+	}
+	for what, err := range map[string]error{
+		"list secrets":    listErr(w.agentREST.core.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})),
+		"list configmaps": listErr(w.agentREST.core.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})),
+		"delete a pod":    w.agentREST.core.CoreV1().Pods(w.ns).Delete(ctx, "client", metav1.DeleteOptions{}),
+		"create a policy": createErr(w.agentREST.core.NetworkingV1().NetworkPolicies(w.ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})),
+	} {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("the agent's service account may %s (err %v); want forbidden", what, err)
+		}
+	}
+}
+
+func intstrName(s string) *intstr.IntOrString {
+	v := intstr.FromString(s)
+	return &v
+}
+
+func listErr[T any](_ T, err error) error   { return err }
+func createErr[T any](_ T, err error) error { return err }
+
+// TestRestartKeepsRules: probes run continuously while the agent is killed
+// with SIGKILL and started again; no probe result changes, and the new
+// agent adopts the table without sending a transaction.
+func TestRestartKeepsRules(t *testing.T) {
+	w := newWorld(t, 1, time.Minute)
+	n := w.nodes[0]
+	w.pod("server", n, map[string]string{"role": "server"})
+	w.pod("client", n, map[string]string{"role": "client"})
+	w.pod("other", n, map[string]string{"role": "other"})
+	a := w.startAgent(n)
+	ctx := context.Background()
+	if err := w.allowOnlyFrom(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied, {"server", "client"}: allowed}
+	w.expect(10*time.Second, want)
+
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var changed []string
+	var probes sync.WaitGroup
+	for f, v := range want {
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got := w.probe(ctx, f)
+				mu.Lock()
+				counts[f.String()]++
+				if got != v {
+					changed = append(changed, fmt.Sprintf("%s at %s: %s, want %s", f, time.Now().Format("15:04:05.000"), got, v))
+				}
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	a.Kill()
+	time.Sleep(time.Second)
+	a2 := w.startAgent(n)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	probes.Wait()
+	t.Logf("probes during the restart: %v", counts)
+	for f, n := range counts {
+		if n < 5 { // a denied probe waits 300 ms
+			t.Errorf("only %d probes of %s ran", n, f)
+		}
+	}
+	if len(changed) > 0 {
+		t.Errorf("%d probe results changed across the restart: %v%s", len(changed), changed, w.agentLogs())
+	}
+	m := scrape(t, a2)
+	if got := m["nftpolicy_transactions_total"]; got != 0 {
+		t.Errorf("the restarted agent sent %v transactions; want 0 (the table was already right)", got)
+	}
+	if got := m[`nftpolicy_syncs_total{type="full"}`]; got < 1 {
+		t.Errorf("the restarted agent made %v full syncs; want at least 1 (it reads the table back)", got)
+	}
+}
+
+// TestDriftRepaired: deleting the table, or one of its chains, is repaired
+// by the periodic resync within one period.
+func TestDriftRepaired(t *testing.T) {
+	const period = 3 * time.Second
+	w := newWorld(t, 1, period)
+	n := w.nodes[0]
+	w.pod("server", n, map[string]string{"role": "server"})
+	w.pod("client", n, map[string]string{"role": "client"})
+	w.pod("other", n, map[string]string{"role": "other"})
+	a := w.startAgent(n)
+	ctx := context.Background()
+	if err := w.allowOnlyFrom(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied}
+	w.expect(10*time.Second, want)
+
+	for _, c := range []struct {
+		what       string
+		args, list []string
+	}{
+		{"table", []string{"delete", "table", "inet", nft.TableName}, []string{"list", "table", "inet", nft.TableName}},
+		{"chain forward-ingress", []string{"delete", "chain", "inet", nft.TableName, "forward-ingress"}, []string{"list", "chain", "inet", nft.TableName, "forward-ingress"}},
+	} {
+		if out, err := w.nft(n, c.args...); err != nil {
+			t.Fatalf("nft %s: %v: %s", strings.Join(c.args, " "), err, out)
+		}
+		deleted := time.Now()
+		// The deletion opened the server: prove the drift is real (unless
+		// the periodic resync came in between, which it rarely does).
+		if got := w.probe(ctx, flow{"other", "server"}); got != allowed {
+			if _, err := w.nft(n, c.list...); err != nil {
+				t.Errorf("after deleting the %s, other -> server is %s; want allowed until the repair", c.what, got)
+			}
+		}
+		w.expect(period+2*time.Second, want)
+		t.Logf("%s deleted: repaired after %v (resync period %v)", c.what, time.Since(deleted).Round(time.Millisecond), period)
+	}
+	m := scrape(t, a)
+	if got := m["nftpolicy_drift_repairs_total"]; got != 2 {
+		t.Errorf("nftpolicy_drift_repairs_total = %v, want 2", got)
+	}
+}
+
+// TestMetricsDocumented scrapes /metrics after a sync and finds every
+// series docs/metrics.md documents, and documents every nftpolicy series
+// it finds.
+func TestMetricsDocumented(t *testing.T) {
+	w := newWorld(t, 1, time.Minute)
+	n := w.nodes[0]
+	w.pod("server", n, map[string]string{"role": "server"})
+	w.pod("client", n, map[string]string{"role": "client"})
+	ctx := context.Background()
+	// An admin-tier object through the API (its CRD is from deploy/),
+	// selecting nothing: the agent watches it and counts it.
+	cnp := &policyv1alpha2.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: w.ns + "-nothing"},
+		Spec: policyv1alpha2.ClusterNetworkPolicySpec{
+			Tier: policyv1alpha2.AdminTier, Priority: 10,
+			Subject: policyv1alpha2.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"no-such": "namespace"}}},
+		},
+	}
+	if _, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(context.Background(), cnp.Name, metav1.DeleteOptions{})
+	})
+	a := w.startAgent(n)
+	if err := w.allowOnlyFrom(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(10*time.Second, map[flow]netlab.Verdict{{"client", "server"}: allowed})
+	if code, body, err := a.Get(ctx, "/healthz"); err != nil || code != 200 {
+		t.Errorf("/healthz: %d %q %v", code, body, err)
+	}
+
+	var m map[string]float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m = scrape(t, a)
+		if m["nftpolicy_transactions_total"] >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("transactions %v, syncs %v/%v", m["nftpolicy_transactions_total"], m[`nftpolicy_syncs_total{type="full"}`], m[`nftpolicy_syncs_total{type="partial"}`])
+	families := map[string]bool{}
+	for series := range m {
+		name := series
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+		families[name] = true
+	}
+	documented := documentedMetrics(t)
+	for _, d := range documented {
+		if !families[d] {
+			t.Errorf("docs/metrics.md documents %s, but /metrics has no such series", d)
+		}
+	}
+	for f := range families {
+		if strings.HasPrefix(f, "nftpolicy_") && !contains(documented, f) {
+			t.Errorf("/metrics has %s, but docs/metrics.md does not document it", f)
+		}
+	}
+	// The API server is shared with the other tests: count what it holds.
+	nps, err := w.c.Admin.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnps, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for series, want := range map[string]float64{
+		"nftpolicy_ready":                                       1,
+		`nftpolicy_policies{kind="NetworkPolicy"}`:              float64(len(nps.Items)),
+		`nftpolicy_policies{kind="ClusterNetworkPolicy"}`:       float64(len(cnps.Items)),
+		`nftpolicy_policies{kind="AdminNetworkPolicy"}`:         0,
+		"nftpolicy_selected_pods":                               1,
+		`nftpolicy_sync_failures_total{reason="apply"}`:         0,
+		`nftpolicy_sync_duration_seconds_count{type="full"}`:    1,
+		"nftpolicy_network_programming_latency_seconds_count":   -1, // at least one
+		"nftpolicy_transaction_operations_count":                -1,
+		"nftpolicy_transaction_netlink_bytes_count":             -1,
+		`nftpolicy_sync_duration_seconds_count{type="partial"}`: -1,
+	} {
+		got, ok := m[series]
+		switch {
+		case !ok:
+			t.Errorf("no series %s", series)
+		case want < 0 && got < 1:
+			t.Errorf("%s = %v, want at least 1", series, got)
+		case want >= 0 && got != want:
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if m["nftpolicy_pods"] < 2 || m["nftpolicy_set_elements"] < 2 || m["nftpolicy_rules"] < 1 {
+		t.Errorf("model and table sizes too small: pods %v, set elements %v, rules %v", m["nftpolicy_pods"], m["nftpolicy_set_elements"], m["nftpolicy_rules"])
+	}
+}
+
+// TestShutdownAndCleanup: SIGTERM leaves the rules in place; `nftpolicy
+// cleanup` removes the table, and with it every rule.
+func TestShutdownAndCleanup(t *testing.T) {
+	w := newWorld(t, 1, time.Minute)
+	n := w.nodes[0]
+	w.pod("server", n, map[string]string{"role": "server"})
+	w.pod("other", n, map[string]string{"role": "other"})
+	a := w.startAgent(n)
+	ctx := context.Background()
+	if err := w.allowOnlyFrom(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(10*time.Second, map[flow]netlab.Verdict{{"other", "server"}: denied})
+	if err := a.Stop(10 * time.Second); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v%s", err, a.LogTail())
+	}
+	delete(w.agents, n)
+	if got := w.probe(ctx, flow{"other", "server"}); got != denied {
+		t.Errorf("after the agent stopped, other -> server is %s; want denied (rules stay)", got)
+	}
+	out, err := exec.Command(shared.env.AgentBinary, "cleanup", "--netns", w.lab.NodeNetNSPath(n)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed table") {
+		t.Fatalf("nftpolicy cleanup: %v: %s", err, out)
+	}
+	if out, err := w.nft(n, "list", "table", "inet", nft.TableName); err == nil {
+		t.Errorf("the table is still there after cleanup:\n%s", out)
+	}
+	w.expect(5*time.Second, map[flow]netlab.Verdict{{"other", "server"}: allowed})
+	out, err = exec.Command(shared.env.AgentBinary, "cleanup", "--netns", w.lab.NodeNetNSPath(n)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "nothing to remove") {
+		t.Errorf("second cleanup: %v: %s", err, out)
+	}
+}
+
+// scrape reads the agent's /metrics as series name (with labels, sorted
+// as Prometheus prints them) -> value.
+func scrape(t *testing.T, a *AgentProcess) map[string]float64 {
+	t.Helper()
+	code, body, err := a.Get(context.Background(), "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("/metrics: %d %v", code, err)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+var metricNameRE = regexp.MustCompile("^\\| `(nftpolicy_[a-z_]+)`")
+
+// documentedMetrics lists the metric names in docs/metrics.md's tables.
+func documentedMetrics(t *testing.T) []string {
+	data, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := metricNameRE.FindStringSubmatch(line); m != nil {
+			names = append(names, m[1])
+		}
+	}
+	if len(names) < 10 {
+		t.Fatalf("docs/metrics.md documents %d metrics; the table format may have changed", len(names))
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
