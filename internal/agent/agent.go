@@ -228,6 +228,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		}
 	}
 	a.shadow = desired
+	a.writeStatus(ctx, logger, snap.cluster)
 	done := time.Now()
 	a.observe(snap, desired, full, start, done)
 	logger.V(2).Info("Synced", "full", full, "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))

@@ -15,9 +15,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	policyv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
@@ -102,6 +104,13 @@ func (h *harness) apply(obj runtime.Object) {
 		}
 	case *v1.Pod:
 		c := h.client.CoreV1().Pods(o.Namespace)
+		if exists {
+			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
+		} else {
+			_, err = c.Create(ctx, o, metav1.CreateOptions{})
+		}
+	case *v1.Node:
+		c := h.client.CoreV1().Nodes()
 		if exists {
 			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
 		} else {
@@ -520,4 +529,61 @@ func realisticPod() *v1.Pod {
 	p.Status.ContainerStatuses = []v1.ContainerStatus{{Name: "c", Ready: true, Image: c.Image, ImageID: "sha256:" + strings.Repeat("a", 64), ContainerID: "containerd://" + strings.Repeat("b", 64)}}
 	p.Status.HostIP = "192.168.1.10"
 	return p
+}
+
+// TestTierPolicyStatus: the agent of the first node marks a policy that
+// shares its priority, and one with an invalid field, in their status;
+// the agent of another node writes nothing.
+func TestTierPolicyStatus(t *testing.T) {
+	anp := func(name string, prio int32, action string) *policyv1alpha1.AdminNetworkPolicy {
+		p := &policyv1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "100", Generation: 3}}
+		p.Spec.Priority = prio
+		p.Spec.Subject.Namespaces = &metav1.LabelSelector{}
+		p.Spec.Ingress = []policyv1alpha1.AdminNetworkPolicyIngressRule{{Action: policyv1alpha1.AdminNetworkPolicyRuleAction(action),
+			From: []policyv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}}}
+		return p
+	}
+	nodeObj := func(name string) *v1.Node { return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+	for _, tc := range []struct {
+		name   string
+		nodes  []string
+		writes bool
+	}{{"first node writes", []string{node, "zz-node"}, true}, {"other nodes do not", []string{"a-node", node}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := policyfake.NewSimpleClientset(anp("a", 10, "Allow"), anp("b", 10, "Bogus"))
+			objs := basic()
+			for _, n := range tc.nodes {
+				objs = append(objs, nodeObj(n))
+			}
+			start(t, func(c *Config) { c.PolicyClient = pc }, objs...)
+			var got *policyv1alpha1.AdminNetworkPolicy
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				var err error
+				got, err = pc.PolicyV1alpha1().AdminNetworkPolicies().Get(context.Background(), "b", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got.Status.Conditions) > 0 || !tc.writes {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !tc.writes {
+				time.Sleep(300 * time.Millisecond)
+				if got, _ = pc.PolicyV1alpha1().AdminNetworkPolicies().Get(context.Background(), "b", metav1.GetOptions{}); len(got.Status.Conditions) != 0 {
+					t.Fatalf("the agent of a node that does not sort first wrote %v", got.Status.Conditions)
+				}
+				return
+			}
+			valid := meta.FindStatusCondition(got.Status.Conditions, model.ConditionValid)
+			unique := meta.FindStatusCondition(got.Status.Conditions, model.ConditionUniquePriority)
+			if valid == nil || valid.Status != metav1.ConditionFalse || !strings.Contains(valid.Message, "Bogus") || valid.ObservedGeneration != 3 {
+				t.Errorf("Valid condition: %+v", valid)
+			}
+			if unique == nil || unique.Status != metav1.ConditionFalse || !strings.Contains(unique.Message, "AdminNetworkPolicy/a, AdminNetworkPolicy/b") {
+				t.Errorf("UniquePriority condition: %+v", unique)
+			}
+		})
+	}
 }
