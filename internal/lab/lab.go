@@ -56,23 +56,7 @@ type Result struct {
 // Run executes one scenario. Scenario errors and mismatches are in the
 // report; the lab is cleaned up whatever happens unless opts.Keep.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
-	if opts.ProbeTimeout == 0 {
-		opts.ProbeTimeout = time.Second
-	}
-	if opts.BarrierTimeout == 0 {
-		opts.BarrierTimeout = 30 * time.Second
-	}
-	r := &run{
-		sc:     sc,
-		opts:   opts,
-		net:    netlab.New(""),
-		client: fake.NewClientset(),
-		policy: policyfake.NewSimpleClientset(), // NewClientset needs schemas this module does not ship
-		state:  map[scenario.ObjectRef]runtime.Object{},
-		podIPs: map[string][]netip.Addr{},
-		next:   map[string]int{},
-		agents: map[string]*agent.Agent{},
-	}
+	r := newRun(sc, opts)
 	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
 	stopSignals := netlab.CleanupOnSignal(r.net)
 	defer stopSignals()
@@ -110,6 +94,26 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 		}
 	}
 	return res
+}
+
+func newRun(sc *scenario.Scenario, opts Options) *run {
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = time.Second
+	}
+	if opts.BarrierTimeout == 0 {
+		opts.BarrierTimeout = 30 * time.Second
+	}
+	return &run{
+		sc:     sc,
+		opts:   opts,
+		net:    netlab.New(""),
+		client: fake.NewClientset(),
+		policy: policyfake.NewSimpleClientset(), // NewClientset needs schemas this module does not ship
+		state:  map[scenario.ObjectRef]runtime.Object{},
+		podIPs: map[string][]netip.Addr{},
+		next:   map[string]int{},
+		agents: map[string]*agent.Agent{},
+	}
 }
 
 func netnsName(path string) string {

@@ -103,19 +103,29 @@ func (o Outcome) String() string {
 // timeout (1 s if timeout <= 0), less if ctx ends sooner. Probes may run in
 // parallel.
 func (l *Lab) Probe(ctx context.Context, from, to string, family int, proto string, port uint16, timeout time.Duration) Outcome {
+	if family != 4 && family != 6 {
+		return failed(fmt.Errorf("netlab: family %d is neither 4 nor 6", family))
+	}
+	_, dst, err := l.probeEnd(to, family)
+	if err != nil {
+		return failed(err)
+	}
+	return l.ProbeAddr(ctx, from, dst, proto, port, timeout)
+}
+
+// ProbeAddr probes an address rather than an endpoint, such as a Service
+// address that a DNAT rule in a node rewrites.
+func (l *Lab) ProbeAddr(ctx context.Context, from string, dst netip.Addr, proto string, port uint16, timeout time.Duration) Outcome {
 	proto = strings.ToUpper(proto)
 	typ, ipproto, err := protoNumbers(proto)
 	if err != nil {
 		return failed(err)
 	}
-	if family != 4 && family != 6 {
-		return failed(fmt.Errorf("netlab: family %d is neither 4 nor 6", family))
+	family := 4
+	if dst.Is6() {
+		family = 6
 	}
 	srcNS, src, err := l.probeEnd(from, family)
-	if err != nil {
-		return failed(err)
-	}
-	_, dst, err := l.probeEnd(to, family)
 	if err != nil {
 		return failed(err)
 	}
