@@ -47,3 +47,19 @@ lab-down: build
 clean:
 	rm -rf bin
 
+# The performance suite (root; everything in throwaway namespaces): sizes S,
+# M and L, the data path, and the peers' strategies as baselines; writes
+# perf/results/results.md and results.json (~10 minutes on 2 cores). Installs
+# iptables and ipset for the kube-router baseline when apt-get can.
+.PHONY: perf perf-quick
+perf:
+	@command -v ipset >/dev/null 2>&1 && command -v iptables-legacy-restore >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ipset; } || \
+	  echo "perf: no iptables/ipset: the kube-router baseline is skipped"
+	$(GO) build -o bin/nftperf ./perf/cmd/nftperf
+	./bin/nftperf -out perf/results
+
+# The suite as a smoke test: S only, few repetitions; asserts no timing.
+perf-quick:
+	$(GO) build -o bin/nftperf ./perf/cmd/nftperf
+	./bin/nftperf -quick -out perf/results/quick.tmp

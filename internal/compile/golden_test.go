@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -121,11 +122,37 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// longNamesCluster has the longest names the API allows: comments and set
+// names must still fit what nft accepts.
+func longNamesCluster(t *testing.T) *model.Cluster {
+	c := model.NewCluster()
+	ns := strings.Repeat("n", 63)
+	name := strings.Repeat("p", 253)
+	key, value := "example.com/"+strings.Repeat("k", 63), strings.Repeat("v", 63)
+	for _, o := range []any{
+		tu.Namespace(ns, m{key: value}),
+		tu.Pod(ns, name, "node-1", m{key: value}, []string{"10.244.1.10"}, tu.WithPort(strings.Repeat("h", 15), v1.ProtocolTCP, 80)),
+		tu.Policy(ns, name, m{key: value},
+			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{key: value}, m{key: value}), tu.Block("10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16")},
+				tu.NamedPort(v1.ProtocolTCP, strings.Repeat("h", 15)), tu.Port(v1.ProtocolTCP, 1000, 2000), tu.Port(v1.ProtocolUDP, 3000, 4000), tu.ProtoOnly(v1.ProtocolSCTP))),
+	} {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
 // TestGoldenLoadsIntoKernel checks that the text form is valid nft: the
 // kernel takes it as it is, in a throwaway namespace.
 func TestGoldenLoadsIntoKernel(t *testing.T) {
 	ns := tu.NetNS(t)
-	for _, gc := range goldenCases {
+	cases := append(goldenCases, struct {
+		name    string
+		node    string
+		cluster func(*testing.T) *model.Cluster
+	}{"long-names", "node-1", longNamesCluster})
+	for _, gc := range cases {
 		text := Node(gc.cluster(t), gc.node).Text()
 		if out, err := tu.NftIn(t, ns, text, "-f", "-"); err != nil {
 			t.Fatalf("%s: nft -f: %v\n%s", gc.name, err, out)

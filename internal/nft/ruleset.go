@@ -380,8 +380,9 @@ func (r *Rule) ID() string {
 // Text is the rule as nft text, comment included.
 func (r *Rule) Text() string { return r.Body() + fmt.Sprintf(" comment %q", r.ID()) }
 
-// MaxCommentLen keeps comments below the kernel's user-data limit.
-const MaxCommentLen = 200
+// MaxCommentLen is the longest comment the nft CLI accepts (the kernel
+// takes more), so the text form always loads.
+const MaxCommentLen = 128
 
 // MaxNameLen is the longest set or chain name nftpolicy makes. The kernel
 // allows 255 since 5.x; shorter names keep `nft list` readable.

@@ -1,0 +1,374 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+// Config is one run of the suite.
+type Config struct {
+	Seed         uint64
+	Quick        bool
+	Sizes        []gen.Size
+	DataPath     bool
+	DataPathSize gen.Size
+	Rounds       int       // rounds of events per size; 0: the plan's
+	Log          io.Writer // progress lines
+}
+
+// plan is how many times each thing is measured at a size: enough for
+// medians and a p99 on a noisy 2-core machine, few enough that L fits
+// the run's time budget (its every event costs seconds of compile).
+type plan struct {
+	rounds   int // rounds of events, one of each kind per round
+	fullReps int // full programmings, nft -f loads, iptables restores
+	bareReps int // bare replays per batch
+}
+
+func planFor(s gen.Size, quick bool) plan {
+	switch {
+	case quick:
+		return plan{rounds: 5, fullReps: 2, bareReps: 2}
+	case s.Pods >= gen.L.Pods:
+		return plan{rounds: 10, fullReps: 3, bareReps: 3}
+	case s.Pods >= gen.M.Pods:
+		return plan{rounds: 20, fullReps: 3, bareReps: 3}
+	}
+	return plan{rounds: 20, fullReps: 5, bareReps: 3}
+}
+
+func (cfg Config) logf(format string, args ...any) {
+	if cfg.Log != nil {
+		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+var deleteTableTx = &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpDeleteTable}}}
+
+// controlPlane measures one size: full programming, then a stream of
+// events, each with its baselines.
+func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*SizeResult, error) {
+	p := planFor(size, cfg.Quick)
+	if cfg.Rounds > 0 {
+		p.rounds = cfg.Rounds
+	}
+	node := gen.NodeUnderTest
+	c := gen.Generate(size, cfg.Seed)
+	mc, err := c.Model()
+	if err != nil {
+		return nil, err
+	}
+	res := &SizeResult{Size: size, Namespaces: len(c.Namespaces), Nodes: len(c.Nodes)}
+	res.PodsOnNode, res.PoliciesOnNode = onNode(mc, node)
+	cfg.logf("%s: %d pods, %d policies, %d namespaces, %d nodes; %s has %d pods and %d policies",
+		size.Name, size.Pods, size.Policies, res.Namespaces, res.Nodes, node, res.PodsOnNode, res.PoliciesOnNode)
+
+	var rs *nft.Ruleset
+	var fullTx *nft.Transaction
+	var compiles, diffs []time.Duration
+	for range p.fullReps {
+		t := time.Now()
+		rs = compile.Node(mc, node)
+		compiles = append(compiles, time.Since(t))
+		t = time.Now()
+		fullTx = diff.Diff(nil, rs)
+		diffs = append(diffs, time.Since(t))
+	}
+	text := rs.Text()
+	res.Ruleset = rulesetStats(rs, text)
+	text, cut := forNftCLI(text)
+	if cut > 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d comments of the ruleset's text are longer than the %d bytes the nft CLI parses (nftpolicy writes up to %d over netlink): `nft -f` of nftpolicy's own text form fails; baseline (b) loads them cut to %d", cut, nftCommentMax, nft.MaxCommentLen, nftCommentMax))
+	}
+	res.Full.Compile, res.Full.Diff = DistOf(compiles), DistOf(diffs)
+
+	ns, err := j.NetNS("ctl-" + size.Name)
+	if err != nil {
+		return nil, err
+	}
+	kernel := nft.NewNetlink(ns.FD())
+
+	// (b) nft -f of the whole ruleset, from empty.
+	var loads []time.Duration
+	for range p.fullReps {
+		d, err := nftLoad(ns, text)
+		if err != nil {
+			return nil, err
+		}
+		loads = append(loads, d)
+		if err := kernel.Apply(ctx, deleteTableTx); err != nil {
+			return nil, err
+		}
+	}
+	res.Full.NftF = DistOf(loads)
+	cfg.logf("%s: ruleset %d sets, %d elements, %d rules; nft -f p50 %.0f ms", size.Name,
+		res.Ruleset.Sets, res.Ruleset.Elements, res.Ruleset.Rules, res.Full.NftF.P50)
+
+	// The agent from empty; the last one stays up for the events.
+	run, first, err := programFromEmpty(ctx, kernel, c, p.fullReps, &res.Full)
+	if err != nil {
+		return nil, err
+	}
+	defer run.stop()
+	if first.Tx.String() != fullTx.String() {
+		res.Problems = append(res.Problems, "the agent's first transaction differs from the suite's own compile")
+	}
+	cfg.logf("%s: agent programs from empty p50 %.0f ms (compute %.0f, apply %.0f)", size.Name,
+		res.Full.AgentWall.P50, res.Full.AgentCompute.P50, res.Full.AgentApply.P50)
+
+	// Bytes at the socket and the bare kernel cost, in the probe.
+	pns, err := j.NetNS("nl-" + size.Name)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := startProbe(pns, size, cfg.Seed, p.rounds)
+	if err != nil {
+		return nil, err
+	}
+	defer pr.close()
+	r, err := pr.measure(probeRequest{Event: -1, Reps: p.fullReps}, first.Tx)
+	if err != nil {
+		return nil, fmt.Errorf("full programming: %w", err)
+	}
+	res.Full.Bare = DistOf(r.Bare)
+	res.Full.SentMsgs, res.Full.SentBytes, res.Full.RecvMsgs, res.Full.RecvBytes = r.SentMsgs, r.SentBytes, r.RecvMsgs, r.RecvBytes
+
+	cfg.logf("%s: kube-router baseline (iptables + ipset)", size.Name)
+	res.KubeRouter = kubeRouter(j, mc, size, p.fullReps)
+
+	events := c.Events(node, p.rounds)
+	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {
+		return nil, err
+	}
+	if err := run.stop(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// programFromEmpty starts the agent reps times on an empty table, timing
+// each first sync, and leaves the last agent running.
+func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, reps int, full *FullResult) (*agentRun, applied, error) {
+	var walls, computes, applies []time.Duration
+	var run *agentRun
+	var first applied
+	for rep := range reps {
+		run = newAgentRun(c.Objects(), kernel)
+		run.start(ctx)
+		a, err := run.kernel.next(ctx, 15*time.Minute)
+		if err != nil {
+			run.stop()
+			return nil, first, fmt.Errorf("agent's first sync: %w", err)
+		}
+		first = a
+		walls = append(walls, a.End.Sub(run.started))
+		computes = append(computes, a.Start.Sub(run.started))
+		applies = append(applies, a.End.Sub(a.Start))
+		if rep < reps-1 {
+			if err := run.stop(); err != nil {
+				return nil, first, err
+			}
+			if err := kernel.Apply(ctx, deleteTableTx); err != nil {
+				return nil, first, err
+			}
+		}
+	}
+	full.AgentWall, full.AgentCompute, full.AgentApply = DistOf(walls), DistOf(computes), DistOf(applies)
+	return run, first, nil
+}
+
+// eventAcc collects one kind's samples.
+type eventAcc struct {
+	commit, compute, netlink, bare, bareClose, nftf, rewrite, build, compile, diff []time.Duration
+	ops, elems, sentMsgs, sentBytes, recvBytes                                     []float64
+}
+
+func (a *eventAcc) result(kind string) EventResult {
+	return EventResult{
+		Kind: kind, Commit: DistOf(a.commit), Compute: DistOf(a.compute), Netlink: DistOf(a.netlink),
+		Bare: DistOf(a.bare), BareClose: DistOf(a.bareClose), NftF: DistOf(a.nftf), Rewrite: DistOf(a.rewrite), RewriteBuild: DistOf(a.build),
+		Compile: DistOf(a.compile), Diff: DistOf(a.diff), Ops: DistOfFloats(a.ops), Elements: DistOfFloats(a.elems),
+		SentMsgs: DistOfFloats(a.sentMsgs), SentBytes: DistOfFloats(a.sentBytes), RecvBytes: DistOfFloats(a.recvBytes),
+	}
+}
+
+func (a *eventAcc) merge(b *eventAcc) {
+	a.commit = append(a.commit, b.commit...)
+	a.compute = append(a.compute, b.compute...)
+	a.netlink = append(a.netlink, b.netlink...)
+	a.bare = append(a.bare, b.bare...)
+	a.bareClose = append(a.bareClose, b.bareClose...)
+	a.nftf = append(a.nftf, b.nftf...)
+	a.rewrite = append(a.rewrite, b.rewrite...)
+	a.build = append(a.build, b.build...)
+	a.compile = append(a.compile, b.compile...)
+	a.diff = append(a.diff, b.diff...)
+	a.ops = append(a.ops, b.ops...)
+	a.elems = append(a.elems, b.elems...)
+	a.sentMsgs = append(a.sentMsgs, b.sentMsgs...)
+	a.sentBytes = append(a.sentBytes, b.sentBytes...)
+	a.recvBytes = append(a.recvBytes, b.recvBytes...)
+}
+
+// eventStream sends each event to the agent's API server and times it to
+// the commit, then measures the baselines on the same change:
+//
+//	(b) the namespace is reverted and the same transaction loaded by nft -f;
+//	(a) the table is deleted and re-created in one batch (kube-network-policies);
+//	(c) in the probe: bytes at the socket, and a bare replay of the batch.
+//
+// Every baseline leaves the kernel as the event left it, so the agent's
+// shadow stays true.
+func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun, kernel nft.Kernel, ns *NetNS,
+	pr *probe, mc *model.Cluster, before *nft.Ruleset, events []gen.Event, p plan) error {
+	acc := map[gen.EventKind]*eventAcc{}
+	for _, k := range gen.EventKinds {
+		acc[k] = &eventAcc{}
+	}
+	for i, e := range events {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		a := acc[e.Kind]
+		if err := run.apply(ctx, e); err != nil {
+			return err
+		}
+		t0 := time.Now() // the fake API server sends the watch event as the call returns
+		got, err := run.kernel.next(ctx, 10*time.Minute)
+		if err != nil {
+			return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+		}
+		start := got.Start
+		if start.Before(t0) {
+			start = t0
+		}
+		a.commit = append(a.commit, got.End.Sub(t0))
+		a.compute = append(a.compute, start.Sub(t0))
+		a.netlink = append(a.netlink, got.End.Sub(got.Start))
+		counts := diff.Count(got.Tx)
+		a.ops = append(a.ops, float64(counts.Ops))
+		a.elems = append(a.elems, float64(counts.Elements))
+
+		// The suite's own model follows the event.
+		if err := applyToModel(mc, e); err != nil {
+			return err
+		}
+		t := time.Now()
+		after := compile.Node(mc, gen.NodeUnderTest)
+		a.compile = append(a.compile, time.Since(t))
+		t = time.Now()
+		tx := diff.Diff(before, after)
+		a.diff = append(a.diff, time.Since(t))
+		if tx.String() != got.Tx.String() {
+			res.Problems = append(res.Problems, fmt.Sprintf("event %d (%s): the agent's transaction differs from the suite's", i, e.Kind))
+		}
+		revert := diff.Diff(after, before)
+
+		// (b) nft -f of the same transaction, from the same state.
+		if err := kernel.Apply(ctx, revert); err != nil {
+			return fmt.Errorf("event %d: revert: %w", i, err)
+		}
+		script, _ := forNftCLI(got.Tx.String())
+		d, err := nftLoad(ns, script)
+		if err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("event %d (%s): %v", i, e.Kind, err))
+			if err := kernel.Apply(ctx, got.Tx); err != nil {
+				return err
+			}
+		} else {
+			a.nftf = append(a.nftf, d)
+		}
+
+		// (a) the full rewrite.
+		t = time.Now()
+		rewrite := &nft.Transaction{Ops: append([]nft.Op{{Kind: nft.OpDeleteTable}}, diff.Diff(nil, after).Ops...)}
+		a.build = append(a.build, time.Since(t))
+		t = time.Now()
+		if err := kernel.Apply(ctx, rewrite); err != nil {
+			return fmt.Errorf("event %d: full rewrite: %w", i, err)
+		}
+		a.rewrite = append(a.rewrite, time.Since(t))
+
+		// (c) and the bytes; what a rewrite sends is sampled once.
+		r, err := pr.measure(probeRequest{Event: i, Reps: p.bareReps, Rewrite: i == 0}, got.Tx)
+		if err != nil {
+			return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+		}
+		a.bare = append(a.bare, r.Bare...)
+		a.bareClose = append(a.bareClose, r.BareClose...)
+		a.sentMsgs = append(a.sentMsgs, float64(r.SentMsgs))
+		a.sentBytes = append(a.sentBytes, float64(r.SentBytes))
+		a.recvBytes = append(a.recvBytes, float64(r.RecvBytes))
+		if i == 0 {
+			res.RewriteSentBytes, res.RewriteSentMsgs = r.RewriteSentBytes, r.RewriteSentMsgs
+		}
+		before = after
+		if (i+1)%len(gen.EventKinds) == 0 {
+			cfg.logf("%s: %d/%d events; last round commit %s", res.Size.Name, i+1, len(events), lastRound(acc))
+		}
+	}
+	all := &eventAcc{}
+	for _, k := range gen.EventKinds {
+		res.Events = append(res.Events, acc[k].result(string(k)))
+		all.merge(acc[k])
+	}
+	res.Events = append(res.Events, all.result("all"))
+	return nil
+}
+
+func lastRound(acc map[gen.EventKind]*eventAcc) string {
+	var parts []string
+	for _, k := range gen.EventKinds {
+		if c := acc[k].commit; len(c) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.1f ms", k, ms(c[len(c)-1])))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func applyToModel(mc *model.Cluster, e gen.Event) error {
+	if e.Op == gen.Delete {
+		kind, ns, name := e.ModelKey()
+		return mc.Delete(kind, ns, name)
+	}
+	return mc.Set(e.Object)
+}
+
+// onNode counts the active pods on node and the policies selecting one.
+func onNode(mc *model.Cluster, node string) (pods, policies int) {
+	var local []*model.Pod
+	for _, p := range mc.Pods {
+		if p.Node == node && p.Active() {
+			local = append(local, p)
+		}
+	}
+	for _, np := range mc.Policies {
+		for _, p := range local {
+			if np.Selects(mc, p) {
+				policies++
+				break
+			}
+		}
+	}
+	return len(local), policies
+}
+
+func rulesetStats(rs *nft.Ruleset, text string) RulesetStats {
+	s := RulesetStats{Sets: len(rs.Sets), Chains: len(rs.Chains), TextBytes: len(text)}
+	for _, set := range rs.Sets {
+		s.Elements += len(set.Elements)
+	}
+	for _, c := range rs.Chains {
+		s.Rules += len(c.Rules)
+	}
+	return s
+}

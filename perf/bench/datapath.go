@@ -1,0 +1,350 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+// The data path: two lab pods on one lab node, a client opening and closing
+// TCP connections to a server one after another, with the node's ruleset in
+// three states, rounds alternating so drift from other load cancels out:
+//
+//	none       no table: no nftables, no conntrack in the node's namespace
+//	conntrack  a table with only "ct state established accept" in forward:
+//	           conntrack's share, which any real node pays anyway (kube-proxy)
+//	nftpolicy  the node's whole compiled ruleset for a generated cluster,
+//	           plus the lab pods, with the server selected by many policies
+//	           whose rules it must try before the one that allows the client
+
+const (
+	dpNamespace = "perf-dp"
+	dpPort      = 8080
+	dpDecoys    = 48 // policies selecting the server that do not allow the client
+)
+
+var (
+	dpClientIP = netip.MustParseAddr("198.19.1.1")
+	dpServerIP = netip.MustParseAddr("198.19.1.2")
+)
+
+type dpPlan struct{ rounds, conns, warmup int }
+
+// Data-path states, in the order they are measured within a round.
+const (
+	stateNone      = "none"
+	stateConntrack = "conntrack"
+	stateFew       = "nftpolicy, 2 policies"
+	stateMany      = "nftpolicy, 50 policies"
+)
+
+func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, error) {
+	p := dpPlan{rounds: 8, conns: 2000, warmup: 200}
+	if cfg.Quick {
+		p = dpPlan{rounds: 2, conns: 500, warmup: 50}
+	}
+	size := cfg.DataPathSize
+	mc, err := dataPathCluster(size, cfg.Seed, dpDecoys)
+	if err != nil {
+		return nil, err
+	}
+	few, err := dataPathCluster(size, cfg.Seed, 0)
+	if err != nil {
+		return nil, err
+	}
+	rs := compile.Node(mc, gen.NodeUnderTest)
+	res := &DataPathResult{Size: size, Ruleset: rulesetStats(rs, rs.Text()), Rounds: p.rounds, PerRound: p.conns}
+	for _, pol := range mc.Policies {
+		if pol.Namespace == dpNamespace && pol.Isolates[model.Ingress] && pol.Selects(mc, mc.Pods[dpNamespace+"/server"]) {
+			res.ClassPolicies++
+		}
+	}
+
+	// netlab names its namespaces nplab-<hex>-…; its Close (and `nftpolicy
+	// lab down`) removes them.
+	lab := netlab.New("")
+	j.Defer(lab.Close)
+	if err := lab.AddNode("perf", nil); err != nil {
+		return nil, err
+	}
+	client, server := dpNamespace+"/client", dpNamespace+"/server"
+	for id, ip := range map[string]netip.Addr{client: dpClientIP, server: dpServerIP} {
+		if err := lab.AddPod(id, "perf", []netip.Addr{ip}); err != nil {
+			return nil, err
+		}
+	}
+	if err := lab.Listen(server, "TCP", dpPort); err != nil {
+		return nil, err
+	}
+	nodeNS, err := openNS(lab.NodeNetNSPath("perf"))
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(nodeNS)
+	clientNS, err := openNS(lab.NetNSPath(client))
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(clientNS)
+	kernel := nft.NewNetlink(nodeNS)
+	full := diff.Diff(nil, rs)
+	states := []struct {
+		name string
+		tx   *nft.Transaction
+	}{
+		{stateNone, nil},
+		{stateConntrack, conntrackOnly()},
+		{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
+		{stateMany, full},
+	}
+	rates := make([][]float64, len(states))
+	lats := make([][]time.Duration, len(states))
+	for round := range p.rounds {
+		for k := range states {
+			si := k
+			if round%2 == 1 {
+				si = len(states) - 1 - k // alternate the order: drift cancels
+			}
+			if err := setState(ctx, kernel, states[si].tx); err != nil {
+				return nil, err
+			}
+			if _, _, err := connectLoop(clientNS, p.warmup); err != nil {
+				return nil, fmt.Errorf("%s: %w", states[si].name, err)
+			}
+			rate, l, err := connectLoop(clientNS, p.conns)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", states[si].name, err)
+			}
+			rates[si] = append(rates[si], rate)
+			lats[si] = append(lats[si], l...)
+		}
+		var parts []string
+		for si := range states {
+			parts = append(parts, fmt.Sprintf("%s %.0f", states[si].name, rates[si][round]))
+		}
+		cfg.logf("data path: round %d/%d, connections/s: %s", round+1, p.rounds, strings.Join(parts, ", "))
+	}
+	none, ct := DistOfFloats(rates[0]).P50, DistOfFloats(rates[1]).P50
+	for i, st := range states {
+		r := DistOfFloats(rates[i])
+		res.States = append(res.States, DPState{Name: st.name, Rate: r, Connect: DistOf(lats[i]),
+			Ratio: ratio(r.P50, none), RatioCT: ratio(r.P50, ct)})
+	}
+	res.Enforcing = checkEnforcing(ctx, lab, kernel, full, clientNS, client, server)
+	return res, setState(ctx, kernel, nil)
+}
+
+// state finds a data-path state by name.
+func (r *DataPathResult) state(name string) *DPState {
+	for i := range r.States {
+		if r.States[i].Name == name {
+			return &r.States[i]
+		}
+	}
+	return nil
+}
+
+// dataPathCluster is a generated cluster plus the lab's two pods on the
+// node under test, their namespace isolated both ways, the server selected
+// by decoys policies that do not match the client and, last in order, the
+// one that does.
+func dataPathCluster(size gen.Size, seed uint64, decoys int) (*model.Cluster, error) {
+	mc, err := gen.Generate(size, seed).Model()
+	if err != nil {
+		return nil, err
+	}
+	type m = map[string]string
+	type peers = []networkingv1.NetworkPolicyPeer
+	objs := []any{
+		tu.Namespace(dpNamespace, m{"team": "perf", "env": "prod"}),
+		tu.Pod(dpNamespace, "client", gen.NodeUnderTest, m{"app": "client", "tier": "frontend"}, []string{dpClientIP.String()}),
+		tu.Pod(dpNamespace, "server", gen.NodeUnderTest, m{"app": "server", "tier": "backend"}, []string{dpServerIP.String()},
+			tu.WithPort("http", v1.ProtocolTCP, dpPort), tu.WithPort("metrics", v1.ProtocolTCP, 9100)),
+		tu.Policy(dpNamespace, "default-deny", nil, tu.Types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)),
+		tu.Policy(dpNamespace, "client-egress", m{"app": "client"}, tu.Types(networkingv1.PolicyTypeEgress),
+			tu.Egress(peers{tu.PodPeer(m{"app": "server"})}, tu.Port(v1.ProtocolTCP, dpPort, 0))),
+		tu.Policy(dpNamespace, "zz-allow-client", m{"app": "server"},
+			tu.Ingress(peers{tu.PodPeer(m{"app": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http"))),
+	}
+	for i := range decoys {
+		objs = append(objs, tu.Policy(dpNamespace, fmt.Sprintf("decoy-%02d", i), m{"app": "server"},
+			tu.Ingress(peers{tu.PodPeer(m{"app": fmt.Sprintf("caller-%02d", i)})}, tu.Port(v1.ProtocolTCP, int32(9000+i), 0)),
+			tu.Ingress(peers{tu.NSPeer(m{"team": "platform"}, nil)}, tu.NamedPort(v1.ProtocolTCP, "metrics")),
+			tu.Ingress(peers{tu.Block("203.0.113.0/24", "203.0.113.128/25")}, tu.Port(v1.ProtocolTCP, 443, 0))))
+	}
+	for _, o := range objs {
+		if err := mc.Set(o); err != nil {
+			return nil, err
+		}
+	}
+	return mc, nil
+}
+
+// conntrackOnly is a table whose forward chain only accepts established
+// flows: conntrack runs, nothing else.
+func conntrackOnly() *nft.Transaction {
+	rs := nft.NewRuleset()
+	rs.AddChain(&nft.Chain{Name: "forward", Hook: &nft.Hook{Hook: "forward"}, Rules: []*nft.Rule{{
+		Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
+		Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
+	}}})
+	return diff.Diff(nil, rs)
+}
+
+// setState empties the node's table and loads tx (nil: leave it empty).
+func setState(ctx context.Context, k nft.Kernel, tx *nft.Transaction) error {
+	cur, err := k.Dump(ctx)
+	if err != nil {
+		return err
+	}
+	if cur != nil {
+		if err := k.Apply(ctx, deleteTableTx); err != nil {
+			return err
+		}
+	}
+	if tx == nil {
+		return nil
+	}
+	return k.Apply(ctx, tx)
+}
+
+// connectLoop opens and closes n TCP connections to the server one after
+// another from the client's namespace and returns connections per second
+// and each connect's latency. A connection closes with RST (SO_LINGER 0)
+// so the client's ports never pile up in TIME_WAIT.
+func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
+	type result struct {
+		rate float64
+		lats []time.Duration
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// This thread stays in the client's namespace and dies with the
+		// goroutine (it is never unlocked).
+		runtime.LockOSThread()
+		if err := unix.Setns(clientNS, unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		dst := &unix.SockaddrInet4{Port: dpPort, Addr: dpServerIP.As4()}
+		lats := make([]time.Duration, 0, n)
+		start := time.Now()
+		for range n {
+			t := time.Now()
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			err = connectWait(fd, dst)
+			lats = append(lats, time.Since(t))
+			unix.Close(fd)
+			if err != nil {
+				ch <- result{err: fmt.Errorf("connect %v:%d: %w", dpServerIP, dpPort, err)}
+				return
+			}
+		}
+		ch <- result{rate: float64(n) / time.Since(start).Seconds(), lats: lats}
+	}()
+	r := <-ch
+	return r.rate, r.lats, r.err
+}
+
+// connectWait connects a non-blocking socket and waits for the handshake.
+// A blocking connect would return EINTR whenever the Go runtime signals the
+// thread. A connect that waits for a retransmitted SYN is a data point, not
+// an error; one that waits past 3 s is a broken setup.
+func connectWait(fd int, dst unix.Sockaddr) error {
+	err := unix.Connect(fd, dst)
+	if err == nil {
+		return nil
+	}
+	if err != unix.EINPROGRESS {
+		return err
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return unix.ETIMEDOUT
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(fds, int(wait.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			break
+		}
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if soerr != 0 {
+		return unix.Errno(soerr)
+	}
+	return nil
+}
+
+var counterRE = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0"))
+
+// checkEnforcing shows the ruleset was live during the measurements: with
+// it loaded, the allowing rule counts the client's connections and a port
+// no policy allows is dropped (a timeout, not the refusal the closed port
+// gives without it).
+func checkEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, full *nft.Transaction, clientNS int, client, server string) string {
+	if err := setState(ctx, k, full); err != nil {
+		return "not checked: " + err.Error()
+	}
+	const n = 100
+	if _, _, err := connectLoop(clientNS, n); err != nil {
+		return "broken: the allowed connection failed: " + err.Error()
+	}
+	denied := lab.Probe(ctx, client, server, 4, "TCP", dpPort+1, 500*time.Millisecond)
+	node := &NetNS{Name: filepath.Base(lab.NodeNetNSPath("perf"))}
+	out, err := node.Exec(nil, "nft", "list", "table", "inet", nft.TableName)
+	if err != nil {
+		return "not checked: " + err.Error()
+	}
+	counted := 0
+	for _, m := range counterRE.FindAllSubmatch(out, -1) {
+		c, _ := strconv.Atoi(string(m[1]))
+		counted += c
+	}
+	if counted < n || denied.Verdict != netlab.Denied || denied.Reason != netlab.Timeout {
+		return fmt.Sprintf("broken: the allowing rule counted %d packets for %d connections; port %d: %v", counted, n, dpPort+1, denied)
+	}
+	return fmt.Sprintf("yes: the allowing rule counted %d SYNs for %d connections; port %d (no policy allows it) timed out", counted, n, dpPort+1)
+}
+
+func openNS(path string) (int, error) {
+	if path == "" {
+		return -1, errors.New("no such lab namespace")
+	}
+	return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+}

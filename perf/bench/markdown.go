@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Markdown renders the results as the tables docs/performance.md explains.
+func Markdown(r *Results) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	title := "nftpolicy performance"
+	if r.Quick {
+		title += " (quick: S only, few repetitions; a smoke test, not a measurement)"
+	}
+	w("# %s\n\n", title)
+	m := r.Machine
+	w("Run %s, %.0f s, seed %d. Machine: %s, %d cores, %d GiB, kernel %s, %s, %s",
+		r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Seconds, r.Seed, m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.Nft)
+	if m.Iptables != "" {
+		w(", %s, %s", m.Iptables, m.Ipset)
+	}
+	w(". Load average %s at the start, %s at the end (%s). Durations are milliseconds unless marked; p99 of fewer than 100 samples lies between the two largest. How to read this: docs/performance.md.\n\n", m.LoadStart, m.LoadEnd, m.Concurrency)
+
+	w("## Targets\n\n| goal | measured | status |\n|---|---|---|\n")
+	for _, t := range r.Targets {
+		st := t.Status
+		if t.Why != "" {
+			st += ": " + t.Why
+		}
+		w("| %s | %s | %s |\n", t.Goal, t.Measured, st)
+	}
+
+	w("\n## Clusters and the node's ruleset\n\n")
+	w("| size | pods | policies | namespaces | nodes | pods on the node | policies on the node | sets | elements | chains | rules | nft text |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range r.Sizes {
+		rs := s.Ruleset
+		w("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", s.Size.Name, s.Size.Pods, s.Size.Policies,
+			s.Namespaces, s.Nodes, s.PodsOnNode, s.PoliciesOnNode, rs.Sets, rs.Elements, rs.Chains, rs.Rules, fmtBytes(float64(rs.TextBytes)))
+	}
+
+	w("\n## Full programming from empty (p50 of the repetitions)\n\n")
+	w("| size | agent: start → commit | of which compute | apply | compile.Node | diff.Diff | messages sent | bytes sent / received | (b) nft -f | (c) bare kernel | (d) kube-router legacy | (d) kube-router nft |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range r.Sizes {
+		f := s.Full
+		w("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s | %s | %s | %s |\n", s.Size.Name, fmtMs(f.AgentWall.P50), fmtMs(f.AgentCompute.P50),
+			fmtMs(f.AgentApply.P50), fmtMs(f.Compile.P50), fmtMs(f.Diff.P50), f.SentMsgs, fmtBytes(float64(f.SentBytes)), fmtBytes(float64(f.RecvBytes)),
+			fmtMs(f.NftF.P50), fmtMs(f.Bare.P50), krCell(s.KubeRouter, "legacy", true), krCell(s.KubeRouter, "nft", true))
+	}
+
+	for _, s := range r.Sizes {
+		p := planFor(s.Size, r.Quick)
+		w("\n## Events at %s (%d pods, %d policies; %d rounds, one event of each kind per round)\n\n", s.Size.Name, s.Size.Pods, s.Size.Policies, p.rounds)
+		w("| event | n | commit p50 | p99 | max | compute p50 | p99 | netlink p50 | p99 | (c) bare p50 | p99 | socket close after it p50 | commit ÷ bare (p99) | (b) nft -f p50 | (a) rewrite p50 | rewrite ÷ commit (p50) | ops | elements | bytes sent p50 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, e := range s.Events {
+			w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f× | %s | %s | %.2f× | %.0f | %.0f | %s |\n", e.Kind, e.Commit.N,
+				fmtMs(e.Commit.P50), fmtMs(e.Commit.P99), fmtMs(e.Commit.Max), fmtMs(e.Compute.P50), fmtMs(e.Compute.P99),
+				fmtMs(e.Netlink.P50), fmtMs(e.Netlink.P99), fmtMs(e.Bare.P50), fmtMs(e.Bare.P99), fmtMs(e.BareClose.P50), ratio(e.Commit.P99, e.Bare.P99),
+				fmtMs(e.NftF.P50), fmtMs(e.Rewrite.P50), ratio(e.Rewrite.P50, e.Commit.P50), e.Ops.P50, e.Elements.P50, fmtBytes(e.SentBytes.P50))
+		}
+		if all := s.event("all"); all != nil {
+			w("\nThe suite's own timing of the agent's steps per event: compile.Node p50 %s, diff.Diff p50 %s; building the rewrite batch p50 %s. "+
+				"A full rewrite sends %s in %d messages; (d) kube-router's full resync per event: legacy %s, nft %s.\n",
+				fmtMs(all.Compile.P50), fmtMs(all.Diff.P50), fmtMs(all.RewriteBuild.P50), fmtBytes(float64(s.RewriteSentBytes)), s.RewriteSentMsgs,
+				krCell(s.KubeRouter, "legacy", false), krCell(s.KubeRouter, "nft", false))
+		}
+		if kr := s.KubeRouter; kr != nil {
+			if kr.Available {
+				w("kube-router's layout for this node: %d ipsets with %d entries, %d chains, %d rules.\n", kr.Sets, kr.Entries, kr.Chains, kr.Rules)
+			} else {
+				w("%s\n", kr.Note)
+			}
+		}
+		for _, pb := range s.Problems {
+			w("- problem: %s\n", pb)
+		}
+	}
+
+	w("\n## Agent memory (a process of its own; the fake API server's share measured first and subtracted)\n\n")
+	w("| size | agent RSS after programming | agent heap | RSS after a round of events | process peak RSS | fake API server RSS |\n|---|---|---|---|---|---|\n")
+	for _, s := range r.Sizes {
+		if mm := s.Memory; mm != nil {
+			w("| %s | %.0f MB | %.0f MB | %.0f MB | %.0f MB | %.0f MB |\n", s.Size.Name, mm.AgentRSSMB, mm.AgentHeapMB,
+				mm.AfterEventsRSSMB-mm.BaseRSSMB, mm.PeakRSSMB, mm.BaseRSSMB)
+		}
+	}
+
+	if dp := r.DataPath; dp != nil {
+		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server's ingress class jumps through %d policies)\n\n",
+			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies)
+		w("%d rounds × %d connections per state, states alternating. Ruleset enforcing: %s.\n\n", dp.Rounds, dp.PerRound, dp.Enforcing)
+		w("| node's ruleset | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | connect p50 | p99 |\n|---|---|---|---|---|---|---|\n")
+		for _, st := range dp.States {
+			w("| %s | %.0f | %.0f–%.0f | %.2f× | %.2f× | %s | %s |\n", st.Name, st.Rate.P50, st.Rate.Min, st.Rate.Max, st.Ratio, st.RatioCT, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
+		}
+	}
+	if len(r.Notes) > 0 {
+		w("\n## Notes\n\n")
+		for _, n := range r.Notes {
+			w("- %s\n", n)
+		}
+	}
+	return b.String()
+}
+
+func krCell(kr *IptablesResult, backend string, full bool) string {
+	if kr == nil || !kr.Available {
+		return "n/a"
+	}
+	for _, b := range kr.Backends {
+		if b.Name == backend {
+			if b.Error != "" {
+				return "error"
+			}
+			if full {
+				return fmtMs(b.Full.P50)
+			}
+			return fmtMs(b.Resync.P50)
+		}
+	}
+	return "n/a"
+}
+
+func fmtBytes(v float64) string {
+	switch {
+	case v < 10*1024:
+		return fmt.Sprintf("%.0f B", v)
+	case v < 10*1024*1024:
+		return fmt.Sprintf("%.0f KiB", v/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", v/1024/1024)
+}

@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"time"
+
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+// Results is everything one run measured; it is written as JSON as is.
+// Durations are in milliseconds, sizes in bytes.
+type Results struct {
+	Machine  Machine         `json:"machine"`
+	Seed     uint64          `json:"seed"`
+	Quick    bool            `json:"quick"`
+	Started  time.Time       `json:"started"`
+	Seconds  float64         `json:"seconds"`
+	Sizes    []*SizeResult   `json:"sizes"`
+	DataPath *DataPathResult `json:"data_path,omitempty"`
+	Targets  []Target        `json:"targets"`
+	Notes    []string        `json:"notes,omitempty"`
+}
+
+// SizeResult is the control plane at one cluster size.
+type SizeResult struct {
+	Size           gen.Size      `json:"size"`
+	Namespaces     int           `json:"namespaces"`
+	Nodes          int           `json:"nodes"`
+	PodsOnNode     int           `json:"pods_on_node"`
+	PoliciesOnNode int           `json:"policies_on_node"`
+	Ruleset        RulesetStats  `json:"ruleset"`
+	Full           FullResult    `json:"full_programming"`
+	Events         []EventResult `json:"events"` // per kind, then "all"
+	// RewriteBytes is what one full rewrite sends (sampled on the first
+	// event): delete the table and create everything again.
+	RewriteSentBytes int             `json:"rewrite_sent_bytes"`
+	RewriteSentMsgs  int             `json:"rewrite_sent_msgs"`
+	Memory           *MemResult      `json:"memory,omitempty"`
+	KubeRouter       *IptablesResult `json:"kube_router,omitempty"`
+	Problems         []string        `json:"problems,omitempty"`
+}
+
+// RulesetStats sizes the node's ruleset.
+type RulesetStats struct {
+	Sets      int `json:"sets"`
+	Elements  int `json:"elements"`
+	Chains    int `json:"chains"`
+	Rules     int `json:"rules"`
+	TextBytes int `json:"text_bytes"`
+}
+
+// FullResult is programming the node from an empty table.
+type FullResult struct {
+	// The agent, from Run() to the kernel's commit: informers listing the
+	// fake API server, snapshot, compile, diff, apply.
+	AgentWall    Dist `json:"agent_wall"`
+	AgentCompute Dist `json:"agent_compute"` // Run() to Apply's start
+	AgentApply   Dist `json:"agent_apply"`   // Apply: encode, send, kernel commit, answers
+	// The same steps timed by the suite on its own copy of the model.
+	Compile Dist `json:"compile"`
+	Diff    Dist `json:"diff"`
+	// Baselines.
+	NftF Dist `json:"nft_f"` // nft -f of the ruleset's text
+	Bare Dist `json:"bare"`  // the agent's batch replayed from a bare socket
+	// At the socket.
+	SentMsgs  int `json:"sent_msgs"`
+	SentBytes int `json:"sent_bytes"`
+	RecvMsgs  int `json:"recv_msgs"`
+	RecvBytes int `json:"recv_bytes"`
+}
+
+// EventResult is one kind of event (or "all" of them).
+type EventResult struct {
+	Kind    string `json:"kind"`
+	Commit  Dist   `json:"commit"`  // event to kernel commit
+	Compute Dist   `json:"compute"` // event to Apply's start
+	Netlink Dist   `json:"netlink"` // Apply: encode, send, commit, answers
+	Bare    Dist   `json:"bare"`    // (c) the same batch from a bare socket
+	// BareClose is closing that socket afterwards, which a fresh socket per
+	// transaction (the agent's way) pays and a kept socket does not.
+	BareClose Dist `json:"bare_close"`
+	NftF      Dist `json:"nft_f"`   // (b) nft -f of the same transaction
+	Rewrite   Dist `json:"rewrite"` // (a) delete and re-create the table, one batch
+	// RewriteBuild is the time to build the rewrite batch from the
+	// compiled ruleset (its compile is the same as ours).
+	RewriteBuild Dist `json:"rewrite_build"`
+	// The suite's own timing of compile.Node and diff.Diff for the event.
+	Compile   Dist `json:"compile"`
+	Diff      Dist `json:"diff"`
+	Ops       Dist `json:"ops"`
+	Elements  Dist `json:"elements"`
+	SentMsgs  Dist `json:"sent_msgs"`
+	SentBytes Dist `json:"sent_bytes"`
+	RecvBytes Dist `json:"recv_bytes"`
+}
+
+// MemResult is the agent's memory, measured in a process of its own.
+type MemResult struct {
+	// The fake API server holding the cluster, before the agent starts.
+	BaseHeapMB float64 `json:"base_heap_mb"`
+	BaseRSSMB  float64 `json:"base_rss_mb"`
+	// After the first sync, after a GC.
+	HeapMB float64 `json:"heap_mb"`
+	RSSMB  float64 `json:"rss_mb"`
+	// The agent's share: the difference.
+	AgentHeapMB float64 `json:"agent_heap_mb"`
+	AgentRSSMB  float64 `json:"agent_rss_mb"`
+	// After one round of events, and the process's peak RSS over all of it.
+	AfterEventsRSSMB float64 `json:"after_events_rss_mb"`
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+}
+
+// IptablesResult is baseline (d): kube-router's iptables + ipset, generated
+// for the same policies and restored whole, as it does on every change.
+type IptablesResult struct {
+	Available bool   `json:"available"`
+	Note      string `json:"note,omitempty"`
+	Sets      int    `json:"sets"`
+	Entries   int    `json:"entries"`
+	Chains    int    `json:"chains"`
+	Rules     int    `json:"rules"`
+	// Per iptables backend ("legacy", "nft"): restore from empty, and the
+	// full resync kube-router runs per event (sets swapped, table
+	// restored).
+	Backends []IptablesBackend `json:"backends"`
+}
+
+// IptablesBackend is one iptables-restore flavour.
+type IptablesBackend struct {
+	Name   string `json:"name"`
+	Full   Dist   `json:"full"`
+	Resync Dist   `json:"resync"`
+	Error  string `json:"error,omitempty"`
+}
+
+// DataPathResult is new TCP connections through a node, by ruleset state.
+type DataPathResult struct {
+	Size          gen.Size     `json:"size"`
+	Ruleset       RulesetStats `json:"ruleset"`
+	ClassPolicies int          `json:"class_policies"` // policies the target's ingress class jumps through
+	Rounds        int          `json:"rounds"`
+	PerRound      int          `json:"connections_per_round"`
+	States        []DPState    `json:"states"`
+	Enforcing     string       `json:"enforcing"` // the sanity checks' outcome
+}
+
+// DPState is one state of the node's ruleset.
+type DPState struct {
+	Name    string  `json:"name"`
+	Rate    Dist    `json:"rate"` // connections per second, one sample per round
+	Connect Dist    `json:"connect"`
+	Ratio   float64 `json:"ratio_to_none"`      // median rate / median rate with no ruleset
+	RatioCT float64 `json:"ratio_to_conntrack"` // median rate / median rate with conntrack alone
+}
+
+// Target is one goal of the issue and how this run did against it.
+type Target struct {
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Status   string `json:"status"` // met, missed, not measured
+	Why      string `json:"why,omitempty"`
+}

@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Dist summarises repeated measurements of one thing. Durations are in
+// milliseconds so the JSON reads without conversion.
+type Dist struct {
+	N    int     `json:"n"`
+	Min  float64 `json:"min"`
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// ms converts a duration to float milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// DistOf summarises durations.
+func DistOf(ds []time.Duration) Dist {
+	v := make([]float64, len(ds))
+	for i, d := range ds {
+		v[i] = ms(d)
+	}
+	return DistOfFloats(v)
+}
+
+// DistOfFloats summarises plain numbers (bytes, counts, rates).
+func DistOfFloats(v []float64) Dist {
+	if len(v) == 0 {
+		return Dist{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	sum := 0.0
+	for _, x := range s {
+		sum += x
+	}
+	return Dist{N: len(s), Min: s[0], P50: quantile(s, 0.5), P99: quantile(s, 0.99), Max: s[len(s)-1], Mean: sum / float64(len(s))}
+}
+
+// quantile of sorted s, by linear interpolation between closest ranks. With
+// fewer than 100 samples p99 lies between the two largest: the report says
+// how many samples each figure has.
+func quantile(s []float64, q float64) float64 {
+	if len(s) == 1 {
+		return s[0]
+	}
+	pos := q * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := min(lo+1, len(s)-1)
+	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
+}
+
+// ratio is a/b, 0 when b is 0 (not measured).
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

@@ -1,0 +1,131 @@
+// Command nftperf runs nftpolicy's performance suite: update latency on the
+// control plane and connection rate on the data path, side by side with the
+// strategies of its peers, on real kernels in throwaway network namespaces.
+// See docs/performance.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/nftpolicy/nftpolicy/perf/bench"
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+const usage = `nftperf: nftpolicy's performance suite (needs root; creates npperf-* and nplab-* namespaces).
+
+Usage:
+  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M]
+  nftperf down      remove the namespaces of runs that died without cleaning up
+`
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "nlprobe": // internal: the netlink probe, started by the suite
+			seed, err := strconv.ParseUint(arg(4), 10, 64)
+			if err != nil {
+				exit(err)
+			}
+			rounds, err := strconv.Atoi(arg(5))
+			if err != nil {
+				exit(err)
+			}
+			exit(bench.RunProbe(arg(2), arg(3), seed, rounds))
+		case "mem": // internal: the memory measurement, started by the suite
+			seed, err := strconv.ParseUint(arg(3), 10, 64)
+			if err != nil {
+				exit(err)
+			}
+			exit(bench.RunMemory(arg(2), seed, arg(4)))
+		case "down":
+			exit(bench.Down())
+		}
+	}
+	os.Exit(run())
+}
+
+func arg(i int) string {
+	if i < len(os.Args) {
+		return os.Args[i]
+	}
+	return ""
+}
+
+func exit(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nftperf:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func run() int {
+	fs := flag.NewFlagSet("nftperf", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
+	sizes := fs.String("sizes", "S,M,L", "cluster sizes to measure")
+	quick := fs.Bool("quick", false, "smoke test: S only, few repetitions, a small data-path run")
+	out := fs.String("out", "perf/results", "directory for results.md and results.json")
+	seed := fs.Uint64("seed", 1, "cluster generator seed")
+	datapath := fs.Bool("datapath", true, "measure the data path")
+	dpSize := fs.String("datapath-size", "M", "cluster size whose ruleset the data path loads")
+	rounds := fs.Int("rounds", 0, "rounds of events per size (0: 20 at S and M, 10 at L)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "nftperf: needs root (network namespaces, nftables)")
+		return 2
+	}
+	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, Rounds: *rounds, Log: os.Stderr}
+	if *quick {
+		*sizes, *dpSize = "S", "S"
+	}
+	for _, name := range strings.Split(*sizes, ",") {
+		s, err := gen.SizeByName(strings.TrimSpace(name))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nftperf:", err)
+			return 2
+		}
+		cfg.Sizes = append(cfg.Sizes, s)
+	}
+	s, err := gen.SizeByName(*dpSize)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nftperf:", err)
+		return 2
+	}
+	cfg.DataPathSize = s
+
+	j, err := bench.NewJanitor()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nftperf:", err)
+		return 1
+	}
+	stop := j.CloseOnSignal()
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGHUP)
+	defer cancel()
+	res, runErr := bench.Run(ctx, cfg, j)
+	stop()
+	if err := j.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "nftperf: cleanup:", err)
+	}
+	if err := bench.Write(*out, res); err != nil {
+		fmt.Fprintln(os.Stderr, "nftperf:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "nftperf: wrote %s/results.md and results.json\n", *out)
+	for _, t := range res.Targets {
+		fmt.Fprintf(os.Stderr, "  %-12s %s: %s\n", t.Status, t.Goal, t.Measured)
+	}
+	if runErr != nil {
+		fmt.Fprintln(os.Stderr, "nftperf:", runErr)
+		return 1
+	}
+	return 0
+}
