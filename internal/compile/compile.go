@@ -72,21 +72,16 @@ func Node(c *model.Cluster, node string) *nft.Ruleset {
 			for _, p := range policies {
 				if p.Isolates[dir] && p.Selects(c, pod) {
 					np = append(np, p)
-					markNP(usedNP, p, dir)
+					mark(usedNP, p, dir)
 				}
 			}
-			var admin, baseline []*model.TierPolicy
-			for t, list := range tiers {
-				for _, p := range list {
-					if len(p.Rules[dir]) > 0 && p.Selects(c, pod) {
-						if model.Tier(t) == model.TierAdmin {
-							admin = append(admin, p)
-						} else {
-							baseline = append(baseline, p)
-						}
-						markTier(usedTier, p, dir)
-					}
-				}
+			admin := selecting(c, tiers[model.TierAdmin], pod, dir)
+			var baseline []*model.TierPolicy
+			if len(np) == 0 { // NetworkPolicy isolation hides the baseline tier
+				baseline = selecting(c, tiers[model.TierBaseline], pod, dir)
+			}
+			for _, p := range append(admin, baseline...) {
+				mark(usedTier, p, dir)
 			}
 			b.classify(pod, dir, admin, np, baseline)
 		}
@@ -110,16 +105,22 @@ func Node(c *model.Cluster, node string) *nft.Ruleset {
 	return b.rs
 }
 
-func markNP(m map[*model.Policy][2]bool, p *model.Policy, dir model.Direction) {
-	u := m[p]
+func mark[P comparable](used map[P][2]bool, p P, dir model.Direction) {
+	u := used[p]
 	u[dir] = true
-	m[p] = u
+	used[p] = u
 }
 
-func markTier(m map[*model.TierPolicy][2]bool, p *model.TierPolicy, dir model.Direction) {
-	u := m[p]
-	u[dir] = true
-	m[p] = u
+// selecting returns the tier policies with rules in dir that select pod, in
+// evaluation order.
+func selecting(c *model.Cluster, tier []*model.TierPolicy, pod *model.Pod, dir model.Direction) []*model.TierPolicy {
+	var out []*model.TierPolicy
+	for _, p := range tier {
+		if len(p.Rules[dir]) > 0 && p.Selects(c, pod) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // classify dispatches a pod in one direction. With admin-tier policies the
