@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
@@ -40,6 +42,8 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 	output := fs.String("output", "text", "text or json")
 	keep := fs.Bool("keep", false, "leave the lab up after the run and print how to enter it")
 	timeout := fs.Duration("probe-timeout", 0, "how long a probe waits before it counts as dropped (default 1s)")
+	apiserver := fs.Bool("apiserver", false, "run against a real kube-apiserver and etcd on 127.0.0.1 (built with go into the cache on first use) instead of a fake clientset")
+	deployDir := fs.String("deploy", "", "with --apiserver: the manifests (CRDs, RBAC) to create first (default: deploy/ of the source tree around the working directory)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,7 +55,47 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nftpolicy lab run: needs root (it creates network namespaces)")
 		return 1
 	}
-	return runScenarios(fs.Args(), *output, lab.Options{Keep: *keep, ProbeTimeout: *timeout}, stdout, stderr)
+	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout}
+	if *apiserver {
+		dir := *deployDir
+		if dir == "" {
+			if dir = findDeployDir(); dir == "" {
+				fmt.Fprintln(stderr, "nftpolicy lab run: --apiserver needs deploy/'s manifests: run it inside the source tree or name them with --deploy")
+				return 2
+			}
+		}
+		env, err := integration.NewLabEnv(context.Background(), stderr, dir)
+		if err != nil {
+			fmt.Fprintln(stderr, "nftpolicy lab run: starting the API server:", err)
+			return 1
+		}
+		defer env.Close()
+		if opts.Server, err = env.LabServer(); err != nil {
+			fmt.Fprintln(stderr, "nftpolicy lab run:", err)
+			return 1
+		}
+	}
+	return runScenarios(fs.Args(), *output, opts, stdout, stderr)
+}
+
+// findDeployDir looks for deploy/ in the working directory and its
+// parents.
+func findDeployDir() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		d := filepath.Join(dir, "deploy")
+		if _, err := os.Stat(filepath.Join(d, "10-rbac.yaml")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
 }
 
 // runScenarios loads and runs scenarios, prints their reports and the

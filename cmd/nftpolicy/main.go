@@ -13,7 +13,7 @@ Usage:
   nftpolicy agent [--kubeconfig FILE] [--hostname-override NAME] ...  the node agent (the DaemonSet's command; --help lists its flags)
   nftpolicy cleanup [--netns PATH]                     remove everything nftpolicy created on this node (uninstall)
   nftpolicy compile -f FILE|DIR [-f ...] --node NAME   print the ruleset a node would get
-  nftpolicy lab run [--output json] [--keep] FILE|DIR ...  run scenarios on real namespaces
+  nftpolicy lab run [--output json] [--keep] [--apiserver] FILE|DIR ...  run scenarios on real namespaces
   nftpolicy lab down                                   remove whatever a lab run left behind
   nftpolicy demo                                       a two-node lab, its matrices and a ruleset
 `

@@ -2,7 +2,8 @@
 // per node, pod and external, one real agent per node programming real
 // nftables through netlink, fed by a fake API server (client-go's fake
 // clientset, so the agent's code path is the one a cluster uses), and real
-// TCP/UDP probes compared with what the scenario expects.
+// TCP/UDP probes compared with what the scenario expects. With
+// Options.Server the agents are fed by a real API server instead.
 package lab
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -21,9 +23,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
@@ -43,6 +47,9 @@ type Options struct {
 	// RulesetOf, when set, names a node whose table is captured (as `nft
 	// list table` prints it) at the end of the run.
 	RulesetOf string
+	// Server, when set, runs the scenario against a real API server
+	// instead of the fake clientset (nftpolicy lab run --apiserver).
+	Server *Server
 }
 
 // Result is a run's report plus what the options asked for.
@@ -65,6 +72,13 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 	defer func() {
 		cancel()
 		agents.Wait()
+		if r.server != nil {
+			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := r.server.cleanup(cctx, r.state); err != nil {
+				res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
+			}
+			ccancel()
+		}
 		if opts.Keep {
 			res.KeptPrefix = r.net.Prefix()
 			return
@@ -103,7 +117,7 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 	if opts.BarrierTimeout == 0 {
 		opts.BarrierTimeout = 30 * time.Second
 	}
-	return &run{
+	r := &run{
 		sc:     sc,
 		opts:   opts,
 		net:    netlab.New(""),
@@ -114,6 +128,10 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 		next:   map[string]int{},
 		agents: map[string]*agent.Agent{},
 	}
+	if opts.Server != nil {
+		r.server = &serverBackend{opts.Server.Writer}
+	}
+	return r
 }
 
 func netnsName(path string) string {
@@ -136,6 +154,7 @@ type run struct {
 	podIPs map[string][]netip.Addr // pod id -> addresses
 	next   map[string]int          // node -> next host number for allocated pod addresses
 	agents map[string]*agent.Agent
+	server *serverBackend // set: a real API server, not client and policy
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -189,7 +208,16 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: r.policy}, r.client)
+		var a *agent.Agent
+		if s := r.opts.Server; s != nil {
+			c := s.Agent
+			if c.Kube == nil {
+				c = s.Writer
+			}
+			a = agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
+		} else {
+			a = agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: r.policy}, r.client)
+		}
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -220,8 +248,17 @@ func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
 	}
-	r.stamp(obj)
 	_, exists := r.state[ref]
+	if r.server != nil {
+		stored, err := r.server.write(ctx, exists, obj)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+		obj.(metav1.Object).SetResourceVersion(stored.(metav1.Object).GetResourceVersion())
+		r.state[ref] = obj
+		return nil
+	}
+	r.stamp(obj)
 	var err error
 	switch o := obj.(type) {
 	case *corev1.Namespace:
@@ -375,6 +412,19 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		return fmt.Errorf("delete %s: no such object", ref)
 	}
 	var err error
+	if r.server != nil {
+		err = r.server.remove(ctx, ref)
+		if pod, ok := obj.(*corev1.Pod); ok && err == nil && !pod.Spec.HostNetwork {
+			id := ref.Namespace + "/" + ref.Name
+			delete(r.podIPs, id)
+			err = r.net.RemovePod(id)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete %s: %w", ref, err)
+		}
+		delete(r.state, ref)
+		return nil
+	}
 	switch ref.Kind {
 	case "Namespace":
 		err = r.client.CoreV1().Namespaces().Delete(ctx, ref.Name, metav1.DeleteOptions{})
@@ -408,6 +458,9 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 // barrier waits until every agent has applied exactly the objects that
 // exist now, at their current versions.
 func (r *run) barrier(ctx context.Context) error {
+	if r.server != nil {
+		return r.serverBarrier(ctx)
+	}
 	want := map[string]string{}
 	for _, obj := range r.state {
 		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
@@ -421,4 +474,295 @@ func (r *run) barrier(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Clients reach a real API server: the core kinds and the
+// network-policy-api kinds (whose CRDs must be installed).
+type Clients struct {
+	Kube   kubernetes.Interface
+	Policy policyclient.Interface
+}
+
+// Server runs a scenario against a real API server instead of the fake
+// clientset. The run writes the scenario's objects as Writer (it plays the
+// user, the scheduler and the kubelet: pods are created bound to their
+// node and get their addresses through the status subresource) and runs
+// its agents with Agent's credentials (Writer's when Agent.Kube is nil).
+// The run removes what it created when it ends, so one server can serve
+// many runs, one after the other.
+type Server struct {
+	Writer Clients
+	Agent  Clients
+}
+
+// serverBackend writes objects to a real API server.
+type serverBackend struct{ c Clients }
+
+func meta(obj runtime.Object) metav1.Object { return obj.(metav1.Object) }
+
+// write creates or updates obj and returns it as the server stored it.
+// An update takes the stored object's resourceVersion (the agents' status
+// writes move it), retrying on conflicts; nodes and pods then get their
+// status through the status subresource, as a kubelet would write it.
+func (s serverBackend) write(ctx context.Context, exists bool, obj runtime.Object) (runtime.Object, error) {
+	k, p := s.c.Kube, s.c.Policy
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		c := k.CoreV1().Namespaces()
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *corev1.Node:
+		c := k.CoreV1().Nodes()
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, func(stored *corev1.Node) (*corev1.Node, error) {
+			stored.Status = o.Status
+			return c.UpdateStatus(ctx, stored, metav1.UpdateOptions{})
+		})
+	case *corev1.Pod:
+		o = o.DeepCopy()
+		for i := range o.Spec.Containers {
+			if o.Spec.Containers[i].Image == "" {
+				o.Spec.Containers[i].Image = "registry.invalid/none" // required; nothing pulls it
+			}
+		}
+		c := k.CoreV1().Pods(o.Namespace)
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, func(stored *corev1.Pod) (*corev1.Pod, error) {
+			stored.Status = o.Status
+			return c.UpdateStatus(ctx, stored, metav1.UpdateOptions{})
+		})
+	case *networkingv1.NetworkPolicy:
+		c := k.NetworkingV1().NetworkPolicies(o.Namespace)
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *v1alpha1.AdminNetworkPolicy:
+		c := p.PolicyV1alpha1().AdminNetworkPolicies()
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *v1alpha1.BaselineAdminNetworkPolicy:
+		c := p.PolicyV1alpha1().BaselineAdminNetworkPolicies()
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *v1alpha2.ClusterNetworkPolicy:
+		c := p.PolicyV1alpha2().ClusterNetworkPolicies()
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	}
+	return nil, fmt.Errorf("kind %s is not enforced by this version of nftpolicy", obj.GetObjectKind().GroupVersionKind().Kind)
+}
+
+func serverUpsert[T runtime.Object](ctx context.Context, exists bool, obj T,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	create func(context.Context, T, metav1.CreateOptions) (T, error),
+	update func(context.Context, T, metav1.UpdateOptions) (T, error),
+	status func(T) (T, error)) (runtime.Object, error) {
+	obj = obj.DeepCopyObject().(T)
+	meta(obj).SetResourceVersion("")
+	var stored T
+	var err error
+	if !exists {
+		stored, err = create(ctx, obj, metav1.CreateOptions{})
+	} else {
+		for try := 0; ; try++ {
+			var cur T
+			if cur, err = get(ctx, meta(obj).GetName(), metav1.GetOptions{}); err != nil {
+				break
+			}
+			meta(obj).SetResourceVersion(meta(cur).GetResourceVersion())
+			stored, err = update(ctx, obj, metav1.UpdateOptions{})
+			if !apierrors.IsConflict(err) || try == 9 {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if status == nil {
+		return stored, nil
+	}
+	for try := 0; ; try++ {
+		var out T
+		out, err = status(stored.DeepCopyObject().(T))
+		if err == nil {
+			return out, nil
+		}
+		if !apierrors.IsConflict(err) || try == 9 {
+			return nil, err
+		}
+		if stored, err = get(ctx, meta(obj).GetName(), metav1.GetOptions{}); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// remove deletes an object at once (grace period 0: no kubelet confirms).
+// A Namespace is an error: its delete cannot finish without a namespace
+// controller, and none runs.
+func (s serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error {
+	k, p := s.c.Kube, s.c.Policy
+	zero := int64(0)
+	opts := metav1.DeleteOptions{GracePeriodSeconds: &zero}
+	switch ref.Kind {
+	case "Namespace":
+		return errors.New("deleting a Namespace is not supported against a real API server (--apiserver): no namespace controller runs to remove its objects and finish the delete; delete the namespace's objects instead")
+	case "Node":
+		return k.CoreV1().Nodes().Delete(ctx, ref.Name, opts)
+	case "Pod":
+		return k.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, opts)
+	case "NetworkPolicy":
+		return k.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, opts)
+	case "AdminNetworkPolicy":
+		return p.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, opts)
+	case "BaselineAdminNetworkPolicy":
+		return p.PolicyV1alpha1().BaselineAdminNetworkPolicies().Delete(ctx, ref.Name, opts)
+	case "ClusterNetworkPolicy":
+		return p.PolicyV1alpha2().ClusterNetworkPolicies().Delete(ctx, ref.Name, opts)
+	}
+	return fmt.Errorf("kind %s is not enforced by this version of nftpolicy", ref.Kind)
+}
+
+// removeNamespace does what the namespace controller would once the
+// namespace is empty: delete, clear the finalizer, delete again.
+func (s serverBackend) removeNamespace(ctx context.Context, name string) error {
+	c := s.c.Kube.CoreV1().Namespaces()
+	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return err
+	}
+	ns, err := c.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ns.Spec.Finalizers = nil
+	if _, err := c.Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// cleanup removes every object the run still has, namespaced ones first,
+// so that the next run on the same server starts empty.
+func (s serverBackend) cleanup(ctx context.Context, state map[scenario.ObjectRef]runtime.Object) error {
+	refs := make([]scenario.ObjectRef, 0, len(state))
+	for ref := range state {
+		refs = append(refs, ref)
+	}
+	rank := func(ref scenario.ObjectRef) int {
+		switch {
+		case ref.Kind == "Namespace":
+			return 2
+		case ref.Namespace != "":
+			return 0
+		}
+		return 1
+	}
+	sort.Slice(refs, func(i, j int) bool { return rank(refs[i]) < rank(refs[j]) })
+	var errs []error
+	for _, ref := range refs {
+		var err error
+		if ref.Kind == "Namespace" {
+			err = s.removeNamespace(ctx, ref.Name)
+		} else {
+			err = s.remove(ctx, ref)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing %s from the API server: %w", ref, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// versions lists what the server holds now of every kind the agents
+// watch, as WaitApplied's map. It is taken from the server rather than
+// from the run's writes: the server has objects the scenario does not
+// (its own namespaces), and the agents' status writes on the admin-tier
+// policies give those new resourceVersions after the step.
+func (s serverBackend) versions(ctx context.Context) (map[string]string, error) {
+	k, p := s.c.Kube, s.c.Policy
+	want := map[string]string{}
+	add := func(obj runtime.Object) { want[agent.ObjectKey(obj)] = meta(obj).GetResourceVersion() }
+	lo := metav1.ListOptions{}
+	nss, err := k.CoreV1().Namespaces().List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nss.Items {
+		add(&nss.Items[i])
+	}
+	nodes, err := k.CoreV1().Nodes().List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes.Items {
+		add(&nodes.Items[i])
+	}
+	pods, err := k.CoreV1().Pods("").List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		add(&pods.Items[i])
+	}
+	nps, err := k.NetworkingV1().NetworkPolicies("").List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nps.Items {
+		add(&nps.Items[i])
+	}
+	anps, err := p.PolicyV1alpha1().AdminNetworkPolicies().List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range anps.Items {
+		add(&anps.Items[i])
+	}
+	banps, err := p.PolicyV1alpha1().BaselineAdminNetworkPolicies().List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range banps.Items {
+		add(&banps.Items[i])
+	}
+	cnps, err := p.PolicyV1alpha2().ClusterNetworkPolicies().List(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cnps.Items {
+		add(&cnps.Items[i])
+	}
+	return want, nil
+}
+
+// serverBarrier waits until every agent has applied what the server holds.
+// The server's state may still move after a step (an agent writing a
+// policy's status, then every agent syncing that): so it lists, waits a
+// little for that state, and lists again until the agents have caught up
+// with a state that held still, or the timeout.
+func (r *run) serverBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
+	defer cancel()
+	var last error
+	for {
+		want, err := r.server.versions(ctx)
+		if err != nil {
+			if ctx.Err() != nil && last != nil {
+				return last
+			}
+			return fmt.Errorf("listing the API server's objects: %w", err)
+		}
+		slice, cancelSlice := context.WithTimeout(ctx, time.Second)
+		var errs []error
+		for _, n := range r.sc.Nodes {
+			if a, ok := r.agents[n]; ok {
+				errs = append(errs, a.WaitApplied(slice, want))
+			}
+		}
+		cancelSlice()
+		if last = errors.Join(errs...); last == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return last
+		}
+	}
 }
