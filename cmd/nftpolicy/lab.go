@@ -55,7 +55,7 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nftpolicy lab run: needs root (it creates network namespaces)")
 		return 1
 	}
-	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout}
+	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr}
 	if *apiserver {
 		dir := *deployDir
 		if dir == "" {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -34,27 +36,32 @@ func TestKilledLabRunThenDown(t *testing.T) {
 	if os.Geteuid() != 0 || testing.Short() {
 		t.Skip("needs root: the lab creates network namespaces")
 	}
-	before := map[string]bool{}
-	for _, p := range labNS.FindAllString(netnsList(t), -1) {
-		before[p] = true
-	}
 	cmd := nftpolicy("lab", "run", "../../test/scenarios/netpol")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The run names its prefix on stderr; other tests' labs may be up at
+	// the same time, so the listing alone cannot tell which one is ours.
 	prefix := ""
-	for deadline := time.Now().Add(30 * time.Second); prefix == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, p := range labNS.FindAllString(netnsList(t), -1) {
-			if !before[p] {
-				prefix = p
-			}
+	lines := bufio.NewScanner(stderr)
+	for prefix == "" && lines.Scan() {
+		prefix = labNS.FindString(lines.Text())
+	}
+	go io.Copy(io.Discard, stderr)
+	// Let it get going (agents, pods) before the kill.
+	for deadline := time.Now().Add(30 * time.Second); prefix != "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Count(netnsList(t), prefix) >= 4 {
+			break
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // let it get going: agents, pods
 	cmd.Process.Kill()
 	cmd.Wait()
 	if prefix == "" {
-		t.Fatal("the lab run created no namespace: the test proves nothing")
+		t.Fatal("the lab run named no namespace prefix: the test proves nothing")
 	}
 	if !strings.Contains(netnsList(t), prefix) {
 		t.Fatal("the killed run left nothing to clean: the test proves nothing")

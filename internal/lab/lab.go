@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -50,6 +51,9 @@ type Options struct {
 	// Server, when set, runs the scenario against a real API server
 	// instead of the fake clientset (nftpolicy lab run --apiserver).
 	Server *Server
+	// Log, when set, gets a line naming the run's namespace prefix as the
+	// run starts, so a person (or `lab down` after a kill) can find it.
+	Log io.Writer
 }
 
 // Result is a run's report plus what the options asked for.
@@ -65,6 +69,9 @@ type Result struct {
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 	r := newRun(sc, opts)
 	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
+	if opts.Log != nil {
+		fmt.Fprintf(opts.Log, "lab %s: network namespaces %s*\n", sc.Name, r.net.Prefix())
+	}
 	stopSignals := netlab.CleanupOnSignal(r.net)
 	defer stopSignals()
 	ctx, cancel := context.WithCancel(ctx)
