@@ -22,14 +22,17 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 		current = nft.NewRuleset()
 	}
 
+	// Sorted once: the order makes the transaction deterministic.
+	sets, chains := desired.SortedSets(), desired.SortedChains()
+
 	// 1. New sets and chains, empty: rules and map elements below may refer
 	// to any of them.
-	for _, s := range desired.SortedSets() {
+	for _, s := range sets {
 		if _, ok := current.Sets[s.Name]; !ok {
 			tx.Add(nft.Op{Kind: nft.OpAddSet, Name: s.Name, SetType: s.Type, Comment: s.Comment})
 		}
 	}
-	for _, c := range desired.SortedChains() {
+	for _, c := range chains {
 		old, ok := current.Chains[c.Name]
 		if ok && !sameHook(old.Hook, c.Hook) {
 			// A base chain whose hook changed (an upgrade): replace it.
@@ -45,7 +48,7 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	// 2. Elements: deletes first, so that a map key moving to another chain
 	// is a delete and an add of the same key in one batch.
 	var adds []nft.Op
-	for _, s := range desired.SortedSets() {
+	for _, s := range sets {
 		old := current.Sets[s.Name]
 		var del, add []nft.Elem
 		for e := range s.Elements {
@@ -72,7 +75,7 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	}
 
 	// 3. Rules of new and changed chains.
-	for _, c := range desired.SortedChains() {
+	for _, c := range chains {
 		old, ok := current.Chains[c.Name]
 		if ok && sameHook(old.Hook, c.Hook) && sameRules(old.Rules, c.Rules) {
 			continue

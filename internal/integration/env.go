@@ -2,12 +2,8 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,42 +27,17 @@ type Env struct {
 }
 
 // NewEnv builds (or finds cached) kube-apiserver and etcd, starts them,
-// creates every manifest of deployDir through the API, and builds the
-// agent. Close undoes it all.
-func NewEnv(ctx context.Context, log io.Writer, deployDir string) (_ *Env, err error) {
-	bins, err := Build(ctx, log)
+// creates every manifest of deployDir through the API (NewLabEnv), and
+// builds the agent. Close undoes it all.
+func NewEnv(ctx context.Context, log io.Writer, deployDir string) (*Env, error) {
+	e, err := NewLabEnv(ctx, log, deployDir)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{}
-	defer func() {
-		if err != nil {
-			e.Close()
-		}
-	}()
-	if e.Dir, err = os.MkdirTemp("", "nftpolicy-env-"); err != nil {
-		return nil, err
-	}
 	if e.AgentBinary, err = BuildNftpolicy(ctx, e.Dir); err != nil {
+		e.Close()
 		return nil, err
 	}
-	start := time.Now()
-	if e.Cluster, err = Start(ctx, bins); err != nil {
-		return nil, err
-	}
-	files, _ := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
-	sort.Strings(files)
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no manifests in %s", deployDir)
-	}
-	if err := e.Cluster.Apply(ctx, files...); err != nil {
-		return nil, err
-	}
-	e.AgentKubeconfig = filepath.Join(e.Dir, "agent.kubeconfig")
-	if e.AgentREST, err = e.Cluster.ServiceAccountKubeconfig(ctx, "kube-system", "nftpolicy", e.AgentKubeconfig); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(log, "integration: API server %s up with %s applied in %v\n", e.Cluster.URL, deployDir, time.Since(start).Round(time.Millisecond))
 	return e, nil
 }
 

@@ -48,7 +48,7 @@ func NewLabEnv(ctx context.Context, log io.Writer, deployDir string) (_ *Env, er
 	if e.AgentREST, err = e.Cluster.ServiceAccountKubeconfig(ctx, "kube-system", "nftpolicy", e.AgentKubeconfig); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(log, "lab: API server %s up with %s applied in %v\n", e.Cluster.URL, deployDir, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(log, "API server %s up with %s applied in %v\n", e.Cluster.URL, deployDir, time.Since(start).Round(time.Millisecond))
 	return e, nil
 }
 

@@ -79,6 +79,7 @@ type Evaluator struct {
 	c        *Cluster
 	byAddr   map[netip.Addr]*Pod
 	nodes    map[netip.Addr][]*Node
+	policies []*Policy
 	admin    []*TierPolicy
 	baseline []*TierPolicy
 }
@@ -86,7 +87,7 @@ type Evaluator struct {
 // NewEvaluator indexes the cluster's active pods and nodes by address.
 func NewEvaluator(c *Cluster) *Evaluator {
 	e := &Evaluator{c: c, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
-		admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
+		policies: c.SortedPolicies(), admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
 			continue
@@ -136,7 +137,7 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 		v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
 		return v
 	}
-	for _, p := range e.c.SortedPolicies() {
+	for _, p := range e.policies {
 		if !p.Isolates[dir] || !p.Selects(e.c, subject) {
 			continue
 		}
