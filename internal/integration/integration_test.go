@@ -26,6 +26,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // The package shares one API server between its tests; each test has its
@@ -45,25 +46,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration tests build and run kube-apiserver")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: the integration tests need root (they create network namespaces and program nftables in them); run them as root, as `make test` in CI does")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the integration tests need %s (apt-get install iproute2 nftables)", tool)
-		}
-	}
-}
-
 // setup starts the shared API server (building it on first use), with
 // deploy/'s CRDs, RBAC and DaemonSet created through the API.
 func setup(t *testing.T) *Env {
-	needRoot(t)
+	testutil.NeedKernel(t)
 	shared.once.Do(func() {
 		shared.env, shared.err = NewEnv(context.Background(), os.Stderr, "../../deploy")
 	})

@@ -10,13 +10,14 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/lab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // TestLabAPIServer runs scenario files in the lab's --apiserver mode: the
 // scenario's objects go to a real kube-apiserver (with deploy/ applied)
 // and the in-process agents watch it with the DaemonSet's credentials.
 func TestLabAPIServer(t *testing.T) {
-	needRoot(t)
+	testutil.NeedKernel(t)
 	env, err := NewLabEnv(context.Background(), os.Stderr, "../../deploy")
 	if err != nil {
 		t.Fatal(err)
