@@ -26,9 +26,10 @@ func NewNetlink(netnsFD int) *Netlink { return &Netlink{netnsFD: netnsFD} }
 var _ Kernel = (*Netlink)(nil)
 
 // Socket buffer sizes. One Flush is one sendmsg, so the send buffer must hold
-// the whole batch (trap 2); the kernel answers every message and echoes
-// every rule, and a receive buffer that overflows loses the answers to a
-// committed batch (trap 3). Both are sized from the batch.
+// the whole batch (docs/nftables-notes.md, trap 2); the kernel answers every
+// message and echoes every rule, and a receive buffer that overflows loses the
+// answers to a committed batch (docs/nftables-notes.md, trap 3). Both are sized
+// from the batch.
 const (
 	minSocketBuffer = 8 << 20
 	maxSocketBuffer = 1 << 30
@@ -40,8 +41,9 @@ const (
 )
 
 // Apply sends tx as one netlink batch on a fresh connection (a Conn keeps its
-// first error for good, trap 7). The kernel commits all of it or none of it.
-// An error wrapping ErrOutcomeUnknown means the kernel may have committed.
+// first error for good: docs/nftables-notes.md, trap 7). The kernel commits all
+// of it or none of it. An error wrapping ErrOutcomeUnknown means the kernel may
+// have committed.
 func (n *Netlink) Apply(ctx context.Context, tx *Transaction) error {
 	if tx.Empty() {
 		return nil
@@ -112,7 +114,7 @@ func tuneSocket(c *netlink.Conn, batchBytes int) error {
 
 // applyError wraps a failed Flush. ENOBUFS (the kernel could not queue its
 // answer) and a timeout (we stopped listening) leave the outcome unknown:
-// the batch may have been committed (trap 3).
+// the batch may have been committed (docs/nftables-notes.md, trap 3).
 func applyError(ctx context.Context, tx *Transaction, b *batch, err error) error {
 	what := fmt.Sprintf("nft: %s in %d messages", txSize(tx), b.msgs)
 	if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -329,9 +331,9 @@ func (b *batch) addAnonSet(t nftables.SetDatatype, keys []byte) (*nftables.Set, 
 	return s, b.conn.AddSet(s, elems)
 }
 
-// elements queues element adds or deletes in chunks small enough for the
-// element list's 16-bit attribute length (trap 1). Deletes of map elements
-// name only the key.
+// elements queues element adds or deletes in chunks small enough for the element
+// list's 16-bit attribute length (docs/nftables-notes.md, trap 1). Deletes of
+// map elements name only the key.
 func (b *batch) elements(op Op) error {
 	del := op.Kind == OpDeleteElements
 	groups := make([][]nftables.SetElement, 0, len(op.Elems))

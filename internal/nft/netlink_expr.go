@@ -127,8 +127,9 @@ func ctStateExprs(states []string) ([]expr.Any, error) {
 	}, nil
 }
 
-// nfproto is the dependency nft puts before any ip/ip6 header load in an
-// inet table (trap 9): without it an IPv4 rule would read an IPv6 header.
+// nfproto is the dependency nft puts before any ip/ip6 header load in an inet
+// table (docs/nftables-notes.md, trap 9): without it an IPv4 rule would read an
+// IPv6 header.
 func nfproto(f Family) []expr.Any {
 	proto := byte(unix.NFPROTO_IPV4)
 	if f == IPv6 {
