@@ -512,7 +512,7 @@ func jsonSize(t *testing.T, o any) int {
 func realisticPod() *v1.Pod {
 	p := tu.Pod("shop", "web-5d7c444b-x2kq9", node, m{"app": "web", "pod-template-hash": "5d7c444b"}, []string{"10.244.1.23"}, tu.WithPort("http", v1.ProtocolTCP, 8080))
 	p.Annotations = m{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 1500)}
-	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{` + strings.Repeat(`"f:x":{},`, 150) + `"f:y":{}}}`)}}}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:status":{` + strings.Repeat(`"f:x":{},`, 150) + `"f:y":{}}}`)}}
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d7c444b", UID: "u"}}
 	c := &p.Spec.Containers[0]
 	c.Image = "registry.example/shop/web:1.2.3"

@@ -32,9 +32,9 @@ var kinds = map[string]struct {
 	"Pod":                        {corev1.SchemeGroupVersion, true},
 	"Node":                       {corev1.SchemeGroupVersion, false},
 	"NetworkPolicy":              {networkingv1.SchemeGroupVersion, true},
-	"AdminNetworkPolicy":         {v1alpha1.SchemeGroupVersion, false},
-	"BaselineAdminNetworkPolicy": {v1alpha1.SchemeGroupVersion, false},
-	"ClusterNetworkPolicy":       {v1alpha2.SchemeGroupVersion, false},
+	"AdminNetworkPolicy":         {schema.GroupVersion(v1alpha1.GroupVersion), false},
+	"BaselineAdminNetworkPolicy": {schema.GroupVersion(v1alpha1.GroupVersion), false},
+	"ClusterNetworkPolicy":       {schema.GroupVersion(v1alpha2.GroupVersion), false},
 }
 
 // codec decodes as the API server does with strict field validation

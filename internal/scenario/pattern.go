@@ -151,7 +151,7 @@ func (p Pattern) Endpoint() (Endpoint, bool) {
 	if !p.Literal() {
 		return Endpoint{}, false
 	}
-	return Endpoint{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}, true
+	return Endpoint(p), true
 }
 
 // Matches reports whether the pattern matches e. Pod patterns (*/* and
