@@ -46,7 +46,7 @@ type Config struct {
 	// AdminNetworkPolicy feature gate off).
 	PolicyClient policyclient.Interface
 	// AdminKinds limits the network-policy-api kinds watched (some CRDs may
-	// be installed and others not); nil means all of AdminKinds.
+	// be installed and others not); nil means all of AdminKinds().
 	AdminKinds []string
 	// Metrics receives the agent's series; nil: a private, unregistered set.
 	Metrics *Metrics

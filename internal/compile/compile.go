@@ -201,7 +201,7 @@ func mapType(fam nft.Family) nft.SetType {
 // rest map when rest is set.
 func (b *builder) dispatch(pod *model.Pod, dir model.Direction, chain string, rest bool) {
 	for _, ip := range pod.IPs {
-		fam := familyOfAddr(ip)
+		fam := nft.FamilyOf(ip)
 		set := b.rs.Sets[DispatchMap(dir, fam)]
 		if rest {
 			set = b.restMap(dir, fam)
@@ -373,7 +373,7 @@ func (b *builder) podPeerSet(fam nft.Family, peers []model.Peer) string {
 		for i := range peers {
 			if peers[i].MatchesPod(b.c, pod) {
 				for _, ip := range pod.IPs {
-					if familyOfAddr(ip) == fam {
+					if nft.FamilyOf(ip) == fam {
 						set.Add(nft.Elem{Addr: ip})
 					}
 				}

@@ -6,16 +6,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
-
-func familyOfAddr(a netip.Addr) nft.Family {
-	if a.Is4() {
-		return nft.IPv4
-	}
-	return nft.IPv6
-}
 
 // cidrSet is the interval set of the addresses the ipBlock peers of one
 // family cover, except holes punched. The kernel rejects overlapping
@@ -26,7 +20,7 @@ func (b *builder) cidrSet(fam nft.Family, blocks []model.Peer) string {
 	var desc []string
 	var spans []span
 	for _, p := range blocks {
-		if familyOfAddr(p.CIDR.Addr()) != fam {
+		if nft.FamilyOf(p.CIDR.Addr()) != fam {
 			continue
 		}
 		d := p.CIDR.String()
@@ -161,7 +155,7 @@ func (b *builder) portSet(ports []model.Port) string {
 func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
 	proto := "any"
 	if port.Proto != 0 {
-		proto = nft.ProtoName(port.Proto)
+		proto = inet.ProtoName(port.Proto)
 	}
 	identity := proto + "/" + port.Name
 	t := nft.SetIPv4ProtoPort
@@ -182,7 +176,7 @@ func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
 				continue
 			}
 			for _, ip := range pod.IPs {
-				if familyOfAddr(ip) == fam {
+				if nft.FamilyOf(ip) == fam {
 					set.Add(nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
 				}
 			}

@@ -146,7 +146,7 @@ func (b *builder) nodePeerSet(fam nft.Family, peers []model.Peer) string {
 		for i := range peers {
 			if peers[i].MatchesNode(n) {
 				for _, ip := range n.Addresses {
-					if familyOfAddr(ip) == fam {
+					if nft.FamilyOf(ip) == fam {
 						set.Add(nft.Elem{Addr: ip})
 					}
 				}

@@ -14,13 +14,15 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
 
-// IP protocol numbers used by the model.
+// IP protocol numbers used by the model (defined once, in inet).
 const (
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
-	ProtoSCTP uint8 = 132
+	ProtoTCP  = inet.TCP
+	ProtoUDP  = inet.UDP
+	ProtoSCTP = inet.SCTP
 )
 
 // Namespace is the part of a Namespace that policies can select on.
