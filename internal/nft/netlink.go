@@ -92,7 +92,7 @@ func tuneSocket(c *netlink.Conn, batchBytes int) error {
 	size := min(max(2*batchBytes, minSocketBuffer), maxSocketBuffer)
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink socket: %w", err)
 	}
 	var serr error
 	cerr := rc.Control(func(fd uintptr) {
@@ -104,7 +104,7 @@ func tuneSocket(c *netlink.Conn, batchBytes int) error {
 		}
 	})
 	if cerr != nil {
-		return cerr
+		return fmt.Errorf("set socket buffers to %d bytes: %w", size, cerr)
 	}
 	if serr != nil {
 		return fmt.Errorf("set socket buffers to %d bytes: %w", size, serr)
@@ -174,7 +174,7 @@ type ctxGuard struct {
 func (g *ctxGuard) arm(c *netlink.Conn) error {
 	if dl, ok := g.ctx.Deadline(); ok {
 		if err := c.SetDeadline(dl); err != nil {
-			return err
+			return fmt.Errorf("set the socket deadline to the context's %s: %w", dl.Format(time.RFC3339Nano), err)
 		}
 	}
 	g.cancels = append(g.cancels, context.AfterFunc(g.ctx, func() {
@@ -253,7 +253,7 @@ func (b *batch) add(op Op) error {
 	case OpAddChain:
 		c, err := chainSpec(op.Name, op.Hook)
 		if err != nil {
-			return err
+			return fmt.Errorf("declare chain: %w", err)
 		}
 		b.conn.AddChain(c)
 	case OpDeleteChain:
@@ -275,7 +275,7 @@ func (b *batch) queued(n int) {
 func (b *batch) addSet(op Op) error {
 	s, err := setSpec(op.Name, op.SetType, op.Comment)
 	if err != nil {
-		return err
+		return fmt.Errorf("declare set: %w", err)
 	}
 	s.ID = b.newID()
 	b.sets[op.Name] = s
@@ -305,7 +305,7 @@ func (b *batch) addRule(op Op) error {
 	}
 	exprs, err := b.ruleExprs(op.Rule)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode rule: %w", err)
 	}
 	b.queued(ruleBytes)
 	b.conn.AddRule(&nftables.Rule{
