@@ -12,7 +12,7 @@ import (
 type EndpointKind string
 
 // The endpoint kinds. A hostNetwork pod is not a pod endpoint: it is its
-// node's endpoint (FORMAT.md).
+// node's endpoint (docs/scenarios.md).
 const (
 	KindPod      EndpointKind = "pod"
 	KindExternal EndpointKind = "external"

@@ -1,5 +1,5 @@
 // Package scenario reads connectivity scenario files (the format described in
-// scenarios/FORMAT.md) and does everything about them that needs no network:
+// docs/scenarios.md) and does everything about them that needs no network:
 // decoding and defaulting the Kubernetes objects, checking the file against
 // the format, enumerating the pairs a probe tests with their expected
 // outcome, and rendering results as matrices, a summary line or JSON.

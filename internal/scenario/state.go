@@ -51,7 +51,7 @@ func (s *State) Nodes() []string {
 // Apply creates obj, or replaces the object of that kind, namespace and
 // name. It completes obj in place as the cluster would and stores a copy:
 // a new Pod without spec.nodeName is placed round-robin over the nodes
-// (FORMAT.md); an existing Pod keeps its node and the addresses the file
+// (docs/scenarios.md); an existing Pod keeps its node and the addresses the file
 // gave it, and may not change its node, hostNetwork or container ports,
 // which the API server does not let a pod update change.
 func (s *State) Apply(obj runtime.Object) error {

@@ -41,7 +41,7 @@ const (
 )
 
 // parseYAML reads one YAML document into a value tree, and checks that
-// sigs.k8s.io/yaml (YAML 1.1) reads it the same, as FORMAT.md requires.
+// sigs.k8s.io/yaml (YAML 1.1) reads it the same, as docs/scenarios.md requires.
 // A nil value means an empty document.
 func parseYAML(data []byte) (*value, error) {
 	if len(data) > maxFileSize {
