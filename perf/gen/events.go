@@ -25,8 +25,10 @@ const (
 	PolicyDelete     EventKind = "policy-delete"
 )
 
-// EventKinds is the order of the kinds within a round.
-var EventKinds = []EventKind{PodAdd, PodDelete, PodRelabel, NamespaceRelabel, PolicyAdd, PolicyUpdate, PolicyDelete}
+// EventKinds returns the kinds in their order within a round.
+func EventKinds() []EventKind {
+	return []EventKind{PodAdd, PodDelete, PodRelabel, NamespaceRelabel, PolicyAdd, PolicyUpdate, PolicyDelete}
+}
 
 // Op is what an event does to its object.
 type Op int
@@ -67,7 +69,7 @@ func (c *Cluster) Events(node string, rounds int) []Event {
 	var out []Event
 	for r := range rounds {
 		var added *networkingv1.NetworkPolicy
-		for _, kind := range EventKinds {
+		for _, kind := range EventKinds() {
 			var e Event
 			switch kind {
 			case PodAdd:
