@@ -13,8 +13,8 @@ import (
 //
 // The order of operations satisfies the kernel's reference checks within one
 // batch: objects are created before anything refers to them, and references
-// are removed (map elements deleted, chains flushed) before what they refer
-// to is deleted.
+// are removed (map elements deleted, chains flushed, maps deleted) before
+// what they refer to is deleted.
 func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	tx := &nft.Transaction{}
 	if current == nil {
@@ -88,9 +88,12 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 		}
 	}
 
-	// 4. Chains and sets that are no longer wanted: flush every such chain
-	// first (its jumps and set references go), then delete the chains, then
-	// the sets.
+	// 4. Chains and sets that are no longer wanted, in the order in which
+	// nothing refers to an object when it goes: flush every such chain
+	// (its jumps and set references go), delete the sets and maps (a map's
+	// elements refer to chains, and the kernel counts them), then the
+	// chains. A chain deleted while an element of a map still points to it
+	// is EBUSY, even if the map goes later in the same batch.
 	var gone []*nft.Chain
 	for _, c := range current.SortedChains() {
 		if _, ok := desired.Chains[c.Name]; !ok {
@@ -102,13 +105,13 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 			tx.Add(nft.Op{Kind: nft.OpFlushChain, Name: c.Name})
 		}
 	}
-	for _, c := range gone {
-		tx.Add(nft.Op{Kind: nft.OpDeleteChain, Name: c.Name})
-	}
 	for _, s := range current.SortedSets() {
 		if _, ok := desired.Sets[s.Name]; !ok {
 			tx.Add(nft.Op{Kind: nft.OpDeleteSet, Name: s.Name, SetType: s.Type})
 		}
+	}
+	for _, c := range gone {
+		tx.Add(nft.Op{Kind: nft.OpDeleteChain, Name: c.Name})
 	}
 	return tx
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -213,5 +214,70 @@ func TestPriorityChangeLeavesOtherPoliciesAlone(t *testing.T) {
 	}
 	if cost[10] != cost[200] {
 		t.Errorf("a priority change costs %d ops with 10 pods and %d with 200", cost[10], cost[200])
+	}
+}
+
+// TestAdminSubjectSelectingNothing is the tracker's case: an admin policy
+// with Pass rules whose subject stops selecting any pod on the node takes
+// the admin tier, the rest maps and no-later-tier-accept away with it. The
+// rest maps' elements point to no-later-tier-accept, so the maps must go
+// before the chain (the kernel answers EBUSY otherwise, and a resync would
+// send the same transaction forever).
+func TestAdminSubjectSelectingNothing(t *testing.T) {
+	c := cluster(t, 10)
+	pass := adminPolicy("a", 10, "Pass")
+	pass.Spec.Egress = []v1alpha1.AdminNetworkPolicyEgressRule{{Action: "Pass",
+		To: []v1alpha1.AdminNetworkPolicyEgressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: m{"ns": "y"}}}}}}
+	baseline := &v1alpha1.BaselineAdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	baseline.Spec.Subject.Namespaces = &metav1.LabelSelector{MatchLabels: m{"ns": "x"}}
+	baseline.Spec.Ingress = []v1alpha1.BaselineAdminNetworkPolicyIngressRule{{Action: "Deny",
+		From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: m{"ns": "y"}}}}}}
+	for _, o := range []any{pass, baseline} {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, current := program(t, c)
+	if _, ok := current.Chains[compile.ChainAccept]; !ok {
+		t.Fatalf("the setup does not use %s:\n%s", compile.ChainAccept, current.Text())
+	}
+
+	var tx *nft.Transaction
+	step(t, k, current, c, func() {
+		pass.Spec.Subject.Namespaces = &metav1.LabelSelector{MatchLabels: m{"ns": "none"}}
+		if err := c.Set(pass); err != nil {
+			t.Fatal(err)
+		}
+		tx = diff.Diff(current, compile.Node(c, node))
+	})
+
+	// The six pods of x on this node leave the admin class chains in both
+	// dispatch maps (2 deletes); the three clients go to their egress
+	// class and all six to their ingress class or the baseline (2 adds).
+	// Five chains go (the admin policy's two, the two admin class chains
+	// and no-later-tier-accept: flushed, then deleted) and the four rest
+	// maps with them.
+	got := map[nft.OpKind]int{}
+	for _, op := range tx.Ops {
+		got[op.Kind]++
+	}
+	want := map[nft.OpKind]int{nft.OpDeleteElements: 2, nft.OpAddElements: 2, nft.OpFlushChain: 5, nft.OpDeleteSet: 4, nft.OpDeleteChain: 5}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("operations by kind (-want +got):\n%s\n%s", d, tx)
+	}
+	if n := diff.Count(tx).Elements; n != 6+6+3+6 {
+		t.Errorf("%d elements touched, want 21:\n%s", n, tx)
+	}
+	lastSetDelete, firstChainDelete := -1, len(tx.Ops)
+	for i, op := range tx.Ops {
+		switch {
+		case op.Kind == nft.OpDeleteSet:
+			lastSetDelete = i
+		case op.Kind == nft.OpDeleteChain && i < firstChainDelete:
+			firstChainDelete = i
+		}
+	}
+	if lastSetDelete > firstChainDelete {
+		t.Errorf("a chain is deleted (op %d) before a map (op %d):\n%s", firstChainDelete, lastSetDelete, tx)
 	}
 }

@@ -24,7 +24,10 @@ import (
 //     without a hook in the op (a base chain stays a base chain); another
 //     hook or priority, or a hook for an existing regular chain: EOPNOTSUPP;
 //   - delete chain with rules in it (they go with it) if nothing else
-//     refers to the chain.
+//     refers to the chain;
+//   - delete a map whose elements point to chains (once no rule uses the
+//     map): its elements' references go with it, so the chains they
+//     pointed to can be deleted after it in the same batch.
 //
 // Rejected, as by the kernel: a missing table, set or chain (ENOENT); a key
 // re-added to a map with another verdict, or an interval or port range
@@ -32,7 +35,10 @@ import (
 // a rule or map element referring to a missing set or chain (ENOENT) or
 // jumping to a base chain (EOPNOTSUPP); a vmap on a set that is not a map
 // (EINVAL); deleting a set a rule uses, or a chain a rule or map element
-// refers to (EBUSY); a jump loop reachable from a base chain (EMLINK).
+// refers to (EBUSY; a verdict-map element is a reference to its chain, and
+// it counts until the element or its map is gone: deleting the map later
+// in the same batch does not help); a jump loop reachable from a base
+// chain (EMLINK).
 //
 // Stricter than the kernel, on purpose, so tests catch sloppy transactions:
 //   - re-adding an element that exists, even identical, is EEXIST (the

@@ -96,6 +96,13 @@ func kernelCases() []kernelCase {
 			}},
 		{name: "delete map element then the chain it pointed to",
 			ops: []Op{opFlush("nftpolicy-input"), opDelElems("dispatch-v4", MapIPv4Verdict, elemGoto("10.0.0.2", "")), opDelChain("pod-b")}},
+		{name: "flush the rules using a map, delete it, then the chain its elements pointed to",
+			ops: append(unhookDispatch(), opFlush("pod-b"), opDelSet("dispatch-v4"), opDelChain("pod-b")),
+			check: func(t *testing.T, got *Ruleset) {
+				if _, ok := got.Chains["pod-b"]; ok {
+					t.Errorf("chain pod-b still there")
+				}
+			}},
 		{name: "add adjacent interval",
 			ops: []Op{opAddElems("blocks-v4", SetIPv4Interval, elemRange("10.1.1.0", "10.1.1.255"))}},
 		{name: "add adjacent port range",
@@ -155,6 +162,12 @@ func kernelCases() []kernelCase {
 		{name: "delete chain before the map element pointing to it",
 			ops:  []Op{opFlush("nftpolicy-input"), opDelChain("pod-b"), opDelElems("dispatch-v4", MapIPv4Verdict, elemGoto("10.0.0.2", ""))},
 			want: syscall.EBUSY},
+		// What the differ once sent when a Pass policy left the node: the
+		// chain went before the map whose elements still pointed to it,
+		// although the map was deleted later in the same batch.
+		{name: "delete chain a map element points to, then the map",
+			ops:  append(unhookDispatch(), opFlush("pod-b"), opDelChain("pod-b"), opDelSet("dispatch-v4")),
+			want: syscall.EBUSY},
 		{name: "delete set a rule uses", ops: []Op{opDelSet("pods-v4")}, want: syscall.EBUSY},
 		{name: "delete missing set", ops: []Op{opDelSet("nope")}, want: syscall.ENOENT},
 		{name: "delete missing chain", ops: []Op{opDelChain("nope")}, want: syscall.ENOENT},
@@ -168,6 +181,13 @@ func kernelCases() []kernelCase {
 				opFlush("pod-a"), opDelSet("nope")},
 			want: syscall.ENOENT},
 	}
+}
+
+// unhookDispatch removes every reference to the chain pod-b except the
+// element of dispatch-v4 that points to it: the rules that use the dispatch
+// maps and the jump of nftpolicy-input.
+func unhookDispatch() []Op {
+	return []Op{opFlush("nftpolicy-forward"), opFlush("nftpolicy-input"), opFlush("nftpolicy-output")}
 }
 
 // runKernelCase seeds nothing: k must hold sampleRuleset() already.
