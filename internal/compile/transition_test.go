@@ -20,8 +20,9 @@ import (
 
 // transitionSeeds is how many random clusters the transition tests start
 // from. Each gives, on each of two nodes, a walk of four transitions: to an
-// unrelated cluster and back, to a mutated copy and back.
-const transitionSeeds = 120
+// unrelated cluster and back, to a mutated copy and back, and a replacement
+// of the whole table by the unrelated cluster's.
+const transitionSeeds = 100
 
 // walk is a sequence of rulesets one node's agent goes through. The first
 // is loaded as it is; each next one is reached with the differ's
@@ -34,6 +35,9 @@ type walk struct {
 type step struct {
 	what string
 	to   *nft.Ruleset
+	// replace: reach to with diff.Replace, the agent's fallback, rather
+	// than with diff.Diff.
+	replace bool
 }
 
 // randomWalks pairs random clusters: each with an unrelated one (everything
@@ -48,13 +52,14 @@ func randomWalks(t *testing.T) []walk {
 		mutated := randomCluster(t, rand.New(rand.NewSource(seed)))
 		changes := fmt.Sprint(mutate(t, rand.New(rand.NewSource(-seed)), mutated))
 		for _, n := range []string{"n1", "n2"} {
-			ra := Node(a, n)
+			ra, ro := Node(a, n), Node(other, n)
 			out = append(out, walk{name: fmt.Sprintf("seed %d node %s", seed, n), steps: []step{
-				{"start", ra},
-				{"to an unrelated cluster", Node(other, n)},
-				{"back", ra},
-				{"after " + changes, Node(mutated, n)},
-				{"back", ra},
+				{what: "start", to: ra},
+				{what: "to an unrelated cluster", to: ro},
+				{what: "back", to: ra},
+				{what: "after " + changes, to: Node(mutated, n)},
+				{what: "back", to: ra},
+				{what: "replaced by the unrelated cluster's", to: ro, replace: true},
 			}})
 		}
 	}
@@ -176,6 +181,9 @@ func applyAndCheck(t *testing.T, w walk, i int, k nft.Kernel) *nft.Ruleset {
 	t.Helper()
 	ctx := context.Background()
 	tx := diff.Diff(w.steps[i-1].to, w.steps[i].to)
+	if w.steps[i].replace {
+		tx = diff.Replace(w.steps[i].to)
+	}
 	if err := k.Apply(ctx, tx); err != nil {
 		t.Fatalf("%s, step %d (%s): %v\n%s", w.name, i, w.steps[i].what, err, tx)
 	}

@@ -116,6 +116,19 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	return tx
 }
 
+// Replace returns the transaction that replaces whatever table the kernel
+// holds, or none, with desired in one batch: the table is added (so that
+// the delete cannot fail on a missing one), deleted with everything in it,
+// and built again. Nothing in the old table can hold a reference the new
+// one trips on, and the kernel commits the batch atomically, so no packet
+// sees the table missing. It costs in proportion to the whole ruleset: it
+// is the fallback for when the kernel keeps refusing Diff's transactions.
+func Replace(desired *nft.Ruleset) *nft.Transaction {
+	tx := &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpAddTable}, {Kind: nft.OpDeleteTable}}}
+	tx.Ops = append(tx.Ops, Diff(nil, desired).Ops...)
+	return tx
+}
+
 func has(s *nft.Set, e nft.Elem) bool {
 	_, ok := s.Elements[e]
 	return ok

@@ -301,3 +301,29 @@ func TestAdminSubjectSelectingNothing(t *testing.T) {
 		t.Errorf("a chain is deleted (op %d) before a map (op %d):\n%s", firstChainDelete, lastSetDelete, tx)
 	}
 }
+
+// TestReplace: the fallback transaction builds the desired table whatever
+// the kernel holds, a table with other contents or none, in one batch.
+func TestReplace(t *testing.T) {
+	c := cluster(t, 10)
+	desired := compile.Node(c, node)
+	build := diff.Diff(nil, desired)
+	other, _ := program(t, cluster(t, 4))
+	for _, k := range []*nft.Fake{other, nft.NewFake()} {
+		tx := diff.Replace(desired)
+		if tx.Len() != build.Len()+2 {
+			t.Errorf("replacement of %d ops, want the build's %d and 2 (add and delete the table)", tx.Len(), build.Len())
+		}
+		before := k.Transactions
+		if err := k.Apply(context.Background(), tx); err != nil {
+			t.Fatalf("replacement: %v", err)
+		}
+		if k.Transactions != before+1 {
+			t.Errorf("the replacement took %d transactions, want 1", k.Transactions-before)
+		}
+		back, _ := k.Dump(context.Background())
+		if rest := diff.Diff(back, desired); !rest.Empty() {
+			t.Errorf("after the replacement the kernel still differs by:\n%s", rest)
+		}
+	}
+}

@@ -25,6 +25,8 @@ import (
 //     hook or priority, or a hook for an existing regular chain: EOPNOTSUPP;
 //   - delete chain with rules in it (they go with it) if nothing else
 //     refers to the chain;
+//   - add table, delete table and build it again in one batch (a
+//     replacement: nothing of the old table survives the delete);
 //   - delete a map whose elements point to chains (once no rule uses the
 //     map): its elements' references go with it, so the chains they
 //     pointed to can be deleted after it in the same batch.
@@ -57,6 +59,11 @@ type Fake struct {
 	// ErrOutcomeUnknown: then it is applied (if valid) and the error is
 	// returned anyway, like ENOBUFS after a committed batch.
 	FailNext error
+
+	// Refuse, if set, sees every transaction before it is applied; an
+	// error it returns fails that Apply, and nothing is applied. Tests use
+	// it to play a kernel that refuses what the Fake would accept.
+	Refuse func(*Transaction) error
 
 	// Counters, for tests to assert how much an update costs. Read them
 	// only while no Apply runs.
@@ -98,6 +105,12 @@ func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
 	if injected != nil && !errors.Is(injected, ErrOutcomeUnknown) {
 		f.Failed++
 		return injected
+	}
+	if f.Refuse != nil {
+		if err := f.Refuse(tx); err != nil {
+			f.Failed++
+			return err
+		}
 	}
 	next, err := applyFake(f.rs, tx)
 	if err == nil {
