@@ -6,7 +6,9 @@
 // periodically) the agent reads the kernel's table back and applies only
 // the difference, so a restarted agent adopts what its predecessor left and
 // no packet sees a window with no rules or with wrong ones. On shutdown the
-// rules stay for the next agent.
+// rules stay for the next agent. The one exception: when the kernel refuses
+// the minimal transaction twice in a row, the agent replaces the whole table
+// in one atomic batch (fallback.go), which no packet sees either.
 package agent
 
 import (
@@ -64,6 +66,7 @@ type Agent struct {
 
 	// Touched only by the sync loop.
 	shadow     *nft.Ruleset // what the kernel holds; nil: read it back first
+	refusals   int          // transactions the kernel refused in a row (applyOrReplace)
 	lastFull   time.Time
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
@@ -211,19 +214,20 @@ func (a *Agent) sync(ctx context.Context) error {
 	tx := diff.Diff(a.shadow, desired)
 	counts := diff.Count(tx)
 	if !tx.Empty() {
-		bytes, berr := nft.BatchBytes(tx)
-		if err := a.cfg.Kernel.Apply(ctx, tx); err != nil {
+		committed, err := a.applyOrReplace(ctx, logger, tx, desired)
+		if err != nil {
 			a.shadow = nil // the kernel's state is unknown: read it back next time
 			reason := failApply
 			if errors.Is(err, nft.ErrOutcomeUnknown) {
 				reason = failUnknown
 			}
-			a.fail(logger, reason, err, tx)
+			a.fail(logger, reason, err, committed)
 			return err
 		}
+		tx, counts = committed, diff.Count(committed)
 		a.metrics.Transactions.Inc()
 		a.metrics.TxOperations.Observe(float64(counts.Ops))
-		if berr == nil {
+		if bytes, err := nft.BatchBytes(tx); err == nil {
 			a.metrics.TxBytes.Observe(float64(bytes))
 		}
 	}
