@@ -127,10 +127,15 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 func (a *Agent) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", a.cfg.NodeName)
 	h := a.handler()
+	// The first sync must see every object of the initial lists: wait for
+	// the handlers to have received them, not just for the caches.
+	var synced []cache.InformerSynced
 	for _, w := range a.watched {
-		if _, err := w.informer.AddEventHandler(h); err != nil {
+		reg, err := w.informer.AddEventHandler(h)
+		if err != nil {
 			return fmt.Errorf("informer of %s: %w", w.kind, err)
 		}
+		synced = append(synced, reg.HasSynced)
 	}
 	a.factory.Start(ctx.Done())
 	defer a.factory.Shutdown()
@@ -139,8 +144,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.policyFactory.Shutdown()
 	}
 	logger.V(1).Info("Waiting for the informers to sync")
-	for _, w := range a.watched {
-		if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
+	for i, w := range a.watched {
+		if !cache.WaitForCacheSync(ctx.Done(), synced[i]) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -193,7 +198,6 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	counts := diff.Count(tx)
 	if !tx.Empty() {
-		bytes, berr := nft.BatchBytes(tx)
 		if err := a.cfg.Kernel.Apply(ctx, tx); err != nil {
 			a.shadow = nil // the kernel's state is unknown: read it back next time
 			reason := failApply
@@ -205,7 +209,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		}
 		a.metrics.Transactions.Inc()
 		a.metrics.TxOperations.Observe(float64(counts.Ops))
-		if berr == nil {
+		if bytes, ok := batchBytes(a.cfg.Kernel, tx); ok {
 			a.metrics.TxBytes.Observe(float64(bytes))
 		}
 	}
@@ -239,6 +243,17 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.notify = make(chan struct{})
 	a.mu.Unlock()
 	return nil
+}
+
+// batchBytes is the size of the batch the kernel was sent for tx: as the
+// netlink kernel counted it while encoding, or (other kernels) encoded
+// once more.
+func batchBytes(k nft.Kernel, tx *nft.Transaction) (int, bool) {
+	if s, ok := k.(interface{ LastBatchBytes() int }); ok {
+		return s.LastBatchBytes(), true
+	}
+	n, err := nft.BatchBytes(tx)
+	return n, err == nil
 }
 
 // apply feeds the recorded changes to the compile engine (the first time,
