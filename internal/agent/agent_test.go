@@ -656,3 +656,43 @@ func TestTierPolicyStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestEventsCostExactOperations: each event sends exactly the operations
+// its change needs, through the partial diff (no full resync reads the
+// kernel back), and the kernel then holds what a full compile gives.
+func TestEventsCostExactOperations(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	dumps := h.kernel.dumps.Load()
+	steps := []struct {
+		name     string
+		obj      runtime.Object
+		ops      int
+		elements int
+	}{
+		// A new client joins the peer set: one element added.
+		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 1, 1},
+		// Relabelled out of it: one element deleted.
+		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 1, 1},
+		// A second server on this node: its dispatch element, and its
+		// named port in the named-port set.
+		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 2, 2},
+		// The policy's ports change: its chain is flushed and rewritten
+		// with one rule per family of the peer set, and a port set
+		// replaces the two named-port sets (add set, add its element,
+		// flush, two rules, delete two sets).
+		{"policy edited", tu.Policy("x", "servers", m{"role": "server"},
+			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.Port(v1.ProtocolTCP, 8080, 0))), 7, 1},
+	}
+	for _, s := range steps {
+		h.apply(s.obj)
+		h.wait()
+		h.checkKernel()
+		if got := h.agent.Stats().LastOps; got.Ops != s.ops || got.Elements != s.elements {
+			t.Errorf("%s: %d ops and %d elements, want %d and %d", s.name, got.Ops, got.Elements, s.ops, s.elements)
+		}
+	}
+	if got := h.kernel.dumps.Load(); got != dumps {
+		t.Errorf("the events read the kernel back %d times, want 0", got-dumps)
+	}
+}
