@@ -6,19 +6,19 @@
 // periodically) the agent reads the kernel's table back and applies only
 // the difference, so a restarted agent adopts what its predecessor left and
 // no packet sees a window with no rules or with wrong ones. On shutdown the
-// rules stay for the next agent.
+// rules stay for the next agent. The one exception: when the kernel refuses
+// the minimal transaction twice in a row, the agent replaces the whole table
+// in one atomic batch (fallback.go), which no packet sees either.
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -62,8 +62,15 @@ type Agent struct {
 	runner        *runner
 	metrics       *Metrics
 
+	tracker *tracker
+	status  *statusWorker
+
 	// Touched only by the sync loop.
-	shadow     *nft.Ruleset // what the kernel holds; nil: read it back first
+	engine     *compile.Engine   // the model and this node's ruleset; nil until the first sync
+	shadow     *nft.Ruleset      // what the kernel holds; nil: read it back first
+	refusals   int               // transactions the kernel refused in a row (applyOrReplace)
+	versions   map[string]string // object key -> version ("" deleted) applied to the engine, not yet to the kernel
+	counts     map[string]int    // objects per kind
 	lastFull   time.Time
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
@@ -105,7 +112,12 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		setErrLog:  map[string]string{},
 		failLog:    rateLimitedLog{every: 30 * time.Second},
 		notify:     make(chan struct{}),
+		tracker:    newTracker(),
+		versions:   map[string]string{},
+		counts:     map[string]int{},
+		applied:    map[string]string{},
 	}
+	a.status = newStatusWorker(a)
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
 	a.newInformers()
 	return a
@@ -118,10 +130,15 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 func (a *Agent) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", a.cfg.NodeName)
 	h := a.handler()
+	// The first sync must see every object of the initial lists: wait for
+	// the handlers to have received them, not just for the caches.
+	var synced []cache.InformerSynced
 	for _, w := range a.watched {
-		if _, err := w.informer.AddEventHandler(h); err != nil {
+		reg, err := w.informer.AddEventHandler(h)
+		if err != nil {
 			return fmt.Errorf("informer of %s: %w", w.kind, err)
 		}
+		synced = append(synced, reg.HasSynced)
 	}
 	a.factory.Start(ctx.Done())
 	defer a.factory.Shutdown()
@@ -130,8 +147,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.policyFactory.Shutdown()
 	}
 	logger.V(1).Info("Waiting for the informers to sync")
-	for _, w := range a.watched {
-		if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
+	for i, w := range a.watched {
+		if !cache.WaitForCacheSync(ctx.Done(), synced[i]) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -139,57 +156,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	logger.V(1).Info("Informers synced; starting the sync loop")
+	go a.status.run(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
 }
 
-// snapshot is the model built from the informers' caches, with the
-// version of every object in it.
-type snapshot struct {
-	cluster  *model.Cluster
-	versions map[string]string
-	counts   map[string]int // objects per kind
-}
-
-func (a *Agent) snapshot(logger klog.Logger) snapshot {
-	s := snapshot{cluster: model.NewCluster(), versions: map[string]string{}, counts: map[string]int{}}
-	seen := map[string]bool{}
-	for _, w := range a.watched {
-		objs := w.informer.GetStore().List()
-		s.counts[w.kind] = len(objs)
-		for _, o := range objs {
-			key, rv := ObjectKey(o), o.(metav1.Object).GetResourceVersion()
-			s.versions[key] = rv
-			if err := s.cluster.Set(o); err != nil {
-				// The model may not know a kind yet (the admin tiers
-				// land separately): say so once per object version and
-				// enforce the rest.
-				seen[key] = true
-				if a.setErrLog[key] != rv {
-					a.setErrLog[key] = rv
-					logger.V(2).Info("Object not enforced", "object", key, "resourceVersion", rv, "err", err)
-				}
-			}
-		}
-	}
-	for k := range a.setErrLog {
-		if !seen[k] {
-			delete(a.setErrLog, k)
-		}
-	}
-	return s
-}
-
-// sync is one pass: snapshot, compile, diff against the shadow (or the
-// kernel read back, on a full sync), apply. Any failure leaves the shadow
-// unset so the next pass is a full one; the runner retries with backoff.
+// sync is one pass: apply the changes the informers recorded to the
+// compile engine, diff what they touched against the shadow of the
+// kernel's table (or the whole ruleset against the kernel read back, on a
+// full sync), apply. Its cost follows the changes, not the cluster. Any
+// failure leaves the shadow unset so the next pass is a full one; the
+// runner retries with backoff.
 func (a *Agent) sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	start := time.Now()
-	snap := a.snapshot(logger)
-	a.logProblems(logger, snap.cluster)
-	desired := compile.Node(snap.cluster, a.cfg.NodeName)
+	changes := a.tracker.take()
+	a.apply(logger, changes)
+	desired := a.engine.Ruleset()
+	touched := a.engine.TakeTouched()
 
 	full := a.shadow == nil || time.Since(a.lastFull) >= a.cfg.ResyncInterval
 	if full {
@@ -208,33 +193,49 @@ func (a *Agent) sync(ctx context.Context) error {
 		}
 		a.shadow, a.lastFull = current, start // nil: no table yet
 	}
-	tx := diff.Diff(a.shadow, desired)
+	var tx *nft.Transaction
+	if full {
+		tx = diff.Diff(a.shadow, desired)
+	} else {
+		tx = diff.Partial(a.shadow, desired, touched)
+	}
 	counts := diff.Count(tx)
 	if !tx.Empty() {
-		bytes, berr := nft.BatchBytes(tx)
-		if err := a.cfg.Kernel.Apply(ctx, tx); err != nil {
+		committed, err := a.applyOrReplace(ctx, logger, tx, desired)
+		if err != nil {
 			a.shadow = nil // the kernel's state is unknown: read it back next time
 			reason := failApply
 			if errors.Is(err, nft.ErrOutcomeUnknown) {
 				reason = failUnknown
 			}
-			a.fail(logger, reason, err, tx)
+			a.fail(logger, reason, err, committed)
 			return err
 		}
+		tx, counts = committed, diff.Count(committed)
 		a.metrics.Transactions.Inc()
 		a.metrics.TxOperations.Observe(float64(counts.Ops))
-		if berr == nil {
+		if bytes, ok := batchBytes(a.cfg.Kernel, tx); ok {
 			a.metrics.TxBytes.Observe(float64(bytes))
 		}
 	}
-	a.shadow = desired
-	a.writeStatus(ctx, logger, snap.cluster)
+	if a.shadow == nil {
+		a.shadow = nft.NewRuleset()
+	}
+	a.shadow.ApplyOps(tx)
 	done := time.Now()
-	a.observe(snap, desired, full, start, done)
-	logger.V(2).Info("Synced", "full", full, "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))
+	a.observe(full, start, done)
+	logger.V(2).Info("Synced", "full", full, "changes", len(changes), "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))
 
 	a.mu.Lock()
-	a.applied, a.synced = snap.versions, true
+	for k, v := range a.versions {
+		if v == "" {
+			delete(a.applied, k)
+		} else {
+			a.applied[k] = v
+		}
+	}
+	a.versions = map[string]string{}
+	a.synced = true
 	a.stats.Syncs++
 	if full {
 		a.stats.FullSyncs++
@@ -249,9 +250,88 @@ func (a *Agent) sync(ctx context.Context) error {
 	return nil
 }
 
+// batchBytes is the size of the batch the kernel was sent for tx: as the
+// netlink kernel counted it while encoding, or (other kernels) encoded
+// once more.
+func batchBytes(k nft.Kernel, tx *nft.Transaction) (int, bool) {
+	if s, ok := k.(interface{ LastBatchBytes() int }); ok {
+		return s.LastBatchBytes(), true
+	}
+	n, err := nft.BatchBytes(tx)
+	return n, err == nil
+}
+
+// apply feeds the recorded changes to the compile engine (the first time,
+// builds the model and the engine from them in one pass), remembers their
+// versions for the barrier, logs new policy problems and wakes the status
+// writer when a tier policy or the set of nodes changed.
+func (a *Agent) apply(logger klog.Logger, changes []*change) {
+	statusDirty := false
+	if a.engine == nil {
+		c := model.NewCluster()
+		for _, ch := range changes {
+			if ch.new != nil {
+				a.setErr(logger, ch, c.Set(ch.new))
+			}
+		}
+		a.engine = compile.NewEngine(c, a.cfg.NodeName)
+		statusDirty = true
+	} else {
+		for _, ch := range changes {
+			var err error
+			if ch.new != nil {
+				err = a.engine.Set(ch.new)
+			} else {
+				err = a.engine.Delete(ch.kind, ch.namespace, ch.name)
+			}
+			a.setErr(logger, ch, err)
+		}
+	}
+	for _, ch := range changes {
+		rv := ""
+		if ch.new != nil {
+			rv = ch.new.GetResourceVersion()
+		}
+		a.versions[ch.key()] = rv
+		switch {
+		case ch.old == nil && ch.new != nil:
+			a.counts[ch.kind]++
+		case ch.old != nil && ch.new == nil:
+			a.counts[ch.kind]--
+		}
+		switch ch.kind {
+		case "NetworkPolicy":
+			a.logProblems(logger, ch.namespace+"/"+ch.name)
+		case "Node", model.KindANP, model.KindBANP, model.KindCNP:
+			statusDirty = true
+		}
+	}
+	if statusDirty && a.cfg.PolicyClient != nil {
+		c := a.engine.Cluster()
+		a.status.want(statusRequest{writer: a.statusWriter(c), conditions: c.TierConditions()})
+	}
+}
+
+// setErr logs, once per object version, an object the model refused; the
+// rest is enforced.
+func (a *Agent) setErr(logger klog.Logger, ch *change, err error) {
+	if err == nil {
+		return
+	}
+	rv := ""
+	if ch.new != nil {
+		rv = ch.new.GetResourceVersion()
+	}
+	if a.setErrLog[ch.key()] != rv {
+		a.setErrLog[ch.key()] = rv
+		logger.V(2).Info("Object not enforced", "object", ch.key(), "resourceVersion", rv, "err", err)
+	}
+}
+
 // observe updates the metrics after a successful sync that started at
-// start and committed at done.
-func (a *Agent) observe(snap snapshot, desired *nft.Ruleset, full bool, start, done time.Time) {
+// start and committed at done. It walks the node's ruleset (its sets and
+// chains, not their elements), never the cluster.
+func (a *Agent) observe(full bool, start, done time.Time) {
 	m := a.metrics
 	typ := syncPartial
 	if full {
@@ -264,11 +344,12 @@ func (a *Agent) observe(snap snapshot, desired *nft.Ruleset, full bool, start, d
 	}
 	for _, w := range a.watched {
 		if w.kind != "Namespace" && w.kind != "Pod" && w.kind != "Node" {
-			m.Policies.WithLabelValues(w.kind).Set(float64(snap.counts[w.kind]))
+			m.Policies.WithLabelValues(w.kind).Set(float64(a.counts[w.kind]))
 		}
 	}
-	m.Pods.Set(float64(len(snap.cluster.Pods)))
-	m.SelectedPods.Set(float64(selectedPods(snap.cluster, desired, a.cfg.NodeName)))
+	m.Pods.Set(float64(a.counts["Pod"]))
+	m.SelectedPods.Set(float64(a.engine.SelectedPods()))
+	desired := a.engine.Ruleset()
 	elems, rules := 0, 0
 	for _, s := range desired.Sets {
 		elems += len(s.Elements)
@@ -282,36 +363,6 @@ func (a *Agent) observe(snap snapshot, desired *nft.Ruleset, full bool, start, d
 	m.Chains.Set(float64(len(desired.Chains)))
 	m.LastSync.Set(float64(done.UnixNano()) / 1e9)
 	m.Ready.Set(1)
-}
-
-// selectedPods counts this node's pods that have an element in a dispatch
-// map, i.e. that some policy (of any tier) isolates in some direction.
-func selectedPods(c *model.Cluster, rs *nft.Ruleset, node string) int {
-	dispatched := map[netip.Addr]bool{}
-	for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-		for _, fam := range []nft.Family{nft.IPv4, nft.IPv6} {
-			s, ok := rs.Sets[compile.DispatchMap(dir, fam)]
-			if !ok {
-				continue
-			}
-			for e := range s.Elements {
-				dispatched[e.Addr] = true
-			}
-		}
-	}
-	n := 0
-	for _, p := range c.Pods {
-		if p.Node != node {
-			continue
-		}
-		for _, ip := range p.IPs {
-			if dispatched[ip] {
-				n++
-				break
-			}
-		}
-	}
-	return n
 }
 
 // fail counts a failed sync and logs it, rate-limited: an error that
@@ -355,24 +406,23 @@ func (r *rateLimitedLog) allow(msg string, now time.Time) (suppressed int, ok bo
 	return suppressed, true
 }
 
-// logProblems logs each policy's problems once per change of them.
-func (a *Agent) logProblems(logger klog.Logger, c *model.Cluster) {
-	seen := map[string]bool{}
-	for _, p := range c.SortedPolicies() {
-		seen[p.Key()] = true
-		msg := strings.Join(p.Problems, "; ")
-		if msg != a.problemLog[p.Key()] {
-			a.problemLog[p.Key()] = msg
-			if msg != "" {
-				logger.Error(nil, "Invalid NetworkPolicy; enforcing what is valid, access only narrowed", "policy", p.Key(), "problems", msg)
-			}
-		}
+// logProblems logs a NetworkPolicy's problems when they changed.
+func (a *Agent) logProblems(logger klog.Logger, key string) {
+	p := a.engine.Cluster().Policies[key]
+	if p == nil {
+		delete(a.problemLog, key)
+		return
 	}
-	for k := range a.problemLog {
-		if !seen[k] {
-			delete(a.problemLog, k)
-		}
+	msg := strings.Join(p.Problems, "; ")
+	if msg == a.problemLog[key] {
+		return
 	}
+	if msg == "" {
+		delete(a.problemLog, key)
+		return
+	}
+	a.problemLog[key] = msg
+	logger.Error(nil, "Invalid NetworkPolicy; enforcing what is valid, access only narrowed", "policy", key, "problems", msg)
 }
 
 // Stats returns counters of the syncs so far.

@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
@@ -269,6 +271,73 @@ func TestFailureLeadsToFullResync(t *testing.T) {
 	}
 	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "apply"); got != 1 {
 		t.Errorf("nftpolicy_sync_failures_total{reason=apply} = %v, want 1", got)
+	}
+	// One refusal is a stale shadow's, repaired by the resync: no
+	// replacement.
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 0 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want 0", got)
+	}
+}
+
+// TestRefusedTwiceReplacesTable: a kernel that refuses every minimal
+// transaction (as the kernel refused the differ's EBUSY order) gets the
+// first one refused, the full resync's refused, and then the whole table
+// replaced in one transaction; after that the agent is back to minimal
+// transactions.
+func TestRefusedTwiceReplacesTable(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	var refusing atomic.Bool
+	var seen []string // "minimal" or "replacement", in the order applied
+	h.kernel.Refuse = func(tx *nft.Transaction) error {
+		kind := "minimal"
+		for _, op := range tx.Ops {
+			if op.Kind == nft.OpDeleteTable {
+				kind = "replacement"
+			}
+		}
+		seen = append(seen, kind)
+		if refusing.Load() && kind == "minimal" {
+			return fmt.Errorf("injected: %w", syscall.EBUSY)
+		}
+		return nil
+	}
+	refusing.Store(true)
+	dumps := h.kernel.dumps.Load()
+	h.apply(tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}))
+	h.wait()
+	h.checkKernel()
+	if diff := cmp.Diff([]string{"minimal", "minimal", "replacement"}, seen); diff != "" {
+		t.Errorf("transactions sent (-want +got):\n%s", diff)
+	}
+	if h.kernel.Failed != 2 || h.kernel.Transactions != 2 {
+		t.Errorf("kernel: %d failed, %d committed; want 2 (refused) and 2 (first sync, replacement)", h.kernel.Failed, h.kernel.Transactions)
+	}
+	if got := h.kernel.dumps.Load() - dumps; got != 1 {
+		t.Errorf("Dump calls = %d, want 1 (the full resync after the first refusal)", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want 1", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "apply"); got != 1 {
+		t.Errorf("nftpolicy_sync_failures_total{reason=apply} = %v, want 1 (the first refusal; the second led to the replacement)", got)
+	}
+
+	// The kernel accepts minimal transactions again: the next change is
+	// one, the client's address added to the clients' peer set.
+	refusing.Store(false)
+	seen = nil
+	h.apply(tu.Pod("x", "client3", "node-2", m{"role": "client"}, []string{"10.244.2.12"}))
+	h.wait()
+	h.checkKernel()
+	if diff := cmp.Diff([]string{"minimal"}, seen); diff != "" {
+		t.Errorf("transactions sent after the replacement (-want +got):\n%s", diff)
+	}
+	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 1, Elements: 1}) {
+		t.Errorf("the change after the replacement cost %+v, want 1 op and 1 element", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want still 1", got)
 	}
 }
 
@@ -585,5 +654,45 @@ func TestTierPolicyStatus(t *testing.T) {
 				t.Errorf("UniquePriority condition: %+v", unique)
 			}
 		})
+	}
+}
+
+// TestEventsCostExactOperations: each event sends exactly the operations
+// its change needs, through the partial diff (no full resync reads the
+// kernel back), and the kernel then holds what a full compile gives.
+func TestEventsCostExactOperations(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	dumps := h.kernel.dumps.Load()
+	steps := []struct {
+		name     string
+		obj      runtime.Object
+		ops      int
+		elements int
+	}{
+		// A new client joins the peer set: one element added.
+		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 1, 1},
+		// Relabelled out of it: one element deleted.
+		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 1, 1},
+		// A second server on this node: its dispatch element, and its
+		// named port in the named-port set.
+		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 2, 2},
+		// The policy's ports change: its chain is flushed and rewritten
+		// with one rule per family of the peer set, and a port set
+		// replaces the two named-port sets (add set, add its element,
+		// flush, two rules, delete two sets).
+		{"policy edited", tu.Policy("x", "servers", m{"role": "server"},
+			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.Port(v1.ProtocolTCP, 8080, 0))), 7, 1},
+	}
+	for _, s := range steps {
+		h.apply(s.obj)
+		h.wait()
+		h.checkKernel()
+		if got := h.agent.Stats().LastOps; got.Ops != s.ops || got.Elements != s.elements {
+			t.Errorf("%s: %d ops and %d elements, want %d and %d", s.name, got.Ops, got.Elements, s.ops, s.elements)
+		}
+	}
+	if got := h.kernel.dumps.Load(); got != dumps {
+		t.Errorf("the events read the kernel back %d times, want 0", got-dumps)
 	}
 }

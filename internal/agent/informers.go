@@ -73,14 +73,23 @@ func (a *Agent) newInformers() {
 	}
 }
 
-// handler records that something changed and asks for a sync; it never
-// touches the kernel. Objects of the initial list are not changes: they
+// handler records what changed in the tracker and asks for a sync; it
+// never touches the kernel. Objects of the initial list are not changes: they
 // are in the first sync, and their latency would be the agent's startup.
 func (a *Agent) handler() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    func(_ any, initial bool) { a.changed(!initial) },
-		UpdateFunc: func(any, any) { a.changed(true) },
-		DeleteFunc: func(any) { a.changed(true) },
+		AddFunc: func(obj any, initial bool) {
+			a.tracker.record(nil, obj)
+			a.changed(!initial)
+		},
+		UpdateFunc: func(old, new any) {
+			a.tracker.record(old, new)
+			a.changed(true)
+		},
+		DeleteFunc: func(obj any) {
+			a.tracker.record(obj, nil)
+			a.changed(true)
+		},
 	}
 }
 

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"slices"
+	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,15 +29,80 @@ func (a *Agent) statusWriter(c *model.Cluster) bool {
 	return ok
 }
 
-// writeStatus sets the conditions of model.TierConditions on every tier
-// policy whose status differs. A failed write is retried by the next sync
-// (the status update itself is an event, so syncs follow writes).
-func (a *Agent) writeStatus(ctx context.Context, logger klog.Logger, c *model.Cluster) {
-	if a.cfg.PolicyClient == nil || !a.statusWriter(c) {
-		return
+// statusRequest is what the status worker should write: the conditions of
+// every tier policy, by key, and whether this agent is the writer.
+type statusRequest struct {
+	writer     bool
+	conditions map[string][]metav1.Condition
+}
+
+// statusWorker writes the tier policies' status conditions off the sync
+// path: the sync hands it the conditions when a tier policy or the set of
+// nodes changed, and it writes those that differ. A newer request replaces
+// one not yet written; a failed write is retried.
+type statusWorker struct {
+	a    *Agent
+	mu   sync.Mutex
+	next *statusRequest
+	kick chan struct{}
+}
+
+func newStatusWorker(a *Agent) *statusWorker {
+	return &statusWorker{a: a, kick: make(chan struct{}, 1)}
+}
+
+func (w *statusWorker) want(r statusRequest) {
+	w.mu.Lock()
+	w.next = &r
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
 	}
-	want := c.TierConditions()
+}
+
+// run writes requests until ctx is done.
+func (w *statusWorker) run(ctx context.Context, logger klog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		r := w.next
+		w.next = nil
+		w.mu.Unlock()
+		if r == nil || !r.writer {
+			continue
+		}
+		if !w.a.writeStatus(ctx, logger, r.conditions) {
+			w.mu.Lock()
+			if w.next == nil {
+				w.next = r
+			}
+			w.mu.Unlock()
+			time.AfterFunc(statusRetry, func() {
+				select {
+				case w.kick <- struct{}{}:
+				default:
+				}
+			})
+		}
+	}
+}
+
+// statusRetry spaces out retries of failed status writes.
+const statusRetry = 2 * time.Second
+
+// writeStatus sets the conditions on every tier policy whose status
+// differs; false when a write failed.
+func (a *Agent) writeStatus(ctx context.Context, logger klog.Logger, want map[string][]metav1.Condition) bool {
+	ok := true
 	for _, w := range a.watched {
+		if w.kind != KindAdminNetworkPolicy && w.kind != KindBaselineAdminNetworkPolicy && w.kind != KindClusterNetworkPolicy {
+			continue
+		}
 		for _, o := range w.informer.GetStore().List() {
 			var err error
 			switch obj := o.(type) {
@@ -59,10 +126,12 @@ func (a *Agent) writeStatus(ctx context.Context, logger klog.Logger, c *model.Cl
 				}
 			}
 			if err != nil {
-				logger.V(2).Info("Could not write a policy's status; retrying on the next sync", "object", ObjectKey(o), "err", err)
+				ok = false
+				logger.V(2).Info("Could not write a policy's status; retrying", "object", ObjectKey(o), "err", err)
 			}
 		}
 	}
+	return ok
 }
 
 // updated merges want into have; ok is false when nothing would change.

@@ -207,73 +207,95 @@ func randomPorts(r *rand.Rand) []networkingv1.NetworkPolicyPort {
 
 func randomCluster(t *testing.T, r *rand.Rand) *model.Cluster {
 	c := model.NewCluster()
-	must := func(err error) {
-		if err != nil {
+	for _, o := range randomObjects(r) {
+		if err := c.Set(o); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return c
+}
+
+// randomObjects is a random small cluster: namespaces, pods on two nodes,
+// NetworkPolicies, nodes and every tier kind.
+func randomObjects(r *rand.Rand) []any {
+	var out []any
 	namespaces := []string{"x", "y", "z"}
 	for _, ns := range namespaces {
-		must(c.Set(tu.Namespace(ns, randomLabels(r))))
+		out = append(out, tu.Namespace(ns, randomLabels(r)))
 	}
 	for i := 0; i < 8; i++ {
-		ns := namespaces[r.Intn(3)]
-		ips := []string{fmt.Sprintf("10.0.%d.%d", r.Intn(3), 2+i)}
-		if r.Intn(2) == 0 {
-			ips = append(ips, fmt.Sprintf("fd00::%d:%d", r.Intn(2), 2+i))
-		}
-		var tweaks []func(*v1.Pod)
-		if r.Intn(2) == 0 {
-			tweaks = append(tweaks, tu.WithPort("http", v1.ProtocolTCP, int32([]int{80, 8080}[r.Intn(2)])))
-		}
-		if r.Intn(3) == 0 {
-			tweaks = append(tweaks, tu.WithPort("dns", v1.ProtocolUDP, 5353))
-		}
-		if r.Intn(10) == 0 {
-			tweaks = append(tweaks, func(p *v1.Pod) { p.Status.Phase = v1.PodFailed })
-		}
-		must(c.Set(tu.Pod(ns, fmt.Sprintf("p%d", i), []string{"n1", "n2"}[r.Intn(2)], randomLabels(r), ips, tweaks...)))
+		p := randomPod(r, fmt.Sprintf("p%d", i), i)
+		p.Namespace = namespaces[r.Intn(3)]
+		out = append(out, p)
 	}
 	for i := r.Intn(4); i > 0; i-- {
-		np := tu.Policy(namespaces[r.Intn(3)], fmt.Sprintf("pol%d", i), nil)
-		np.Spec.PodSelector = *randomSelector(r)
-		switch r.Intn(3) {
-		case 0:
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-		case 1:
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-		default:
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-		}
-		for j := r.Intn(3); j > 0; j-- {
-			var peers []networkingv1.NetworkPolicyPeer
-			for k := r.Intn(3); k > 0; k-- {
-				peers = append(peers, randomPeer(r))
-			}
-			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: randomPorts(r)})
-		}
-		for j := r.Intn(3); j > 0; j-- {
-			var peers []networkingv1.NetworkPolicyPeer
-			for k := r.Intn(3); k > 0; k-- {
-				peers = append(peers, randomPeer(r))
-			}
-			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: randomPorts(r)})
-		}
-		must(c.Set(np))
+		out = append(out, randomPolicy(r, namespaces[r.Intn(3)], fmt.Sprintf("pol%d", i)))
 	}
 	for i, n := range []string{"n1", "n2"} {
-		node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: randomLabels(r)}}
-		node.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: fmt.Sprintf("172.18.0.%d", 11+i)}}
-		must(c.Set(node))
+		out = append(out, randomNode(r, n, 11+i))
 	}
 	for i := r.Intn(4); i > 0; i-- {
-		must(c.Set(randomANP(r, fmt.Sprintf("anp%d", i))))
+		out = append(out, randomANP(r, fmt.Sprintf("anp%d", i)))
 	}
 	if r.Intn(2) == 0 {
-		must(c.Set(randomBANP(r)))
+		out = append(out, randomBANP(r))
 	}
 	for i := r.Intn(3); i > 0; i-- {
-		must(c.Set(randomCNP(r, fmt.Sprintf("cnp%d", i))))
+		out = append(out, randomCNP(r, fmt.Sprintf("cnp%d", i)))
 	}
-	return c
+	return out
+}
+
+// randomPod is a pod in namespace x on n1 or n2, with random labels,
+// named ports and phase; its addresses are the n-th of their families.
+func randomPod(r *rand.Rand, name string, n int) *v1.Pod {
+	ips := []string{fmt.Sprintf("10.0.%d.%d", r.Intn(3), 2+n)}
+	if r.Intn(2) == 0 {
+		ips = append(ips, fmt.Sprintf("fd00::%d:%d", r.Intn(2), 2+n))
+	}
+	var tweaks []func(*v1.Pod)
+	if r.Intn(2) == 0 {
+		tweaks = append(tweaks, tu.WithPort("http", v1.ProtocolTCP, int32([]int{80, 8080}[r.Intn(2)])))
+	}
+	if r.Intn(3) == 0 {
+		tweaks = append(tweaks, tu.WithPort("dns", v1.ProtocolUDP, 5353))
+	}
+	if r.Intn(10) == 0 {
+		tweaks = append(tweaks, func(p *v1.Pod) { p.Status.Phase = v1.PodFailed })
+	}
+	return tu.Pod("x", name, []string{"n1", "n2"}[r.Intn(2)], randomLabels(r), ips, tweaks...)
+}
+
+func randomNode(r *rand.Rand, name string, last int) *v1.Node {
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: randomLabels(r)}}
+	node.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: fmt.Sprintf("172.18.0.%d", last)}}
+	return node
+}
+
+func randomPolicy(r *rand.Rand, ns, name string) *networkingv1.NetworkPolicy {
+	np := tu.Policy(ns, name, nil)
+	np.Spec.PodSelector = *randomSelector(r)
+	switch r.Intn(3) {
+	case 0:
+		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	case 1:
+		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+	default:
+		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+	}
+	for j := r.Intn(3); j > 0; j-- {
+		var peers []networkingv1.NetworkPolicyPeer
+		for k := r.Intn(3); k > 0; k-- {
+			peers = append(peers, randomPeer(r))
+		}
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: randomPorts(r)})
+	}
+	for j := r.Intn(3); j > 0; j-- {
+		var peers []networkingv1.NetworkPolicyPeer
+		for k := r.Intn(3); k > 0; k-- {
+			peers = append(peers, randomPeer(r))
+		}
+		np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: randomPorts(r)})
+	}
+	return np
 }

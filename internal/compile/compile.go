@@ -6,7 +6,7 @@ package compile
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
@@ -53,112 +53,151 @@ func RestMap(dir model.Direction, fam nft.Family) string {
 
 var families = []nft.Family{nft.IPv4, nft.IPv6}
 
-// Node compiles the ruleset for the pods on one node. Only policies that
-// apply to a pod on this node are compiled, so a node's ruleset grows with
-// its own pods' policies, not with the cluster's.
-func Node(c *model.Cluster, node string) *nft.Ruleset {
-	b := &builder{c: c, rs: nft.NewRuleset(), pods: c.SortedPods()}
-	b.baseChains()
-	policies := c.SortedPolicies()
-	tiers := [2][]*model.TierPolicy{c.SortedTier(model.TierAdmin), c.SortedTier(model.TierBaseline)}
-	usedNP := map[*model.Policy][2]bool{}
-	usedTier := map[*model.TierPolicy][2]bool{}
-	for _, pod := range b.pods {
-		if pod.Node != node || !pod.Active() {
-			continue
-		}
-		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-			var np []*model.Policy
-			for _, p := range policies {
-				if p.Isolates[dir] && p.Selects(c, pod) {
-					np = append(np, p)
-					mark(usedNP, p, dir)
-				}
-			}
-			admin := selecting(c, tiers[model.TierAdmin], pod, dir)
-			var baseline []*model.TierPolicy
-			if len(np) == 0 { // NetworkPolicy isolation hides the baseline tier
-				baseline = selecting(c, tiers[model.TierBaseline], pod, dir)
-			}
-			for _, p := range append(admin, baseline...) {
-				mark(usedTier, p, dir)
-			}
-			b.classify(pod, dir, admin, np, baseline)
-		}
-	}
-	for _, p := range policies {
-		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-			if usedNP[p][dir] {
-				b.policyChain(p, dir)
-			}
-		}
-	}
-	for _, list := range tiers {
-		for _, p := range list {
-			for _, dir := range []model.Direction{model.Ingress, model.Egress} {
-				if usedTier[p][dir] {
-					b.tierChain(p, dir)
-				}
-			}
-		}
-	}
-	return b.rs
+// chainKind is what a chain other than a base chain is for.
+type chainKind uint8
+
+const (
+	chainNPClass       chainKind = iota // pods the same NetworkPolicies isolate
+	chainAdminClass                     // pods the same admin-tier policies select
+	chainBaselineClass                  // pods the same baseline policies select
+	chainAccept                         // the admin tier passed and nothing follows
+	chainNPPolicy                       // one NetworkPolicy, one direction
+	chainTierPolicy                     // one admin or baseline policy, one direction
+)
+
+// chainDef says how to build a chain: the engine builds it again from its
+// def when one of its policies changes.
+type chainDef struct {
+	kind chainKind
+	dir  model.Direction
+	tier model.Tier // chainTierPolicy
+	// keys are the policies: sorted for class chains, one for a policy chain.
+	keys []string
 }
 
-func mark[P comparable](used map[P][2]bool, p P, dir model.Direction) {
-	u := used[p]
-	u[dir] = true
-	used[p] = u
+func npPolicyDef(key string, dir model.Direction) chainDef {
+	return chainDef{kind: chainNPPolicy, dir: dir, keys: []string{key}}
 }
 
-// selecting returns the tier policies with rules in dir that select pod, in
-// evaluation order.
-func selecting(c *model.Cluster, tier []*model.TierPolicy, pod *model.Pod, dir model.Direction) []*model.TierPolicy {
-	var out []*model.TierPolicy
-	for _, p := range tier {
-		if len(p.Rules[dir]) > 0 && p.Selects(c, pod) {
-			out = append(out, p)
+func (d chainDef) name() string {
+	switch d.kind {
+	case chainNPClass:
+		return nft.Name(d.dir.String()+"-class", strings.Join(d.keys, ","))
+	case chainAdminClass:
+		return nft.Name(d.dir.String()+"-admin", strings.Join(d.keys, ","))
+	case chainBaselineClass:
+		return nft.Name(d.dir.String()+"-baseline", strings.Join(d.keys, ","))
+	case chainAccept:
+		return ChainAccept
+	case chainNPPolicy:
+		return nft.Name("pol-"+d.dir.String(), d.keys[0])
+	}
+	return nft.Name(fmt.Sprintf("%s-%s", d.tier, d.dir), d.keys[0])
+}
+
+// targets are the chains a chain jumps to.
+func (d chainDef) targets() []chainDef {
+	var out []chainDef
+	for _, k := range d.keys {
+		switch d.kind {
+		case chainNPClass:
+			out = append(out, npPolicyDef(k, d.dir))
+		case chainAdminClass:
+			out = append(out, chainDef{kind: chainTierPolicy, dir: d.dir, tier: model.TierAdmin, keys: []string{k}})
+		case chainBaselineClass:
+			out = append(out, chainDef{kind: chainTierPolicy, dir: d.dir, tier: model.TierBaseline, keys: []string{k}})
 		}
 	}
 	return out
 }
 
-// classify dispatches a pod in one direction. With admin-tier policies the
-// pod goes to its admin chain, and its "rest" (what a Pass or no admin
-// match leads to) is recorded in the rest map; otherwise straight to the
-// rest: its NetworkPolicy class or its baseline chain. A pod with no policy
-// at all gets no element: allowed.
-func (b *builder) classify(pod *model.Pod, dir model.Direction, admin []*model.TierPolicy, np []*model.Policy, baseline []*model.TierPolicy) {
-	rest := ""
-	switch {
-	case len(np) > 0:
-		rest = b.classChain(dir, np)
-	case len(baseline) > 0:
-		rest = b.baselineChain(dir, baseline)
+// build builds the chain def describes from the current model, adding the
+// sets its rules use.
+func (e *Engine) build(d chainDef) *nft.Chain {
+	switch d.kind {
+	case chainNPClass:
+		return e.classChain(d)
+	case chainAdminClass:
+		return e.adminChain(d, e.tierPolicies(d.keys))
+	case chainBaselineClass:
+		return e.baselineChain(d, e.tierPolicies(d.keys))
+	case chainAccept:
+		return acceptChain()
+	case chainNPPolicy:
+		return e.policyChain(e.c.Policies[d.keys[0]], d)
 	}
-	if len(admin) == 0 {
-		if rest != "" {
-			b.dispatch(pod, dir, rest, false)
+	return e.tierChain(e.c.TierPolicies[d.keys[0]], d)
+}
+
+// classify says where a local pod goes in each direction: with admin-tier
+// policies to its admin chain, and its "rest" (what a Pass or no admin
+// match leads to) through the rest map; otherwise straight to the rest:
+// its NetworkPolicy class or its baseline chain. A pod with no policy at
+// all gets no element: allowed.
+func (e *Engine) classify(pod *model.Pod) []entry {
+	var out []entry
+	for _, dir := range directions {
+		var np []string
+		for key, p := range e.c.PoliciesIn(pod.Namespace) {
+			if p.Isolates[dir] && p.Selects(e.c, pod) {
+				np = append(np, key)
+			}
 		}
-		return
+		slices.Sort(np)
+		admin := e.selecting(model.TierAdmin, pod, dir)
+		var baseline []string
+		if len(np) == 0 { // NetworkPolicy isolation hides the baseline tier
+			baseline = e.selecting(model.TierBaseline, pod, dir)
+		}
+		var rest *chainDef
+		switch {
+		case len(np) > 0:
+			rest = &chainDef{kind: chainNPClass, dir: dir, keys: np}
+		case len(baseline) > 0:
+			rest = &chainDef{kind: chainBaselineClass, dir: dir, keys: baseline}
+		}
+		if len(admin) == 0 {
+			if rest != nil {
+				out = dispatch(out, pod, DispatchMap, dir, *rest)
+			}
+			continue
+		}
+		if rest == nil {
+			rest = &chainDef{kind: chainAccept}
+		}
+		out = dispatch(out, pod, DispatchMap, dir, chainDef{kind: chainAdminClass, dir: dir, keys: admin})
+		out = dispatch(out, pod, RestMap, dir, *rest)
 	}
-	if rest == "" {
-		rest = b.acceptChain()
-	}
-	b.dispatch(pod, dir, b.adminChain(dir, admin), false)
-	b.dispatch(pod, dir, rest, true)
+	return out
 }
 
-type builder struct {
-	c    *model.Cluster
-	rs   *nft.Ruleset
-	pods []*model.Pod // sorted once: every set walks them
+// selecting returns the keys of the policies of a tier with rules in dir
+// that select pod, sorted (class chains are named by the set of their
+// policies, not their order).
+func (e *Engine) selecting(t model.Tier, pod *model.Pod, dir model.Direction) []string {
+	var out []string
+	for _, p := range e.tiers[t] {
+		if len(p.Rules[dir]) > 0 && p.Selects(e.c, pod) {
+			out = append(out, p.Key())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
-func (b *builder) baseChains() {
-	for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+// dispatch sends pod's addresses to the chain of target through the map
+// that mapName names.
+func dispatch(out []entry, pod *model.Pod, mapName func(model.Direction, nft.Family) string, dir model.Direction, target chainDef) []entry {
+	for _, ip := range pod.IPs {
+		out = append(out, entry{set: mapName(dir, nft.FamilyOf(ip)), elem: nft.Elem{Addr: ip, Chain: target.name()}, target: target})
+	}
+	return out
+}
+
+func (e *Engine) baseChains() {
+	for _, dir := range directions {
 		for _, fam := range families {
-			b.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), mapType(fam), fmt.Sprintf("local pods with %s policy -> the chain that judges them", dir)))
+			e.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), mapType(fam), fmt.Sprintf("local pods with %s policy -> the chain that judges them", dir)))
 		}
 	}
 	established := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "replies and established flows"}
@@ -171,22 +210,22 @@ func (b *builder) baseChains() {
 		}
 		return out
 	}
-	b.rs.AddChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
+	e.rs.AddChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
 		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Egress)...)})
-	b.rs.AddChain(&nft.Chain{Name: ChainForwardIngress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityIngress},
+	e.rs.AddChain(&nft.Chain{Name: ChainForwardIngress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityIngress},
 		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Ingress)...)})
 	// Pods talking to the node itself (its addresses, hostNetwork pods) reach
 	// the input hook, not forward. Invalid packets are left to the host: this
 	// chain sees all of the node's own traffic.
-	b.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
+	e.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
 		Rules: append([]*nft.Rule{established, nd}, dispatch(model.Egress)...)})
 	// The output path carries the node's own traffic, which is always allowed
 	// (kubelet probes), and packets IPVS re-sends after its DNAT, which keep
 	// their client's source address: those are judged like forwarded ones.
 	fromNode := &nft.Rule{Matches: []nft.Match{nft.MatchFibSaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the node's own traffic"}
-	b.rs.AddChain(&nft.Chain{Name: ChainOutputEgress, Hook: &nft.Hook{Hook: "output", Priority: PriorityEgress},
+	e.rs.AddChain(&nft.Chain{Name: ChainOutputEgress, Hook: &nft.Hook{Hook: "output", Priority: PriorityEgress},
 		Rules: append([]*nft.Rule{established, fromNode}, dispatch(model.Egress)...)})
-	b.rs.AddChain(&nft.Chain{Name: ChainOutputIngress, Hook: &nft.Hook{Hook: "output", Priority: PriorityIngress},
+	e.rs.AddChain(&nft.Chain{Name: ChainOutputIngress, Hook: &nft.Hook{Hook: "output", Priority: PriorityIngress},
 		Rules: append([]*nft.Rule{established, fromNode}, dispatch(model.Ingress)...)})
 }
 
@@ -197,60 +236,34 @@ func mapType(fam nft.Family) nft.SetType {
 	return nft.MapIPv4Verdict
 }
 
-// dispatch sends pod's addresses to chain through the dispatch map, or the
-// rest map when rest is set.
-func (b *builder) dispatch(pod *model.Pod, dir model.Direction, chain string, rest bool) {
-	for _, ip := range pod.IPs {
-		fam := nft.FamilyOf(ip)
-		set := b.rs.Sets[DispatchMap(dir, fam)]
-		if rest {
-			set = b.restMap(dir, fam)
-		}
-		set.Add(nft.Elem{Addr: ip, Chain: chain})
-	}
-}
-
 // classChain is the chain shared by the local pods that the same policies
-// isolate in dir: it tries each policy's chain (any accept ends the base
-// chain) and drops what none allowed.
-func (b *builder) classChain(dir model.Direction, class []*model.Policy) string {
-	keys := make([]string, len(class))
-	for i, p := range class {
-		keys[i] = p.Key()
-	}
-	name := nft.Name(dir.String()+"-class", strings.Join(keys, ","))
-	if _, ok := b.rs.Chains[name]; ok {
-		return name
-	}
-	ch := &nft.Chain{Name: name}
-	if dir == model.Egress {
+// isolate in one direction: it tries each policy's chain (any accept ends
+// the base chain) and drops what none allowed.
+func (e *Engine) classChain(d chainDef) *nft.Chain {
+	ch := &nft.Chain{Name: d.name()}
+	if d.dir == model.Egress {
 		// Kubernetes: traffic between a pod and its own node is always
 		// allowed by NetworkPolicy (the admin and baseline tiers, which can
 		// name nodes as peers, still apply before and instead).
 		ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the pod's own node"})
 	}
-	for _, p := range class {
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: policyChainName(p, dir)}, Comment: p.Key()})
+	for _, t := range d.targets() {
+		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: t.name()}, Comment: t.keys[0]})
 	}
 	ch.Rules = append(ch.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
-		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", dir, strings.Join(keys, ", "))})
-	b.rs.AddChain(ch)
-	return name
-}
-
-func policyChainName(p *model.Policy, dir model.Direction) string {
-	return nft.Name("pol-"+dir.String(), p.Key())
+		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))})
+	return ch
 }
 
 // policyChain holds one policy's rules for one direction; each accepts what
 // its rule allows.
-func (b *builder) policyChain(p *model.Policy, dir model.Direction) {
-	ch := &nft.Chain{Name: policyChainName(p, dir)}
-	for _, r := range p.Rules[dir] {
-		comment := fmt.Sprintf("%s %s rule %d", p.Key(), dir, r.Index)
-		ch.Rules = append(ch.Rules, b.rules(dir, r.AllPeers, r.Peers, r.AllPorts, r.Ports, comment, accept)...)
+func (e *Engine) policyChain(p *model.Policy, d chainDef) *nft.Chain {
+	ch := &nft.Chain{Name: d.name()}
+	for _, r := range p.Rules[d.dir] {
+		comment := fmt.Sprintf("%s %s rule %d", p.Key(), d.dir, r.Index)
+		ch.Rules = append(ch.Rules, e.rules(d.dir, r.Match, comment, accept)...)
 	}
-	b.rs.AddChain(ch)
+	return ch
 }
 
 func accept(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Accept} }
@@ -259,22 +272,22 @@ func accept(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Accept} }
 // (any address, pod set, node set, ipBlock set) times each way a port can
 // match (any, numeric set, named port set), per family where it matters.
 // verdict gives the verdict for a family (0 when the rule matches both).
-func (b *builder) rules(dir model.Direction, allPeers bool, peers []model.Peer, allPorts bool, ports []model.Port, comment string, verdict func(nft.Family) nft.Verdict) []*nft.Rule {
+func (e *Engine) rules(dir model.Direction, m model.Match, comment string, verdict func(nft.Family) nft.Verdict) []*nft.Rule {
 	var peerMatches [][]nft.Match // nil entry: any address
-	if allPeers {
+	if m.AllPeers {
 		peerMatches = append(peerMatches, nil)
 	} else {
-		peerMatches = append(peerMatches, b.peerMatches(dir, peers)...)
+		peerMatches = append(peerMatches, e.peerMatches(dir, m.Peers)...)
 	}
 	var portMatches [][]nft.Match // family-neutral
 	var named []model.Port
-	if allPorts {
+	if m.AllPorts {
 		portMatches = append(portMatches, nil)
 	} else {
-		if set := b.portSet(ports); set != "" {
+		if set := e.portSet(m.Ports); set != "" {
 			portMatches = append(portMatches, []nft.Match{nft.MatchProtoPortInSet{Set: set}})
 		}
-		for _, port := range ports {
+		for _, port := range m.Ports {
 			if port.Name != "" {
 				named = append(named, port)
 			}
@@ -294,7 +307,7 @@ func (b *builder) rules(dir model.Direction, allPeers bool, peers []model.Peer, 
 				if fam != 0 && fam != f {
 					continue
 				}
-				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: b.namedPortSet(f, port)}
+				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(f, port)}
 				add(concat(pm, []nft.Match{m}), f)
 			}
 		}
@@ -318,7 +331,7 @@ func familyOf(ms []nft.Match) nft.Family {
 
 // peerMatches: the pod peers of a rule share one set per family, so do its
 // node peers, and its ipBlock peers one interval set per family.
-func (b *builder) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Match {
+func (e *Engine) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Match {
 	var pods, nodes, blocks []model.Peer
 	for _, peer := range peers {
 		switch {
@@ -335,74 +348,15 @@ func (b *builder) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.M
 	var out [][]nft.Match
 	for _, fam := range families {
 		if len(pods) > 0 {
-			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: b.podPeerSet(fam, pods)}})
+			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: e.podPeerSet(fam, pods)}})
 		}
 		if len(nodes) > 0 {
-			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: b.nodePeerSet(fam, nodes)}})
+			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: e.nodePeerSet(fam, nodes)}})
 		}
 		if len(blocks) > 0 {
-			if set := b.cidrSet(fam, blocks); set != "" {
+			if set := e.cidrSet(fam, blocks); set != "" {
 				out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: set}})
 			}
-		}
-	}
-	return out
-}
-
-// podPeerSet is the set of the addresses of the pods any of peers selects.
-// Its name derives from the selectors, so rules that select the same peers
-// share it.
-func (b *builder) podPeerSet(fam nft.Family, peers []model.Peer) string {
-	desc := make([]string, len(peers))
-	for i, p := range peers {
-		desc[i] = describePeer(p)
-	}
-	sort.Strings(desc)
-	desc = dedupe(desc)
-	identity := strings.Join(desc, " | ")
-	t := nft.SetIPv4
-	if fam == nft.IPv6 {
-		t = nft.SetIPv6
-	}
-	name := nft.Name(fmt.Sprintf("peers-v%d", fam), identity)
-	if _, ok := b.rs.Sets[name]; ok {
-		return name
-	}
-	set := b.rs.AddSet(nft.NewSet(name, t, identity))
-	for _, pod := range b.pods {
-		for i := range peers {
-			if peers[i].MatchesPod(b.c, pod) {
-				for _, ip := range pod.IPs {
-					if nft.FamilyOf(ip) == fam {
-						set.Add(nft.Elem{Addr: ip})
-					}
-				}
-				break
-			}
-		}
-	}
-	return name
-}
-
-func describePeer(p model.Peer) string {
-	pods := "all pods"
-	if p.PodSelector != nil {
-		pods = "pods " + p.PodSelector.String()
-	}
-	if p.NamespaceSelector == nil {
-		return pods + " in " + p.Namespace
-	}
-	if p.NamespaceSelector.Empty() {
-		return pods + " in all namespaces"
-	}
-	return pods + " in namespaces " + p.NamespaceSelector.String()
-}
-
-func dedupe(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -16,7 +17,7 @@ import (
 // intervals, so the ranges are made disjoint (and adjacent ones merged)
 // here. The name derives from the blocks, so the set never changes: a
 // different block list is a different set.
-func (b *builder) cidrSet(fam nft.Family, blocks []model.Peer) string {
+func (e *Engine) cidrSet(fam nft.Family, blocks []model.Peer) string {
 	var desc []string
 	var spans []span
 	for _, p := range blocks {
@@ -46,7 +47,10 @@ func (b *builder) cidrSet(fam nft.Family, blocks []model.Peer) string {
 		t = nft.SetIPv6Interval
 	}
 	name := nft.Name(fmt.Sprintf("cidrs-v%d", fam), identity)
-	set := b.rs.AddSet(nft.NewSet(name, t, identity))
+	if _, ok := e.rs.Sets[name]; ok {
+		return name
+	}
+	set := e.newSet(nft.NewSet(name, t, identity), nil)
 	for _, s := range merge(spans) {
 		set.Add(nft.Elem{Addr: s.lo, AddrEnd: s.hi})
 	}
@@ -107,7 +111,7 @@ func merge(spans []span) []span {
 
 // portSet is the set of a rule's numeric ports and ranges, as protocol .
 // port-range with overlaps merged; "" when the rule has only named ports.
-func (b *builder) portSet(ports []model.Port) string {
+func (e *Engine) portSet(ports []model.Port) string {
 	byProto := map[uint8][][2]int{}
 	for _, p := range ports {
 		if p.Name != "" {
@@ -143,8 +147,9 @@ func (b *builder) portSet(ports []model.Port) string {
 	}
 	identity := strings.Join(desc, ", ")
 	name := nft.Name("ports", identity)
-	set := b.rs.AddSet(nft.NewSet(name, nft.SetProtoPortInterval, identity))
-	set.Add(elems...)
+	if _, ok := e.rs.Sets[name]; !ok {
+		e.newSet(nft.NewSet(name, nft.SetProtoPortInterval, identity), nil).Add(elems...)
+	}
 	return name
 }
 
@@ -152,7 +157,7 @@ func (b *builder) portSet(ports []model.Port) string {
 // the port name for that protocol (for any protocol when port.Proto is 0, as
 // the tier policies' named ports): a named port matches where the
 // destination pod declares it, so one set per name serves every rule.
-func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
+func (e *Engine) namedPortSet(fam nft.Family, port model.Port) string {
 	proto := "any"
 	if port.Proto != 0 {
 		proto = inet.ProtoName(port.Proto)
@@ -163,24 +168,172 @@ func (b *builder) namedPortSet(fam nft.Family, port model.Port) string {
 		t = nft.SetIPv6ProtoPort
 	}
 	name := nft.Name(fmt.Sprintf("named-v%d", fam), identity)
-	if _, ok := b.rs.Sets[name]; ok {
-		return name
+	if _, ok := e.rs.Sets[name]; !ok {
+		e.newSet(nft.NewSet(name, t, "named port "+identity+" on the pods that declare it"), &setDef{fam: fam, named: &port})
 	}
-	set := b.rs.AddSet(nft.NewSet(name, t, "named port "+identity+" on the pods that declare it"))
-	for _, pod := range b.pods {
-		if !pod.Active() {
-			continue
+	return name
+}
+
+// podPeerSet is the set of the addresses of the pods any of peers selects.
+// Its name derives from the selectors, so rules that select the same peers
+// share it.
+func (e *Engine) podPeerSet(fam nft.Family, peers []model.Peer) string {
+	desc := make([]string, len(peers))
+	for i, p := range peers {
+		desc[i] = describePeer(p)
+	}
+	sort.Strings(desc)
+	identity := strings.Join(dedupe(desc), " | ")
+	t := nft.SetIPv4
+	if fam == nft.IPv6 {
+		t = nft.SetIPv6
+	}
+	name := nft.Name(fmt.Sprintf("peers-v%d", fam), identity)
+	if _, ok := e.rs.Sets[name]; !ok {
+		e.newSet(nft.NewSet(name, t, identity), newPodPeersDef(fam, peers))
+	}
+	return name
+}
+
+func describePeer(p model.Peer) string {
+	pods := "all pods"
+	if p.PodSelector != nil {
+		pods = "pods " + p.PodSelector.String()
+	}
+	if p.NamespaceSelector == nil {
+		return pods + " in " + p.Namespace
+	}
+	if p.NamespaceSelector.Empty() {
+		return pods + " in all namespaces"
+	}
+	return pods + " in namespaces " + p.NamespaceSelector.String()
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
 		}
+	}
+	return out
+}
+
+// nodePeerSet holds the addresses of the nodes the node peers select.
+func (e *Engine) nodePeerSet(fam nft.Family, peers []model.Peer) string {
+	desc := make([]string, len(peers))
+	for i, p := range peers {
+		desc[i] = "nodes " + p.NodeSelector.String()
+		if p.NodeSelector.Empty() {
+			desc[i] = "all nodes"
+		}
+	}
+	sort.Strings(desc)
+	identity := strings.Join(dedupe(desc), " | ")
+	t := nft.SetIPv4
+	if fam == nft.IPv6 {
+		t = nft.SetIPv6
+	}
+	name := nft.Name(fmt.Sprintf("nodes-v%d", fam), identity)
+	if _, ok := e.rs.Sets[name]; !ok {
+		e.newSet(nft.NewSet(name, t, identity), &setDef{fam: fam, nodes: peers})
+	}
+	return name
+}
+
+// setDef says which pods or nodes a dynamic set holds, so that the engine
+// can fill it and keep it up to date.
+type setDef struct {
+	fam   nft.Family
+	pods  []model.Peer // pod peers: the addresses of the pods any selects
+	nodes []model.Peer // node peers: the addresses of the nodes any selects
+	named *model.Port  // a named port: address . proto . port where declared
+	// namespaces, when not nil, are the only namespaces whose pods can be
+	// members (every pod peer names its own namespace).
+	namespaces []string
+}
+
+func newPodPeersDef(fam nft.Family, peers []model.Peer) *setDef {
+	d := &setDef{fam: fam, pods: peers}
+	for _, p := range peers {
+		if p.NamespaceSelector != nil {
+			d.namespaces = nil
+			return d
+		}
+		if !slices.Contains(d.namespaces, p.Namespace) {
+			d.namespaces = append(d.namespaces, p.Namespace)
+		}
+	}
+	return d
+}
+
+// candidateNamespaces are the namespaces whose pods may be members of a
+// set whose namespaces are not fixed.
+func (d *setDef) candidateNamespaces(c *model.Cluster) []string {
+	var out []string
+	for name, ns := range c.Namespaces {
+		for _, p := range d.pods {
+			if p.NamespaceSelector == nil && p.Namespace == name || p.NamespaceSelector != nil && p.NamespaceSelector.Matches(ns.Labels) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	for _, p := range d.pods {
+		if _, ok := c.Namespaces[p.Namespace]; p.NamespaceSelector == nil && !ok && !slices.Contains(out, p.Namespace) {
+			out = append(out, p.Namespace) // a namespaced peer matches without its Namespace object
+		}
+	}
+	return out
+}
+
+// podElems are the elements pod puts in the set.
+func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
+	if pod == nil || !pod.Active() {
+		return nil
+	}
+	var out []nft.Elem
+	if d.named != nil {
 		for _, np := range pod.Ports {
-			if np.Name != port.Name || (port.Proto != 0 && np.Proto != port.Proto) {
+			if np.Name != d.named.Name || (d.named.Proto != 0 && np.Proto != d.named.Proto) {
 				continue
 			}
 			for _, ip := range pod.IPs {
-				if nft.FamilyOf(ip) == fam {
-					set.Add(nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
+				if nft.FamilyOf(ip) == d.fam {
+					out = append(out, nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
 				}
 			}
 		}
+		return out
 	}
-	return name
+	for i := range d.pods {
+		if d.pods[i].MatchesPod(c, pod) {
+			for _, ip := range pod.IPs {
+				if nft.FamilyOf(ip) == d.fam {
+					out = append(out, nft.Elem{Addr: ip})
+				}
+			}
+			break
+		}
+	}
+	return out
+}
+
+// nodeElems are the elements node puts in the set.
+func (d *setDef) nodeElems(n *model.Node) []nft.Elem {
+	if n == nil {
+		return nil
+	}
+	for i := range d.nodes {
+		if d.nodes[i].MatchesNode(n) {
+			var out []nft.Elem
+			for _, ip := range n.Addresses {
+				if nft.FamilyOf(ip) == d.fam {
+					out = append(out, nft.Elem{Addr: ip})
+				}
+			}
+			return out
+		}
+	}
+	return nil
 }

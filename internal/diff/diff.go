@@ -4,6 +4,8 @@
 package diff
 
 import (
+	"sort"
+
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
@@ -13,27 +15,38 @@ import (
 //
 // The order of operations satisfies the kernel's reference checks within one
 // batch: objects are created before anything refers to them, and references
-// are removed (map elements deleted, chains flushed) before what they refer
-// to is deleted.
+// are removed (map elements deleted, chains flushed, maps deleted) before
+// what they refer to is deleted.
 func Diff(current, desired *nft.Ruleset) *nft.Transaction {
+	return Partial(current, desired, nil)
+}
+
+// Partial is Diff restricted to what touched names: the sets, elements and
+// chains that changed in desired since it last equalled current. Its cost
+// is in proportion to touched, not to the rulesets; nil touched means
+// everything (Diff). When touched covers every difference, Partial and Diff
+// give the same transaction.
+func Partial(current, desired *nft.Ruleset, touched *nft.Touched) *nft.Transaction {
 	tx := &nft.Transaction{}
 	if current == nil {
 		tx.Add(nft.Op{Kind: nft.OpAddTable})
 		current = nft.NewRuleset()
 	}
-
-	// Sorted once: the order makes the transaction deterministic.
-	sets, chains := desired.SortedSets(), desired.SortedChains()
+	sc := newScope(current, desired, touched)
 
 	// 1. New sets and chains, empty: rules and map elements below may refer
 	// to any of them.
-	for _, s := range sets {
-		if _, ok := current.Sets[s.Name]; !ok {
+	for _, name := range sc.sets {
+		if s, ok := desired.Sets[name]; ok && current.Sets[name] == nil {
 			tx.Add(nft.Op{Kind: nft.OpAddSet, Name: s.Name, SetType: s.Type, Comment: s.Comment})
 		}
 	}
-	for _, c := range chains {
-		old, ok := current.Chains[c.Name]
+	for _, name := range sc.chains {
+		c, ok := desired.Chains[name]
+		if !ok {
+			continue
+		}
+		old, ok := current.Chains[name]
 		if ok && !sameHook(old.Hook, c.Hook) {
 			// A base chain whose hook changed (an upgrade): replace it.
 			tx.Add(nft.Op{Kind: nft.OpFlushChain, Name: c.Name})
@@ -48,21 +61,13 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	// 2. Elements: deletes first, so that a map key moving to another chain
 	// is a delete and an add of the same key in one batch.
 	var adds []nft.Op
-	for _, s := range sets {
-		old := current.Sets[s.Name]
-		var del, add []nft.Elem
-		for e := range s.Elements {
-			if old == nil || !has(old, e) {
-				add = append(add, e)
-			}
+	for _, name := range sc.sets {
+		s, ok := desired.Sets[name]
+		if !ok {
+			continue
 		}
-		if old != nil {
-			for e := range old.Elements {
-				if !has(s, e) {
-					del = append(del, e)
-				}
-			}
-		}
+		old := current.Sets[name]
+		del, add := elemChanges(old, s, sc.elems(name))
 		if len(del) > 0 {
 			tx.Add(nft.Op{Kind: nft.OpDeleteElements, Name: s.Name, SetType: s.Type, Elems: nft.SortElems(s.Type, del)})
 		}
@@ -75,8 +80,12 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	}
 
 	// 3. Rules of new and changed chains.
-	for _, c := range chains {
-		old, ok := current.Chains[c.Name]
+	for _, name := range sc.chains {
+		c, ok := desired.Chains[name]
+		if !ok {
+			continue
+		}
+		old, ok := current.Chains[name]
 		if ok && sameHook(old.Hook, c.Hook) && sameRules(old.Rules, c.Rules) {
 			continue
 		}
@@ -88,12 +97,14 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 		}
 	}
 
-	// 4. Chains and sets that are no longer wanted: flush every such chain
-	// first (its jumps and set references go), then delete the chains, then
-	// the sets.
+	// 4. Chains and sets that are no longer wanted. Each goes only once
+	// nothing refers to it: first every such chain is flushed (its jumps and
+	// set references go), then the sets and maps (a verdict map's elements
+	// refer to chains: the kernel refuses to delete a chain that a map
+	// element still leads to, with EBUSY), then the chains.
 	var gone []*nft.Chain
-	for _, c := range current.SortedChains() {
-		if _, ok := desired.Chains[c.Name]; !ok {
+	for _, name := range sc.chains {
+		if c, ok := current.Chains[name]; ok && desired.Chains[name] == nil {
 			gone = append(gone, c)
 		}
 	}
@@ -102,15 +113,114 @@ func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 			tx.Add(nft.Op{Kind: nft.OpFlushChain, Name: c.Name})
 		}
 	}
-	for _, c := range gone {
-		tx.Add(nft.Op{Kind: nft.OpDeleteChain, Name: c.Name})
-	}
-	for _, s := range current.SortedSets() {
-		if _, ok := desired.Sets[s.Name]; !ok {
+	for _, name := range sc.sets {
+		if s, ok := current.Sets[name]; ok && desired.Sets[name] == nil {
 			tx.Add(nft.Op{Kind: nft.OpDeleteSet, Name: s.Name, SetType: s.Type})
 		}
 	}
+	for _, c := range gone {
+		tx.Add(nft.Op{Kind: nft.OpDeleteChain, Name: c.Name})
+	}
 	return tx
+}
+
+// Replace returns the transaction that replaces whatever table the kernel
+// holds, or none, with desired in one batch: the table is added (so that
+// the delete cannot fail on a missing one), deleted with everything in it,
+// and built again. Nothing in the old table can hold a reference the new
+// one trips on, and the kernel commits the batch atomically, so no packet
+// sees the table missing. It costs in proportion to the whole ruleset: it
+// is the fallback for when the kernel keeps refusing Diff's transactions.
+func Replace(desired *nft.Ruleset) *nft.Transaction {
+	tx := &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpAddTable}, {Kind: nft.OpDeleteTable}}}
+	tx.Ops = append(tx.Ops, Diff(nil, desired).Ops...)
+	return tx
+}
+
+// scope is what a diff looks at: set and chain names, sets first sorted by
+// name, chains in SortedChains' order (base chains first), so that the
+// transaction is deterministic.
+type scope struct {
+	sets, chains []string
+	touched      *nft.Touched // nil: every element of every set
+}
+
+func newScope(current, desired *nft.Ruleset, touched *nft.Touched) scope {
+	sc := scope{touched: touched}
+	setNames := map[string]bool{}
+	chainNames := map[string]*nft.Chain{}
+	if touched == nil {
+		for _, rs := range []*nft.Ruleset{current, desired} {
+			for n := range rs.Sets {
+				setNames[n] = true
+			}
+			for n, c := range rs.Chains {
+				chainNames[n] = c
+			}
+		}
+	} else {
+		for n := range touched.Sets {
+			setNames[n] = true
+		}
+		for n := range touched.Elems {
+			setNames[n] = true
+		}
+		for n := range touched.Chains {
+			for _, rs := range []*nft.Ruleset{desired, current} {
+				if c, ok := rs.Chains[n]; ok {
+					chainNames[n] = c
+				}
+			}
+		}
+	}
+	for n := range setNames {
+		sc.sets = append(sc.sets, n)
+	}
+	sort.Strings(sc.sets)
+	tmp := nft.NewRuleset()
+	tmp.Chains = chainNames
+	for _, c := range tmp.SortedChains() {
+		sc.chains = append(sc.chains, c.Name)
+	}
+	return sc
+}
+
+// elems returns the elements of a set the diff compares; nil means all.
+func (sc scope) elems(set string) map[nft.Elem]struct{} {
+	if sc.touched == nil || sc.touched.Sets[set] {
+		return nil
+	}
+	return sc.touched.Elems[set]
+}
+
+// elemChanges compares a set's elements in current (old, nil when the set is
+// new) and desired (s): all of them, or only those of only when not nil.
+func elemChanges(old, s *nft.Set, only map[nft.Elem]struct{}) (del, add []nft.Elem) {
+	if only != nil && old != nil {
+		for e := range only {
+			in, was := has(s, e), has(old, e)
+			switch {
+			case in && !was:
+				add = append(add, e)
+			case was && !in:
+				del = append(del, e)
+			}
+		}
+		return del, add
+	}
+	for e := range s.Elements {
+		if old == nil || !has(old, e) {
+			add = append(add, e)
+		}
+	}
+	if old != nil {
+		for e := range old.Elements {
+			if !has(s, e) {
+				del = append(del, e)
+			}
+		}
+	}
+	return del, add
 }
 
 func has(s *nft.Set, e nft.Elem) bool {

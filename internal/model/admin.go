@@ -82,13 +82,10 @@ func (p *TierPolicy) Key() string { return p.Kind + "/" + p.Name }
 // TierRule is one rule of a tier policy: traffic to or from any of Peers on
 // any of Ports (all ports when AllPorts) gets Action.
 type TierRule struct {
-	Index    int
-	Name     string
-	Action   Action
-	AllPeers bool // a fail-closed rule: it matches every address
-	Peers    []Peer
-	AllPorts bool
-	Ports    []Port // Proto 0 with a Name: a named port of any protocol
+	Index  int
+	Name   string
+	Action Action
+	Match
 }
 
 // Selects reports whether the policy applies to pod.
@@ -191,7 +188,7 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 	if name != "" {
 		where += fmt.Sprintf(" (%s)", name)
 	}
-	r := TierRule{Index: index, Name: name, Action: action, AllPorts: allPorts, Ports: ports}
+	r := TierRule{Index: index, Name: name, Action: action, Match: Match{AllPorts: allPorts, Ports: ports}}
 	invalid := portsInvalid
 	for i, in := range peers {
 		p, ok := b.peer(in, fmt.Sprintf("%s peer %d", where, i))
@@ -216,7 +213,7 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 			}
 		} else {
 			b.problem("%s: fails closed: denies all traffic", where)
-			r = TierRule{Index: index, Name: name, Action: Deny, AllPeers: true, AllPorts: true}
+			r = TierRule{Index: index, Name: name, Action: Deny, Match: Match{AllPeers: true, AllPorts: true}}
 		}
 	}
 	b.p.Rules[dir] = append(b.p.Rules[dir], r)

@@ -134,7 +134,7 @@ func (p *Policy) problem(format string, args ...any) {
 }
 
 func (p *Policy) rule(index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, dir string) Rule {
-	r := Rule{Index: index, AllPeers: len(peers) == 0, AllPorts: len(ports) == 0}
+	r := Rule{Index: index, Match: Match{AllPeers: len(peers) == 0, AllPorts: len(ports) == 0}}
 	where := func(what string, i int) string { return fmt.Sprintf("%s rule %d %s %d", dir, index, what, i) }
 	for i, peer := range peers {
 		r.Peers = append(r.Peers, p.peer(peer, where("peer", i)))

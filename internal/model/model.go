@@ -112,12 +112,19 @@ func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
 // of Ports, is allowed.
 type Rule struct {
 	Index int
-	// AllPeers: the rule lists no peers and so matches every address.
+	Match
+}
+
+// Match is what every rule shape shares: the traffic it applies to, to or
+// from any of Peers on any of Ports.
+type Match struct {
+	// AllPeers: the rule matches every address (it lists no peers, or it
+	// fails closed).
 	AllPeers bool
 	Peers    []Peer
-	// AllPorts: the rule lists no ports and so matches every port and protocol.
+	// AllPorts: the rule matches every port and protocol.
 	AllPorts bool
-	Ports    []Port
+	Ports    []Port // a tier rule's named ports may have Proto 0: any protocol
 }
 
 // Peer is one entry of a rule's from/to list: pods by selector, or an ipBlock.
@@ -158,6 +165,12 @@ type Cluster struct {
 	Policies   map[string]*Policy // by Key
 	// TierPolicies are the admin and baseline tiers' policies, by Key.
 	TierPolicies map[string]*TierPolicy
+
+	// Indexes kept by Set and Delete, so that an incremental compiler
+	// never scans the whole cluster for one change.
+	podsByNS     map[string]map[string]*Pod    // namespace -> pod key -> pod
+	podsByNode   map[string]map[string]*Pod    // node -> pod key -> pod
+	policiesByNS map[string]map[string]*Policy // namespace -> policy key -> policy
 }
 
 // NewCluster makes an empty cluster.
@@ -169,7 +182,42 @@ func NewCluster() *Cluster {
 		Policies:   map[string]*Policy{},
 
 		TierPolicies: map[string]*TierPolicy{},
+
+		podsByNS:     map[string]map[string]*Pod{},
+		podsByNode:   map[string]map[string]*Pod{},
+		policiesByNS: map[string]map[string]*Policy{},
 	}
+}
+
+// PodsIn returns the pods of one namespace, by key. The map is the
+// cluster's own index: callers only read it.
+func (c *Cluster) PodsIn(namespace string) map[string]*Pod { return c.podsByNS[namespace] }
+
+// PodsOn returns the pods scheduled to one node, by key. The map is the
+// cluster's own index: callers only read it.
+func (c *Cluster) PodsOn(node string) map[string]*Pod { return c.podsByNode[node] }
+
+// PoliciesIn returns the NetworkPolicies of one namespace, by key. The map
+// is the cluster's own index: callers only read it.
+func (c *Cluster) PoliciesIn(namespace string) map[string]*Policy {
+	return c.policiesByNS[namespace]
+}
+
+// index adds or removes one entry of a two-level index.
+func index[V any](idx map[string]map[string]V, outer, inner string, v V, remove bool) {
+	m := idx[outer]
+	if remove {
+		delete(m, inner)
+		if len(m) == 0 {
+			delete(idx, outer)
+		}
+		return
+	}
+	if m == nil {
+		m = map[string]V{}
+		idx[outer] = m
+	}
+	m[inner] = v
 }
 
 // SortedPolicies returns the policies by key, the order rules are reported in.
@@ -233,6 +281,28 @@ func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
 	return true
 }
 
+// RefOf names an object of a kind the model knows: its kind (as Delete
+// takes it), namespace and name. ok is false for other kinds.
+func RefOf(obj any) (kind, namespace, name string, ok bool) {
+	switch o := obj.(type) {
+	case *v1.Namespace:
+		return "Namespace", "", o.Name, true
+	case *v1.Pod:
+		return "Pod", o.Namespace, o.Name, true
+	case *v1.Node:
+		return "Node", "", o.Name, true
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy", o.Namespace, o.Name, true
+	case *v1alpha1.AdminNetworkPolicy:
+		return KindANP, "", o.Name, true
+	case *v1alpha1.BaselineAdminNetworkPolicy:
+		return KindBANP, "", o.Name, true
+	case *v1alpha2.ClusterNetworkPolicy:
+		return KindCNP, "", o.Name, true
+	}
+	return "", "", "", false
+}
+
 // Set adds or replaces an object in the cluster. Unknown kinds are
 // reported, not ignored silently.
 func (c *Cluster) Set(obj any) error {
@@ -241,12 +311,18 @@ func (c *Cluster) Set(obj any) error {
 		c.Namespaces[o.Name] = NamespaceFromAPI(o)
 	case *v1.Pod:
 		p := PodFromAPI(o)
+		if old := c.Pods[p.Key()]; old != nil && old.Node != p.Node {
+			index(c.podsByNode, old.Node, p.Key(), old, true)
+		}
 		c.Pods[p.Key()] = p
+		index(c.podsByNS, p.Namespace, p.Key(), p, false)
+		index(c.podsByNode, p.Node, p.Key(), p, false)
 	case *v1.Node:
 		c.Nodes[o.Name] = NodeFromAPI(o)
 	case *networkingv1.NetworkPolicy:
 		p := PolicyFromAPI(o)
 		c.Policies[p.Key()] = p
+		index(c.policiesByNS, p.Namespace, p.Key(), p, false)
 	case *v1alpha1.AdminNetworkPolicy:
 		p := ANPFromAPI(o)
 		c.TierPolicies[p.Key()] = p
@@ -269,11 +345,16 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 	case "Namespace":
 		delete(c.Namespaces, name)
 	case "Pod":
+		if old := c.Pods[key]; old != nil {
+			index(c.podsByNode, old.Node, key, old, true)
+		}
 		delete(c.Pods, key)
+		index(c.podsByNS, namespace, key, (*Pod)(nil), true)
 	case "Node":
 		delete(c.Nodes, name)
 	case "NetworkPolicy":
 		delete(c.Policies, key)
+		index(c.policiesByNS, namespace, key, (*Policy)(nil), true)
 	case KindANP, KindBANP, KindCNP:
 		delete(c.TierPolicies, kind+"/"+name)
 	default:

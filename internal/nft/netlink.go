@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -14,22 +15,60 @@ import (
 
 // Netlink is the Kernel that programs the nftpolicy table over nf_tables
 // netlink (google/nftables for writing, plain netlink dumps for reading).
-// It keeps no state between calls: every Apply and Dump opens its own socket.
+// Apply keeps one socket open across transactions: closing a netlink
+// socket after a batch that deleted something cost ~9 ms on this kernel
+// (the perf suite's measure), more than the batch itself. Any failed
+// transaction closes it, and the next one starts on a fresh socket (a
+// google/nftables Conn keeps its first error for good:
+// docs/nftables-notes.md, traps 7 and 11).
 type Netlink struct {
 	netnsFD int
+
+	mu       sync.Mutex
+	conn     *nftables.Conn // the lasting connection; nil: dial on the next Apply
+	sock     *netlink.Conn  // its socket, seen when it was dialled
+	bufBytes int            // the socket buffers' size
+	sent     int            // bytes of the last batch sent
 }
 
 // NewNetlink returns a Kernel for the network namespace open as netnsFD, or
 // for the caller's namespace when netnsFD is -1. It opens nothing yet.
 func NewNetlink(netnsFD int) *Netlink { return &Netlink{netnsFD: netnsFD} }
 
+// Close closes the lasting socket, if one is open.
+func (n *Netlink) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closeConn()
+}
+
+func (n *Netlink) closeConn() error {
+	if n.conn == nil {
+		return nil
+	}
+	err := n.conn.CloseLasting()
+	n.conn, n.sock, n.bufBytes = nil, nil, 0
+	if err != nil {
+		return fmt.Errorf("close the netlink socket: %w", err)
+	}
+	return nil
+}
+
+// LastBatchBytes is the size of the last batch Apply encoded, so that
+// metrics need not encode it a second time.
+func (n *Netlink) LastBatchBytes() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sent
+}
+
 var _ Kernel = (*Netlink)(nil)
 
 // Socket buffer sizes. One Flush is one sendmsg, so the send buffer must hold
 // the whole batch (docs/nftables-notes.md, trap 2); the kernel answers every
 // message and echoes every rule, and a receive buffer that overflows loses the
-// answers to a committed batch (docs/nftables-notes.md, trap 3). Both are sized
-// from the batch.
+// answers to a committed batch (docs/nftables-notes.md, trap 3). Both are
+// sized from the batch.
 const (
 	minSocketBuffer = 8 << 20
 	maxSocketBuffer = 1 << 30
@@ -40,56 +79,106 @@ const (
 	opBytes = 256
 )
 
-// Apply sends tx as one netlink batch on a fresh connection (a Conn keeps its
-// first error for good: docs/nftables-notes.md, trap 7). The kernel commits all
-// of it or none of it. An error wrapping ErrOutcomeUnknown means the kernel may
-// have committed.
-func (n *Netlink) Apply(ctx context.Context, tx *Transaction) error {
+// Apply sends tx as one netlink batch on the lasting socket. The kernel
+// commits all of it or none of it. An error wrapping ErrOutcomeUnknown means
+// the kernel may have committed.
+func (n *Netlink) Apply(ctx context.Context, tx *Transaction) (err error) {
 	if tx.Empty() {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
 	}
-	guard := &ctxGuard{ctx: ctx}
-	defer guard.stop()
-	b := &batch{sets: map[string]*nftables.Set{}}
-	conn, err := nftables.New(n.connOptions(guard, b)...)
-	if err != nil {
-		return fmt.Errorf("nft: %s: %w", txSize(tx), err)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer func() {
+		if err != nil {
+			_ = n.closeConn() // its state is unknown: start afresh
+		}
+	}()
+	if n.conn == nil {
+		if err := n.dial(); err != nil {
+			return fmt.Errorf("nft: %s: %w", txSize(tx), err)
+		}
 	}
-	b.conn = conn
+	b := &batch{conn: n.conn, sets: map[string]*nftables.Set{}}
 	for i, op := range tx.Ops {
 		if err := b.add(op); err != nil {
 			return fmt.Errorf("nft: %s not sent: op %d (%s): %w", txSize(tx), i, opLabel(op), err)
 		}
 	}
-	if err := conn.Flush(); err != nil {
+	n.sent = b.bytes
+	if want := socketBuffer(b.bytes); want > n.bufBytes {
+		if err := setBuffers(n.sock, want); err != nil {
+			return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
+		}
+		n.bufBytes = want
+	}
+	stop, err := guard(ctx, n.sock)
+	if err != nil {
+		return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
+	}
+	defer stop()
+	if err := n.conn.Flush(); err != nil {
 		return applyError(ctx, tx, b, err)
 	}
 	return nil
 }
 
-func (n *Netlink) connOptions(guard *ctxGuard, b *batch) []nftables.ConnOption {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(
-		// Runs when Flush dials, after the batch is encoded.
-		func(c *netlink.Conn) error { return tuneSocket(c, b.bytes) },
-		guard.arm,
-	)}
+// dial opens the lasting connection.
+func (n *Netlink) dial() error {
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		n.sock = c
+		if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
+			return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
+		}
+		return nil
+	})}
 	if n.netnsFD >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(n.netnsFD))
 	}
-	return opts
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("open a netlink socket: %w", err)
+	}
+	n.conn = conn
+	if err := setBuffers(n.sock, minSocketBuffer); err != nil {
+		_ = n.closeConn()
+		return fmt.Errorf("new socket: %w", err)
+	}
+	n.bufBytes = minSocketBuffer
+	return nil
 }
 
-// tuneSocket sizes both socket buffers for a batch of batchBytes and caps
-// acknowledgements at their header (an ack otherwise carries a copy of the
-// whole request: 48 KiB per element chunk).
-func tuneSocket(c *netlink.Conn, batchBytes int) error {
-	if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
-		return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
+// socketBuffer is the buffer size a batch of batchBytes needs.
+func socketBuffer(batchBytes int) int {
+	return min(max(2*batchBytes, minSocketBuffer), maxSocketBuffer)
+}
+
+// guard makes blocking socket calls honour ctx: its deadline becomes the
+// socket's, and cancelling it expires the socket at once. stop undoes both.
+func guard(ctx context.Context, c *netlink.Conn) (stop func(), err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetDeadline(dl); err != nil {
+			return nil, fmt.Errorf("set the socket deadline to the context's %s: %w", dl.Format(time.RFC3339Nano), err)
+		}
 	}
-	size := min(max(2*batchBytes, minSocketBuffer), maxSocketBuffer)
+	cancel := context.AfterFunc(ctx, func() {
+		_ = c.SetDeadline(time.Unix(1, 0)) // in the past: fail pending I/O now
+	})
+	return func() {
+		cancel()
+		_ = c.SetDeadline(time.Time{})
+	}, nil
+}
+
+// setBuffers sizes both socket buffers. One Flush is one sendmsg, so the
+// send buffer must hold the whole batch; the kernel answers every message,
+// and a receive buffer that overflows loses the answers to a committed
+// batch (docs/nftables-notes.md, traps 2 and 3). Acknowledgements are capped at their
+// header (NETLINK_CAP_ACK, set at dial): an ack otherwise carries a copy of
+// the whole request, 48 KiB per element chunk.
+func setBuffers(c *netlink.Conn, size int) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("netlink socket: %w", err)
@@ -161,32 +250,6 @@ func opLabel(op Op) string {
 		label += fmt.Sprintf(" %q", op.Rule.ID())
 	}
 	return label
-}
-
-// ctxGuard makes blocking socket calls honour a context: its deadline
-// becomes the socket's, and cancelling it expires the socket at once.
-type ctxGuard struct {
-	ctx     context.Context
-	cancels []func() bool
-}
-
-// arm is a SockOption; it may run more than once if the library dials again.
-func (g *ctxGuard) arm(c *netlink.Conn) error {
-	if dl, ok := g.ctx.Deadline(); ok {
-		if err := c.SetDeadline(dl); err != nil {
-			return fmt.Errorf("set the socket deadline to the context's %s: %w", dl.Format(time.RFC3339Nano), err)
-		}
-	}
-	g.cancels = append(g.cancels, context.AfterFunc(g.ctx, func() {
-		_ = c.SetDeadline(time.Unix(1, 0)) // in the past: fail pending I/O now
-	}))
-	return nil
-}
-
-func (g *ctxGuard) stop() {
-	for _, c := range g.cancels {
-		c()
-	}
 }
 
 // nftTable is the table every object lives in.

@@ -47,11 +47,11 @@ func (n *Netlink) Dump(ctx context.Context) (*Ruleset, error) {
 		return nil, fmt.Errorf("nft: dump: %w", err)
 	}
 	defer c.Close()
-	guard := &ctxGuard{ctx: ctx}
-	defer guard.stop()
-	if err := guard.arm(c); err != nil {
+	stop, err := guard(ctx, c)
+	if err != nil {
 		return nil, fmt.Errorf("nft: dump: %w", err)
 	}
+	defer stop()
 	for range maxDumpAttempts {
 		rs, consistent, err := dumpOnce(c)
 		if !consistent {

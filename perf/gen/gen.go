@@ -29,19 +29,21 @@ var (
 	S = Size{Name: "S", Pods: 1_000, Policies: 100}
 	M = Size{Name: "M", Pods: 10_000, Policies: 1_000}
 	L = Size{Name: "L", Pods: 50_000, Policies: 5_000}
+	// XL shows whether a per-event cost is flat in the cluster's size.
+	XL = Size{Name: "XL", Pods: 100_000, Policies: 10_000}
 )
 
 // Sizes lists them smallest first.
-func Sizes() []Size { return []Size{S, M, L} }
+func Sizes() []Size { return []Size{S, M, L, XL} }
 
-// SizeByName finds "S", "M" or "L".
+// SizeByName finds "S", "M", "L" or "XL".
 func SizeByName(name string) (Size, error) {
 	for _, s := range Sizes() {
 		if s.Name == name {
 			return s, nil
 		}
 	}
-	return Size{}, fmt.Errorf("gen: no size %q (want S, M or L)", name)
+	return Size{}, fmt.Errorf("gen: no size %q (want S, M, L or XL)", name)
 }
 
 // The shape every size shares, so that only the scale changes between sizes.

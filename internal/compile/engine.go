@@ -1,0 +1,484 @@
+package compile
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+)
+
+// Engine keeps one node's ruleset compiled as the cluster changes: each
+// change re-evaluates only what it can affect and records what it touched,
+// so a sync costs in proportion to the change, not to the cluster.
+//
+// Every chain and set other than the base chains and dispatch maps lives
+// while something refers to it: class chains while a local pod's map
+// element leads to them, policy chains while a class chain jumps to them,
+// sets while a rule uses them. Dynamic sets (pod and node peers, named
+// ports) keep, per element, how many pods or nodes put it there.
+//
+// An Engine is not safe for concurrent use.
+type Engine struct {
+	node string
+	c    *model.Cluster
+	rs   *nft.Ruleset
+
+	chains map[string]*liveChain
+	sets   map[string]*liveSet
+	counts map[string]map[nft.Elem]int // counted elements: dynamic sets and verdict maps
+
+	// Dynamic sets of pods, found from a pod: those whose peers can only
+	// match pods of some namespaces, by namespace; the others.
+	podSetsByNS map[string]map[string]*liveSet
+	podSetsAny  map[string]*liveSet
+	nodeSets    map[string]*liveSet
+
+	local map[string][]entry     // local pod key -> its map elements
+	tiers [2][]*model.TierPolicy // by Tier, in evaluation order
+
+	touched *nft.Touched
+}
+
+// liveChain is a chain other than a base chain, and what keeps it alive.
+type liveChain struct {
+	refs int
+	def  chainDef
+	sets []string // the sets its rules use
+}
+
+// liveSet is a set other than a dispatch map, and what keeps it alive.
+type liveSet struct {
+	name string
+	refs int
+	def  *setDef // dynamic sets only: which pods or nodes are members
+}
+
+// entry is one map element a local pod contributes, and the chain the
+// element leads to.
+type entry struct {
+	set    string
+	elem   nft.Elem
+	target chainDef
+}
+
+// NewEngine compiles the ruleset of node from c. The engine owns c from
+// then on: change it only through the engine's Set and Delete.
+func NewEngine(c *model.Cluster, node string) *Engine {
+	e := &Engine{
+		node:        node,
+		c:           c,
+		rs:          nft.NewRuleset(),
+		chains:      map[string]*liveChain{},
+		sets:        map[string]*liveSet{},
+		counts:      map[string]map[nft.Elem]int{},
+		podSetsByNS: map[string]map[string]*liveSet{},
+		podSetsAny:  map[string]*liveSet{},
+		nodeSets:    map[string]*liveSet{},
+		local:       map[string][]entry{},
+		touched:     nft.NewTouched(),
+	}
+	e.baseChains()
+	e.sortTiers()
+	for _, key := range sortedKeys(c.PodsOn(node)) {
+		e.reclassify(key)
+	}
+	e.touched = nft.NewTouched()
+	return e
+}
+
+// Node compiles the ruleset for the pods on one node from scratch. Only
+// policies that apply to a pod on this node are compiled, so a node's
+// ruleset grows with its own pods' policies, not with the cluster's.
+func Node(c *model.Cluster, node string) *nft.Ruleset { return NewEngine(c, node).rs }
+
+// Ruleset is the compiled ruleset. It is the engine's own: read it, do not
+// change it, and do not keep it across a Set or Delete.
+func (e *Engine) Ruleset() *nft.Ruleset { return e.rs }
+
+// Cluster is the model the engine compiles; read it only.
+func (e *Engine) Cluster() *model.Cluster { return e.c }
+
+// TakeTouched returns what changed in the ruleset since the last call (or
+// since NewEngine) and starts a new record.
+func (e *Engine) TakeTouched() *nft.Touched {
+	t := e.touched
+	e.touched = nft.NewTouched()
+	return t
+}
+
+// SelectedPods is the number of local pods some policy isolates.
+func (e *Engine) SelectedPods() int { return len(e.local) }
+
+// Set adds or replaces an object, as model.Cluster.Set does, and updates
+// the ruleset.
+func (e *Engine) Set(obj any) error {
+	kind, ns, name, ok := model.RefOf(obj)
+	if !ok {
+		return fmt.Errorf("%T is not a kind the model knows", obj)
+	}
+	return e.change(kind, ns, name, func() error { return e.c.Set(obj) })
+}
+
+// Delete removes an object, as model.Cluster.Delete does, and updates the
+// ruleset.
+func (e *Engine) Delete(kind, namespace, name string) error {
+	return e.change(kind, namespace, name, func() error { return e.c.Delete(kind, namespace, name) })
+}
+
+// change applies one object's change to the model and re-evaluates what it
+// can affect: memberships of dynamic sets are compared before and after;
+// local pods are classified again; chains built from a changed policy are
+// built again.
+func (e *Engine) change(kind, ns, name string, apply func() error) error {
+	switch kind {
+	case "Pod":
+		key := ns + "/" + name
+		pod := []*model.Pod{e.c.Pods[key]}
+		before := e.podMembers(pod, false)
+		if err := apply(); err != nil {
+			return err
+		}
+		pod[0] = e.c.Pods[key]
+		e.swap(before, e.podMembers(pod, false))
+		e.reclassify(key)
+	case "Namespace":
+		pods := podList(e.c.PodsIn(name))
+		before := e.podMembers(pods, true)
+		if err := apply(); err != nil {
+			return err
+		}
+		e.swap(before, e.podMembers(pods, true))
+		for _, p := range pods {
+			if p.Node == e.node {
+				e.reclassify(p.Key())
+			}
+		}
+	case "Node":
+		before := e.nodeMembers(e.c.Nodes[name])
+		if err := apply(); err != nil {
+			return err
+		}
+		e.swap(before, e.nodeMembers(e.c.Nodes[name]))
+	case "NetworkPolicy":
+		if err := apply(); err != nil {
+			return err
+		}
+		for key, pod := range e.c.PodsOn(e.node) {
+			if pod.Namespace == ns {
+				e.reclassify(key)
+			}
+		}
+		for _, dir := range directions {
+			e.rebuild(npPolicyDef(ns+"/"+name, dir).name())
+		}
+	case model.KindANP, model.KindBANP, model.KindCNP:
+		if err := apply(); err != nil {
+			return err
+		}
+		e.sortTiers()
+		for key := range e.c.PodsOn(e.node) {
+			e.reclassify(key)
+		}
+		key := kind + "/" + name
+		var built []string
+		for n, lc := range e.chains {
+			if slices.Contains(lc.def.keys, key) {
+				built = append(built, n)
+			}
+		}
+		for _, n := range built {
+			e.rebuild(n)
+		}
+	default:
+		return apply()
+	}
+	return nil
+}
+
+var directions = []model.Direction{model.Ingress, model.Egress}
+
+func (e *Engine) sortTiers() {
+	e.tiers = [2][]*model.TierPolicy{e.c.SortedTier(model.TierAdmin), e.c.SortedTier(model.TierBaseline)}
+}
+
+// reclassify puts a pod's map elements where its policies now send it:
+// the new elements (and the chains they lead to) come first, then the old
+// ones go, so a chain both use is never dropped and rebuilt.
+func (e *Engine) reclassify(key string) {
+	var now []entry
+	if pod := e.c.Pods[key]; pod != nil && pod.Node == e.node && pod.Active() {
+		now = e.classify(pod)
+	}
+	was := e.local[key]
+	if slices.EqualFunc(was, now, sameEntry) {
+		return
+	}
+	for _, en := range now {
+		e.ensure(en.target)
+		e.addElem(en.set, en.elem)
+	}
+	for _, en := range was {
+		e.delElem(en.set, en.elem)
+	}
+	for _, en := range was {
+		e.release(en.target.name())
+	}
+	if len(now) == 0 {
+		delete(e.local, key)
+	} else {
+		e.local[key] = now
+	}
+}
+
+func sameEntry(a, b entry) bool { return a.set == b.set && a.elem == b.elem }
+
+// ensure adds a reference to the chain def describes, building it (and
+// what it refers to) when it is new.
+func (e *Engine) ensure(def chainDef) {
+	name := def.name()
+	if lc, ok := e.chains[name]; ok {
+		lc.refs++
+		return
+	}
+	ch := e.build(def)
+	lc := &liveChain{refs: 1, def: def, sets: nft.ChainSets(ch)}
+	e.chains[name] = lc
+	e.rs.AddChain(ch)
+	e.touched.Chain(name)
+	for _, s := range lc.sets {
+		e.sets[s].refs++
+	}
+	for _, t := range def.targets() {
+		e.ensure(t)
+	}
+}
+
+// release drops a reference to a chain; the last one deletes it and
+// releases what it referred to.
+func (e *Engine) release(name string) {
+	lc := e.chains[name]
+	if lc.refs--; lc.refs > 0 {
+		return
+	}
+	delete(e.chains, name)
+	delete(e.rs.Chains, name)
+	e.touched.Chain(name)
+	for _, s := range lc.sets {
+		e.releaseSet(s)
+	}
+	for _, t := range lc.def.targets() {
+		e.release(t.name())
+	}
+}
+
+// rebuild builds a live chain again from the current model (its policy
+// changed); a chain that comes out the same is left alone.
+func (e *Engine) rebuild(name string) {
+	lc, ok := e.chains[name]
+	if !ok {
+		return
+	}
+	old := e.rs.Chains[name]
+	ch := e.build(lc.def)
+	if sameRuleIDs(old.Rules, ch.Rules) {
+		return
+	}
+	e.rs.AddChain(ch)
+	e.touched.Chain(name)
+	was := lc.sets
+	lc.sets = nft.ChainSets(ch)
+	for _, s := range lc.sets {
+		e.sets[s].refs++
+	}
+	for _, s := range was {
+		e.releaseSet(s)
+	}
+}
+
+func sameRuleIDs(a, b []*nft.Rule) bool {
+	return slices.EqualFunc(a, b, func(x, y *nft.Rule) bool { return x.ID() == y.ID() })
+}
+
+// newSet adds a set that a chain being built needs. A dynamic set (def not
+// nil) is filled with the pods or nodes that are members now.
+func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
+	if old, ok := e.rs.Sets[s.Name]; ok {
+		return old
+	}
+	e.rs.AddSet(s)
+	ls := &liveSet{name: s.Name, def: def}
+	e.sets[s.Name] = ls
+	e.touched.Set(s.Name)
+	if def == nil {
+		return s
+	}
+	switch {
+	case def.nodes != nil:
+		e.nodeSets[s.Name] = ls
+		for _, n := range e.c.Nodes {
+			for _, el := range def.nodeElems(n) {
+				e.addElem(s.Name, el)
+			}
+		}
+	case def.namespaces != nil:
+		for _, ns := range def.namespaces {
+			addIndex(e.podSetsByNS, ns, s.Name, ls)
+		}
+		e.fill(ls, def.namespaces)
+	case def.named != nil:
+		e.podSetsAny[s.Name] = ls
+		for _, pod := range e.c.Pods {
+			for _, el := range def.podElems(e.c, pod) {
+				e.addElem(s.Name, el)
+			}
+		}
+	default:
+		e.podSetsAny[s.Name] = ls
+		e.fill(ls, def.candidateNamespaces(e.c))
+	}
+	return s
+}
+
+// fill adds the members among the pods of the given namespaces.
+func (e *Engine) fill(ls *liveSet, namespaces []string) {
+	for _, ns := range namespaces {
+		for _, pod := range e.c.PodsIn(ns) {
+			for _, el := range ls.def.podElems(e.c, pod) {
+				e.addElem(ls.name, el)
+			}
+		}
+	}
+}
+
+func (e *Engine) releaseSet(name string) {
+	ls := e.sets[name]
+	if ls.refs--; ls.refs > 0 {
+		return
+	}
+	delete(e.sets, name)
+	delete(e.rs.Sets, name)
+	delete(e.counts, name)
+	delete(e.podSetsAny, name)
+	delete(e.nodeSets, name)
+	if ls.def != nil {
+		for _, ns := range ls.def.namespaces {
+			removeIndex(e.podSetsByNS, ns, name)
+		}
+	}
+	e.touched.Set(name)
+}
+
+// addElem counts one contribution of an element; the first adds it.
+func (e *Engine) addElem(set string, el nft.Elem) {
+	m := e.counts[set]
+	if m == nil {
+		m = map[nft.Elem]int{}
+		e.counts[set] = m
+	}
+	if m[el]++; m[el] == 1 {
+		e.rs.Sets[set].Add(el)
+		e.touched.Elem(set, el)
+	}
+}
+
+// delElem drops one contribution; the last removes the element.
+func (e *Engine) delElem(set string, el nft.Elem) {
+	m := e.counts[set]
+	if m[el]--; m[el] > 0 {
+		return
+	}
+	delete(m, el)
+	delete(e.rs.Sets[set].Elements, el)
+	e.touched.Elem(set, el)
+}
+
+// member is one element a pod or node contributes to a dynamic set.
+type member struct {
+	set  string
+	elem nft.Elem
+}
+
+// podMembers lists what pods contribute to the dynamic sets that can hold
+// them (with nsOnly, only to those whose peers select namespaces by
+// label: what a namespace's labels can change).
+func (e *Engine) podMembers(pods []*model.Pod, nsOnly bool) []member {
+	var out []member
+	add := func(ls *liveSet, pod *model.Pod) {
+		for _, el := range ls.def.podElems(e.c, pod) {
+			out = append(out, member{ls.name, el})
+		}
+	}
+	for _, pod := range pods {
+		if pod == nil || !pod.Active() {
+			continue
+		}
+		for _, ls := range e.podSetsAny {
+			add(ls, pod)
+		}
+		if nsOnly {
+			continue
+		}
+		for _, ls := range e.podSetsByNS[pod.Namespace] {
+			add(ls, pod)
+		}
+	}
+	return out
+}
+
+func (e *Engine) nodeMembers(n *model.Node) []member {
+	var out []member
+	if n == nil {
+		return nil
+	}
+	for name, ls := range e.nodeSets {
+		for _, el := range ls.def.nodeElems(n) {
+			out = append(out, member{name, el})
+		}
+	}
+	return out
+}
+
+// swap replaces the contributions before with those after: adds first, so
+// an element both have is never removed and re-added.
+func (e *Engine) swap(before, after []member) {
+	for _, m := range after {
+		e.addElem(m.set, m.elem)
+	}
+	for _, m := range before {
+		e.delElem(m.set, m.elem)
+	}
+}
+
+func podList(m map[string]*model.Pod) []*model.Pod {
+	out := make([]*model.Pod, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func addIndex[V any](idx map[string]map[string]V, outer, inner string, v V) {
+	m := idx[outer]
+	if m == nil {
+		m = map[string]V{}
+		idx[outer] = m
+	}
+	m[inner] = v
+}
+
+func removeIndex[V any](idx map[string]map[string]V, outer, inner string) {
+	delete(idx[outer], inner)
+	if len(idx[outer]) == 0 {
+		delete(idx, outer)
+	}
+}

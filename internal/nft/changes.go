@@ -1,0 +1,116 @@
+package nft
+
+// RuleSets lists the sets and maps a rule uses: its set matches and the map
+// of a vmap verdict.
+func RuleSets(r *Rule) []string {
+	var out []string
+	for _, m := range r.Matches {
+		switch m := m.(type) {
+		case MatchAddrInSet:
+			out = append(out, m.Set)
+		case MatchProtoPortInSet:
+			out = append(out, m.Set)
+		case MatchDaddrProtoPortInSet:
+			out = append(out, m.Set)
+		}
+	}
+	if r.Verdict.Kind == Vmap {
+		out = append(out, r.Verdict.Map)
+	}
+	return out
+}
+
+// ChainSets lists the sets and maps a chain's rules use, once each.
+func ChainSets(c *Chain) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range c.Rules {
+		for _, s := range RuleSets(r) {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Touched names what changes may have altered in a ruleset since it was
+// last applied, so that a partial diff looks at those objects only.
+type Touched struct {
+	// Sets are compared whole: created, deleted or rebuilt.
+	Sets map[string]bool
+	// Elems are the elements of a set that may have come or gone.
+	Elems map[string]map[Elem]struct{}
+	// Chains are compared rule by rule: created, deleted or rewritten.
+	Chains map[string]bool
+}
+
+// NewTouched makes an empty record.
+func NewTouched() *Touched {
+	return &Touched{Sets: map[string]bool{}, Elems: map[string]map[Elem]struct{}{}, Chains: map[string]bool{}}
+}
+
+// Set records that set changed as a whole.
+func (t *Touched) Set(name string) {
+	t.Sets[name] = true
+	delete(t.Elems, name)
+}
+
+// Elem records that one element of a set may have changed.
+func (t *Touched) Elem(set string, e Elem) {
+	if t.Sets[set] {
+		return
+	}
+	m := t.Elems[set]
+	if m == nil {
+		m = map[Elem]struct{}{}
+		t.Elems[set] = m
+	}
+	m[e] = struct{}{}
+}
+
+// Chain records that a chain changed.
+func (t *Touched) Chain(name string) { t.Chains[name] = true }
+
+// Empty reports whether nothing was touched.
+func (t *Touched) Empty() bool {
+	return len(t.Sets) == 0 && len(t.Elems) == 0 && len(t.Chains) == 0
+}
+
+// ApplyOps changes rs as the kernel does when it commits tx, without the
+// kernel's checks (the Fake makes those): it keeps the shadow of what the
+// kernel holds up to date in time proportional to the transaction.
+func (rs *Ruleset) ApplyOps(tx *Transaction) {
+	for _, op := range tx.Ops {
+		switch op.Kind {
+		case OpAddTable:
+		case OpDeleteTable:
+			rs.Sets, rs.Chains = map[string]*Set{}, map[string]*Chain{}
+		case OpAddSet:
+			if _, ok := rs.Sets[op.Name]; !ok {
+				rs.Sets[op.Name] = NewSet(op.Name, op.SetType, op.Comment)
+			}
+		case OpDeleteSet:
+			delete(rs.Sets, op.Name)
+		case OpAddElements:
+			rs.Sets[op.Name].Add(op.Elems...)
+		case OpDeleteElements:
+			for _, e := range op.Elems {
+				delete(rs.Sets[op.Name].Elements, e)
+			}
+		case OpAddChain:
+			if _, ok := rs.Chains[op.Name]; !ok {
+				rs.Chains[op.Name] = &Chain{Name: op.Name, Hook: op.Hook}
+			}
+		case OpFlushChain:
+			c := rs.Chains[op.Name]
+			rs.Chains[op.Name] = &Chain{Name: c.Name, Hook: c.Hook}
+		case OpAddRule:
+			c := rs.Chains[op.Name]
+			rs.Chains[op.Name] = &Chain{Name: c.Name, Hook: c.Hook, Rules: append(c.Rules[:len(c.Rules):len(c.Rules)], op.Rule)}
+		case OpDeleteChain:
+			delete(rs.Chains, op.Name)
+		}
+	}
+}
