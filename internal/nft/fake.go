@@ -338,7 +338,6 @@ func (st *fakeState) deleteChain(name string) error {
 	return nil
 }
 
-
 func (st *fakeState) addRule(chain string, r *Rule) error {
 	c, err := st.chain(chain)
 	if err != nil {
