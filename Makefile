@@ -4,14 +4,18 @@
 
 GO      ?= go
 BIN     := bin/nftpolicy
+LAB     := bin/nftlab
 PKGS    := ./...
 
 .PHONY: all build test unit lint demo lab-down clean kube-binaries integration
 
 all: build
 
+# Two binaries: nftpolicy is what a node runs (the agent, cleanup,
+# compile); nftlab is the lab and the demo, which the agent does not carry.
 build:
 	$(GO) build -o $(BIN) ./cmd/nftpolicy
+	$(GO) build -o $(LAB) ./cmd/nftlab
 
 # Every test: unit tests, the ones that program a kernel in throwaway
 # network namespaces, the lab scenarios, and the integration tests against
@@ -39,10 +43,10 @@ integration: kube-binaries
 	$(GO) test -count=1 -timeout 20m -v ./internal/integration
 
 demo: build
-	./$(BIN) demo
+	./$(LAB) demo
 
 lab-down: build
-	./$(BIN) lab down
+	./$(LAB) down
 
 clean:
 	rm -rf bin

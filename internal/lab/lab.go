@@ -49,7 +49,7 @@ type Options struct {
 	// list table` prints it) at the end of the run.
 	RulesetOf string
 	// Server, when set, runs the scenario against a real API server
-	// instead of the fake clientset (nftpolicy lab run --apiserver).
+	// instead of the fake clientset (nftlab run --apiserver).
 	Server *Server
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
