@@ -277,9 +277,9 @@ func (l *probeReader) expectLine(v *manifest.Value) (ExpectLine, bool) {
 	return e, true
 }
 
-// Endpoints returns what in a State can send and answer probes: pods (hostNetwork
-// pods excepted: they are their node's endpoint) sorted by namespace and
-// name, then nodes in creation order, then externals.
+// Endpoints returns what in a State can send and answer probes: pods
+// (hostNetwork pods excepted: they are their node's endpoint) sorted by
+// namespace and name, then nodes in creation order, then externals.
 func Endpoints(s *manifest.State, externals []External) []Endpoint {
 	var pods, nodes []Endpoint
 	for _, obj := range s.Objects() {
