@@ -418,9 +418,8 @@ const previousRelease = "5c35878aef3efa8b3f1963e978991c3c0151ad13"
 // result changes, and the new agent converges without a transaction (the
 // layout is the same).
 func TestUpgradeAdoptsPreviousTable(t *testing.T) {
-	testutil.NeedKernel(t) // before the build: -short builds nothing either
-	old := buildRelease(t, previousRelease)
 	w := newWorld(t, 1, time.Minute)
+	old := buildRelease(t, previousRelease)
 	n := w.nodes[0]
 	w.pod("server", n, map[string]string{"role": "server"})
 	w.pod("client", n, map[string]string{"role": "client"})
@@ -461,14 +460,9 @@ func buildRelease(t *testing.T, commit string) string {
 	if out, err := exec.Command("git", "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
 		t.Skipf("SKIPPED: commit %s is not in this clone (a shallow clone?): %v %s", commit, err, out)
 	}
-	// git archive run in a subdirectory archives only that subdirectory:
-	// run it at the top of the work tree.
-	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	if err != nil {
-		t.Fatalf("git rev-parse --show-toplevel: %v", err)
-	}
-	archive := exec.Command("sh", "-c", "git archive "+commit+" | tar -x -C "+dir)
-	archive.Dir = strings.TrimSpace(string(top))
+	// From the top of the work tree: git archive in a subdirectory
+	// archives only that subdirectory.
+	archive := exec.Command("sh", "-c", `cd "$(git rev-parse --show-toplevel)" && git archive `+commit+" | tar -x -C "+dir)
 	if out, err := archive.CombinedOutput(); err != nil {
 		t.Fatalf("git archive %s: %v\n%s", commit, err, out)
 	}

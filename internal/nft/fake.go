@@ -270,7 +270,7 @@ func (st *fakeState) deleteSet(name string) error {
 	}
 	for _, c := range st.rs.Chains {
 		for _, r := range c.Rules {
-			for _, used := range ruleSets(r) {
+			for _, used := range RuleSets(r) {
 				if used == name {
 					return fakeErr(syscall.EBUSY, "set %s is used by rule %q in chain %s", name, r.ID(), c.Name)
 				}
@@ -336,25 +336,6 @@ func (st *fakeState) deleteChain(name string) error {
 	}
 	delete(st.rs.Chains, name)
 	return nil
-}
-
-// ruleSets lists the sets and maps a rule uses.
-func ruleSets(r *Rule) []string {
-	var out []string
-	for _, m := range r.Matches {
-		switch m := m.(type) {
-		case MatchAddrInSet:
-			out = append(out, m.Set)
-		case MatchProtoPortInSet:
-			out = append(out, m.Set)
-		case MatchDaddrProtoPortInSet:
-			out = append(out, m.Set)
-		}
-	}
-	if r.Verdict.Kind == Vmap {
-		out = append(out, r.Verdict.Map)
-	}
-	return out
 }
 
 func (st *fakeState) addRule(chain string, r *Rule) error {
@@ -596,7 +577,7 @@ func (st *fakeState) jumpTargets() map[string][]string {
 			if r.Verdict.Kind == Jump || r.Verdict.Kind == Goto {
 				out[c.Name] = append(out[c.Name], r.Verdict.Chain)
 			}
-			for _, name := range ruleSets(r) {
+			for _, name := range RuleSets(r) {
 				if m, ok := st.rs.Sets[name]; ok && m.Type.IsMap() {
 					for e := range m.Elements {
 						out[c.Name] = append(out[c.Name], e.Chain)

@@ -93,7 +93,7 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 }
 
 func (rs *Ruleset) missingSet(r *Rule) string {
-	for _, n := range ruleSets(r) {
+	for _, n := range RuleSets(r) {
 		if _, ok := rs.Sets[n]; !ok {
 			return n
 		}

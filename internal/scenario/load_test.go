@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -60,7 +62,7 @@ func TestLoadExampleContent(t *testing.T) {
 	}
 	var got []string
 	for _, o := range s.Objects {
-		got = append(got, RefOf(o).String())
+		got = append(got, manifest.RefOf(o).String())
 	}
 	want := []string{"Node node-1", "Node node-2", "Namespace x", "Namespace y", "Pod x/a", "Pod x/b", "Pod y/a", "Pod y/b"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -117,9 +119,9 @@ func TestLoadTypes(t *testing.T) {
 	}
 	var kinds []string
 	for _, o := range s.Steps[0].Apply {
-		kinds = append(kinds, KindOf(o))
-		if gvk := o.GetObjectKind().GroupVersionKind(); gvk.Kind != KindOf(o) {
-			t.Errorf("%s has TypeMeta %v", RefOf(o), gvk)
+		kinds = append(kinds, manifest.KindOf(o))
+		if gvk := o.GetObjectKind().GroupVersionKind(); gvk.Kind != manifest.KindOf(o) {
+			t.Errorf("%s has TypeMeta %v", manifest.RefOf(o), gvk)
 		}
 	}
 	want := []string{"AdminNetworkPolicy", "AdminNetworkPolicy", "NetworkPolicy", "BaselineAdminNetworkPolicy"}

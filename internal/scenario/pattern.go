@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
 )
 
 // EndpointKind says what an endpoint is.
@@ -89,7 +91,7 @@ func ParsePattern(s string) (Pattern, error) {
 	switch first {
 	case "external":
 		p = Pattern{Kind: KindExternal}
-		p.Name, err = patternPart(s, second, "external name", validExternalName)
+		p.Name, err = patternPart(s, second, "external name", manifest.ValidExternalName)
 	case "node":
 		p = Pattern{Kind: KindNode}
 		p.Name, err = patternPart(s, second, "node name", validation.IsDNS1123Subdomain)
@@ -117,21 +119,6 @@ func patternPart(s, part, what string, valid func(string) []string) (string, err
 		return "", fmt.Errorf("%w %q: %s %q: %s", ErrPattern, s, what, part, strings.Join(errs, "; "))
 	}
 	return part, nil
-}
-
-// validExternalName keeps external names to what a pattern and an
-// expect line can carry unambiguously, and a network namespace name can hold.
-func validExternalName(s string) []string {
-	if s == "" || len(s) > 63 {
-		return []string{"must be 1 to 63 characters"}
-	}
-	for i, r := range s {
-		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !alnum && (i == 0 || r != '-' && r != '_' && r != '.') {
-			return []string{"must be letters, digits, '-', '_' and '.', starting with a letter or digit"}
-		}
-	}
-	return nil
 }
 
 func (p Pattern) String() string {

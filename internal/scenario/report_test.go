@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
+
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -39,7 +41,7 @@ func measured(t *testing.T, file string, step int, got map[string]Outcome) (Prob
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewState()
+	st := manifest.NewState()
 	for _, o := range s.Objects {
 		if err := st.Apply(o); err != nil {
 			t.Fatal(err)
@@ -58,7 +60,7 @@ func measured(t *testing.T, file string, step int, got map[string]Outcome) (Prob
 		}
 	}
 	stp := &s.Steps[step-1]
-	results, err := stp.Probe.Plan(st.Endpoints(s.Externals))
+	results, err := stp.Probe.Plan(Endpoints(st, s.Externals))
 	if err != nil {
 		t.Fatal(err)
 	}
