@@ -42,6 +42,10 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nftlab run: name scenario files or directories")
 		return 2
 	}
+	if *output != scenario.OutputText && *output != scenario.OutputJSON {
+		fmt.Fprintf(stderr, "nftlab run: --output %s: want %s or %s\n", *output, scenario.OutputText, scenario.OutputJSON)
+		return 2
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "nftlab run: needs root (it creates network namespaces)")
 		return 1
@@ -109,14 +113,14 @@ func runScenarios(paths []string, output string, opts lab.Options, stdout, stder
 		}
 		reports = append(reports, res.Report)
 	}
-	if output == "json" {
-		scenario.WriteJSON(stdout, reports)
-		scenario.WriteSummary(stdout, reports...)
-	} else {
+	if output == scenario.OutputText {
 		for _, rs := range rulesets {
 			fmt.Fprint(stdout, rs)
 		}
-		scenario.WriteText(stdout, reports)
+	}
+	if err := scenario.WriteOutput(stdout, stderr, output, reports); err != nil {
+		fmt.Fprintln(stderr, "nftlab run:", err)
+		return 1
 	}
 	if !scenario.Summarize(reports...).OK() {
 		return 1
