@@ -66,11 +66,11 @@ type Agent struct {
 	status  *statusWorker
 
 	// Touched only by the sync loop.
-	engine     *compile.Engine   // the model and this node's ruleset; nil until the first sync
-	shadow     *nft.Ruleset      // what the kernel holds; nil: read it back first
-	refusals   int               // transactions the kernel refused in a row (applyOrReplace)
-	versions   map[string]string // object key -> version ("" deleted) applied to the engine, not yet to the kernel
-	counts     map[string]int    // objects per kind
+	engine     *compile.Engine    // the model and this node's ruleset; nil until the first sync
+	shadow     *nft.Ruleset       // what the kernel holds; nil: read it back first
+	refusals   int                // transactions the kernel refused in a row (applyOrReplace)
+	versions   map[string]*string // object key -> version (nil: deleted) applied to the engine, not yet to the kernel
+	counts     map[string]int     // objects per kind
 	lastFull   time.Time
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
@@ -113,7 +113,7 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		failLog:    rateLimitedLog{every: 30 * time.Second},
 		notify:     make(chan struct{}),
 		tracker:    newTracker(),
-		versions:   map[string]string{},
+		versions:   map[string]*string{},
 		counts:     map[string]int{},
 		applied:    map[string]string{},
 	}
@@ -228,13 +228,13 @@ func (a *Agent) sync(ctx context.Context) error {
 
 	a.mu.Lock()
 	for k, v := range a.versions {
-		if v == "" {
+		if v == nil {
 			delete(a.applied, k)
 		} else {
-			a.applied[k] = v
+			a.applied[k] = *v
 		}
 	}
-	a.versions = map[string]string{}
+	a.versions = map[string]*string{}
 	a.synced = true
 	a.stats.Syncs++
 	if full {
@@ -288,9 +288,10 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		}
 	}
 	for _, ch := range changes {
-		rv := ""
+		var rv *string
 		if ch.new != nil {
-			rv = ch.new.GetResourceVersion()
+			v := ch.new.GetResourceVersion()
+			rv = &v
 		}
 		a.versions[ch.key()] = rv
 		switch {
@@ -443,12 +444,30 @@ func (a *Agent) Ready() bool {
 // exactly the given objects at the given resourceVersions (and no others of
 // the kinds named in want's keys). It is the lab's sync barrier.
 func (a *Agent) WaitApplied(ctx context.Context, want map[string]string) error {
+	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) })
+}
+
+// WaitIncludes blocks until a sync has been applied that holds at least the
+// given objects at the given versions (others may be there too).
+func (a *Agent) WaitIncludes(ctx context.Context, want map[string]string) error {
+	return a.waitFor(ctx, func() bool {
+		for k, v := range want {
+			if a.applied[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor blocks until done, checked under a.mu after every sync, holds.
+func (a *Agent) waitFor(ctx context.Context, done func() bool) error {
 	for {
 		a.mu.Lock()
-		done := a.synced && sameVersions(a.applied, want)
+		ok := a.synced && done()
 		ch := a.notify
 		a.mu.Unlock()
-		if done {
+		if ok {
 			return nil
 		}
 		select {

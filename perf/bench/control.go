@@ -149,6 +149,12 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {
 		return nil, err
 	}
+	d, err := burst(ctx, run, c.Burst(BurstPods))
+	if err != nil {
+		return nil, err
+	}
+	res.BurstMs = float64(d) / float64(time.Millisecond)
+	cfg.logf("%s: a burst of %d pod creations across the cluster: last write to last commit %.0f ms", size.Name, BurstPods, res.BurstMs)
 	if err := run.stop(); err != nil {
 		return nil, err
 	}

@@ -283,3 +283,19 @@ func (s *eventState) selectsLocal(np *networkingv1.NetworkPolicy) bool {
 	}
 	return false
 }
+
+// Burst returns n new pods spread over every node and namespace, as a
+// rollout across the cluster creates them: the suite creates them as fast
+// as the API server takes them and times the agent until it has all. Their
+// numbers start past any pod Events adds.
+func (c *Cluster) Burst(n int) []*v1.Pod {
+	rng := rand.New(rand.NewPCG(c.Seed+2, 0x6275727374)) // "burst"
+	g := &generator{rng: rng, c: c, pods: len(c.Pods) + 500}
+	out := make([]*v1.Pod, n)
+	for i := range n {
+		ns := c.Namespaces[i%len(c.Namespaces)]
+		apps := c.apps[ns.Name]
+		out[i] = g.newPod(ns, apps[rng.IntN(len(apps))], c.Nodes[i%len(c.Nodes)].Name)
+	}
+	return out
+}
