@@ -57,11 +57,11 @@ func TestWhyFollowsTheNumbers(t *testing.T) {
 		return ""
 	}
 	got := whyCompute(map[string]float64{"pod-add": 9, "pod-delete": 0.1, "policy-add": 3, "namespace-relabel": 0.5})
-	if want := "slowest kinds by compute p99: pod-add 9.00 ms, policy-add 3.00 ms, namespace-relabel 0.50 ms"; got != want {
+	if want := "slowest kinds by compute p99: pod-add 9.00 ms, policy-add 3.00 ms, namespace-relabel 500 µs"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	got = whyCompute(map[string]float64{"pod-add": 0.2, "policy-update": 4})
-	if want := "slowest kinds by compute p99: policy-update 4.00 ms, pod-add 0.20 ms"; got != want {
+	if want := "slowest kinds by compute p99: policy-update 4.00 ms, pod-add 200 µs"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
