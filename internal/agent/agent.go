@@ -63,7 +63,9 @@ type Agent struct {
 	metrics       *Metrics
 
 	tracker *tracker
-	status  *statusWorker
+	// status is what the tier policies' status should say, computed when a
+	// tier policy or the set of nodes changed, until it is written.
+	status *statusRequest
 
 	// Touched only by the sync loop.
 	engine     *compile.Engine    // the model and this node's ruleset; nil until the first sync
@@ -117,7 +119,6 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		counts:     map[string]int{},
 		applied:    map[string]string{},
 	}
-	a.status = newStatusWorker(a)
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
 	a.newInformers()
 	return a
@@ -156,7 +157,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	logger.V(1).Info("Informers synced; starting the sync loop")
-	go a.status.run(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -224,6 +224,12 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.shadow.ApplyOps(tx)
 	done := time.Now()
 	a.observe(full, start, done)
+	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
+		// Written before the sync counts as applied: the next change a
+		// client makes cannot race with this write (a failed write is
+		// retried by the next sync).
+		a.status = nil
+	}
 	logger.V(2).Info("Synced", "full", full, "changes", len(changes), "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))
 
 	a.mu.Lock()
@@ -263,7 +269,7 @@ func batchBytes(k nft.Kernel, tx *nft.Transaction) (int, bool) {
 
 // apply feeds the recorded changes to the compile engine (the first time,
 // builds the model and the engine from them in one pass), remembers their
-// versions for the barrier, logs new policy problems and wakes the status
+// versions for the barrier, logs new policy problems and computes the status
 // writer when a tier policy or the set of nodes changed.
 func (a *Agent) apply(logger klog.Logger, changes []*change) {
 	statusDirty := false
@@ -309,7 +315,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 	}
 	if statusDirty && a.cfg.PolicyClient != nil {
 		c := a.engine.Cluster()
-		a.status.want(statusRequest{writer: a.statusWriter(c), conditions: c.TierConditions()})
+		a.status = &statusRequest{writer: a.statusWriter(c), conditions: c.TierConditions()}
 	}
 }
 

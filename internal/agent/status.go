@@ -3,8 +3,6 @@ package agent
 import (
 	"context"
 	"slices"
-	"sync"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,71 +27,15 @@ func (a *Agent) statusWriter(c *model.Cluster) bool {
 	return ok
 }
 
-// statusRequest is what the status worker should write: the conditions of
-// every tier policy, by key, and whether this agent is the writer.
+// statusRequest is what the tier policies' status should say: the
+// conditions of every tier policy, by key, and whether this agent writes
+// them. The sync computes it only when a tier policy or the set of nodes
+// changed, and writes it (listing the tier policies only) before the sync
+// counts as applied.
 type statusRequest struct {
 	writer     bool
 	conditions map[string][]metav1.Condition
 }
-
-// statusWorker writes the tier policies' status conditions off the sync
-// path: the sync hands it the conditions when a tier policy or the set of
-// nodes changed, and it writes those that differ. A newer request replaces
-// one not yet written; a failed write is retried.
-type statusWorker struct {
-	a    *Agent
-	mu   sync.Mutex
-	next *statusRequest
-	kick chan struct{}
-}
-
-func newStatusWorker(a *Agent) *statusWorker {
-	return &statusWorker{a: a, kick: make(chan struct{}, 1)}
-}
-
-func (w *statusWorker) want(r statusRequest) {
-	w.mu.Lock()
-	w.next = &r
-	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
-
-// run writes requests until ctx is done.
-func (w *statusWorker) run(ctx context.Context, logger klog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.kick:
-		}
-		w.mu.Lock()
-		r := w.next
-		w.next = nil
-		w.mu.Unlock()
-		if r == nil || !r.writer {
-			continue
-		}
-		if !w.a.writeStatus(ctx, logger, r.conditions) {
-			w.mu.Lock()
-			if w.next == nil {
-				w.next = r
-			}
-			w.mu.Unlock()
-			time.AfterFunc(statusRetry, func() {
-				select {
-				case w.kick <- struct{}{}:
-				default:
-				}
-			})
-		}
-	}
-}
-
-// statusRetry spaces out retries of failed status writes.
-const statusRetry = 2 * time.Second
 
 // writeStatus sets the conditions on every tier policy whose status
 // differs; false when a write failed.
