@@ -25,6 +25,7 @@ import (
 	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -48,6 +49,11 @@ type Config struct {
 	AdminKinds []string
 	// Metrics receives the agent's series; nil: a private, unregistered set.
 	Metrics *Metrics
+	// Conntrack, when set, is the node's conntrack table: after a
+	// transaction that could deny, the entries of connections the new
+	// ruleset drops are deleted (cutflows.go). nil: established
+	// connections outlive a deny.
+	Conntrack conntrack.Table
 }
 
 // Agent programs one node.
@@ -90,6 +96,9 @@ type Stats struct {
 	// counts those that found it changed behind the agent's back.
 	FullSyncs, Drift int
 	LastOps          diff.Counts
+	// FlowCuts counts the conntrack tables judged after a transaction;
+	// FlowsCut the entries deleted.
+	FlowCuts, FlowsCut int
 }
 
 // New makes an agent; it starts nothing and touches no kernel.
@@ -217,7 +226,8 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.shadow = nft.NewRuleset()
 	}
 	a.shadow.ApplyOps(tx)
-	done := time.Now()
+	done := time.Now() // the rules are in force: the programming latency ends here
+	a.cutDenied(ctx, logger, tx)
 	a.observe(full, start, done)
 	logger.V(2).Info("Synced", "full", full, "changes", len(changes), "operations", counts.Ops, "elements", counts.Elements, "took", done.Sub(start))
 
