@@ -1,0 +1,177 @@
+package nft
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Monitor watches a network namespace's nf_tables events (the
+// NFNLGRP_NFTABLES multicast group) and reports every committed change to
+// the nftpolicy table made by another process: someone ran `nft delete
+// table`, `nft flush ruleset`, or removed a chain or an element.
+//
+// The kernel sends the objects a batch changed, then a NEWGEN message
+// naming the thread that committed it (NFTA_GEN_PROC_PID, the thread id of
+// the sender: task_pid_nr(current)). Batches committed by a thread of this
+// process, the agent's own transactions, are ignored; so no repair ever
+// triggers another. google/nftables' own monitor (v0.3.0) parses every
+// object and would have to understand all of them; this one reads only the
+// table name (attribute 1 of every object message) and the generation.
+type Monitor struct {
+	netnsFD int
+	// own reports whether a thread id belongs to this process.
+	own func(tid uint32) bool
+}
+
+// NewMonitor returns a monitor of the namespace open as netnsFD (-1: the
+// caller's). It opens nothing yet.
+func NewMonitor(netnsFD int) *Monitor { return &Monitor{netnsFD: netnsFD, own: ownThread} }
+
+// ownThread reports whether tid is a thread of this process. The process's
+// pid namespace is the same in every network namespace it programs.
+func ownThread(tid uint32) bool {
+	_, err := os.Stat("/proc/self/task/" + strconv.FormatUint(uint64(tid), 10))
+	return err == nil
+}
+
+// monitorBuffer is the socket's receive buffer. The agent's own big batches
+// produce one event per element; should the buffer overflow anyway
+// (ENOBUFS), events were lost and Run reports a possible tampering, which
+// costs one full sync that finds nothing to do.
+const monitorBuffer = 32 << 20
+
+// Run listens until ctx is done, calling tampered (from Run's goroutine)
+// with what changed after each foreign batch that touched the nftpolicy
+// table, and after events were lost. The listening socket is open when
+// ready is called (nil: not called), so a change after that is seen. It
+// returns ctx's error, or the socket's.
+func (m *Monitor) Run(ctx context.Context, ready func(), tampered func(what string)) error {
+	cfg := &netlink.Config{}
+	if m.netnsFD >= 0 {
+		cfg.NetNS = m.netnsFD
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return fmt.Errorf("nft monitor: dial: %w", err)
+	}
+	defer c.Close()
+	if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		return fmt.Errorf("nft monitor: join NFNLGRP_NFTABLES: %w", err)
+	}
+	if err := setBuffers(c, monitorBuffer); err != nil {
+		return fmt.Errorf("nft monitor: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	if ready != nil {
+		ready()
+	}
+	var g eventBatch
+	for {
+		msgs, err := c.Receive()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			g = eventBatch{}
+			tampered("events lost (receive buffer overrun)")
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("nft monitor: receive: %w", err)
+		}
+		for _, msg := range msgs {
+			if what, ok := g.add(msg, m.own); ok {
+				tampered(what)
+			}
+		}
+	}
+}
+
+// eventBatch collects the events of one committed batch.
+type eventBatch struct {
+	touched string // the first change to our table, as "NEWCHAIN", ...
+}
+
+// nf_tables message types, as the kernel numbers them.
+var nftMsgNames = map[uint16]string{
+	unix.NFT_MSG_NEWTABLE: "new table", unix.NFT_MSG_DELTABLE: "deleted table",
+	unix.NFT_MSG_NEWCHAIN: "new chain", unix.NFT_MSG_DELCHAIN: "deleted chain",
+	unix.NFT_MSG_NEWRULE: "new rule", unix.NFT_MSG_DELRULE: "deleted rule",
+	unix.NFT_MSG_NEWSET: "new set", unix.NFT_MSG_DELSET: "deleted set",
+	unix.NFT_MSG_NEWSETELEM: "new element", unix.NFT_MSG_DELSETELEM: "deleted element",
+	unix.NFT_MSG_NEWOBJ: "new object", unix.NFT_MSG_DELOBJ: "deleted object",
+	unix.NFT_MSG_NEWFLOWTABLE: "new flowtable", unix.NFT_MSG_DELFLOWTABLE: "deleted flowtable",
+}
+
+// add takes one event. At the end of a generation (NEWGEN) it reports
+// whether the batch touched our table and was sent by another process.
+func (g *eventBatch) add(msg netlink.Message, own func(uint32) bool) (string, bool) {
+	if msg.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(msg.Data) < 4 {
+		return "", false
+	}
+	typ := uint16(msg.Header.Type & 0xff)
+	family, attrs := msg.Data[0], msg.Data[4:]
+	if typ == unix.NFT_MSG_NEWGEN {
+		touched := g.touched
+		*g = eventBatch{}
+		if touched == "" {
+			return "", false
+		}
+		pid, name := genSender(attrs)
+		if pid != 0 && own(pid) {
+			return "", false
+		}
+		return fmt.Sprintf("%s in table %s by %q (thread %d)", touched, TableName, name, pid), true
+	}
+	name, ok := nftMsgNames[typ]
+	if !ok || family != unix.NFPROTO_INET || g.touched != "" {
+		return "", false
+	}
+	if tableOf(attrs) == TableName {
+		g.touched = name
+	}
+	return "", false
+}
+
+// tableOf reads the table name, attribute 1 of every object message
+// (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
+// NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE).
+func tableOf(attrs []byte) string {
+	ad, err := netlink.NewAttributeDecoder(attrs)
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == 1 {
+			return ad.String()
+		}
+	}
+	return ""
+}
+
+// genSender reads NFTA_GEN_PROC_PID and NFTA_GEN_PROC_NAME of a NEWGEN
+// message; pid 0 when the kernel did not say.
+func genSender(attrs []byte) (pid uint32, name string) {
+	ad, err := netlink.NewAttributeDecoder(attrs)
+	if err != nil {
+		return 0, ""
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_GEN_PROC_PID:
+			pid = ad.Uint32()
+		case unix.NFTA_GEN_PROC_NAME:
+			name = ad.String()
+		}
+	}
+	return pid, name
+}
