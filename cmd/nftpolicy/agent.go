@@ -45,6 +45,7 @@ type agentOptions struct {
 	resyncPeriod  time.Duration
 	netns         string
 	cutDenied     bool
+	repairTamper  bool
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -68,6 +69,7 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.DurationVar(&o.resyncPeriod, "resync-period", time.Minute, "period of the full resync that reads the kernel's table back and repairs drift")
 	fs.StringVar(&o.netns, "netns", "", "program the nftables of this network namespace (a path such as /run/netns/NAME) instead of the agent's own; for tests and the lab")
 	fs.BoolVar(&o.cutDenied, "cut-denied-flows", true, "after a change, delete the conntrack entries of established connections the new policy denies (otherwise they live on until they end)")
+	fs.BoolVar(&o.repairTamper, "repair-tampering", true, "watch nftables events and repair any change to the table made by someone else at once (otherwise it waits for the periodic resync)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -147,6 +149,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if o.cutDenied {
 		acfg.Conntrack = conntrack.NewNetlink(kernelFD)
 	}
+	if o.repairTamper {
+		acfg.Tamper = nft.NewMonitor(kernelFD)
+	}
 	if o.features.Enabled(featureAdminNetworkPolicy) {
 		kinds, err := installedAdminKinds(ctx, client.Discovery())
 		if err != nil {
@@ -171,7 +176,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

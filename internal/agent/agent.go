@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/informers"
@@ -54,6 +55,10 @@ type Config struct {
 	// ruleset drops are deleted (cutflows.go). nil: established
 	// connections outlive a deny.
 	Conntrack conntrack.Table
+	// Tamper, when set, reports changes to the table made by anyone else;
+	// each one starts a full sync at once (tamper.go). nil: drift waits
+	// for the periodic resync.
+	Tamper TamperMonitor
 }
 
 // Agent programs one node.
@@ -78,6 +83,8 @@ type Agent struct {
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
 	failLog    rateLimitedLog
+
+	repair atomic.Bool // tampering seen: the next sync reads the kernel back
 
 	pendingMu sync.Mutex
 	pending   []time.Time // when changes not yet synced were observed
@@ -163,6 +170,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	logger.V(1).Info("Informers synced; starting the sync loop")
 	go a.status.run(ctx, logger)
+	a.watchTamper(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -177,6 +185,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	start := time.Now()
+	a.takeRepair()
 	changes := a.tracker.take()
 	a.apply(logger, changes)
 	desired := a.engine.Ruleset()
