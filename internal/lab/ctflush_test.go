@@ -202,7 +202,7 @@ func (f *cutLab) barrier(t *testing.T) {
 // denyS1 isolates x/s1 in both directions with no rule: nothing may reach
 // it or leave it. (Both directions: with only ingress denied, a packet of
 // s1's, say a TCP retransmission, could start a new entry in the other
-// direction and carry the connection on; see docs/ruleset.md.)
+// direction and carry the connection on; see docs/windows.md.)
 func (f *cutLab) denyS1(t *testing.T) {
 	f.create(t, tu.Policy("x", "deny-s1", map[string]string{"app": "s1"},
 		tu.Types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)))
