@@ -137,11 +137,13 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		kernelFD = int(f.Fd())
 	}
 
+	kernel := nft.NewNetlink(kernelFD)
+	defer kernel.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := agent.Config{
 		NodeName:        node,
-		Kernel:          nft.NewNetlink(kernelFD),
+		Kernel:          kernel,
 		MinSyncInterval: o.minSyncPeriod,
 		ResyncInterval:  o.resyncPeriod,
 		Metrics:         agent.NewMetrics(reg),
@@ -150,7 +152,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		acfg.Conntrack = conntrack.NewNetlink(kernelFD)
 	}
 	if o.repairTamper {
-		acfg.Tamper = nft.NewMonitor(kernelFD)
+		acfg.Tamper = nft.NewMonitor(kernelFD, kernel.SentFrom)
 	}
 	if o.features.Enabled(featureAdminNetworkPolicy) {
 		kinds, err := installedAdminKinds(ctx, client.Discovery())

@@ -25,10 +25,11 @@ func netnsKernel(t *testing.T, watch bool) (*harness, string, *nft.Netlink) {
 	reader := nft.NewNetlink(int(f.Fd()))
 	t.Cleanup(func() { reader.Close() })
 	h := start(t, func(c *Config) {
-		c.Kernel = nft.NewNetlink(int(f.Fd()))
+		k := nft.NewNetlink(int(f.Fd()))
+		c.Kernel = k
 		c.MinSyncInterval = time.Second
 		if watch {
-			c.Tamper = nft.NewMonitor(int(f.Fd()))
+			c.Tamper = nft.NewMonitor(int(f.Fd()), k.SentFrom)
 		}
 	}, basic()...)
 	h.wait()

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -17,28 +15,38 @@ import (
 // the nftpolicy table made by another process: someone ran `nft delete
 // table`, `nft flush ruleset`, or removed a chain or an element.
 //
-// The kernel sends the objects a batch changed, then a NEWGEN message
-// naming the thread that committed it (NFTA_GEN_PROC_PID, the thread id of
-// the sender: task_pid_nr(current)). Batches committed by a thread of this
-// process, the agent's own transactions, are ignored; so no repair ever
-// triggers another. google/nftables' own monitor (v0.3.0) parses every
-// object and would have to understand all of them; this one reads only the
-// table name (attribute 1 of every object message) and the generation.
+// The kernel sends the objects a batch changed, then a NEWGEN message; each
+// carries the netlink port id of the socket that sent the batch. Batches
+// sent from the agent's own socket (own reports it) are ignored, so no
+// repair ever triggers another. The port id, not the process id the
+// generation also names (NFTA_GEN_PROC_PID, a thread id in the kernel's
+// initial pid namespace), which a containerised agent cannot map to its
+// own threads. google/nftables' monitor (v0.3.0) parses every object and
+// would have to understand all of them; this one reads only the table name
+// (attribute 1 of every object message) and the generation.
 type Monitor struct {
 	netnsFD int
-	// own reports whether a thread id belongs to this process.
-	own func(tid uint32) bool
+	own     func(portID uint32) bool
 }
 
 // NewMonitor returns a monitor of the namespace open as netnsFD (-1: the
-// caller's). It opens nothing yet.
-func NewMonitor(netnsFD int) *Monitor { return &Monitor{netnsFD: netnsFD, own: ownThread} }
+// caller's); own reports whether a port id is the agent's socket
+// (Netlink.SentFrom of the kernel that programs the namespace). It opens
+// nothing yet.
+func NewMonitor(netnsFD int, own func(portID uint32) bool) *Monitor {
+	return &Monitor{netnsFD: netnsFD, own: own}
+}
 
-// ownThread reports whether tid is a thread of this process. The process's
-// pid namespace is the same in every network namespace it programs.
-func ownThread(tid uint32) bool {
-	_, err := os.Stat("/proc/self/task/" + strconv.FormatUint(uint64(tid), 10))
-	return err == nil
+// SentFrom reports whether portID is the lasting socket's. Apply holds the
+// lock while the kernel commits and answers, so a batch's events are
+// checked after Apply returned: a successful batch's socket is still open;
+// a failed one's is closed and its events (if the kernel committed after
+// all) count as foreign, which asks for the full sync the failure needs
+// anyway.
+func (n *Netlink) SentFrom(portID uint32) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sock != nil && n.sock.PID() == portID
 }
 
 // monitorBuffer is the socket's receive buffer. The agent's own big batches
@@ -125,11 +133,11 @@ func (g *eventBatch) add(msg netlink.Message, own func(uint32) bool) (string, bo
 		if touched == "" {
 			return "", false
 		}
-		pid, name := genSender(attrs)
-		if pid != 0 && own(pid) {
+		if own(msg.Header.PID) {
 			return "", false
 		}
-		return fmt.Sprintf("%s in table %s by %q (thread %d)", touched, TableName, name, pid), true
+		pid, name := genSender(attrs)
+		return fmt.Sprintf("%s in table %s by %q (pid %d)", touched, TableName, name, pid), true
 	}
 	name, ok := nftMsgNames[typ]
 	if !ok || family != unix.NFPROTO_INET || g.touched != "" {

@@ -20,7 +20,7 @@ func TestMonitorReportsForeignChangesOnly(t *testing.T) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- NewMonitor(int(ns.file.Fd())).Run(ctx, func() { close(ready) }, func(what string) { events <- what })
+		done <- NewMonitor(int(ns.file.Fd()), k.SentFrom).Run(ctx, func() { close(ready) }, func(what string) { events <- what })
 	}()
 	defer func() {
 		cancel()
