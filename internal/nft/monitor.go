@@ -50,9 +50,12 @@ func (n *Netlink) SentFrom(portID uint32) bool {
 }
 
 // monitorBuffer is the socket's receive buffer. The agent's own big batches
-// produce one event per element; should the buffer overflow anyway
-// (ENOBUFS), events were lost and Run reports a possible tampering, which
-// costs one full sync that finds nothing to do.
+// produce events too: a 100,000-element batch did not overflow it on this
+// project's machine, and listening cost that batch nothing measurable
+// (0.36 s with and without a listener; a one-element batch 0.3 ms instead
+// of 0.1 ms). Should it overflow anyway (ENOBUFS), events were lost and
+// Run reports a possible tampering, which costs one full sync that finds
+// nothing to do.
 const monitorBuffer = 32 << 20
 
 // Run listens until ctx is done, calling tampered (from Run's goroutine)
