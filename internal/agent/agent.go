@@ -83,6 +83,7 @@ type Agent struct {
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
 	failLog    rateLimitedLog
+	cutLog     rateLimitedLog // failures to cut denied connections (cutflows.go)
 
 	repair atomic.Bool // tampering seen: the next sync reads the kernel back
 

@@ -3,12 +3,16 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
+
+// cutLogEvery spaces out the log of a failure that repeats.
+const cutLogEvery = 5 * time.Minute
 
 // cutDenied deletes, after a committed transaction that may have denied
 // something, the conntrack entries of the connections the new ruleset drops:
@@ -34,7 +38,11 @@ func (a *Agent) cutDenied(ctx context.Context, logger klog.Logger, tx *nft.Trans
 	a.stats.FlowsCut += res.Deleted
 	a.mu.Unlock()
 	if err != nil {
-		logger.Error(err, "Cutting the connections the new policy denies", "deleted", res.Deleted)
+		// Rate-limited: a node without ctnetlink would fail every time.
+		a.cutLog.every = cutLogEvery
+		if suppressed, ok := a.cutLog.allow(err.Error(), time.Now()); ok {
+			logger.Error(err, "Cutting the connections the new policy denies", "deleted", res.Deleted, "suppressedSinceLastLog", suppressed)
+		}
 		return
 	}
 	logger.V(2).Info("Cut the connections the new policy denies", "entries", res.Entries, "denied", res.Denied, "deleted", res.Deleted, "took", res.Took)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -113,5 +114,25 @@ func TestCouldDeny(t *testing.T) {
 				t.Errorf("couldDeny = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// brokenTable fails every dump, as a node without ctnetlink would.
+type brokenTable struct{}
+
+func (brokenTable) Dump(context.Context) ([]conntrack.Entry, error) {
+	return nil, errors.New("conntrack: dial: protocol not supported")
+}
+
+func (brokenTable) Delete(context.Context, []conntrack.Entry) (int, error) { return 0, nil }
+
+// TestCutFailureDoesNotFailTheSync: the rules are committed whatever
+// happens to the cut; a failed cut is logged, not retried as a failed sync.
+func TestCutFailureDoesNotFailTheSync(t *testing.T) {
+	h := start(t, func(c *Config) { c.Conntrack = brokenTable{} }, basic()...)
+	h.wait()
+	h.checkKernel()
+	if s := h.agent.Stats(); s.Failures != 0 || s.FlowCuts != 1 || s.FlowsCut != 0 {
+		t.Errorf("stats %+v, want no failed sync and one cut that deleted nothing", s)
 	}
 }
