@@ -104,7 +104,7 @@ type Stats struct {
 	// counts those that found it changed behind the agent's back.
 	FullSyncs, Drift int
 	LastOps          diff.Counts
-	// FlowCuts counts the conntrack tables judged after a transaction;
+	// FlowCuts counts the cuts attempted after a transaction (failed too);
 	// FlowsCut the entries deleted.
 	FlowCuts, FlowsCut int
 }
