@@ -213,7 +213,7 @@ func installedAdminKinds(ctx context.Context, d discovery.DiscoveryInterface) ([
 			return nil, fmt.Errorf("discovering %s: %w", gv, err)
 		}
 		for _, r := range rl.APIResources {
-			for _, k := range agent.AdminKinds {
+			for _, k := range agent.AdminKinds() {
 				if r.Kind == k && r.Name != "" && !strings.Contains(r.Name, "/") {
 					kinds = append(kinds, k)
 				}

@@ -10,10 +10,10 @@ import (
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
-const examples = "../../../shared/scenarios/examples"
+const examples = "../../test/scenarios/examples"
 
-// TestCompileExamplesLoadIntoKernel: `nftpolicy compile` of every shared
-// example, for each node, is nft text the kernel accepts.
+// TestCompileExamplesLoadIntoKernel: `nftpolicy compile` of every example
+// scenario, for each node, is nft text the kernel accepts.
 func TestCompileExamplesLoadIntoKernel(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(examples, "*.yaml"))
 	if len(files) == 0 {

@@ -1,5 +1,7 @@
-// Command nftpolicy is the node agent and the tools around it: compile
-// manifests to nftables text offline, and run scenarios in the lab.
+// Command nftpolicy is the node agent and what a node or a person reading
+// its ruleset needs: cleanup, and compile (manifests to nftables text,
+// offline). The lab and the demo are cmd/nftlab's: this binary runs on
+// every node and carries no test harness.
 package main
 
 import (
@@ -13,9 +15,8 @@ Usage:
   nftpolicy agent [--kubeconfig FILE] [--hostname-override NAME] ...  the node agent (the DaemonSet's command; --help lists its flags)
   nftpolicy cleanup [--netns PATH]                     remove everything nftpolicy created on this node (uninstall)
   nftpolicy compile -f FILE|DIR [-f ...] --node NAME   print the ruleset a node would get
-  nftpolicy lab run [--output json] [--keep] [--apiserver] FILE|DIR ...  run scenarios on real namespaces
-  nftpolicy lab down                                   remove whatever a lab run left behind
-  nftpolicy demo                                       a two-node lab, its matrices and a ruleset
+
+The lab and the demo are a command of their own: nftlab run|down|demo.
 `
 
 func main() {
@@ -34,10 +35,6 @@ func run(args []string) int {
 		return cleanupCmd(args[1:], os.Stdout, os.Stderr)
 	case "compile":
 		return compileCmd(args[1:], os.Stdout, os.Stderr)
-	case "lab":
-		return labCmd(args[1:])
-	case "demo":
-		return demoCmd(args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0

@@ -6,7 +6,9 @@
 // periodically) the agent reads the kernel's table back and applies only
 // the difference, so a restarted agent adopts what its predecessor left and
 // no packet sees a window with no rules or with wrong ones. On shutdown the
-// rules stay for the next agent.
+// rules stay for the next agent. The one exception: when the kernel refuses
+// the minimal transaction twice in a row, the agent replaces the whole table
+// in one atomic batch (fallback.go), which no packet sees either.
 package agent
 
 import (
@@ -46,7 +48,7 @@ type Config struct {
 	// AdminNetworkPolicy feature gate off).
 	PolicyClient policyclient.Interface
 	// AdminKinds limits the network-policy-api kinds watched (some CRDs may
-	// be installed and others not); nil means all of AdminKinds.
+	// be installed and others not); nil means all of AdminKinds().
 	AdminKinds []string
 	// Metrics receives the agent's series; nil: a private, unregistered set.
 	Metrics *Metrics
@@ -75,10 +77,11 @@ type Agent struct {
 	status  *statusWorker
 
 	// Touched only by the sync loop.
-	engine     *compile.Engine   // the model and this node's ruleset; nil until the first sync
-	shadow     *nft.Ruleset      // what the kernel holds; nil: read it back first
-	versions   map[string]string // object key -> version ("" deleted) applied to the engine, not yet to the kernel
-	counts     map[string]int    // objects per kind
+	engine     *compile.Engine    // the model and this node's ruleset; nil until the first sync
+	shadow     *nft.Ruleset       // what the kernel holds; nil: read it back first
+	refusals   int                // transactions the kernel refused in a row (applyOrReplace)
+	versions   map[string]*string // object key -> version (nil: deleted) applied to the engine, not yet to the kernel
+	counts     map[string]int     // objects per kind
 	lastFull   time.Time
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
@@ -127,7 +130,7 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		failLog:    rateLimitedLog{every: 30 * time.Second},
 		notify:     make(chan struct{}),
 		tracker:    newTracker(),
-		versions:   map[string]string{},
+		versions:   map[string]*string{},
 		counts:     map[string]int{},
 		applied:    map[string]string{},
 	}
@@ -217,15 +220,17 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	counts := diff.Count(tx)
 	if !tx.Empty() {
-		if err := a.cfg.Kernel.Apply(ctx, tx); err != nil {
+		committed, err := a.applyOrReplace(ctx, logger, tx, desired)
+		if err != nil {
 			a.shadow = nil // the kernel's state is unknown: read it back next time
 			reason := failApply
 			if errors.Is(err, nft.ErrOutcomeUnknown) {
 				reason = failUnknown
 			}
-			a.fail(logger, reason, err, tx)
+			a.fail(logger, reason, err, committed)
 			return err
 		}
+		tx, counts = committed, diff.Count(committed)
 		a.metrics.Transactions.Inc()
 		a.metrics.TxOperations.Observe(float64(counts.Ops))
 		if bytes, ok := batchBytes(a.cfg.Kernel, tx); ok {
@@ -243,13 +248,13 @@ func (a *Agent) sync(ctx context.Context) error {
 
 	a.mu.Lock()
 	for k, v := range a.versions {
-		if v == "" {
+		if v == nil {
 			delete(a.applied, k)
 		} else {
-			a.applied[k] = v
+			a.applied[k] = *v
 		}
 	}
-	a.versions = map[string]string{}
+	a.versions = map[string]*string{}
 	a.synced = true
 	a.stats.Syncs++
 	if full {
@@ -303,9 +308,10 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		}
 	}
 	for _, ch := range changes {
-		rv := ""
+		var rv *string
 		if ch.new != nil {
-			rv = ch.new.GetResourceVersion()
+			v := ch.new.GetResourceVersion()
+			rv = &v
 		}
 		a.versions[ch.key()] = rv
 		switch {
@@ -458,12 +464,30 @@ func (a *Agent) Ready() bool {
 // exactly the given objects at the given resourceVersions (and no others of
 // the kinds named in want's keys). It is the lab's sync barrier.
 func (a *Agent) WaitApplied(ctx context.Context, want map[string]string) error {
+	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) })
+}
+
+// WaitIncludes blocks until a sync has been applied that holds at least the
+// given objects at the given versions (others may be there too).
+func (a *Agent) WaitIncludes(ctx context.Context, want map[string]string) error {
+	return a.waitFor(ctx, func() bool {
+		for k, v := range want {
+			if a.applied[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor blocks until done, checked under a.mu after every sync, holds.
+func (a *Agent) waitFor(ctx context.Context, done func() bool) error {
 	for {
 		a.mu.Lock()
-		done := a.synced && sameVersions(a.applied, want)
+		ok := a.synced && done()
 		ch := a.notify
 		a.mu.Unlock()
-		if done {
+		if ok {
 			return nil
 		}
 		select {

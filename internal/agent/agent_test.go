@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
@@ -270,6 +272,73 @@ func TestFailureLeadsToFullResync(t *testing.T) {
 	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "apply"); got != 1 {
 		t.Errorf("nftpolicy_sync_failures_total{reason=apply} = %v, want 1", got)
 	}
+	// One refusal is a stale shadow's, repaired by the resync: no
+	// replacement.
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 0 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want 0", got)
+	}
+}
+
+// TestRefusedTwiceReplacesTable: a kernel that refuses every minimal
+// transaction (as the kernel refused the differ's EBUSY order) gets the
+// first one refused, the full resync's refused, and then the whole table
+// replaced in one transaction; after that the agent is back to minimal
+// transactions.
+func TestRefusedTwiceReplacesTable(t *testing.T) {
+	h := start(t, nil, basic()...)
+	h.wait()
+	var refusing atomic.Bool
+	var seen []string // "minimal" or "replacement", in the order applied
+	h.kernel.Refuse = func(tx *nft.Transaction) error {
+		kind := "minimal"
+		for _, op := range tx.Ops {
+			if op.Kind == nft.OpDeleteTable {
+				kind = "replacement"
+			}
+		}
+		seen = append(seen, kind)
+		if refusing.Load() && kind == "minimal" {
+			return fmt.Errorf("injected: %w", syscall.EBUSY)
+		}
+		return nil
+	}
+	refusing.Store(true)
+	dumps := h.kernel.dumps.Load()
+	h.apply(tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}))
+	h.wait()
+	h.checkKernel()
+	if diff := cmp.Diff([]string{"minimal", "minimal", "replacement"}, seen); diff != "" {
+		t.Errorf("transactions sent (-want +got):\n%s", diff)
+	}
+	if h.kernel.Failed != 2 || h.kernel.Transactions != 2 {
+		t.Errorf("kernel: %d failed, %d committed; want 2 (refused) and 2 (first sync, replacement)", h.kernel.Failed, h.kernel.Transactions)
+	}
+	if got := h.kernel.dumps.Load() - dumps; got != 1 {
+		t.Errorf("Dump calls = %d, want 1 (the full resync after the first refusal)", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want 1", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_sync_failures_total", "reason", "apply"); got != 1 {
+		t.Errorf("nftpolicy_sync_failures_total{reason=apply} = %v, want 1 (the first refusal; the second led to the replacement)", got)
+	}
+
+	// The kernel accepts minimal transactions again: the next change is
+	// one, the client's address added to the clients' peer set.
+	refusing.Store(false)
+	seen = nil
+	h.apply(tu.Pod("x", "client3", "node-2", m{"role": "client"}, []string{"10.244.2.12"}))
+	h.wait()
+	h.checkKernel()
+	if diff := cmp.Diff([]string{"minimal"}, seen); diff != "" {
+		t.Errorf("transactions sent after the replacement (-want +got):\n%s", diff)
+	}
+	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 1, Elements: 1}) {
+		t.Errorf("the change after the replacement cost %+v, want 1 op and 1 element", got)
+	}
+	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
+		t.Errorf("nftpolicy_table_replacements_total = %v, want still 1", got)
+	}
 }
 
 // TestOutcomeUnknown: the kernel committed but the agent could not tell.
@@ -512,7 +581,7 @@ func jsonSize(t *testing.T, o any) int {
 func realisticPod() *v1.Pod {
 	p := tu.Pod("shop", "web-5d7c444b-x2kq9", node, m{"app": "web", "pod-template-hash": "5d7c444b"}, []string{"10.244.1.23"}, tu.WithPort("http", v1.ProtocolTCP, 8080))
 	p.Annotations = m{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 1500)}
-	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{` + strings.Repeat(`"f:x":{},`, 150) + `"f:y":{}}}`)}}}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:status":{` + strings.Repeat(`"f:x":{},`, 150) + `"f:y":{}}}`)}}
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d7c444b", UID: "u"}}
 	c := &p.Spec.Containers[0]
 	c.Image = "registry.example/shop/web:1.2.3"

@@ -22,9 +22,11 @@ const (
 	KindClusterNetworkPolicy       = "ClusterNetworkPolicy"
 )
 
-// AdminKinds are all the network-policy-api kinds, in the order they are
-// fed to the model.
-var AdminKinds = []string{KindAdminNetworkPolicy, KindBaselineAdminNetworkPolicy, KindClusterNetworkPolicy}
+// AdminKinds returns all the network-policy-api kinds, in the order they are
+// fed to the model; a new slice each time, so no caller can change the list.
+func AdminKinds() []string {
+	return []string{KindAdminNetworkPolicy, KindBaselineAdminNetworkPolicy, KindClusterNetworkPolicy}
+}
 
 // watched is one informer and the kind it holds.
 type watched struct {
@@ -51,10 +53,10 @@ func (a *Agent) newInformers() {
 	a.policyFactory = policyinformers.NewSharedInformerFactoryWithOptions(a.cfg.PolicyClient, 0, policyinformers.WithTransform(Transform))
 	kinds := a.cfg.AdminKinds
 	if kinds == nil {
-		kinds = AdminKinds
+		kinds = AdminKinds()
 	}
 	p := a.policyFactory.Policy()
-	for _, k := range AdminKinds {
+	for _, k := range AdminKinds() {
 		if !slices.Contains(kinds, k) {
 			continue
 		}

@@ -17,6 +17,7 @@ type Metrics struct {
 	SyncFailures       *prometheus.CounterVec
 	Transactions       prometheus.Counter
 	DriftRepairs       prometheus.Counter
+	TableReplacements  prometheus.Counter
 	Policies           *prometheus.GaugeVec
 	Pods               prometheus.Gauge
 	SelectedPods       prometheus.Gauge
@@ -82,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DriftRepairs: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "drift_repairs_total",
 			Help: "Full resyncs that found the kernel's table differing from what the agent had programmed (someone else changed or deleted it) and repaired it.",
+		}),
+		TableReplacements: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "table_replacements_total",
+			Help: "Whole-table replacements in one atomic transaction, the fallback after the kernel refused two minimal transactions in a row (the second refusal is counted here, not in sync_failures_total).",
 		}),
 		Policies: f.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "policies",

@@ -189,7 +189,7 @@ func (e *Engine) selecting(t model.Tier, pod *model.Pod, dir model.Direction) []
 // that mapName names.
 func dispatch(out []entry, pod *model.Pod, mapName func(model.Direction, nft.Family) string, dir model.Direction, target chainDef) []entry {
 	for _, ip := range pod.IPs {
-		out = append(out, entry{set: mapName(dir, familyOfAddr(ip)), elem: nft.Elem{Addr: ip, Chain: target.name()}, target: target})
+		out = append(out, entry{set: mapName(dir, nft.FamilyOf(ip)), elem: nft.Elem{Addr: ip, Chain: target.name()}, target: target})
 	}
 	return out
 }

@@ -32,6 +32,7 @@ type Engine struct {
 	// match pods of some namespaces, by namespace; the others.
 	podSetsByNS map[string]map[string]*liveSet
 	podSetsAny  map[string]*liveSet
+	namedSets   map[string]*liveSet // named ports: by the pods' own ports
 	nodeSets    map[string]*liveSet
 
 	local map[string][]entry     // local pod key -> its map elements
@@ -74,6 +75,7 @@ func NewEngine(c *model.Cluster, node string) *Engine {
 		counts:      map[string]map[nft.Elem]int{},
 		podSetsByNS: map[string]map[string]*liveSet{},
 		podSetsAny:  map[string]*liveSet{},
+		namedSets:   map[string]*liveSet{},
 		nodeSets:    map[string]*liveSet{},
 		local:       map[string][]entry{},
 		touched:     nft.NewTouched(),
@@ -327,8 +329,8 @@ func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
 		}
 		e.fill(ls, def.namespaces)
 	case def.named != nil:
-		e.podSetsAny[s.Name] = ls
-		for _, pod := range e.c.Pods {
+		e.namedSets[s.Name] = ls
+		for _, pod := range e.c.PodsWithPort(def.named.Name) {
 			for _, el := range def.podElems(e.c, pod) {
 				e.addElem(s.Name, el)
 			}
@@ -360,6 +362,7 @@ func (e *Engine) releaseSet(name string) {
 	delete(e.rs.Sets, name)
 	delete(e.counts, name)
 	delete(e.podSetsAny, name)
+	delete(e.namedSets, name)
 	delete(e.nodeSets, name)
 	if ls.def != nil {
 		for _, ns := range ls.def.namespaces {
@@ -401,7 +404,8 @@ type member struct {
 
 // podMembers lists what pods contribute to the dynamic sets that can hold
 // them (with nsOnly, only to those whose peers select namespaces by
-// label: what a namespace's labels can change).
+// label: what a namespace's labels can change). Named-port sets are found
+// by the pod's own port names.
 func (e *Engine) podMembers(pods []*model.Pod, nsOnly bool) []member {
 	var out []member
 	add := func(ls *liveSet, pod *model.Pod) {
@@ -418,6 +422,11 @@ func (e *Engine) podMembers(pods []*model.Pod, nsOnly bool) []member {
 		}
 		if nsOnly {
 			continue
+		}
+		if len(pod.Ports) > 0 {
+			for _, ls := range e.namedSets {
+				add(ls, pod) // podElems matches the pod's ports by name
+			}
 		}
 		for _, ls := range e.podSetsByNS[pod.Namespace] {
 			add(ls, pod)

@@ -7,16 +7,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
-
-func familyOfAddr(a netip.Addr) nft.Family {
-	if a.Is4() {
-		return nft.IPv4
-	}
-	return nft.IPv6
-}
 
 // cidrSet is the interval set of the addresses the ipBlock peers of one
 // family cover, except holes punched. The kernel rejects overlapping
@@ -27,7 +21,7 @@ func (e *Engine) cidrSet(fam nft.Family, blocks []model.Peer) string {
 	var desc []string
 	var spans []span
 	for _, p := range blocks {
-		if familyOfAddr(p.CIDR.Addr()) != fam {
+		if nft.FamilyOf(p.CIDR.Addr()) != fam {
 			continue
 		}
 		d := p.CIDR.String()
@@ -166,7 +160,7 @@ func (e *Engine) portSet(ports []model.Port) string {
 func (e *Engine) namedPortSet(fam nft.Family, port model.Port) string {
 	proto := "any"
 	if port.Proto != 0 {
-		proto = nft.ProtoName(port.Proto)
+		proto = inet.ProtoName(port.Proto)
 	}
 	identity := proto + "/" + port.Name
 	t := nft.SetIPv4ProtoPort
@@ -305,7 +299,7 @@ func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
 				continue
 			}
 			for _, ip := range pod.IPs {
-				if familyOfAddr(ip) == d.fam {
+				if nft.FamilyOf(ip) == d.fam {
 					out = append(out, nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
 				}
 			}
@@ -315,7 +309,7 @@ func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
 	for i := range d.pods {
 		if d.pods[i].MatchesPod(c, pod) {
 			for _, ip := range pod.IPs {
-				if familyOfAddr(ip) == d.fam {
+				if nft.FamilyOf(ip) == d.fam {
 					out = append(out, nft.Elem{Addr: ip})
 				}
 			}
@@ -334,7 +328,7 @@ func (d *setDef) nodeElems(n *model.Node) []nft.Elem {
 		if d.nodes[i].MatchesNode(n) {
 			var out []nft.Elem
 			for _, ip := range n.Addresses {
-				if familyOfAddr(ip) == d.fam {
+				if nft.FamilyOf(ip) == d.fam {
 					out = append(out, nft.Elem{Addr: ip})
 				}
 			}

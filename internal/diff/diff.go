@@ -15,8 +15,8 @@ import (
 //
 // The order of operations satisfies the kernel's reference checks within one
 // batch: objects are created before anything refers to them, and references
-// are removed (map elements deleted, chains flushed) before what they refer
-// to is deleted.
+// are removed (map elements deleted, chains flushed, maps deleted) before
+// what they refer to is deleted.
 func Diff(current, desired *nft.Ruleset) *nft.Transaction {
 	return Partial(current, desired, nil)
 }
@@ -121,6 +121,19 @@ func Partial(current, desired *nft.Ruleset, touched *nft.Touched) *nft.Transacti
 	for _, c := range gone {
 		tx.Add(nft.Op{Kind: nft.OpDeleteChain, Name: c.Name})
 	}
+	return tx
+}
+
+// Replace returns the transaction that replaces whatever table the kernel
+// holds, or none, with desired in one batch: the table is added (so that
+// the delete cannot fail on a missing one), deleted with everything in it,
+// and built again. Nothing in the old table can hold a reference the new
+// one trips on, and the kernel commits the batch atomically, so no packet
+// sees the table missing. It costs in proportion to the whole ruleset: it
+// is the fallback for when the kernel keeps refusing Diff's transactions.
+func Replace(desired *nft.Ruleset) *nft.Transaction {
+	tx := &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpAddTable}, {Kind: nft.OpDeleteTable}}}
+	tx.Ops = append(tx.Ops, Diff(nil, desired).Ops...)
 	return tx
 }
 

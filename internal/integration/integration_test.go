@@ -26,6 +26,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // The package shares one API server between its tests; each test has its
@@ -45,25 +46,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration tests build and run kube-apiserver")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: the integration tests need root (they create network namespaces and program nftables in them); run them as root, as `make test` in CI does")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the integration tests need %s (apt-get install iproute2 nftables)", tool)
-		}
-	}
-}
-
 // setup starts the shared API server (building it on first use), with
 // deploy/'s CRDs, RBAC and DaemonSet created through the API.
 func setup(t *testing.T) *Env {
-	needRoot(t)
+	testutil.NeedKernel(t)
 	shared.once.Do(func() {
 		shared.env, shared.err = NewEnv(context.Background(), os.Stderr, "../../deploy")
 	})
@@ -432,8 +418,8 @@ const previousRelease = "5c35878aef3efa8b3f1963e978991c3c0151ad13"
 // result changes, and the new agent converges without a transaction (the
 // layout is the same).
 func TestUpgradeAdoptsPreviousTable(t *testing.T) {
-	old := buildRelease(t, previousRelease)
 	w := newWorld(t, 1, time.Minute)
+	old := buildRelease(t, previousRelease)
 	n := w.nodes[0]
 	w.pod("server", n, map[string]string{"role": "server"})
 	w.pod("client", n, map[string]string{"role": "client"})
@@ -474,7 +460,9 @@ func buildRelease(t *testing.T, commit string) string {
 	if out, err := exec.Command("git", "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
 		t.Skipf("SKIPPED: commit %s is not in this clone (a shallow clone?): %v %s", commit, err, out)
 	}
-	archive := exec.Command("sh", "-c", "git archive "+commit+" | tar -x -C "+dir)
+	// From the top of the work tree: git archive in a subdirectory
+	// archives only that subdirectory.
+	archive := exec.Command("sh", "-c", `cd "$(git rev-parse --show-toplevel)" && git archive `+commit+" | tar -x -C "+dir)
 	if out, err := archive.CombinedOutput(); err != nil {
 		t.Fatalf("git archive %s: %v\n%s", commit, err, out)
 	}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/lab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // TestLabAPIServer runs scenario files in the lab's --apiserver mode: the
 // scenario's objects go to a real kube-apiserver (with deploy/ applied)
 // and the in-process agents watch it with the DaemonSet's credentials.
 func TestLabAPIServer(t *testing.T) {
-	needRoot(t)
+	testutil.NeedKernel(t)
 	env, err := NewLabEnv(context.Background(), os.Stderr, "../../deploy")
 	if err != nil {
 		t.Fatal(err)
@@ -27,14 +28,11 @@ func TestLabAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{
-		"../../../shared/scenarios/examples/01-default-deny-ingress.yaml",
-		"../../../shared/scenarios/examples/04-admin-tiers.yaml",
-		"../../../shared/scenarios/examples/05-label-changes.yaml",
+		"../../test/scenarios/examples/01-deny-all-ingress.yaml",
+		"../../test/scenarios/examples/04-admin-tiers.yaml",
+		"../../test/scenarios/examples/05-label-changes.yaml",
 	} {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			if _, err := os.Stat(f); err != nil {
-				t.Skipf("no %s", f)
-			}
 			sc, err := scenario.Load(f)
 			if err != nil {
 				t.Fatal(err)

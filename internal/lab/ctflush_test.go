@@ -92,7 +92,7 @@ var cutPods = []struct{ name, node, ip string }{
 // startCutLab builds two nodes and four pods, starts an agent per node
 // (cutting denied connections when cut), and starts the three flows.
 func startCutLab(t *testing.T, cut bool) *cutLab {
-	needRoot(t)
+	tu.NeedKernel(t)
 	f := &cutLab{net: netlab.New(""), client: fake.NewClientset(), agents: map[string]*agent.Agent{}, objects: map[string]runtime.Object{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

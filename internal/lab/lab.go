@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -33,6 +33,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 )
@@ -49,7 +50,7 @@ type Options struct {
 	// list table` prints it) at the end of the run.
 	RulesetOf string
 	// Server, when set, runs the scenario against a real API server
-	// instead of the fake clientset (nftpolicy lab run --apiserver).
+	// instead of the fake clientset (nftlab run --apiserver).
 	Server *Server
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
@@ -131,14 +132,23 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 		client: fake.NewClientset(),
 		policy: policyfake.NewSimpleClientset(), // NewClientset needs schemas this module does not ship
 		state:  map[scenario.ObjectRef]runtime.Object{},
-		podIPs: map[string][]netip.Addr{},
-		next:   map[string]int{},
+		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)),
+		pods:   map[string]bool{},
 		agents: map[string]*agent.Agent{},
 	}
 	if opts.Server != nil {
 		r.server = &serverBackend{opts.Server.Writer}
 	}
 	return r
+}
+
+// allObjects returns every object of a scenario, in any step.
+func allObjects(sc *scenario.Scenario) []runtime.Object {
+	out := slices.Clone(sc.Objects)
+	for _, st := range sc.Steps {
+		out = append(out, st.Apply...)
+	}
+	return out
 }
 
 func netnsName(path string) string {
@@ -158,36 +168,22 @@ type run struct {
 	policy *policyfake.Clientset // the network-policy-api kinds
 	rv     int64
 	state  map[scenario.ObjectRef]runtime.Object
-	podIPs map[string][]netip.Addr // pod id -> addresses
-	next   map[string]int          // node -> next host number for allocated pod addresses
+	addrs  *manifest.Addresses // the addresses of nodes and pods, as nftpolicy compile gives them
+	pods   map[string]bool     // ids of the pods whose namespaces exist
 	agents map[string]*agent.Agent
 	server *serverBackend // set: a real API server, not client and policy
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
-	nodeIndex := map[string]int{}
-	for i, n := range r.sc.Nodes {
-		nodeIndex[n] = i + 1
-	}
 	// Nodes first: pods need their node's namespace.
 	for _, obj := range r.sc.Objects {
 		node, ok := obj.(*corev1.Node)
 		if !ok {
 			continue
 		}
-		var ips []netip.Addr
-		for _, a := range node.Status.Addresses {
-			if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
-				ips = append(ips, ip)
-			}
-		}
-		if err := r.net.AddNode(node.Name, ips); err != nil {
+		// The node object gets its addresses when it is applied, below.
+		if err := r.net.AddNode(node.Name, r.addrs.Node(node.Name, manifest.NodeInternalIPs(node))); err != nil {
 			return fmt.Errorf("node %s: %w", node.Name, err)
-		}
-		if len(ips) == 0 {
-			for _, ip := range r.net.Addrs("node/" + node.Name) {
-				node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
-			}
 		}
 	}
 	for _, e := range r.sc.Externals {
@@ -249,7 +245,8 @@ func (r *run) stamp(obj runtime.Object) {
 // namespace, addresses and listeners behind them.
 func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 	obj = obj.DeepCopyObject()
-	ref := scenario.RefOf(obj)
+	ref := manifest.RefOf(obj)
+	r.addrs.Assign(obj)
 	if pod, ok := obj.(*corev1.Pod); ok {
 		if err := r.placePod(pod); err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
@@ -310,82 +307,21 @@ func upsert[T any](ctx context.Context, exists bool, obj T,
 	return err
 }
 
-// placePod gives a pod its addresses (kept from before, from the file, from
-// its node for hostNetwork pods, or allocated), writes them into its status
-// as a kubelet would, and builds its namespace on first sight.
+// placePod builds the namespace of a pod on first sight, at the addresses
+// Addresses.Assign gave it, and makes it listen. A hostNetwork pod is its
+// node.
 func (r *run) placePod(pod *corev1.Pod) error {
 	id := pod.Namespace + "/" + pod.Name
 	if pod.Spec.HostNetwork {
-		setPodIPs(pod, r.net.Addrs("node/"+pod.Spec.NodeName))
 		return nil
 	}
-	if ips, ok := r.podIPs[id]; ok {
-		setPodIPs(pod, ips)
-		return r.listen(id, pod)
-	}
-	var ips []netip.Addr
-	for _, p := range pod.Status.PodIPs {
-		if ip, err := netip.ParseAddr(p.IP); err == nil {
-			ips = append(ips, ip)
+	if !r.pods[id] {
+		if err := r.net.AddPod(id, pod.Spec.NodeName, manifest.PodIPs(pod)); err != nil {
+			return err
 		}
+		r.pods[id] = true
 	}
-	if len(ips) == 0 {
-		ips = r.allocate(pod.Spec.NodeName)
-	}
-	if err := r.net.AddPod(id, pod.Spec.NodeName, ips); err != nil {
-		return err
-	}
-	r.podIPs[id] = ips
-	setPodIPs(pod, ips)
 	return r.listen(id, pod)
-}
-
-func setPodIPs(pod *corev1.Pod, ips []netip.Addr) {
-	pod.Status.PodIPs = nil
-	for _, ip := range ips {
-		pod.Status.PodIPs = append(pod.Status.PodIPs, corev1.PodIP{IP: ip.String()})
-	}
-	if len(ips) > 0 {
-		pod.Status.PodIP = ips[0].String()
-	}
-	if pod.Status.Phase == "" {
-		pod.Status.Phase = corev1.PodRunning
-	}
-}
-
-// allocate picks the next free addresses in the node's pod ranges:
-// 10.244.<n>.0/24 and fd00:10:244:<n>::/64, n the node's position.
-func (r *run) allocate(node string) []netip.Addr {
-	n := 1
-	for i, name := range r.sc.Nodes {
-		if name == node {
-			n = i + 1
-		}
-	}
-	used := map[netip.Addr]bool{}
-	for _, ips := range r.podIPs {
-		for _, ip := range ips {
-			used[ip] = true
-		}
-	}
-	for {
-		r.next[node]++
-		h := 100 + r.next[node] // files that fix addresses tend to use low numbers
-		v4 := netip.MustParseAddr(fmt.Sprintf("10.244.%d.%d", n, h%250+1))
-		v6 := netip.MustParseAddr(fmt.Sprintf("fd00:10:244:%x::%x", n, h))
-		if used[v4] || used[v6] {
-			continue
-		}
-		var out []netip.Addr
-		for _, f := range r.sc.IPFamilies {
-			if f == scenario.IPv4 {
-				out = append(out, v4)
-			} else {
-				out = append(out, v6)
-			}
-		}
-		return out
-	}
 }
 
 // listen makes an endpoint listen on every probed port, and a pod also on
@@ -423,7 +359,8 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		err = r.server.remove(ctx, ref)
 		if pod, ok := obj.(*corev1.Pod); ok && err == nil && !pod.Spec.HostNetwork {
 			id := ref.Namespace + "/" + ref.Name
-			delete(r.podIPs, id)
+			delete(r.pods, id)
+			r.addrs.Release(id)
 			err = r.net.RemovePod(id)
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -441,7 +378,8 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		err = r.client.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
 		if pod := obj.(*corev1.Pod); err == nil && !pod.Spec.HostNetwork {
 			id := ref.Namespace + "/" + ref.Name
-			delete(r.podIPs, id)
+			delete(r.pods, id)
+			r.addrs.Release(id)
 			err = r.net.RemovePod(id)
 		}
 	case "NetworkPolicy":

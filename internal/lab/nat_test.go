@@ -11,6 +11,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // kubeProxyNAT is what kube-proxy in nftables (or iptables) mode does for a
@@ -35,7 +36,7 @@ const kubeProxyNAT = `table ip kube-proxy-test {
 // address or the masqueraded one), and the pod the server does not accept
 // is still refused through the Service address.
 func TestServiceNAT(t *testing.T) {
-	needRoot(t)
+	testutil.NeedKernel(t)
 	sc, err := scenario.Load("testdata/service-nat.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
 
 // Flow is one new connection (or first datagram).
@@ -13,19 +15,7 @@ type Flow struct {
 }
 
 func (f Flow) String() string {
-	return fmt.Sprintf("%s -> %s %s/%d", f.Src, f.Dst, protoName(f.Proto), f.Port)
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoSCTP:
-		return "sctp"
-	}
-	return fmt.Sprint(p)
+	return fmt.Sprintf("%s -> %s %s/%d", f.Src, f.Dst, inet.ProtoName(f.Proto), f.Port)
 }
 
 // Verdict is the decision for one direction of a flow: the source pod's

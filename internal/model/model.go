@@ -14,13 +14,15 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
 
-// IP protocol numbers used by the model.
+// IP protocol numbers used by the model (defined once, in inet).
 const (
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
-	ProtoSCTP uint8 = 132
+	ProtoTCP  = inet.TCP
+	ProtoUDP  = inet.UDP
+	ProtoSCTP = inet.SCTP
 )
 
 // Namespace is the part of a Namespace that policies can select on.
@@ -168,6 +170,7 @@ type Cluster struct {
 	// never scans the whole cluster for one change.
 	podsByNS     map[string]map[string]*Pod    // namespace -> pod key -> pod
 	podsByNode   map[string]map[string]*Pod    // node -> pod key -> pod
+	podsByPort   map[string]map[string]*Pod    // named port -> pod key -> pod
 	policiesByNS map[string]map[string]*Policy // namespace -> policy key -> policy
 }
 
@@ -183,6 +186,7 @@ func NewCluster() *Cluster {
 
 		podsByNS:     map[string]map[string]*Pod{},
 		podsByNode:   map[string]map[string]*Pod{},
+		podsByPort:   map[string]map[string]*Pod{},
 		policiesByNS: map[string]map[string]*Policy{},
 	}
 }
@@ -194,6 +198,19 @@ func (c *Cluster) PodsIn(namespace string) map[string]*Pod { return c.podsByNS[n
 // PodsOn returns the pods scheduled to one node, by key. The map is the
 // cluster's own index: callers only read it.
 func (c *Cluster) PodsOn(node string) map[string]*Pod { return c.podsByNode[node] }
+
+// PodsWithPort returns the pods that declare a named port, by key. The map
+// is the cluster's own index: callers only read it.
+func (c *Cluster) PodsWithPort(name string) map[string]*Pod { return c.podsByPort[name] }
+
+// indexPod adds (or with remove, removes) a pod in the node and port
+// indexes.
+func (c *Cluster) indexPod(p *Pod, remove bool) {
+	index(c.podsByNode, p.Node, p.Key(), p, remove)
+	for _, np := range p.Ports {
+		index(c.podsByPort, np.Name, p.Key(), p, remove)
+	}
+}
 
 // PoliciesIn returns the NetworkPolicies of one namespace, by key. The map
 // is the cluster's own index: callers only read it.
@@ -309,12 +326,12 @@ func (c *Cluster) Set(obj any) error {
 		c.Namespaces[o.Name] = NamespaceFromAPI(o)
 	case *v1.Pod:
 		p := PodFromAPI(o)
-		if old := c.Pods[p.Key()]; old != nil && old.Node != p.Node {
-			index(c.podsByNode, old.Node, p.Key(), old, true)
+		if old := c.Pods[p.Key()]; old != nil {
+			c.indexPod(old, true)
 		}
 		c.Pods[p.Key()] = p
 		index(c.podsByNS, p.Namespace, p.Key(), p, false)
-		index(c.podsByNode, p.Node, p.Key(), p, false)
+		c.indexPod(p, false)
 	case *v1.Node:
 		c.Nodes[o.Name] = NodeFromAPI(o)
 	case *networkingv1.NetworkPolicy:
@@ -344,7 +361,7 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 		delete(c.Namespaces, name)
 	case "Pod":
 		if old := c.Pods[key]; old != nil {
-			index(c.podsByNode, old.Node, key, old, true)
+			c.indexPod(old, true)
 		}
 		delete(c.Pods, key)
 		index(c.podsByNS, namespace, key, (*Pod)(nil), true)

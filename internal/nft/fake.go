@@ -24,7 +24,12 @@ import (
 //     without a hook in the op (a base chain stays a base chain); another
 //     hook or priority, or a hook for an existing regular chain: EOPNOTSUPP;
 //   - delete chain with rules in it (they go with it) if nothing else
-//     refers to the chain.
+//     refers to the chain;
+//   - add table, delete table and build it again in one batch (a
+//     replacement: nothing of the old table survives the delete);
+//   - delete a map whose elements point to chains (once no rule uses the
+//     map): its elements' references go with it, so the chains they
+//     pointed to can be deleted after it in the same batch.
 //
 // Rejected, as by the kernel: a missing table, set or chain (ENOENT); a key
 // re-added to a map with another verdict, or an interval or port range
@@ -32,7 +37,10 @@ import (
 // a rule or map element referring to a missing set or chain (ENOENT) or
 // jumping to a base chain (EOPNOTSUPP); a vmap on a set that is not a map
 // (EINVAL); deleting a set a rule uses, or a chain a rule or map element
-// refers to (EBUSY); a jump loop reachable from a base chain (EMLINK).
+// refers to (EBUSY; a verdict-map element is a reference to its chain, and
+// it counts until the element or its map is gone: deleting the map later
+// in the same batch does not help); a jump loop reachable from a base
+// chain (EMLINK).
 //
 // Stricter than the kernel, on purpose, so tests catch sloppy transactions:
 //   - re-adding an element that exists, even identical, is EEXIST (the
@@ -51,6 +59,11 @@ type Fake struct {
 	// ErrOutcomeUnknown: then it is applied (if valid) and the error is
 	// returned anyway, like ENOBUFS after a committed batch.
 	FailNext error
+
+	// Refuse, if set, sees every transaction before it is applied; an
+	// error it returns fails that Apply, and nothing is applied. Tests use
+	// it to play a kernel that refuses what the Fake would accept.
+	Refuse func(*Transaction) error
 
 	// Counters, for tests to assert how much an update costs. Read them
 	// only while no Apply runs.
@@ -92,6 +105,12 @@ func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
 	if injected != nil && !errors.Is(injected, ErrOutcomeUnknown) {
 		f.Failed++
 		return injected
+	}
+	if f.Refuse != nil {
+		if err := f.Refuse(tx); err != nil {
+			f.Failed++
+			return err
+		}
 	}
 	next, err := applyFake(f.rs, tx)
 	if err == nil {
@@ -251,7 +270,7 @@ func (st *fakeState) deleteSet(name string) error {
 	}
 	for _, c := range st.rs.Chains {
 		for _, r := range c.Rules {
-			for _, used := range ruleSets(r) {
+			for _, used := range RuleSets(r) {
 				if used == name {
 					return fakeErr(syscall.EBUSY, "set %s is used by rule %q in chain %s", name, r.ID(), c.Name)
 				}
@@ -317,25 +336,6 @@ func (st *fakeState) deleteChain(name string) error {
 	}
 	delete(st.rs.Chains, name)
 	return nil
-}
-
-// ruleSets lists the sets and maps a rule uses.
-func ruleSets(r *Rule) []string {
-	var out []string
-	for _, m := range r.Matches {
-		switch m := m.(type) {
-		case MatchAddrInSet:
-			out = append(out, m.Set)
-		case MatchProtoPortInSet:
-			out = append(out, m.Set)
-		case MatchDaddrProtoPortInSet:
-			out = append(out, m.Set)
-		}
-	}
-	if r.Verdict.Kind == Vmap {
-		out = append(out, r.Verdict.Map)
-	}
-	return out
 }
 
 func (st *fakeState) addRule(chain string, r *Rule) error {
@@ -577,7 +577,7 @@ func (st *fakeState) jumpTargets() map[string][]string {
 			if r.Verdict.Kind == Jump || r.Verdict.Kind == Goto {
 				out[c.Name] = append(out[c.Name], r.Verdict.Chain)
 			}
-			for _, name := range ruleSets(r) {
+			for _, name := range RuleSets(r) {
 				if m, ok := st.rs.Sets[name]; ok && m.Type.IsMap() {
 					for e := range m.Elements {
 						out[c.Name] = append(out[c.Name], e.Chain)

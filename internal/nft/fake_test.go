@@ -96,6 +96,20 @@ func kernelCases() []kernelCase {
 			}},
 		{name: "delete map element then the chain it pointed to",
 			ops: []Op{opFlush("nftpolicy-input"), opDelElems("dispatch-v4", MapIPv4Verdict, elemGoto("10.0.0.2", "")), opDelChain("pod-b")}},
+		{name: "flush the rules using a map, delete it, then the chain its elements pointed to",
+			ops: append(unhookDispatch(), opFlush("pod-b"), opDelSet("dispatch-v4"), opDelChain("pod-b")),
+			check: func(t *testing.T, got *Ruleset) {
+				if _, ok := got.Chains["pod-b"]; ok {
+					t.Errorf("chain pod-b still there")
+				}
+			}},
+		{name: "replace the table in one batch",
+			ops: append([]Op{{Kind: OpAddTable}, {Kind: OpDeleteTable}}, buildTx(replacementRuleset()).Ops...),
+			check: func(t *testing.T, got *Ruleset) {
+				if diff := cmp.Diff(readBack(replacementRuleset()), got, rulesetOpts...); diff != "" {
+					t.Errorf("table after the replacement (-want +got):\n%s", diff)
+				}
+			}},
 		{name: "add adjacent interval",
 			ops: []Op{opAddElems("blocks-v4", SetIPv4Interval, elemRange("10.1.1.0", "10.1.1.255"))}},
 		{name: "add adjacent port range",
@@ -155,6 +169,12 @@ func kernelCases() []kernelCase {
 		{name: "delete chain before the map element pointing to it",
 			ops:  []Op{opFlush("nftpolicy-input"), opDelChain("pod-b"), opDelElems("dispatch-v4", MapIPv4Verdict, elemGoto("10.0.0.2", ""))},
 			want: syscall.EBUSY},
+		// What the differ once sent when a Pass policy left the node: the
+		// chain went before the map whose elements still pointed to it,
+		// although the map was deleted later in the same batch.
+		{name: "delete chain a map element points to, then the map",
+			ops:  append(unhookDispatch(), opFlush("pod-b"), opDelChain("pod-b"), opDelSet("dispatch-v4")),
+			want: syscall.EBUSY},
 		{name: "delete set a rule uses", ops: []Op{opDelSet("pods-v4")}, want: syscall.EBUSY},
 		{name: "delete missing set", ops: []Op{opDelSet("nope")}, want: syscall.ENOENT},
 		{name: "delete missing chain", ops: []Op{opDelChain("nope")}, want: syscall.ENOENT},
@@ -168,6 +188,30 @@ func kernelCases() []kernelCase {
 				opFlush("pod-a"), opDelSet("nope")},
 			want: syscall.ENOENT},
 	}
+}
+
+// unhookDispatch removes every reference to the chain pod-b except the
+// element of dispatch-v4 that points to it: the rules that use the dispatch
+// maps and the jump of nftpolicy-input.
+func unhookDispatch() []Op {
+	return []Op{opFlush("nftpolicy-forward"), opFlush("nftpolicy-input"), opFlush("nftpolicy-output")}
+}
+
+// replacementRuleset reuses names of sampleRuleset for other things (a set
+// of another type, a base chain at another priority, a map pointing to a
+// new chain): no minimal transaction gets there from the sample, a
+// replacement of the table does.
+func replacementRuleset() *Ruleset {
+	rs := NewRuleset()
+	rs.AddSet(setOf("pods-v4", SetIPv4Interval, "", elemRange("10.0.0.0", "10.0.0.255")))
+	rs.AddSet(setOf("dispatch-v4", MapIPv4Verdict, "", elemGoto("10.0.0.1", "pod-c")))
+	rs.AddChain(&Chain{Name: "nftpolicy-input", Hook: &Hook{Hook: "input", Priority: 7}, Rules: []*Rule{
+		ruleOf("dispatch", Verdict{Kind: Vmap, Map: "dispatch-v4", Family: IPv4}),
+	}})
+	rs.AddChain(&Chain{Name: "pod-c", Rules: []*Rule{
+		ruleOf("from the range", Verdict{Kind: Accept}, MatchAddrInSet{Family: IPv4, Src: true, Set: "pods-v4"}),
+	}})
+	return rs
 }
 
 // runKernelCase seeds nothing: k must hold sampleRuleset() already.
@@ -293,6 +337,36 @@ func TestFakeFailNext(t *testing.T) {
 		got, _ := f.Dump(t.Context())
 		hasElem(t, got, "pods-v4", elemIP("10.0.0.3"), true)
 	})
+}
+
+func TestFakeRefuse(t *testing.T) {
+	f := seededFake(sampleRuleset())
+	refused := errors.New("injected: device or resource busy")
+	var seen []int
+	f.Refuse = func(tx *Transaction) error {
+		seen = append(seen, tx.Len())
+		if tx.Len() == 1 {
+			return refused
+		}
+		return nil
+	}
+	add := &Transaction{Ops: []Op{opAddElems("pods-v4", SetIPv4, elemIP("10.0.0.3"))}}
+	for i := 0; i < 2; i++ { // refused every time, not only once
+		if err := f.Apply(t.Context(), add); !errors.Is(err, refused) {
+			t.Fatalf("Apply = %v, want %v", err, refused)
+		}
+	}
+	got, _ := f.Dump(t.Context())
+	hasElem(t, got, "pods-v4", elemIP("10.0.0.3"), false)
+	mustApply(t, f, &Transaction{Ops: []Op{add.Ops[0], opAddElems("pods-v4", SetIPv4, elemIP("10.0.0.4"))}})
+	got, _ = f.Dump(t.Context())
+	hasElem(t, got, "pods-v4", elemIP("10.0.0.3"), true)
+	if diff := cmp.Diff([]int{1, 1, 2}, seen); diff != "" {
+		t.Errorf("transactions Refuse saw, by length (-want +got):\n%s", diff)
+	}
+	if f.Failed != 2 || f.Transactions != 1 {
+		t.Errorf("Failed=%d Transactions=%d, want 2 and 1", f.Failed, f.Transactions)
+	}
 }
 
 func TestFakeDumpIsACopy(t *testing.T) {

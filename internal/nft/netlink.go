@@ -19,7 +19,8 @@ import (
 // socket after a batch that deleted something cost ~9 ms on this kernel
 // (the perf suite's measure), more than the batch itself. Any failed
 // transaction closes it, and the next one starts on a fresh socket (a
-// google/nftables Conn keeps its first error for good: docs/nftables-notes.md).
+// google/nftables Conn keeps its first error for good:
+// docs/nftables-notes.md, traps 7 and 11).
 type Netlink struct {
 	netnsFD int
 
@@ -47,7 +48,10 @@ func (n *Netlink) closeConn() error {
 	}
 	err := n.conn.CloseLasting()
 	n.conn, n.sock, n.bufBytes = nil, nil, 0
-	return err
+	if err != nil {
+		return fmt.Errorf("close the netlink socket: %w", err)
+	}
+	return nil
 }
 
 // LastBatchBytes is the size of the last batch Apply encoded, so that
@@ -61,9 +65,10 @@ func (n *Netlink) LastBatchBytes() int {
 var _ Kernel = (*Netlink)(nil)
 
 // Socket buffer sizes. One Flush is one sendmsg, so the send buffer must hold
-// the whole batch (trap 2); the kernel answers every message and echoes
-// every rule, and a receive buffer that overflows loses the answers to a
-// committed batch (trap 3). Both are sized from the batch.
+// the whole batch (docs/nftables-notes.md, trap 2); the kernel answers every
+// message and echoes every rule, and a receive buffer that overflows loses the
+// answers to a committed batch (docs/nftables-notes.md, trap 3). Both are
+// sized from the batch.
 const (
 	minSocketBuffer = 8 << 20
 	maxSocketBuffer = 1 << 30
@@ -134,12 +139,12 @@ func (n *Netlink) dial() error {
 	}
 	conn, err := nftables.New(opts...)
 	if err != nil {
-		return err
+		return fmt.Errorf("open a netlink socket: %w", err)
 	}
 	n.conn = conn
 	if err := setBuffers(n.sock, minSocketBuffer); err != nil {
 		_ = n.closeConn()
-		return err
+		return fmt.Errorf("new socket: %w", err)
 	}
 	n.bufBytes = minSocketBuffer
 	return nil
@@ -155,7 +160,7 @@ func socketBuffer(batchBytes int) int {
 func guard(ctx context.Context, c *netlink.Conn) (stop func(), err error) {
 	if dl, ok := ctx.Deadline(); ok {
 		if err := c.SetDeadline(dl); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("set the socket deadline to the context's %s: %w", dl.Format(time.RFC3339Nano), err)
 		}
 	}
 	cancel := context.AfterFunc(ctx, func() {
@@ -170,13 +175,13 @@ func guard(ctx context.Context, c *netlink.Conn) (stop func(), err error) {
 // setBuffers sizes both socket buffers. One Flush is one sendmsg, so the
 // send buffer must hold the whole batch; the kernel answers every message,
 // and a receive buffer that overflows loses the answers to a committed
-// batch (docs/nftables-notes.md). Acknowledgements are capped at their
+// batch (docs/nftables-notes.md, traps 2 and 3). Acknowledgements are capped at their
 // header (NETLINK_CAP_ACK, set at dial): an ack otherwise carries a copy of
 // the whole request, 48 KiB per element chunk.
 func setBuffers(c *netlink.Conn, size int) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return err
+		return fmt.Errorf("netlink socket: %w", err)
 	}
 	var serr error
 	cerr := rc.Control(func(fd uintptr) {
@@ -188,7 +193,7 @@ func setBuffers(c *netlink.Conn, size int) error {
 		}
 	})
 	if cerr != nil {
-		return cerr
+		return fmt.Errorf("set socket buffers to %d bytes: %w", size, cerr)
 	}
 	if serr != nil {
 		return fmt.Errorf("set socket buffers to %d bytes: %w", size, serr)
@@ -198,7 +203,7 @@ func setBuffers(c *netlink.Conn, size int) error {
 
 // applyError wraps a failed Flush. ENOBUFS (the kernel could not queue its
 // answer) and a timeout (we stopped listening) leave the outcome unknown:
-// the batch may have been committed (trap 3).
+// the batch may have been committed (docs/nftables-notes.md, trap 3).
 func applyError(ctx context.Context, tx *Transaction, b *batch, err error) error {
 	what := fmt.Sprintf("nft: %s in %d messages", txSize(tx), b.msgs)
 	if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -311,7 +316,7 @@ func (b *batch) add(op Op) error {
 	case OpAddChain:
 		c, err := chainSpec(op.Name, op.Hook)
 		if err != nil {
-			return err
+			return fmt.Errorf("declare chain: %w", err)
 		}
 		b.conn.AddChain(c)
 	case OpDeleteChain:
@@ -333,7 +338,7 @@ func (b *batch) queued(n int) {
 func (b *batch) addSet(op Op) error {
 	s, err := setSpec(op.Name, op.SetType, op.Comment)
 	if err != nil {
-		return err
+		return fmt.Errorf("declare set: %w", err)
 	}
 	s.ID = b.newID()
 	b.sets[op.Name] = s
@@ -363,7 +368,7 @@ func (b *batch) addRule(op Op) error {
 	}
 	exprs, err := b.ruleExprs(op.Rule)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode rule: %w", err)
 	}
 	b.queued(ruleBytes)
 	b.conn.AddRule(&nftables.Rule{
@@ -389,9 +394,9 @@ func (b *batch) addAnonSet(t nftables.SetDatatype, keys []byte) (*nftables.Set, 
 	return s, b.conn.AddSet(s, elems)
 }
 
-// elements queues element adds or deletes in chunks small enough for the
-// element list's 16-bit attribute length (trap 1). Deletes of map elements
-// name only the key.
+// elements queues element adds or deletes in chunks small enough for the element
+// list's 16-bit attribute length (docs/nftables-notes.md, trap 1). Deletes of
+// map elements name only the key.
 func (b *batch) elements(op Op) error {
 	del := op.Kind == OpDeleteElements
 	groups := make([][]nftables.SetElement, 0, len(op.Elems))

@@ -16,13 +16,13 @@ import (
 
 // Dump reads the table with plain netlink dumps rather than google/nftables'
 // getters: GetSets loses a verdict map's key type and every set's comment
-// (trap 5), and its sockets read with buffers of the size of the next
-// datagram, so the kernel keeps filling dump datagrams of about 4 KiB and
-// restarts its walk of the set for each one. The kernel sizes the next dump
-// datagram after the largest read buffer it has seen, up to 32 KiB; reading
+// (docs/nftables-notes.md, trap 5), and its sockets read with buffers of the
+// size of the next datagram, so the kernel keeps filling dump datagrams of about
+// 4 KiB and restarts its walk of the set for each one. The kernel sizes the next
+// dump datagram after the largest read buffer it has seen, up to 32 KiB; reading
 // with 64 KiB buffers gets 32 KiB datagrams. Measured on kernel 6.18, 100k
-// elements: hash set 0.4 s (2 s with 4 KiB reads, 17 s with
-// GetSetElements), interval set 1.3 s (8.8 s), verdict map 0.7 s (4.9 s).
+// elements: hash set 0.4 s (2 s with 4 KiB reads, 17 s with GetSetElements),
+// interval set 1.3 s (8.8 s), verdict map 0.7 s (4.9 s).
 const dumpBufferSize = 64 << 10
 
 // maxDumpAttempts bounds the retries when the ruleset changes while it is read.
@@ -218,9 +218,10 @@ func dumpSets(c *netlink.Conn, rs *Ruleset) error {
 	return nil
 }
 
-// decodeSet reads a set's declaration; nil for anonymous sets. A verdict
-// map's key type is the kernel's NFTA_SET_KEY_TYPE, which is right: only
-// google/nftables' decoder overwrites it with "verdict" (trap 5).
+// decodeSet reads a set's declaration; nil for anonymous sets. A verdict map's
+// key type is the kernel's NFTA_SET_KEY_TYPE, which is right: only
+// google/nftables' decoder overwrites it with "verdict" (docs/nftables-notes.md,
+// trap 5).
 func decodeSet(m netlink.Message) (*Set, error) {
 	ad, err := msgDecoder(m, unix.NFT_MSG_NEWSET)
 	if err != nil {
@@ -363,7 +364,8 @@ func dataValue(d *netlink.AttributeDecoder) []byte {
 }
 
 // decodeVerdict reads NFTA_DATA_VERDICT { NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN }
-// from a map element's data (google/nftables leaves it undecoded, trap 5).
+// from a map element's data (google/nftables leaves it undecoded:
+// docs/nftables-notes.md, trap 5).
 func (ke *kernelElem) decodeVerdict(d *netlink.AttributeDecoder) error {
 	for d.Next() {
 		if d.Type() != unix.NFTA_DATA_VERDICT {
@@ -435,12 +437,12 @@ func addrFrom(b []byte) netip.Addr {
 	return a
 }
 
-// intervalsFromKernel rebuilds inclusive ranges from rbtree elements. The
-// kernel matches a key against the nearest element at or below it: a start
-// element matches, an end element does not. So a start covers everything up
-// to the next element (normally its end) and, with none after it, up to the
-// top of the address space (trap 4). An end with no start before it — nft
-// adds one at 0.0.0.0 to sets it fills — covers nothing and is skipped.
+// intervalsFromKernel rebuilds inclusive ranges from rbtree elements. The kernel
+// matches a key against the nearest element at or below it: a start element
+// matches, an end element does not. So a start covers everything up to the next
+// element (normally its end) and, with none after it, up to the top of the
+// address space (docs/nftables-notes.md, trap 4). An end with no start before it
+// — nft adds one at 0.0.0.0 to sets it fills — covers nothing and is skipped.
 func intervalsFromKernel(t SetType, kes []kernelElem) ([]Elem, error) {
 	n := keyLen(t)
 	for _, ke := range kes {

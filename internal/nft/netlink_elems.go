@@ -12,7 +12,7 @@ import (
 // maxElemPayload bounds the encoded elements of one NEWSETELEM/DELSETELEM
 // message. google/nftables puts all elements of a call into one netlink
 // attribute whose length is 16 bits: past 64 KiB it wraps and the kernel
-// silently receives only part of the list (NFTABLES-NOTES trap 1). 48 KiB
+// silently receives only part of the list (docs/nftables-notes.md, trap 1). 48 KiB
 // leaves room for the attribute headers around the list.
 const maxElemPayload = 48 << 10
 
@@ -41,7 +41,7 @@ func setSpec(name string, t SetType, comment string) (*nftables.Set, error) {
 		s.KeyType, s.KeyByteOrder = nftables.TypeIP6Addr, binaryutil.BigEndian
 	case SetProtoPortInterval:
 		// Concatenation + interval is the pipapo backend; the kernel wants
-		// NFT_SET_CONCAT and the field lengths (trap 9).
+		// NFT_SET_CONCAT and the field lengths (docs/nftables-notes.md, trap 9).
 		s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 		s.Concatenation = true
 	case SetIPv4ProtoPort:

@@ -31,9 +31,6 @@ var ctStateBits = map[string]uint32{
 	"untracked":   expr.CtStateBitUNTRACKED,
 }
 
-// icmpv6NDTypes are the type numbers of NDTypes, in the same order.
-var icmpv6NDTypes = []byte{133, 134, 135, 136, 137}
-
 // reg32 names the 32-bit register slot i (0-based) the way nft does: a slot
 // at the start of a 128-bit register is named by that register (NFT_REG_1
 // ...), any other by its 32-bit name (NFT_REG32_01 = 9 ...). Concatenated
@@ -127,8 +124,9 @@ func ctStateExprs(states []string) ([]expr.Any, error) {
 	}, nil
 }
 
-// nfproto is the dependency nft puts before any ip/ip6 header load in an
-// inet table (trap 9): without it an IPv4 rule would read an IPv6 header.
+// nfproto is the dependency nft puts before any ip/ip6 header load in an inet
+// table (docs/nftables-notes.md, trap 9): without it an IPv4 rule would read an
+// IPv6 header.
 func nfproto(f Family) []expr.Any {
 	proto := byte(unix.NFPROTO_IPV4)
 	if f == IPv6 {
@@ -171,7 +169,11 @@ func thDport(reg uint32) *expr.Payload {
 // protocol, loads the type byte and looks it up in an anonymous constant
 // set that lives and dies with the rule.
 func (b *batch) icmpv6NDExprs() ([]expr.Any, error) {
-	set, err := b.addAnonSet(nftables.TypeICMP6Type, icmpv6NDTypes)
+	var types []byte
+	for _, t := range ndTypes() {
+		types = append(types, t.num)
+	}
+	set, err := b.addAnonSet(nftables.TypeICMP6Type, types)
 	if err != nil {
 		return nil, err
 	}

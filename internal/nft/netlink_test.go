@@ -108,8 +108,8 @@ func lineDiff(a, b string) string {
 	return cmp.Diff(strings.Split(a, "\n"), strings.Split(b, "\n"))
 }
 
-// (c) Trap 1: element lists past 64 KiB are silently truncated unless
-// chunked. All elements of a large transaction must arrive.
+// (c) docs/nftables-notes.md, trap 1: element lists past 64 KiB are silently
+// truncated unless chunked. All elements of a large transaction must arrive.
 func TestNetlinkLargeElementBatch(t *testing.T) {
 	ns := newNetns(t)
 	k := ns.kernel()
@@ -146,8 +146,8 @@ func addrFromUint32(a uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
 }
 
-// (d) Trap 2 and 3: a batch of thousands of rules needs big socket buffers
-// both ways.
+// (d) docs/nftables-notes.md, traps 2 and 3: a batch of thousands of rules needs
+// big socket buffers both ways.
 func TestNetlinkManyRules(t *testing.T) {
 	ns := newNetns(t)
 	k := ns.kernel()
@@ -164,7 +164,8 @@ func TestNetlinkManyRules(t *testing.T) {
 	assertDump(t, k, rs)
 }
 
-// (e) Trap 4: ranges that touch each other or the top of the address space.
+// (e) docs/nftables-notes.md, trap 4: ranges that touch each other or the top of
+// the address space.
 func TestNetlinkIntervalEdges(t *testing.T) {
 	ns := newNetns(t)
 	k := ns.kernel()
@@ -229,8 +230,8 @@ func TestNetlinkIntervalDatapath(t *testing.T) {
 	}
 }
 
-// (f) Trap 5: maps read back with their key family and their chains, also
-// when empty (there is no element to tell the key length by).
+// (f) docs/nftables-notes.md, trap 5: maps read back with their key family and
+// their chains, also when empty (there is no element to tell the key length by).
 func TestNetlinkVmapReadBack(t *testing.T) {
 	ns := newNetns(t)
 	k := ns.kernel()
@@ -247,9 +248,9 @@ func TestNetlinkVmapReadBack(t *testing.T) {
 	assertDump(t, k, rs)
 }
 
-// (g) Trap 8: a map key's verdict changes by delete and add in one batch
-// (re-adding alone fails), and a chain goes in the same batch as the
-// element pointing to it.
+// (g) docs/nftables-notes.md, trap 8: a map key's verdict changes by delete and
+// add in one batch (re-adding alone fails), and a chain goes in the same batch
+// as the element pointing to it.
 func TestNetlinkVmapChange(t *testing.T) {
 	ns := newNetns(t)
 	k := ns.kernel()

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // testNetns is a throwaway network namespace. Tests that touch a kernel run
@@ -22,18 +24,11 @@ type testNetns struct {
 	file *os.File // kept open: the Kernel uses its descriptor on every call
 }
 
-// newNetns creates a namespace that is deleted when the test ends, or skips
-// the test when it cannot (not root, or no nft/ip).
+// newNetns creates a namespace that is deleted when the test ends; it is
+// gated by testutil.NeedKernel.
 func newNetns(t *testing.T) *testNetns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
-		}
-	}
+	testutil.NeedKernel(t)
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "npt-" + hex.EncodeToString(b)

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
 
 // TableName is the one inet table nftpolicy owns. Nothing else writes to it
@@ -127,33 +129,20 @@ func (e Elem) Text(t SetType) string {
 		if e.PortEnd != e.Port {
 			ports = fmt.Sprintf("%d-%d", e.Port, e.PortEnd)
 		}
-		return ProtoName(e.Proto) + " . " + ports
+		return inet.ProtoName(e.Proto) + " . " + ports
 	case SetIPv4ProtoPort, SetIPv6ProtoPort:
-		return fmt.Sprintf("%s . %s . %d", e.Addr, ProtoName(e.Proto), e.Port)
+		return fmt.Sprintf("%s . %s . %d", e.Addr, inet.ProtoName(e.Proto), e.Port)
 	case MapIPv4Verdict, MapIPv6Verdict:
 		return e.Addr.String() + " : goto " + e.Chain
 	}
 	return "?"
 }
 
-// ProtoName is the nft name of an IP protocol number.
-func ProtoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoSCTP:
-		return "sctp"
-	}
-	return fmt.Sprint(p)
-}
-
-// IP protocol numbers.
+// IP protocol numbers (defined once, in inet).
 const (
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
-	ProtoSCTP uint8 = 132
+	ProtoTCP  = inet.TCP
+	ProtoUDP  = inet.UDP
+	ProtoSCTP = inet.SCTP
 )
 
 // Set is a named set or verdict map.
@@ -282,11 +271,32 @@ func (m MatchDaddrProtoPortInSet) matchText() string {
 	return fmt.Sprintf("%s daddr . meta l4proto . th dport @%s", addrProto(m.Family), m.Set)
 }
 
-// NDTypes are the ICMPv6 types of neighbour and router discovery.
-var NDTypes = []string{"nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect"}
+// ndType is an ICMPv6 type of neighbour or router discovery (RFC 4861), by
+// its nft name and its number.
+type ndType struct {
+	name string
+	num  byte
+}
+
+// ndTypes returns the types MatchICMPv6ND accepts, in one table so that the
+// text and the netlink forms cannot disagree. A function, not a variable:
+// nothing can change the list under the rules that use it.
+func ndTypes() []ndType {
+	return []ndType{
+		{"nd-router-solicit", 133},
+		{"nd-router-advert", 134},
+		{"nd-neighbor-solicit", 135},
+		{"nd-neighbor-advert", 136},
+		{"nd-redirect", 137},
+	}
+}
 
 func (MatchICMPv6ND) matchText() string {
-	return "icmpv6 type { " + strings.Join(NDTypes, ", ") + " }"
+	var names []string
+	for _, t := range ndTypes() {
+		names = append(names, t.name)
+	}
+	return "icmpv6 type { " + strings.Join(names, ", ") + " }"
 }
 
 func (MatchFibSaddrLocal) matchText() string { return "fib saddr type local" }

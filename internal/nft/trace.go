@@ -93,7 +93,7 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 }
 
 func (rs *Ruleset) missingSet(r *Rule) string {
-	for _, n := range ruleSets(r) {
+	for _, n := range RuleSets(r) {
 		if _, ok := rs.Sets[n]; !ok {
 			return n
 		}
@@ -106,7 +106,7 @@ func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
 	if v.Src {
 		addr = p.Src
 	}
-	if familyOf(addr) != v.Family {
+	if FamilyOf(addr) != v.Family {
 		return "", false
 	}
 	s, ok := rs.Sets[v.Map]
@@ -121,7 +121,8 @@ func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
 	return "", false
 }
 
-func familyOf(a netip.Addr) Family {
+// FamilyOf is the family of an address.
+func FamilyOf(a netip.Addr) Family {
 	if a.Is4() {
 		return IPv4
 	}
@@ -151,11 +152,11 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		if m.Src {
 			addr = p.Src
 		}
-		return familyOf(addr) == m.Family && rs.contains(m.Set, Elem{Addr: addr})
+		return FamilyOf(addr) == m.Family && rs.contains(m.Set, Elem{Addr: addr})
 	case MatchProtoPortInSet:
 		return rs.contains(m.Set, Elem{Proto: p.Proto, Port: p.Port})
 	case MatchDaddrProtoPortInSet:
-		return familyOf(p.Dst) == m.Family && rs.contains(m.Set, Elem{Addr: p.Dst, Proto: p.Proto, Port: p.Port})
+		return FamilyOf(p.Dst) == m.Family && rs.contains(m.Set, Elem{Addr: p.Dst, Proto: p.Proto, Port: p.Port})
 	case MatchICMPv6ND:
 		return false // Packet models TCP, UDP and SCTP only
 	case MatchFibSaddrLocal:

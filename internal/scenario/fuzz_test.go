@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -49,11 +51,11 @@ func FuzzLoad(f *testing.F) {
 // errors are fine (later steps change what exists), panics are not.
 func probeResults(t *testing.T, s *Scenario, p *Probe) []Result {
 	t.Helper()
-	st := NewState()
+	st := manifest.NewState()
 	for _, o := range s.Objects {
 		_ = st.Apply(o.DeepCopyObject())
 	}
-	results, _ := p.Plan(st.Endpoints(s.Externals))
+	results, _ := p.Plan(Endpoints(st, s.Externals))
 	return results
 }
 

@@ -6,13 +6,15 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
 )
 
 // EndpointKind says what an endpoint is.
 type EndpointKind string
 
 // The endpoint kinds. A hostNetwork pod is not a pod endpoint: it is its
-// node's endpoint (FORMAT.md).
+// node's endpoint (docs/scenarios.md).
 const (
 	KindPod      EndpointKind = "pod"
 	KindExternal EndpointKind = "external"
@@ -89,7 +91,7 @@ func ParsePattern(s string) (Pattern, error) {
 	switch first {
 	case "external":
 		p = Pattern{Kind: KindExternal}
-		p.Name, err = patternPart(s, second, "external name", validExternalName)
+		p.Name, err = patternPart(s, second, "external name", manifest.ValidExternalName)
 	case "node":
 		p = Pattern{Kind: KindNode}
 		p.Name, err = patternPart(s, second, "node name", validation.IsDNS1123Subdomain)
@@ -119,21 +121,6 @@ func patternPart(s, part, what string, valid func(string) []string) (string, err
 	return part, nil
 }
 
-// validExternalName keeps external names to what a pattern and an
-// expect line can carry unambiguously, and a network namespace name can hold.
-func validExternalName(s string) []string {
-	if s == "" || len(s) > 63 {
-		return []string{"must be 1 to 63 characters"}
-	}
-	for i, r := range s {
-		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !alnum && (i == 0 || r != '-' && r != '_' && r != '.') {
-			return []string{"must be letters, digits, '-', '_' and '.', starting with a letter or digit"}
-		}
-	}
-	return nil
-}
-
 func (p Pattern) String() string {
 	if p.Kind == KindPod {
 		return p.Namespace + "/" + p.Name
@@ -151,7 +138,7 @@ func (p Pattern) Endpoint() (Endpoint, bool) {
 	if !p.Literal() {
 		return Endpoint{}, false
 	}
-	return Endpoint{Kind: p.Kind, Namespace: p.Namespace, Name: p.Name}, true
+	return Endpoint(p), true
 }
 
 // Matches reports whether the pattern matches e. Pod patterns (*/* and

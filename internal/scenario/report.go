@@ -243,6 +243,29 @@ func WriteJSON(w io.Writer, reports []Report) error {
 	return enc.Encode(reports)
 }
 
+// Output formats of a runner (--output).
+const (
+	OutputText = "text"
+	OutputJSON = "json"
+)
+
+// WriteOutput writes a runner's reports in format. Text goes to stdout,
+// summary line included. JSON puts only the JSON document on stdout, so
+// that it can be piped to a parser as it is, and the summary line on
+// stderr for the person watching.
+func WriteOutput(stdout, stderr io.Writer, format string, reports []Report) error {
+	switch format {
+	case OutputText:
+		return WriteText(stdout, reports)
+	case OutputJSON:
+		if err := WriteJSON(stdout, reports); err != nil {
+			return err
+		}
+		return WriteSummary(stderr, reports...)
+	}
+	return fmt.Errorf("output format %q: want %s or %s", format, OutputText, OutputJSON)
+}
+
 // WriteText writes every report (its matrices and errors, then its own
 // summary) and ends with the overall summary line.
 func WriteText(w io.Writer, reports []Report) error {

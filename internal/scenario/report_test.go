@@ -1,11 +1,14 @@
 package scenario
 
 import (
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
+
 	"bytes"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -38,7 +41,7 @@ func measured(t *testing.T, file string, step int, got map[string]Outcome) (Prob
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewState()
+	st := manifest.NewState()
 	for _, o := range s.Objects {
 		if err := st.Apply(o); err != nil {
 			t.Fatal(err)
@@ -57,7 +60,7 @@ func measured(t *testing.T, file string, step int, got map[string]Outcome) (Prob
 		}
 	}
 	stp := &s.Steps[step-1]
-	results, err := stp.Probe.Plan(st.Endpoints(s.Externals))
+	results, err := stp.Probe.Plan(Endpoints(st, s.Externals))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,5 +221,42 @@ func TestErrorReports(t *testing.T) {
 	}
 	if ErrorReports(nil) != nil {
 		t.Error("ErrorReports(nil) != nil")
+	}
+}
+
+// TestWriteOutput: JSON output is the JSON document alone on stdout (it
+// parses as a whole) with the summary on stderr; text keeps everything on
+// stdout.
+func TestWriteOutput(t *testing.T) {
+	pr, s := measured(t, "testdata/examples/01-default-deny-ingress.yaml", 3, nil)
+	reports := []Report{{Scenario: s.Name, File: s.File, Probes: []ProbeReport{pr}}}
+	summary := Summarize(reports...).String() + "\n"
+
+	var out, errOut bytes.Buffer
+	if err := WriteOutput(&out, &errOut, OutputJSON, reports); err != nil {
+		t.Fatal(err)
+	}
+	var back []Report
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil {
+		t.Errorf("stdout is not one JSON document: %v\n%s", err, out.String())
+	}
+	if len(back) != 1 || back[0].Scenario != s.Name {
+		t.Errorf("stdout holds %d reports, want the one of %s", len(back), s.Name)
+	}
+	if errOut.String() != summary {
+		t.Errorf("stderr = %q, want the summary %q", errOut.String(), summary)
+	}
+
+	out.Reset()
+	errOut.Reset()
+	if err := WriteOutput(&out, &errOut, OutputText, reports); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), summary) || errOut.Len() != 0 {
+		t.Errorf("text: stdout ends %q, stderr %q; want the summary last on stdout and nothing on stderr", out.String()[max(0, out.Len()-60):], errOut.String())
+	}
+
+	if err := WriteOutput(&out, &errOut, "yaml", reports); err == nil {
+		t.Error("an unknown format was accepted")
 	}
 }

@@ -1,8 +1,10 @@
 // Package scenario reads connectivity scenario files (the format described in
-// scenarios/FORMAT.md) and does everything about them that needs no network:
-// decoding and defaulting the Kubernetes objects, checking the file against
-// the format, enumerating the pairs a probe tests with their expected
-// outcome, and rendering results as matrices, a summary line or JSON.
+// docs/scenarios.md) and does everything about their expectations that
+// needs no network: reading probes, enumerating the pairs a probe tests with
+// their expected outcome, and rendering results as matrices, a summary line
+// or JSON. The file's cluster (nodes, objects, the steps that apply and
+// delete them) is read by internal/manifest, which decodes and defaults the
+// Kubernetes objects.
 //
 // The lab runner builds on it: it loads scenarios here, runs them on real
 // network namespaces, fills in what it measured and renders it with this
@@ -10,55 +12,52 @@
 package scenario
 
 import (
-	"fmt"
 	"net/netip"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
 )
 
-// Scenario is one loaded, validated and defaulted scenario file.
+// Scenario is one loaded, validated and defaulted scenario file: the
+// cluster internal/manifest reads, and the probes of its steps.
 type Scenario struct {
 	Name        string
 	Description string
 	File        string // the path it was loaded from, as given
-	// Nodes are the cluster's nodes at the start, in order: the file's
-	// nodes list, then Node objects it did not list; [node-1] when neither
-	// names any. Objects holds a Node object for each.
+	// Nodes are the cluster's nodes at the start, in order (see
+	// manifest.Cluster); Objects holds a Node object for each.
 	Nodes      []string
 	IPFamilies []Family // never empty; [IPv4] by default
 	// Objects is the starting state, decoded, defaulted and ready to hand to
-	// the agent: default Node objects and the "default" Namespace (when the
-	// file uses it) come first, then the file's objects in file order.
+	// the agent (see manifest.Cluster).
 	Objects   []runtime.Object
 	Externals []External
 	Steps     []Step
 }
 
-// Family is an IP family as the file spells it.
-type Family string
+// The file's cluster is internal/manifest's; these names keep the
+// scenario's vocabulary in one place for its readers.
+type (
+	Family    = manifest.Family
+	External  = manifest.External
+	ObjectRef = manifest.ObjectRef
+	// Error is a problem in a scenario, located as precisely as the file
+	// allows. Load returns these (several joined with errors.Join); so do
+	// Pairs and Expected.
+	Error = manifest.Error
+)
 
 // The IP families.
 const (
-	IPv4 Family = "IPv4"
-	IPv6 Family = "IPv6"
+	IPv4 = manifest.IPv4
+	IPv6 = manifest.IPv6
 )
 
 // FamilyOf returns the family of an address.
-func FamilyOf(a netip.Addr) Family {
-	if a.Is4() {
-		return IPv4
-	}
-	return IPv6
-}
-
-// External is a host outside the cluster network.
-type External struct {
-	Name string
-	IPs  []netip.Addr
-}
+func FamilyOf(a netip.Addr) Family { return manifest.FamilyOf(a) }
 
 // Step is one entry of steps. A step may combine actions; they run in the
 // order apply, delete, probe.
@@ -72,21 +71,6 @@ type Step struct {
 	Apply  []runtime.Object
 	Delete []ObjectRef
 	Probe  *Probe
-}
-
-// ObjectRef names an object as a delete step does. Namespace is empty for
-// cluster-scoped kinds.
-type ObjectRef struct {
-	Kind      string
-	Namespace string
-	Name      string
-}
-
-func (r ObjectRef) String() string {
-	if r.Namespace == "" {
-		return r.Kind + " " + r.Name
-	}
-	return r.Kind + " " + r.Namespace + "/" + r.Name
 }
 
 // DeniedMode says which denials satisfy an expected "denied".
@@ -130,32 +114,3 @@ func (e ExpectLine) String() string {
 	}
 	return e.From.String() + " -> " + e.To.String() + ": " + v
 }
-
-// Error is a problem in a scenario, located as precisely as the file allows.
-// Load returns these (several joined with errors.Join); so do Pairs and
-// Expected.
-type Error struct {
-	File string // path as given; may be empty
-	Line int    // 1-based; 0 when unknown
-	Step int    // 1-based step number; 0 outside steps
-	Err  error
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	switch {
-	case e.File != "" && e.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
-	case e.File != "":
-		fmt.Fprintf(&b, "%s: ", e.File)
-	case e.Line > 0:
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
-	if e.Step > 0 {
-		fmt.Fprintf(&b, "step %d: ", e.Step)
-	}
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
-
-func (e *Error) Unwrap() error { return e.Err }

@@ -3,26 +3,17 @@ package testutil
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 )
 
 // NetNS creates a throwaway network namespace for a test and deletes it when
-// the test ends, pass or fail. It skips the test where namespaces cannot be
-// made (not root, no iproute2) or where nft is missing. Everything a test
+// the test ends, pass or fail. It is gated by NeedKernel. Everything a test
 // does to the kernel happens in there, never in the host's namespace.
 func NetNS(t testing.TB) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
+	NeedKernel(t)
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "npt-" + hex.EncodeToString(b)

@@ -149,6 +149,12 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {
 		return nil, err
 	}
+	d, err := burst(ctx, run, c.Burst(BurstPods))
+	if err != nil {
+		return nil, err
+	}
+	res.BurstMs = float64(d) / float64(time.Millisecond)
+	cfg.logf("%s: a burst of %d pod creations across the cluster: last write to last commit %.0f ms", size.Name, BurstPods, res.BurstMs)
 	if err := run.stop(); err != nil {
 		return nil, err
 	}
@@ -231,7 +237,7 @@ func (a *eventAcc) merge(b *eventAcc) {
 func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun, kernel nft.Kernel, ns *NetNS,
 	pr *probe, mc *model.Cluster, before *nft.Ruleset, events []gen.Event, p plan) error {
 	acc := map[gen.EventKind]*eventAcc{}
-	for _, k := range gen.EventKinds {
+	for _, k := range gen.EventKinds() {
 		acc[k] = &eventAcc{}
 	}
 	for i, e := range events {
@@ -312,12 +318,12 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 			res.RewriteSentBytes, res.RewriteSentMsgs = r.RewriteSentBytes, r.RewriteSentMsgs
 		}
 		before = after
-		if (i+1)%len(gen.EventKinds) == 0 {
+		if (i+1)%len(gen.EventKinds()) == 0 {
 			cfg.logf("%s: %d/%d events; last round commit %s", res.Size.Name, i+1, len(events), lastRound(acc))
 		}
 	}
 	all := &eventAcc{}
-	for _, k := range gen.EventKinds {
+	for _, k := range gen.EventKinds() {
 		res.Events = append(res.Events, acc[k].result(string(k)))
 		all.merge(acc[k])
 	}
@@ -327,7 +333,7 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 
 func lastRound(acc map[gen.EventKind]*eventAcc) string {
 	var parts []string
-	for _, k := range gen.EventKinds {
+	for _, k := range gen.EventKinds() {
 		if c := acc[k].commit; len(c) > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.1f ms", k, ms(c[len(c)-1])))
 		}

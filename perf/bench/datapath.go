@@ -79,8 +79,8 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		}
 	}
 
-	// netlab names its namespaces nplab-<hex>-…; its Close (and `nftpolicy
-	// lab down`) removes them.
+	// netlab names its namespaces nplab-<hex>-…; its Close (and `nftlab down`)
+	// removes them.
 	lab := netlab.New("")
 	j.Defer(lab.Close)
 	if err := lab.AddNode("perf", nil); err != nil {

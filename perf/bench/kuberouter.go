@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
@@ -191,7 +192,7 @@ func (b *krBuilder) portMatches(r model.Rule, id string, dests []*model.Pod) []s
 	}
 	var out []string
 	for _, port := range r.Ports {
-		proto := strings.ToLower(protoName(port.Proto))
+		proto := inet.ProtoName(port.Proto)
 		switch {
 		case port.Name != "":
 			byNum := map[uint16][]*model.Pod{}
@@ -307,16 +308,6 @@ func nonEmpty(s ...string) []string {
 		}
 	}
 	return out
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case model.ProtoUDP:
-		return "udp"
-	case model.ProtoSCTP:
-		return "sctp"
-	}
-	return "tcp"
 }
 
 // iptablesBackends are the iptables-restore flavours Debian ships.

@@ -172,7 +172,7 @@ func RunProbe(nsPath, sizeName string, seed uint64, rounds int) error {
 func (st *probeState) serve(nsfd int, kernel *nft.Netlink, capt *capturer, req probeRequest) (probeReply, error) {
 	ctx := context.Background()
 	var tx, revert *nft.Transaction
-	after := st.rs
+	var after *nft.Ruleset
 	if req.Event < 0 {
 		after = compile.Node(st.mc, gen.NodeUnderTest)
 		tx, revert = diff.Diff(nil, after), deleteTableTx

@@ -32,11 +32,14 @@ type SizeResult struct {
 	Events         []EventResult `json:"events"` // per kind, then "all"
 	// RewriteBytes is what one full rewrite sends (sampled on the first
 	// event): delete the table and create everything again.
-	RewriteSentBytes int             `json:"rewrite_sent_bytes"`
-	RewriteSentMsgs  int             `json:"rewrite_sent_msgs"`
-	Memory           *MemResult      `json:"memory,omitempty"`
-	KubeRouter       *IptablesResult `json:"kube_router,omitempty"`
-	Problems         []string        `json:"problems,omitempty"`
+	RewriteSentBytes int `json:"rewrite_sent_bytes"`
+	RewriteSentMsgs  int `json:"rewrite_sent_msgs"`
+	// BurstMs is the time from the last of BurstPods pod creations across
+	// the cluster to the end of the sync that applied them all.
+	BurstMs    float64         `json:"burst_ms"`
+	Memory     *MemResult      `json:"memory,omitempty"`
+	KubeRouter *IptablesResult `json:"kube_router,omitempty"`
+	Problems   []string        `json:"problems,omitempty"`
 }
 
 // RulesetStats sizes the node's ruleset.

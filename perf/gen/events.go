@@ -25,8 +25,10 @@ const (
 	PolicyDelete     EventKind = "policy-delete"
 )
 
-// EventKinds is the order of the kinds within a round.
-var EventKinds = []EventKind{PodAdd, PodDelete, PodRelabel, NamespaceRelabel, PolicyAdd, PolicyUpdate, PolicyDelete}
+// EventKinds returns the kinds in their order within a round.
+func EventKinds() []EventKind {
+	return []EventKind{PodAdd, PodDelete, PodRelabel, NamespaceRelabel, PolicyAdd, PolicyUpdate, PolicyDelete}
+}
 
 // Op is what an event does to its object.
 type Op int
@@ -67,7 +69,7 @@ func (c *Cluster) Events(node string, rounds int) []Event {
 	var out []Event
 	for r := range rounds {
 		var added *networkingv1.NetworkPolicy
-		for _, kind := range EventKinds {
+		for _, kind := range EventKinds() {
 			var e Event
 			switch kind {
 			case PodAdd:
@@ -280,4 +282,20 @@ func (s *eventState) selectsLocal(np *networkingv1.NetworkPolicy) bool {
 		}
 	}
 	return false
+}
+
+// Burst returns n new pods spread over every node and namespace, as a
+// rollout across the cluster creates them: the suite creates them as fast
+// as the API server takes them and times the agent until it has all. Their
+// numbers start past any pod Events adds.
+func (c *Cluster) Burst(n int) []*v1.Pod {
+	rng := rand.New(rand.NewPCG(c.Seed+2, 0x6275727374)) // "burst"
+	g := &generator{rng: rng, c: c, pods: len(c.Pods) + 500}
+	out := make([]*v1.Pod, n)
+	for i := range n {
+		ns := c.Namespaces[i%len(c.Namespaces)]
+		apps := c.apps[ns.Name]
+		out[i] = g.newPod(ns, apps[rng.IntN(len(apps))], c.Nodes[i%len(c.Nodes)].Name)
+	}
+	return out
 }

@@ -34,11 +34,11 @@ var (
 )
 
 // Sizes lists them smallest first.
-var Sizes = []Size{S, M, L, XL}
+func Sizes() []Size { return []Size{S, M, L, XL} }
 
 // SizeByName finds "S", "M", "L" or "XL".
 func SizeByName(name string) (Size, error) {
-	for _, s := range Sizes {
+	for _, s := range Sizes() {
 		if s.Name == name {
 			return s, nil
 		}
@@ -62,8 +62,8 @@ func (s Size) Nodes() int { return max(1, s.Pods/PodsPerNode) }
 // NodeName names node i.
 func NodeName(i int) string { return fmt.Sprintf("node-%03d", i) }
 
-// NodeUnderTest is the node whose agent the suite measures.
-var NodeUnderTest = NodeName(0)
+// NodeUnderTest is the node whose agent the suite measures: NodeName(0).
+const NodeUnderTest = "node-000"
 
 // Pod and node addresses come from 198.18.0.0/15, the range RFC 2544 sets
 // aside for benchmarks: pods from 198.18.1.0 up, nodes from 198.19.240.0.

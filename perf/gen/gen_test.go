@@ -118,7 +118,7 @@ func TestEventsChangeTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := c.Events(NodeUnderTest, 3)
-	if got, want := len(events), 3*len(EventKinds); got != want {
+	if got, want := len(events), 3*len(EventKinds()); got != want {
 		t.Fatalf("got %d events, want %d", got, want)
 	}
 	before := compile.Node(mc, NodeUnderTest)
@@ -137,5 +137,13 @@ func TestEventsChangeTheNode(t *testing.T) {
 			t.Errorf("event %d (%s) changes nothing on %s", i, e.Kind, NodeUnderTest)
 		}
 		before = after
+	}
+}
+
+// TestNodeUnderTest: the constant is the first node's name, as the
+// generator writes it.
+func TestNodeUnderTest(t *testing.T) {
+	if got := NodeName(0); got != NodeUnderTest {
+		t.Errorf("NodeName(0) = %q, NodeUnderTest = %q", got, NodeUnderTest)
 	}
 }

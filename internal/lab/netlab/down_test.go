@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // helperEnv makes the test binary, run as a child, build a lab and wait to
@@ -64,7 +66,7 @@ func startHelper(t *testing.T, mode string) (*exec.Cmd, string) {
 }
 
 func TestDownRemovesLeftoversOfKilledRunsOnly(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedKernel(t)
 	cmd, dead := startHelper(t, "leave")
 	must(t, cmd.Process.Kill()) // SIGKILL: no chance to clean up
 	cmd.Wait()
@@ -106,7 +108,7 @@ func TestDownRemovesLeftoversOfKilledRunsOnly(t *testing.T) {
 }
 
 func TestCleanupOnSignal(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedKernel(t)
 	for _, tc := range []struct {
 		sig  syscall.Signal
 		code int

@@ -14,7 +14,7 @@ import (
 
 type podSpec struct{ id, node, v4, v6 string }
 
-// The two-node layout used by most tests, with FORMAT.md-style addresses.
+// The two-node layout used by most tests, with the addresses the scenario format uses (docs/scenarios.md).
 var twoNodePods = []podSpec{
 	{"x/a", "n1", "10.244.1.10", "fd00:10:244:1::a"},
 	{"x/b", "n1", "10.244.1.11", "fd00:10:244:1::b"},

@@ -1,18 +1,22 @@
 package netlab
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // TestMain checks that a whole test run leaves the host's own network
 // namespace exactly as it found it.
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 || os.Getenv(helperEnv) != "" {
+	flag.Parse() // for testing.Short: -short reads no host state either
+	if os.Geteuid() != 0 || testing.Short() || os.Getenv(helperEnv) != "" {
 		os.Exit(m.Run())
 	}
 	before := hostState()
@@ -45,24 +49,11 @@ func hostState() string {
 	return b.String()
 }
 
-// requireRoot skips tests that need to create namespaces.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-}
-
 // newLab returns an empty lab that is closed, and checked to have left
 // nothing behind, when the test ends.
 func newLab(t *testing.T) *Lab {
 	t.Helper()
-	requireRoot(t)
+	testutil.NeedKernel(t)
 	l := New("")
 	t.Cleanup(CleanupOnSignal(l)) // Ctrl-C during a test cleans up too
 	t.Cleanup(func() {

@@ -14,31 +14,22 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 )
 
-func labCmd(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return 2
+// labDown removes the namespaces of lab runs that are gone (killed ones
+// included), and leaves those of runs still going.
+func labDown() int {
+	removed, err := netlab.Down()
+	for _, n := range removed {
+		fmt.Println("removed", n)
 	}
-	switch args[0] {
-	case "run":
-		return labRun(args[1:], os.Stdout, os.Stderr)
-	case "down":
-		removed, err := netlab.Down()
-		for _, n := range removed {
-			fmt.Println("removed", n)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "nftpolicy lab down:", err)
-			return 1
-		}
-		return 0
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nftlab down:", err)
+		return 1
 	}
-	fmt.Fprintf(os.Stderr, "nftpolicy lab: unknown command %q\n", args[0])
-	return 2
+	return 0
 }
 
 func labRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lab run", flag.ContinueOnError)
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	output := fs.String("output", "text", "text or json")
 	keep := fs.Bool("keep", false, "leave the lab up after the run and print how to enter it")
 	timeout := fs.Duration("probe-timeout", 0, "how long a probe waits before it counts as dropped (default 1s)")
@@ -48,11 +39,15 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "nftpolicy lab run: name scenario files or directories")
+		fmt.Fprintln(stderr, "nftlab run: name scenario files or directories")
+		return 2
+	}
+	if *output != scenario.OutputText && *output != scenario.OutputJSON {
+		fmt.Fprintf(stderr, "nftlab run: --output %s: want %s or %s\n", *output, scenario.OutputText, scenario.OutputJSON)
 		return 2
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "nftpolicy lab run: needs root (it creates network namespaces)")
+		fmt.Fprintln(stderr, "nftlab run: needs root (it creates network namespaces)")
 		return 1
 	}
 	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr}
@@ -60,18 +55,18 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		dir := *deployDir
 		if dir == "" {
 			if dir = findDeployDir(); dir == "" {
-				fmt.Fprintln(stderr, "nftpolicy lab run: --apiserver needs deploy/'s manifests: run it inside the source tree or name them with --deploy")
+				fmt.Fprintln(stderr, "nftlab run: --apiserver needs deploy/'s manifests: run it inside the source tree or name them with --deploy")
 				return 2
 			}
 		}
 		env, err := integration.NewLabEnv(context.Background(), stderr, dir)
 		if err != nil {
-			fmt.Fprintln(stderr, "nftpolicy lab run: starting the API server:", err)
+			fmt.Fprintln(stderr, "nftlab run: starting the API server:", err)
 			return 1
 		}
 		defer env.Close()
 		if opts.Server, err = env.LabServer(); err != nil {
-			fmt.Fprintln(stderr, "nftpolicy lab run:", err)
+			fmt.Fprintln(stderr, "nftlab run:", err)
 			return 1
 		}
 	}
@@ -114,18 +109,18 @@ func runScenarios(paths []string, output string, opts lab.Options, stdout, stder
 			rulesets = append(rulesets, fmt.Sprintf("The ruleset of %s after %s (nft list table inet nftpolicy):\n\n%s\n", opts.RulesetOf, sc.Name, res.Ruleset))
 		}
 		if res.KeptPrefix != "" {
-			fmt.Fprintf(stderr, "lab %q kept: its namespaces start with %s (ip netns list; enter one with ip netns exec NAME bash); remove it with `nftpolicy lab down`\n", sc.Name, res.KeptPrefix)
+			fmt.Fprintf(stderr, "lab %q kept: its namespaces start with %s (ip netns list; enter one with ip netns exec NAME bash); remove it with `nftlab down`\n", sc.Name, res.KeptPrefix)
 		}
 		reports = append(reports, res.Report)
 	}
-	if output == "json" {
-		scenario.WriteJSON(stdout, reports)
-		scenario.WriteSummary(stdout, reports...)
-	} else {
+	if output == scenario.OutputText {
 		for _, rs := range rulesets {
 			fmt.Fprint(stdout, rs)
 		}
-		scenario.WriteText(stdout, reports)
+	}
+	if err := scenario.WriteOutput(stdout, stderr, output, reports); err != nil {
+		fmt.Fprintln(stderr, "nftlab run:", err)
+		return 1
 	}
 	if !scenario.Summarize(reports...).OK() {
 		return 1

@@ -1,4 +1,4 @@
-package scenario
+package manifest
 
 import (
 	"encoding/json"
@@ -15,21 +15,22 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
-// value is one YAML node as YAML 1.2 reads it, aliases expanded, with the
+// Value is one YAML node as YAML 1.2 reads it, aliases expanded, with the
 // line it starts on so that every later error can point into the file.
-type value struct {
-	line   int
-	kind   yaml.Kind // ScalarNode, MappingNode or SequenceNode
-	scalar any       // decoded scalar: string, int, uint64, float64, bool or nil
-	text   string    // scalar source text
-	fields []entry   // mapping entries in file order
-	items  []*value  // sequence items
+type Value struct {
+	Line   int
+	Kind   yaml.Kind // ScalarNode, MappingNode or SequenceNode
+	Scalar any       // decoded scalar: string, int, uint64, float64, bool or nil
+	Text   string    // scalar source text
+	Fields []Entry   // mapping entries in file order
+	Items  []*Value  // sequence items
 }
 
-type entry struct {
-	key  string
-	line int
-	val  *value
+// Entry is one key of a mapping, with the line of the key.
+type Entry struct {
+	Key  string
+	Line int
+	Val  *Value
 }
 
 // Limits that keep hostile input (alias bombs, deep nesting) cheap; a
@@ -41,9 +42,9 @@ const (
 )
 
 // parseYAML reads one YAML document into a value tree, and checks that
-// sigs.k8s.io/yaml (YAML 1.1) reads it the same, as FORMAT.md requires.
+// sigs.k8s.io/yaml (YAML 1.1) reads it the same, as docs/scenarios.md requires.
 // A nil value means an empty document.
-func parseYAML(data []byte) (*value, error) {
+func parseYAML(data []byte) (*Value, error) {
 	if len(data) > maxFileSize {
 		return nil, &Error{Err: fmt.Errorf("file larger than %d bytes", maxFileSize)}
 	}
@@ -130,21 +131,21 @@ type converter struct {
 	expanding map[*yaml.Node]bool // anchors being expanded, to catch cycles
 }
 
-func (c *converter) errorf(n *yaml.Node, format string, a ...any) error {
+func (c *converter) Errorf(n *yaml.Node, format string, a ...any) error {
 	return &Error{Line: n.Line, Err: fmt.Errorf(format, a...)}
 }
 
-func (c *converter) convert(n *yaml.Node, depth int) (*value, error) {
+func (c *converter) convert(n *yaml.Node, depth int) (*Value, error) {
 	if c.budget--; c.budget < 0 {
-		return nil, c.errorf(n, "document too large: aliases expand to more than %d nodes", maxExpandedNodes)
+		return nil, c.Errorf(n, "document too large: aliases expand to more than %d nodes", maxExpandedNodes)
 	}
 	if depth > maxDepth {
-		return nil, c.errorf(n, "nested more than %d levels deep", maxDepth)
+		return nil, c.Errorf(n, "nested more than %d levels deep", maxDepth)
 	}
 	switch n.Kind {
 	case yaml.AliasNode:
 		if n.Alias == nil || c.expanding[n.Alias] {
-			return nil, c.errorf(n, "alias *%s refers to itself", n.Value)
+			return nil, c.Errorf(n, "alias *%s refers to itself", n.Value)
 		}
 		c.expanding[n.Alias] = true
 		defer delete(c.expanding, n.Alias)
@@ -152,26 +153,26 @@ func (c *converter) convert(n *yaml.Node, depth int) (*value, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.line = n.Line // point at the use, not the anchor
+		v.Line = n.Line // point at the use, not the anchor
 		return v, nil
 	case yaml.ScalarNode:
 		s, err := c.scalar(n)
 		if err != nil {
 			return nil, err
 		}
-		return &value{line: n.Line, kind: yaml.ScalarNode, scalar: s, text: n.Value}, nil
+		return &Value{Line: n.Line, Kind: yaml.ScalarNode, Scalar: s, Text: n.Value}, nil
 	case yaml.SequenceNode:
-		v := &value{line: n.Line, kind: yaml.SequenceNode}
+		v := &Value{Line: n.Line, Kind: yaml.SequenceNode}
 		for _, item := range n.Content {
 			iv, err := c.convert(item, depth+1)
 			if err != nil {
 				return nil, err
 			}
-			v.items = append(v.items, iv)
+			v.Items = append(v.Items, iv)
 		}
 		return v, nil
 	case yaml.MappingNode:
-		v := &value{line: n.Line, kind: yaml.MappingNode}
+		v := &Value{Line: n.Line, Kind: yaml.MappingNode}
 		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			kn := n.Content[i]
@@ -180,18 +181,18 @@ func (c *converter) convert(n *yaml.Node, depth int) (*value, error) {
 				return nil, err
 			}
 			if first, dup := seen[key]; dup {
-				return nil, c.errorf(kn, "duplicate key %q (first at line %d)", key, first)
+				return nil, c.Errorf(kn, "duplicate key %q (first at line %d)", key, first)
 			}
 			seen[key] = kn.Line
 			val, err := c.convert(n.Content[i+1], depth+1)
 			if err != nil {
 				return nil, err
 			}
-			v.fields = append(v.fields, entry{key: key, line: kn.Line, val: val})
+			v.Fields = append(v.Fields, Entry{Key: key, Line: kn.Line, Val: val})
 		}
 		return v, nil
 	}
-	return nil, c.errorf(n, "unexpected YAML node")
+	return nil, c.Errorf(n, "unexpected YAML node")
 }
 
 func (c *converter) scalar(n *yaml.Node) (any, error) {
@@ -199,18 +200,18 @@ func (c *converter) scalar(n *yaml.Node) (any, error) {
 		switch n.Tag {
 		case "!!str", "!!int", "!!float", "!!bool", "!!null":
 		default:
-			return nil, c.errorf(n, "unsupported YAML tag %s", n.Tag)
+			return nil, c.Errorf(n, "unsupported YAML tag %s", n.Tag)
 		}
 	}
 	var s any
 	if err := n.Decode(&s); err != nil {
-		return nil, c.errorf(n, "%v", err)
+		return nil, c.Errorf(n, "%v", err)
 	}
 	switch x := s.(type) {
 	case nil, string, bool, int, int64, uint64:
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, c.errorf(n, "%s is not a number JSON can hold", n.Value)
+			return nil, c.Errorf(n, "%s is not a number JSON can hold", n.Value)
 		}
 	default:
 		// Timestamps, binary: Kubernetes objects hold them as strings.
@@ -226,7 +227,7 @@ func (c *converter) key(n *yaml.Node) (string, error) {
 		n = n.Alias
 	}
 	if n.Kind != yaml.ScalarNode {
-		return "", c.errorf(n, "mapping keys must be scalars")
+		return "", c.Errorf(n, "mapping keys must be scalars")
 	}
 	s, err := c.scalar(n)
 	if err != nil {
@@ -246,65 +247,65 @@ func (c *converter) key(n *yaml.Node) (string, error) {
 	case float64:
 		return strconv.FormatFloat(k, 'g', -1, 32), nil
 	}
-	return "", c.errorf(n, "mapping key %q is not a string", n.Value)
+	return "", c.Errorf(n, "mapping key %q is not a string", n.Value)
 }
 
 // toAny returns the value as encoding/json would hold it.
-func (v *value) toAny() any {
+func (v *Value) toAny() any {
 	if v == nil {
 		return nil
 	}
-	switch v.kind {
+	switch v.Kind {
 	case yaml.MappingNode:
-		m := make(map[string]any, len(v.fields))
-		for _, f := range v.fields {
-			m[f.key] = f.val.toAny()
+		m := make(map[string]any, len(v.Fields))
+		for _, f := range v.Fields {
+			m[f.Key] = f.Val.toAny()
 		}
 		return m
 	case yaml.SequenceNode:
-		l := make([]any, len(v.items))
-		for i, item := range v.items {
+		l := make([]any, len(v.Items))
+		for i, item := range v.Items {
 			l[i] = item.toAny()
 		}
 		return l
 	}
-	return v.scalar
+	return v.Scalar
 }
 
-// get returns the value of key in a mapping, and the line of the key.
-func (v *value) get(key string) (*value, int, bool) {
-	if v == nil || v.kind != yaml.MappingNode {
+// Get returns the value of key in a mapping, and the line of the key.
+func (v *Value) Get(key string) (*Value, int, bool) {
+	if v == nil || v.Kind != yaml.MappingNode {
 		return nil, 0, false
 	}
-	for _, f := range v.fields {
-		if f.key == key {
-			return f.val, f.line, true
+	for _, f := range v.Fields {
+		if f.Key == key {
+			return f.Val, f.Line, true
 		}
 	}
 	return nil, 0, false
 }
 
-// lookup follows a path of keys (string) and indices (int) as far as it
+// Lookup follows a path of keys (string) and indices (int) as far as it
 // can, and returns the line of the deepest node reached.
-func (v *value) lookup(path []any) int {
+func (v *Value) Lookup(path []any) int {
 	if v == nil {
 		return 0
 	}
-	line := v.line
+	line := v.Line
 	for _, p := range path {
 		switch p := p.(type) {
 		case string:
-			next, keyLine, ok := v.get(p)
+			next, keyLine, ok := v.Get(p)
 			if !ok {
 				return line
 			}
 			v, line = next, keyLine
 		case int:
-			if v.kind != yaml.SequenceNode || p < 0 || p >= len(v.items) {
+			if v.Kind != yaml.SequenceNode || p < 0 || p >= len(v.Items) {
 				return line
 			}
-			v = v.items[p]
-			line = v.line
+			v = v.Items[p]
+			line = v.Line
 		}
 	}
 	return line
@@ -313,7 +314,7 @@ func (v *value) lookup(path []any) int {
 // sameIn11 checks that sigs.k8s.io/yaml, which reads YAML 1.1, reads data
 // as v (the YAML 1.2 reading). They differ on plain scalars such as y, no,
 // on and off (booleans in 1.1 only) and on merge keys (<<, 1.1 only).
-func sameIn11(data []byte, v *value) error {
+func sameIn11(data []byte, v *Value) error {
 	j, err := safeYAMLToJSON(data)
 	if err != nil {
 		return &Error{Err: fmt.Errorf("sigs.k8s.io/yaml (YAML 1.1) cannot read the file: %v", err)}
@@ -324,18 +325,18 @@ func sameIn11(data []byte, v *value) error {
 	}
 	b, err := json.Marshal(v.toAny())
 	if err != nil {
-		return &Error{Line: v.line, Err: err}
+		return &Error{Line: v.Line, Err: err}
 	}
 	var in12 any
 	if err := json.Unmarshal(b, &in12); err != nil {
-		return &Error{Line: v.line, Err: err}
+		return &Error{Line: v.Line, Err: err}
 	}
 	path, key, ok := firstDiff(in12, in11, nil)
 	if ok {
 		return nil
 	}
 	if key != "" {
-		line := v.lookup(append(path, key))
+		line := v.Lookup(append(path, key))
 		if key == "<<" {
 			return &Error{Line: line, Err: errors.New("merge keys (<<) exist only in YAML 1.1; write the entries out")}
 		}
@@ -343,7 +344,7 @@ func sameIn11(data []byte, v *value) error {
 	}
 	a, _ := json.Marshal(walk(in11, path))
 	b, _ = json.Marshal(walk(in12, path))
-	return &Error{Line: v.lookup(path), Err: fmt.Errorf("%s reads as %s in YAML 1.1 but as %s in YAML 1.2; quote it", v.textAt(path), a, b)}
+	return &Error{Line: v.Lookup(path), Err: fmt.Errorf("%s reads as %s in YAML 1.1 but as %s in YAML 1.2; quote it", v.textAt(path), a, b)}
 }
 
 func safeYAMLToJSON(data []byte) (j []byte, err error) {
@@ -420,24 +421,24 @@ func walk(x any, path []any) any {
 }
 
 // textAt returns the source text of the scalar at path, or "the value".
-func (v *value) textAt(path []any) string {
+func (v *Value) textAt(path []any) string {
 	for _, p := range path {
 		switch p := p.(type) {
 		case string:
-			v, _, _ = v.get(p)
+			v, _, _ = v.Get(p)
 		case int:
-			if v == nil || p >= len(v.items) {
+			if v == nil || p >= len(v.Items) {
 				v = nil
 			} else {
-				v = v.items[p]
+				v = v.Items[p]
 			}
 		}
 		if v == nil {
 			return "the value"
 		}
 	}
-	if v.kind == yaml.ScalarNode {
-		return strconv.Quote(v.text)
+	if v.Kind == yaml.ScalarNode {
+		return strconv.Quote(v.Text)
 	}
 	return "the value"
 }

@@ -1,7 +1,6 @@
-package scenario
+package manifest
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 
@@ -51,7 +50,7 @@ func (s *State) Nodes() []string {
 // Apply creates obj, or replaces the object of that kind, namespace and
 // name. It completes obj in place as the cluster would and stores a copy:
 // a new Pod without spec.nodeName is placed round-robin over the nodes
-// (FORMAT.md); an existing Pod keeps its node and the addresses the file
+// (docs/scenarios.md); an existing Pod keeps its node and the addresses the file
 // gave it, and may not change its node, hostNetwork or container ports,
 // which the API server does not let a pod update change.
 func (s *State) Apply(obj runtime.Object) error {
@@ -150,29 +149,4 @@ func (s *State) checkRefs(obj runtime.Object) error {
 		}
 	}
 	return nil
-}
-
-// Endpoints returns what can send and answer probes: pods (hostNetwork
-// pods excepted: they are their node's endpoint) sorted by namespace and
-// name, then nodes in creation order, then externals.
-func (s *State) Endpoints(externals []External) []Endpoint {
-	var pods, nodes []Endpoint
-	for _, r := range s.refs {
-		switch o := s.objs[r].(type) {
-		case *corev1.Pod:
-			if !o.Spec.HostNetwork {
-				pods = append(pods, PodEndpoint(o.Namespace, o.Name))
-			}
-		case *corev1.Node:
-			nodes = append(nodes, NodeEndpoint(o.Name))
-		}
-	}
-	slices.SortFunc(pods, func(a, b Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
-	out := append(pods, nodes...)
-	for _, e := range externals {
-		out = append(out, ExternalEndpoint(e.Name))
-	}
-	return out
 }

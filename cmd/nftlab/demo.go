@@ -9,7 +9,7 @@ import (
 )
 
 // demoScenario is found relative to the working directory (make demo runs
-// from the repository's root) or to the binary (bin/nftpolicy).
+// from the repository's root) or to the binary (bin/nftlab).
 const demoScenario = "test/scenarios/demo.yaml"
 
 func demoCmd(args []string) int {
@@ -20,7 +20,7 @@ func demoCmd(args []string) int {
 		}
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "nftpolicy demo: needs root (it creates network namespaces)")
+		fmt.Fprintln(os.Stderr, "nftlab demo: needs root (it creates network namespaces)")
 		return 1
 	}
 	fmt.Printf("Running %s: two nodes as network namespaces, a real agent per node, real packets.\n\n", path)

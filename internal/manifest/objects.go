@@ -1,4 +1,4 @@
-package scenario
+package manifest
 
 import (
 	"encoding/json"
@@ -32,9 +32,9 @@ var kinds = map[string]struct {
 	"Pod":                        {corev1.SchemeGroupVersion, true},
 	"Node":                       {corev1.SchemeGroupVersion, false},
 	"NetworkPolicy":              {networkingv1.SchemeGroupVersion, true},
-	"AdminNetworkPolicy":         {v1alpha1.SchemeGroupVersion, false},
-	"BaselineAdminNetworkPolicy": {v1alpha1.SchemeGroupVersion, false},
-	"ClusterNetworkPolicy":       {v1alpha2.SchemeGroupVersion, false},
+	"AdminNetworkPolicy":         {schema.GroupVersion(v1alpha1.GroupVersion), false},
+	"BaselineAdminNetworkPolicy": {schema.GroupVersion(v1alpha1.GroupVersion), false},
+	"ClusterNetworkPolicy":       {schema.GroupVersion(v1alpha2.GroupVersion), false},
 }
 
 // codec decodes as the API server does with strict field validation
@@ -84,45 +84,45 @@ func Namespaced(kind string) bool { return kinds[kind].namespaced }
 
 // decodeObject turns one entry of objects or apply into a typed,
 // defaulted object. Problems are recorded on l; nil means there were some.
-func (l *loader) decodeObject(v *value) runtime.Object {
-	if v.kind != yaml.MappingNode {
-		l.errorf(v.line, "an object must be a mapping")
+func (l *loader) decodeObject(v *Value) runtime.Object {
+	if v.Kind != yaml.MappingNode {
+		l.Errorf(v.Line, "an object must be a mapping")
 		return nil
 	}
-	apiVersion, avLine, _ := l.optString(v, "apiVersion")
-	kind, kindLine, _ := l.optString(v, "kind")
+	apiVersion, avLine, _ := l.OptString(v, "apiVersion")
+	kind, kindLine, _ := l.OptString(v, "kind")
 	switch {
 	case kind == "":
-		l.errorf(v.line, "object has no kind")
+		l.Errorf(v.Line, "object has no kind")
 		return nil
 	case apiVersion == "":
-		l.errorf(v.line, "%s has no apiVersion", kind)
+		l.Errorf(v.Line, "%s has no apiVersion", kind)
 		return nil
 	}
 	info, ok := kinds[kind]
 	if !ok {
-		l.errorf(kindLine, "unknown kind %q", kind)
+		l.Errorf(kindLine, "unknown kind %q", kind)
 		return nil
 	}
 	if apiVersion != info.gv.String() {
-		l.errorf(avLine, "unknown apiVersion %q for %s (want %s)", apiVersion, kind, info.gv)
+		l.Errorf(avLine, "unknown apiVersion %q for %s (want %s)", apiVersion, kind, info.gv)
 		return nil
 	}
 	what := describe(kind, v)
 	data, err := json.Marshal(v.toAny())
 	if err != nil {
-		l.errorf(v.line, "%s: %v", what, err)
+		l.Errorf(v.Line, "%s: %v", what, err)
 		return nil
 	}
 	obj, _, err := codec.Decode(data, nil, nil)
 	if err != nil {
 		if serr, ok := runtime.AsStrictDecodingError(err); ok {
 			for _, e := range serr.Errors() {
-				l.errorf(v.lookup(strictErrorPath(e.Error())), "%s: %v", what, e)
+				l.Errorf(v.Lookup(strictErrorPath(e.Error())), "%s: %v", what, e)
 			}
 			return nil
 		}
-		l.errorf(v.lookupLoose(typeErrorPath(err.Error())), "%s: %v", what, err)
+		l.Errorf(v.lookupLoose(typeErrorPath(err.Error())), "%s: %v", what, err)
 		return nil
 	}
 	obj.GetObjectKind().SetGroupVersionKind(info.gv.WithKind(kind))
@@ -134,18 +134,18 @@ func (l *loader) decodeObject(v *value) runtime.Object {
 }
 
 // describe names an object for messages before it is decoded.
-func describe(kind string, v *value) string {
-	md, _, _ := v.get("metadata")
-	name, _, _ := md.get("name")
-	ns, _, _ := md.get("namespace")
+func describe(kind string, v *Value) string {
+	md, _, _ := v.Get("metadata")
+	name, _, _ := md.Get("name")
+	ns, _, _ := md.Get("namespace")
 	s := kind
-	if ns != nil && ns.kind == yaml.ScalarNode && ns.text != "" {
-		s += " " + ns.text + "/"
+	if ns != nil && ns.Kind == yaml.ScalarNode && ns.Text != "" {
+		s += " " + ns.Text + "/"
 	} else {
 		s += " "
 	}
-	if name != nil && name.kind == yaml.ScalarNode {
-		s += name.text
+	if name != nil && name.Kind == yaml.ScalarNode {
+		s += name.Text
 	}
 	return strings.TrimSpace(s)
 }
@@ -153,57 +153,57 @@ func describe(kind string, v *value) string {
 // checkMeta validates and normalises metadata as the API server would:
 // names must be valid, namespaced kinds default to "default" and
 // cluster-scoped kinds drop a namespace.
-func (l *loader) checkMeta(obj runtime.Object, namespaced bool, v *value) bool {
+func (l *loader) checkMeta(obj runtime.Object, namespaced bool, v *Value) bool {
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		l.errorf(v.line, "%v", err)
+		l.Errorf(v.Line, "%v", err)
 		return false
 	}
 	kind := KindOf(obj)
-	md, mdLine, _ := v.get("metadata")
-	line := v.line
+	md, mdLine, _ := v.Get("metadata")
+	line := v.Line
 	if mdLine > 0 {
 		line = mdLine
 	}
 	ok := true
 	if m.GetName() == "" {
-		l.errorf(line, "%s has no metadata.name", kind)
+		l.Errorf(line, "%s has no metadata.name", kind)
 		return false
 	}
-	nameLine := orLine(md.lookup([]any{"name"}), line)
+	nameLine := orLine(md.Lookup([]any{"name"}), line)
 	nameCheck := validation.IsDNS1123Subdomain
 	if kind == "Namespace" {
 		nameCheck = validation.IsDNS1123Label
 	}
 	if errs := nameCheck(m.GetName()); len(errs) > 0 {
-		l.errorf(nameLine, "%s name %q: %s", kind, m.GetName(), strings.Join(errs, "; "))
+		l.Errorf(nameLine, "%s name %q: %s", kind, m.GetName(), strings.Join(errs, "; "))
 		ok = false
 	}
 	if kind == "Namespace" && reservedNamespace(m.GetName()) {
-		l.errorf(nameLine, "no namespace may be named %q: patterns use it for %ss", m.GetName(), m.GetName())
+		l.Errorf(nameLine, "no namespace may be named %q: patterns use it for %ss", m.GetName(), m.GetName())
 		ok = false
 	}
 	if kind == "BaselineAdminNetworkPolicy" && m.GetName() != "default" {
-		l.errorf(nameLine, "a BaselineAdminNetworkPolicy must be named \"default\", not %q", m.GetName())
+		l.Errorf(nameLine, "a BaselineAdminNetworkPolicy must be named \"default\", not %q", m.GetName())
 		ok = false
 	}
 	if namespaced {
 		if m.GetNamespace() == "" {
 			m.SetNamespace(corev1.NamespaceDefault)
 		}
-		nsLine := orLine(md.lookup([]any{"namespace"}), line)
+		nsLine := orLine(md.Lookup([]any{"namespace"}), line)
 		if errs := validation.IsDNS1123Label(m.GetNamespace()); len(errs) > 0 {
-			l.errorf(nsLine, "%s namespace %q: %s", kind, m.GetNamespace(), strings.Join(errs, "; "))
+			l.Errorf(nsLine, "%s namespace %q: %s", kind, m.GetNamespace(), strings.Join(errs, "; "))
 			ok = false
 		} else if reservedNamespace(m.GetNamespace()) {
-			l.errorf(nsLine, "no namespace may be named %q: patterns use it for %ss", m.GetNamespace(), m.GetNamespace())
+			l.Errorf(nsLine, "no namespace may be named %q: patterns use it for %ss", m.GetNamespace(), m.GetNamespace())
 			ok = false
 		}
 	} else {
 		m.SetNamespace("")
 	}
 	if errs := metav1validation.ValidateLabels(m.GetLabels(), field.NewPath("metadata", "labels")); len(errs) > 0 {
-		l.errorf(orLine(md.lookup([]any{"labels"}), line), "%s: %v", RefOf(obj), errs.ToAggregate())
+		l.Errorf(orLine(md.Lookup([]any{"labels"}), line), "%s: %v", RefOf(obj), errs.ToAggregate())
 		ok = false
 	}
 	return ok
@@ -260,29 +260,29 @@ func typeErrorPath(msg string) []string {
 
 // lookupLoose is lookup for paths without list indices: it descends into
 // the first list item that has the rest of the path.
-func (v *value) lookupLoose(path []string) int {
+func (v *Value) lookupLoose(path []string) int {
 	if line, ok := v.findLoose(path); ok {
 		return line
 	}
-	return v.line
+	return v.Line
 }
 
-func (v *value) findLoose(path []string) (int, bool) {
+func (v *Value) findLoose(path []string) (int, bool) {
 	if v == nil {
 		return 0, false
 	}
 	if len(path) == 0 {
-		return v.line, true
+		return v.Line, true
 	}
-	switch v.kind {
+	switch v.Kind {
 	case yaml.SequenceNode:
-		for _, item := range v.items {
+		for _, item := range v.Items {
 			if line, ok := item.findLoose(path); ok {
 				return line, true
 			}
 		}
 	case yaml.MappingNode:
-		next, keyLine, ok := v.get(path[0])
+		next, keyLine, ok := v.Get(path[0])
 		if !ok {
 			return 0, false
 		}
@@ -303,6 +303,21 @@ func (r ObjectRef) validate() error {
 		return fmt.Errorf("delete %s: no name", r.Kind)
 	case !info.namespaced && r.Namespace != "":
 		return fmt.Errorf("delete %s %s: a %s has no namespace", r.Kind, r.Name, r.Kind)
+	}
+	return nil
+}
+
+// ValidExternalName keeps external names to what a pattern and an
+// expect line can carry unambiguously, and a network namespace name can hold.
+func ValidExternalName(s string) []string {
+	if s == "" || len(s) > 63 {
+		return []string{"must be 1 to 63 characters"}
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '-' && r != '_' && r != '.') {
+			return []string{"must be letters, digits, '-', '_' and '.', starting with a letter or digit"}
+		}
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package scenario
+package manifest
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -13,7 +13,7 @@ import (
 // (k8s.io/kubernetes pkg/apis/{core,networking}/v1/defaults.go), the CRDs'
 // +kubebuilder:default markers, and what the API server and kubelet always
 // set (the namespace name label, pod status). It never chooses nodes or
-// addresses: the loader places pods and the lab allocates addresses.
+// addresses: the loader places pods and Addresses gives addresses.
 // Kinds it does not know are left alone.
 func SetDefaults(obj runtime.Object) {
 	switch o := obj.(type) {
@@ -109,7 +109,7 @@ func defaultNodeLabels(n *corev1.Node) {
 }
 
 // defaultNode is the Node a name in nodes gets when the file has no Node
-// object for it. Its status.addresses stay empty: the lab chooses them.
+// object for it. Its status.addresses stay empty: Addresses gives them.
 func defaultNode(name string) *corev1.Node {
 	n := &corev1.Node{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},

@@ -10,33 +10,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
-// TestMain lets the test binary stand in for nftpolicy itself: with
-// NFTPOLICY_RUN_MAIN set it runs main on its arguments, so tests can run
+// TestMain lets the test binary stand in for nftlab itself: with
+// NFTLAB_RUN_MAIN set it runs main on its arguments, so tests can run
 // (and kill) the real command.
 func TestMain(m *testing.M) {
-	if os.Getenv("NFTPOLICY_RUN_MAIN") != "" {
+	if os.Getenv("NFTLAB_RUN_MAIN") != "" {
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
 
-func nftpolicy(args ...string) *exec.Cmd {
+func nftlab(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "NFTPOLICY_RUN_MAIN=1")
+	cmd.Env = append(os.Environ(), "NFTLAB_RUN_MAIN=1")
 	return cmd
 }
 
 var labNS = regexp.MustCompile(`nplab-[0-9a-f]+-`)
 
-// TestKilledLabRunThenDown: `nftpolicy lab run` killed with SIGKILL cleans
-// nothing up itself; `nftpolicy lab down` must then remove all it left.
+// TestKilledLabRunThenDown: `nftlab run` killed with SIGKILL cleans
+// nothing up itself; `nftlab down` must then remove all it left.
 func TestKilledLabRunThenDown(t *testing.T) {
-	if os.Geteuid() != 0 || testing.Short() {
-		t.Skip("needs root: the lab creates network namespaces")
-	}
-	cmd := nftpolicy("lab", "run", "../../test/scenarios/netpol")
+	testutil.NeedKernel(t)
+	cmd := nftlab("run", "../../test/scenarios/netpol")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestKilledLabRunThenDown(t *testing.T) {
 	if !strings.Contains(netnsList(t), prefix) {
 		t.Fatal("the killed run left nothing to clean: the test proves nothing")
 	}
-	if out, err := nftpolicy("lab", "down").CombinedOutput(); err != nil {
+	if out, err := nftlab("down").CombinedOutput(); err != nil {
 		t.Fatalf("lab down: %v\n%s", err, out)
 	}
 	if list := netnsList(t); strings.Contains(list, prefix) {
@@ -82,20 +82,20 @@ func netnsList(t *testing.T) string {
 	return string(out)
 }
 
-// TestLabRunJSON: --output json gives the report as data, ends with the
-// summary line, and a mismatch exits 1.
+// TestLabRunJSON: --output json gives the report as data and nothing else
+// on stdout, the summary line on stderr, and a mismatch exits 1.
 func TestLabRunJSON(t *testing.T) {
-	if os.Geteuid() != 0 || testing.Short() {
-		t.Skip("needs root: the lab creates network namespaces")
-	}
-	out, err := nftpolicy("lab", "run", "--output", "json", "../../internal/lab/testdata/wrong-expectation.yaml").Output()
+	testutil.NeedKernel(t)
+	cmd := nftlab("run", "--output", "json", "../../internal/lab/testdata/wrong-expectation.yaml")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if code := exitCode(err); code != 1 {
 		t.Fatalf("exit %d, want 1 for a mismatch\n%s", code, out)
 	}
-	text := strings.TrimSpace(string(out))
-	last := text[strings.LastIndex(text, "\n")+1:]
-	if last != "1 passed, 1 failed, 0 skipped" {
-		t.Errorf("last line %q, want the summary", last)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if last := lines[len(lines)-1]; last != "1 passed, 1 failed, 0 skipped" {
+		t.Errorf("last line of stderr %q, want the summary", last)
 	}
 	var reports []struct {
 		Scenario string `json:"scenario"`
@@ -107,8 +107,8 @@ func TestLabRunJSON(t *testing.T) {
 			} `json:"results"`
 		} `json:"probes"`
 	}
-	if err := json.Unmarshal([]byte(strings.TrimSuffix(text, last)), &reports); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, text)
+	if err := json.Unmarshal(out, &reports); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
 	}
 	if len(reports) != 1 || reports[0].Scenario != "wrong-expectation" || len(reports[0].Probes) != 1 {
 		t.Fatalf("unexpected report: %+v", reports)

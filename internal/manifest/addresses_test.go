@@ -1,0 +1,93 @@
+package manifest
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// addressesOf returns each pod's and node's addresses, "ns/name" or
+// "node/name" -> podIPs or InternalIPs.
+func addressesOf(t *testing.T, c *Cluster, step int) map[string][]string {
+	t.Helper()
+	objs, err := c.ObjectsAt(step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *corev1.Pod:
+			for _, ip := range o.Status.PodIPs {
+				got[o.Namespace+"/"+o.Name] = append(got[o.Namespace+"/"+o.Name], ip.IP)
+			}
+			if o.Status.PodIP != got[o.Namespace+"/"+o.Name][0] {
+				t.Errorf("%s: podIP %s is not podIPs[0]", o.Name, o.Status.PodIP)
+			}
+		case *corev1.Node:
+			for _, a := range o.Status.Addresses {
+				got["node/"+o.Name] = append(got["node/"+o.Name], a.Address)
+			}
+		}
+	}
+	return got
+}
+
+func TestObjectsAtGivesTheLabsAddresses(t *testing.T) {
+	c, err := LoadCluster("testdata/addresses.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string][]string{
+		"node/node-1": {"172.18.0.10", "fd00:ffff::10"},
+		"node/node-2": {"172.18.0.11", "fd00:ffff::11"},
+	}
+	tests := []struct {
+		step int
+		want map[string][]string
+	}{
+		{1, map[string][]string{"x/a": {"10.244.1.102"}, "x/b": {"10.244.1.103"}, "x/fixed": {"10.244.1.7"}, "x/c": {"10.244.2.102"}}},
+		// b is gone; d, added after it, gets the next host number.
+		{0, map[string][]string{"x/a": {"10.244.1.102"}, "x/fixed": {"10.244.1.7"}, "x/c": {"10.244.2.102"}, "x/d": {"10.244.1.104"}}},
+	}
+	for _, tt := range tests {
+		for k, v := range nodes {
+			tt.want[k] = v
+		}
+		if diff := cmp.Diff(tt.want, addressesOf(t, c, tt.step)); diff != "" {
+			t.Errorf("after step %d (-want +got):\n%s", tt.step, diff)
+		}
+	}
+}
+
+func TestObjectsAtDualStackAndHostNetwork(t *testing.T) {
+	c, err := ParseCluster("ds.yaml", []byte(`name: ds
+ipFamilies: [IPv6, IPv4]
+nodes: [n1]
+objects:
+  - apiVersion: v1
+    kind: Node
+    metadata: {name: n2}
+    status: {addresses: [{type: InternalIP, address: 172.18.0.10}]}
+  - {apiVersion: v1, kind: Namespace, metadata: {name: x}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: x}, spec: {containers: [{name: c}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: q, namespace: x}, spec: {containers: [{name: c}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: h, namespace: x}, spec: {nodeName: n2, hostNetwork: true, containers: [{name: c}]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		// n2 fixes 172.18.0.10: n1, given addresses first, skips it.
+		"node/n1": {"172.18.0.11", "fd00:ffff::10"},
+		"node/n2": {"172.18.0.10"},
+		// Placed round-robin: p on n1, q on n2; families in ipFamilies order.
+		"x/p": {"fd00:10:244:1::65", "10.244.1.102"},
+		"x/q": {"fd00:10:244:2::65", "10.244.2.102"},
+		"x/h": {"172.18.0.10"},
+	}
+	if diff := cmp.Diff(want, addressesOf(t, c, 0)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+func TestBreakdown(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		total float64
+		parts []share
+		want  string
+	}{
+		{"compute first", 10, []share{{"compute", 8}, {"netlink", 1}},
+			"10 ms: compute 8.00 ms (80%), netlink 1.00 ms (10%), other 1.00 ms (10%)"},
+		{"netlink first", 10, []share{{"compute", 2}, {"netlink", 8}},
+			"10 ms: netlink 8.00 ms (80%), compute 2.00 ms (20%)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := breakdown(tc.total, tc.parts...); got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRateLoss(t *testing.T) {
+	got := rateLoss(0.9, 0.8, 0.5, 50)
+	want := "50% of the rate without a ruleset; lost: 50 policies instead of 2: 30 points, conntrack alone: 10 points, the ruleset with the target in 2 policies: 10 points"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestWhyFollowsTheNumbers: a missed target's explanation names whichever
+// event kinds this run measured as the slowest, not a fixed cause.
+func TestWhyFollowsTheNumbers(t *testing.T) {
+	whyCompute := func(p99 map[string]float64) string {
+		var events []EventResult
+		for kind, v := range p99 {
+			ev := EventResult{Kind: kind}
+			ev.Compute.P99 = v
+			events = append(events, ev)
+		}
+		all := EventResult{Kind: "all"}
+		all.Compute.P99 = 9 // misses the 2 ms goal
+		events = append(events, all)
+		r := &Results{Sizes: []*SizeResult{{Size: gen.L, Events: events}}}
+		for _, tg := range evaluate(r) {
+			if tg.Goal == "agent compute per event p99 ≤ 2 ms at L" {
+				return tg.Why
+			}
+		}
+		t.Fatal("no compute target")
+		return ""
+	}
+	got := whyCompute(map[string]float64{"pod-add": 9, "pod-delete": 0.1, "policy-add": 3, "namespace-relabel": 0.5})
+	if want := "slowest kinds by compute p99: pod-add 9.00 ms, policy-add 3.00 ms, namespace-relabel 500 µs"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	got = whyCompute(map[string]float64{"pod-add": 0.2, "policy-update": 4})
+	if want := "slowest kinds by compute p99: policy-update 4.00 ms, pod-add 200 µs"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
