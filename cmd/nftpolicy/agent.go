@@ -28,6 +28,7 @@ import (
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
@@ -43,6 +44,8 @@ type agentOptions struct {
 	minSyncPeriod time.Duration
 	resyncPeriod  time.Duration
 	netns         string
+	cutDenied     bool
+	repairTamper  bool
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -65,6 +68,8 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.DurationVar(&o.minSyncPeriod, "min-sync-period", time.Second, "minimum time between two syncs: bursts of changes within it are coalesced into one transaction")
 	fs.DurationVar(&o.resyncPeriod, "resync-period", time.Minute, "period of the full resync that reads the kernel's table back and repairs drift")
 	fs.StringVar(&o.netns, "netns", "", "program the nftables of this network namespace (a path such as /run/netns/NAME) instead of the agent's own; for tests and the lab")
+	fs.BoolVar(&o.cutDenied, "cut-denied-flows", true, "after a change, delete the conntrack entries of established connections the new policy denies (otherwise they live on until they end)")
+	fs.BoolVar(&o.repairTamper, "repair-tampering", true, "watch nftables events and repair any change to the table made by someone else at once (otherwise it waits for the periodic resync)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -132,14 +137,22 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		kernelFD = int(f.Fd())
 	}
 
+	kernel := nft.NewNetlink(kernelFD)
+	defer kernel.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := agent.Config{
 		NodeName:        node,
-		Kernel:          nft.NewNetlink(kernelFD),
+		Kernel:          kernel,
 		MinSyncInterval: o.minSyncPeriod,
 		ResyncInterval:  o.resyncPeriod,
 		Metrics:         agent.NewMetrics(reg),
+	}
+	if o.cutDenied {
+		acfg.Conntrack = conntrack.NewNetlink(kernelFD)
+	}
+	if o.repairTamper {
+		acfg.Tamper = nft.NewMonitor(kernelFD, kernel.SentFrom)
 	}
 	if o.features.Enabled(featureAdminNetworkPolicy) {
 		kinds, err := installedAdminKinds(ctx, client.Discovery())
@@ -165,7 +178,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/informers"
@@ -27,6 +28,7 @@ import (
 	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -50,6 +52,15 @@ type Config struct {
 	AdminKinds []string
 	// Metrics receives the agent's series; nil: a private, unregistered set.
 	Metrics *Metrics
+	// Conntrack, when set, is the node's conntrack table: after a
+	// transaction that could deny, the entries of connections the new
+	// ruleset drops are deleted (cutflows.go). nil: established
+	// connections outlive a deny.
+	Conntrack conntrack.Table
+	// Tamper, when set, reports changes to the table made by anyone else;
+	// each one starts a full sync at once (tamper.go). nil: drift waits
+	// for the periodic resync.
+	Tamper TamperMonitor
 }
 
 // Agent programs one node.
@@ -77,6 +88,9 @@ type Agent struct {
 	problemLog map[string]string // policy -> its problems, as last logged
 	setErrLog  map[string]string // object -> resourceVersion whose Set error was logged
 	failLog    rateLimitedLog
+	cutLog     rateLimitedLog // failures to cut denied connections (cutflows.go)
+
+	repair atomic.Bool // tampering seen: the next sync reads the kernel back
 
 	pendingMu sync.Mutex
 	pending   []time.Time // when changes not yet synced were observed
@@ -95,6 +109,9 @@ type Stats struct {
 	// counts those that found it changed behind the agent's back.
 	FullSyncs, Drift int
 	LastOps          diff.Counts
+	// FlowCuts counts the cuts attempted after a transaction (failed too);
+	// FlowsCut the entries deleted.
+	FlowCuts, FlowsCut int
 }
 
 // New makes an agent; it starts nothing and touches no kernel.
@@ -157,6 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	logger.V(1).Info("Informers synced; starting the sync loop")
+	a.watchTamper(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -171,6 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	start := time.Now()
+	a.takeRepair()
 	changes := a.tracker.take()
 	a.apply(logger, changes)
 	desired := a.engine.Ruleset()
@@ -222,7 +241,8 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.shadow = nft.NewRuleset()
 	}
 	a.shadow.ApplyOps(tx)
-	done := time.Now()
+	done := time.Now() // the rules are in force: the programming latency ends here
+	a.cutDenied(ctx, logger, tx)
 	a.observe(full, start, done)
 	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
 		// Written before the sync counts as applied: the next change a

@@ -15,10 +15,11 @@ type runner struct {
 	minInterval time.Duration
 	maxInterval time.Duration
 	kick        chan struct{}
+	now         chan struct{} // RequestNow: skip the rest of minInterval
 }
 
 func newRunner(fn func(context.Context) error, minInterval, maxInterval time.Duration) *runner {
-	return &runner{fn: fn, minInterval: minInterval, maxInterval: maxInterval, kick: make(chan struct{}, 1)}
+	return &runner{fn: fn, minInterval: minInterval, maxInterval: maxInterval, kick: make(chan struct{}, 1), now: make(chan struct{}, 1)}
 }
 
 // Request asks for a run soon; it never blocks.
@@ -68,7 +69,12 @@ func (r *runner) Loop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-r.now:
 			}
+		}
+		select { // this run serves any RequestNow so far
+		case <-r.now:
+		default:
 		}
 		last = time.Now()
 		if err := r.fn(ctx); err != nil {

@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+// memTable is a conntrack table in memory, safe for the sync loop and the
+// test at once.
+type memTable struct {
+	mu      sync.Mutex
+	entries []conntrack.Entry
+	dumps   int
+}
+
+func (m *memTable) Dump(context.Context) ([]conntrack.Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dumps++
+	return append([]conntrack.Entry(nil), m.entries...), nil
+}
+
+func (m *memTable) Delete(_ context.Context, gone []conntrack.Entry) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	drop := map[conntrack.Entry]bool{}
+	for _, e := range gone {
+		drop[e] = true
+	}
+	var keep []conntrack.Entry
+	for _, e := range m.entries {
+		if !drop[e] {
+			keep = append(keep, e)
+		}
+	}
+	n := len(m.entries) - len(keep)
+	m.entries = keep
+	return n, nil
+}
+
+func (m *memTable) left() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, e := range m.entries {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+func tcpEntry(src, dst string, port uint16) conntrack.Entry {
+	return conntrack.Entry{Proto: 6, Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Port: port}
+}
+
+// TestSyncCutsDeniedEntries: after each transaction the agent deletes the
+// conntrack entries its new ruleset drops, and keeps the others.
+func TestSyncCutsDeniedEntries(t *testing.T) {
+	allowed := tcpEntry("10.244.2.10", "10.244.1.10", 8080) // client -> server's named port http
+	otherPort := tcpEntry("10.244.2.10", "10.244.1.10", 9090)
+	outsider := tcpEntry("203.0.113.5", "10.244.1.10", 8080)
+	unrelated := tcpEntry("203.0.113.5", "10.244.2.10", 22) // no pod of this node
+	tbl := &memTable{entries: []conntrack.Entry{allowed, otherPort, outsider, unrelated}}
+	h := start(t, func(c *Config) { c.Conntrack = tbl }, basic()...)
+	h.wait()
+	if d := cmp.Diff([]string{allowed.String(), unrelated.String()}, tbl.left()); d != "" {
+		t.Errorf("after the first sync (-want +got):\n%s", d)
+	}
+	// The server's policy loses its rule: the client's connection goes too.
+	h.apply(tu.Policy("x", "servers", m{"role": "server"}, tu.Types(networkingv1.PolicyTypeIngress)))
+	h.wait()
+	if d := cmp.Diff([]string{unrelated.String()}, tbl.left()); d != "" {
+		t.Errorf("after the deny (-want +got):\n%s", d)
+	}
+	if s := h.agent.Stats(); s.FlowCuts != 2 || s.FlowsCut != 3 {
+		t.Errorf("stats: %d cuts deleting %d entries, want 2 deleting 3", s.FlowCuts, s.FlowsCut)
+	}
+	// A change on another node sends no transaction: nothing to judge.
+	h.apply(tu.Pod("x", "elsewhere", "node-3", m{"role": "x"}, []string{"10.244.3.10"}))
+	h.wait()
+	if s := h.agent.Stats(); s.FlowCuts != 2 {
+		t.Errorf("stats: %d cuts after a change that sent no transaction, want still 2", s.FlowCuts)
+	}
+}
+
+func TestCouldDeny(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ops  []nft.OpKind
+		want bool
+	}{
+		{"only new objects", []nft.OpKind{nft.OpAddTable, nft.OpAddSet, nft.OpAddChain}, false},
+		{"elements added (a pod newly isolated)", []nft.OpKind{nft.OpAddElements}, true},
+		{"elements deleted", []nft.OpKind{nft.OpDeleteElements}, true},
+		{"a chain rewritten", []nft.OpKind{nft.OpAddChain, nft.OpFlushChain, nft.OpAddRule}, true},
+		{"a chain deleted", []nft.OpKind{nft.OpDeleteChain}, true},
+		{"the table deleted", []nft.OpKind{nft.OpDeleteTable}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := &nft.Transaction{}
+			for _, k := range tc.ops {
+				tx.Ops = append(tx.Ops, nft.Op{Kind: k})
+			}
+			if got := couldDeny(tx); got != tc.want {
+				t.Errorf("couldDeny = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// brokenTable fails every dump, as a node without ctnetlink would.
+type brokenTable struct{}
+
+func (brokenTable) Dump(context.Context) ([]conntrack.Entry, error) {
+	return nil, errors.New("conntrack: dial: protocol not supported")
+}
+
+func (brokenTable) Delete(context.Context, []conntrack.Entry) (int, error) { return 0, nil }
+
+// TestCutFailureDoesNotFailTheSync: the rules are committed whatever
+// happens to the cut; a failed cut is logged, not retried as a failed sync.
+func TestCutFailureDoesNotFailTheSync(t *testing.T) {
+	h := start(t, func(c *Config) { c.Conntrack = brokenTable{} }, basic()...)
+	h.wait()
+	h.checkKernel()
+	if s := h.agent.Stats(); s.Failures != 0 || s.FlowCuts != 1 || s.FlowsCut != 0 {
+		t.Errorf("stats %+v, want no failed sync and one cut that deleted nothing", s)
+	}
+}
