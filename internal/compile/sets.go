@@ -182,15 +182,21 @@ func (e *Engine) podPeerSet(fam nft.Family, peers []model.Peer) string {
 	for i, p := range peers {
 		desc[i] = describePeer(p)
 	}
+	return e.addrSet("peers", fam, desc, newPodPeersDef(fam, peers))
+}
+
+// addrSet is the dynamic address set of one family whose members def
+// describes, named by prefix and the sorted descriptions of its peers.
+func (e *Engine) addrSet(prefix string, fam nft.Family, desc []string, def *setDef) string {
 	sort.Strings(desc)
 	identity := strings.Join(dedupe(desc), " | ")
 	t := nft.SetIPv4
 	if fam == nft.IPv6 {
 		t = nft.SetIPv6
 	}
-	name := nft.Name(fmt.Sprintf("peers-v%d", fam), identity)
+	name := nft.Name(fmt.Sprintf("%s-v%d", prefix, fam), identity)
 	if _, ok := e.rs.Sets[name]; !ok {
-		e.newSet(nft.NewSet(name, t, identity), newPodPeersDef(fam, peers))
+		e.newSet(nft.NewSet(name, t, identity), def)
 	}
 	return name
 }
@@ -228,17 +234,7 @@ func (e *Engine) nodePeerSet(fam nft.Family, peers []model.Peer) string {
 			desc[i] = "all nodes"
 		}
 	}
-	sort.Strings(desc)
-	identity := strings.Join(dedupe(desc), " | ")
-	t := nft.SetIPv4
-	if fam == nft.IPv6 {
-		t = nft.SetIPv6
-	}
-	name := nft.Name(fmt.Sprintf("nodes-v%d", fam), identity)
-	if _, ok := e.rs.Sets[name]; !ok {
-		e.newSet(nft.NewSet(name, t, identity), &setDef{fam: fam, nodes: peers})
-	}
-	return name
+	return e.addrSet("nodes", fam, desc, &setDef{fam: fam, nodes: peers})
 }
 
 // setDef says which pods or nodes a dynamic set holds, so that the engine

@@ -2,7 +2,6 @@ package compile
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -17,23 +16,13 @@ func acceptChain() *nft.Chain {
 		Comment: "admin tier passed; no NetworkPolicy or baseline policy applies"}}}
 }
 
-// tierPolicies looks policies up by key, in evaluation order: priority,
-// then kind, then name (model.Cluster.SortedTier's order).
+// tierPolicies looks policies up by key, in evaluation order.
 func (e *Engine) tierPolicies(keys []string) []*model.TierPolicy {
 	out := make([]*model.TierPolicy, len(keys))
 	for i, k := range keys {
 		out[i] = e.c.TierPolicies[k]
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Priority != b.Priority {
-			return a.Priority < b.Priority
-		}
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		return a.Name < b.Name
-	})
+	model.SortTier(out)
 	return out
 }
 

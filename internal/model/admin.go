@@ -110,8 +110,15 @@ func (c *Cluster) SortedTier(t Tier) []*TierPolicy {
 			out = append(out, p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
+	SortTier(out)
+	return out
+}
+
+// SortTier sorts tier policies into evaluation order: priority, then
+// kind, then name.
+func SortTier(ps []*TierPolicy) {
+	sort.Slice(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
 		if a.Priority != b.Priority {
 			return a.Priority < b.Priority
 		}
@@ -120,7 +127,6 @@ func (c *Cluster) SortedTier(t Tier) []*TierPolicy {
 		}
 		return a.Name < b.Name
 	})
-	return out
 }
 
 // tierBuilder collects one policy's normalisation and its problems.
