@@ -18,6 +18,21 @@ const BurstPods = 1000
 // sync that applied them all (the agent coalesces them into few syncs).
 func burst(ctx context.Context, run *agentRun, pods []*v1.Pod) (time.Duration, error) {
 	want := make(map[string]string, len(pods))
+	// The timed kernel reports every transaction; nobody else reads them
+	// during the burst.
+	drained := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-run.kernel.applied:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-drained }()
 	for i, p := range pods {
 		p = p.DeepCopy()
 		// The fake API server keeps the version it is given; the barrier

@@ -75,11 +75,8 @@ func evaluate(r *Results) []Target {
 		skip(goal, "L not run")
 	}
 
-	for _, sz := range []*SizeResult{L, XL} {
-		name := gen.L.Name
-		if sz == XL {
-			name = gen.XL.Name
-		}
+	for _, name := range []string{gen.L.Name, gen.XL.Name} {
+		sz := r.size(name)
 		goal = "agent compute per event p99 ≤ 2 ms at " + name
 		if all := eventAll(sz); all != nil {
 			add(Target{Goal: goal, Status: status(all.Compute.P99 <= goalComputeMs),
