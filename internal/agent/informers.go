@@ -6,13 +6,12 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
-	policyv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
-	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
 // The network-policy-api kinds the agent can watch (Config.AdminKinds).
@@ -127,23 +126,18 @@ func (a *Agent) takePending(t time.Time) []time.Time {
 // ObjectKey is how the versions map of WaitApplied names an object:
 // "Kind/namespace/name" for namespaced kinds, "Kind/name" for the others.
 func ObjectKey(obj any) string {
-	switch o := obj.(type) {
-	case *v1.Namespace:
-		return "Namespace/" + o.Name
-	case *v1.Node:
-		return "Node/" + o.Name
-	case *v1.Pod:
-		return "Pod/" + o.Namespace + "/" + o.Name
-	case *networkingv1.NetworkPolicy:
-		return "NetworkPolicy/" + o.Namespace + "/" + o.Name
-	case *policyv1alpha1.AdminNetworkPolicy:
-		return KindAdminNetworkPolicy + "/" + o.Name
-	case *policyv1alpha1.BaselineAdminNetworkPolicy:
-		return KindBaselineAdminNetworkPolicy + "/" + o.Name
-	case *policyv1alpha2.ClusterNetworkPolicy:
-		return KindClusterNetworkPolicy + "/" + o.Name
+	kind, ns, name, ok := model.RefOf(obj)
+	if !ok {
+		return fmt.Sprintf("%T", obj)
 	}
-	return fmt.Sprintf("%T", obj)
+	return objectKey(kind, ns, name)
+}
+
+func objectKey(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + "/" + name
+	}
+	return kind + "/" + namespace + "/" + name
 }
 
 // Transform strips an object to what the agent reads, before the informer

@@ -27,12 +27,7 @@ type change struct {
 }
 
 // key names the object as WaitApplied's versions do.
-func (c *change) key() string {
-	if c.namespace == "" {
-		return c.kind + "/" + c.name
-	}
-	return c.kind + "/" + c.namespace + "/" + c.name
-}
+func (c *change) key() string { return objectKey(c.kind, c.namespace, c.name) }
 
 func newTracker() *tracker { return &tracker{changes: map[string]*change{}} }
 
