@@ -91,8 +91,7 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	if c == nil {
 		return nil, errs[0]
 	}
-	s := &Scenario{Name: c.Name, Description: c.Description, File: c.File, Nodes: c.Nodes,
-		IPFamilies: c.IPFamilies, Objects: c.Objects, Externals: c.Externals}
+	s := &Scenario{Cluster: c}
 	l := &probeReader{Reader: &manifest.Reader{File: file}, fams: c.IPFamilies}
 	for _, cs := range c.Steps {
 		st := Step{Number: cs.Number, Line: cs.Line, Note: cs.Note, Apply: cs.Apply, Delete: cs.Delete}

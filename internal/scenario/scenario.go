@@ -22,20 +22,11 @@ import (
 )
 
 // Scenario is one loaded, validated and defaulted scenario file: the
-// cluster internal/manifest reads, and the probes of its steps.
+// cluster internal/manifest reads (its name, nodes, families, objects and
+// externals), and the steps with their probes.
 type Scenario struct {
-	Name        string
-	Description string
-	File        string // the path it was loaded from, as given
-	// Nodes are the cluster's nodes at the start, in order (see
-	// manifest.Cluster); Objects holds a Node object for each.
-	Nodes      []string
-	IPFamilies []Family // never empty; [IPv4] by default
-	// Objects is the starting state, decoded, defaulted and ready to hand to
-	// the agent (see manifest.Cluster).
-	Objects   []runtime.Object
-	Externals []External
-	Steps     []Step
+	*manifest.Cluster
+	Steps []Step // the cluster's steps, with their probes read
 }
 
 // The file's cluster is internal/manifest's; these names keep the
