@@ -57,6 +57,10 @@ type Config struct {
 	// ruleset drops are deleted (cutflows.go). nil: established
 	// connections outlive a deny.
 	Conntrack conntrack.Table
+	// Model holds the choices that change what is compiled: with
+	// Model.OpenUnknown the addresses of this node's pod CIDRs that no
+	// known pod has are not denied (compile/unknown.go).
+	Model model.Options
 	// Tamper, when set, reports changes to the table made by anyone else;
 	// each one starts a full sync at once (tamper.go). nil: drift waits
 	// for the periodic resync.
@@ -300,7 +304,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 				a.setErr(logger, ch, c.Set(ch.new))
 			}
 		}
-		a.engine = compile.NewEngine(c, a.cfg.NodeName)
+		a.engine = compile.NewEngineWith(c, a.cfg.NodeName, a.cfg.Model)
 		statusDirty = true
 	} else {
 		for _, ch := range changes {
