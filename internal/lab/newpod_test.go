@@ -1,0 +1,150 @@
+package lab
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+// A new pod, x/web on n2, is selected by a policy that denies it every
+// ingress. Its address is created first (as a CNI plugin does), and only
+// later does its Pod object carry the address (as the kubelet reports it):
+// in between, the agent cannot know it. Probes start every 5 ms from the
+// instant the address exists until well after the agent has programmed the
+// pod: from x/client (n1) to x/web, which the policy denies, and from
+// x/web to x/server (n1), which no policy denies.
+const (
+	newPodProbeEvery   = 5 * time.Millisecond
+	newPodProbeTimeout = 250 * time.Millisecond
+	// newPodReportDelay stands for the kubelet's delay between the
+	// address existing and the pod's status carrying it.
+	newPodReportDelay = 300 * time.Millisecond
+)
+
+var newPodAddr = netip.MustParseAddr("10.244.2.50")
+
+// TestNewPodIsNeverOpen: with the agent's default (--protect-new-pods), no
+// probe of the denied direction ever reaches the new pod, and no probe from
+// it gets anywhere before the agent knows it; once programmed it reaches
+// what its policies allow.
+func TestNewPodIsNeverOpen(t *testing.T) {
+	w := newPodWindow(t, true)
+	// ~140 probes each at 5 ms; fewer on a loaded machine, but a window
+	// of 300 ms must still be probed throughout.
+	if len(w.ingress) < 50 || len(w.egress) < 50 {
+		t.Fatalf("%d and %d probes; want at least 50 each (every %v over %v)", len(w.ingress), len(w.egress), newPodProbeEvery, w.stopped.Sub(w.addr))
+	}
+	for _, r := range w.ingress {
+		if r.Reached() || r.Outcome.Verdict != netlab.Denied {
+			t.Errorf("x/client -> x/web, probe at %+v: %v; want denied: the policy denies it, and before that the pod is not yet known",
+				r.Start.Sub(w.addr).Round(time.Millisecond), r.Outcome)
+		}
+	}
+	early := 0
+	for _, r := range w.egress {
+		if r.Start.Before(w.created) {
+			early++
+			if r.Reached() {
+				t.Errorf("x/web -> x/server, probe at +%v, before the Pod object existed: %v; want denied", r.Start.Sub(w.addr).Round(time.Millisecond), r.Outcome)
+			}
+		}
+	}
+	if early < 20 {
+		t.Errorf("%d egress probes before the Pod object; want at least 20 (the window lasts %v)", early, newPodReportDelay)
+	}
+	first, ok := FirstReached(w.egress)
+	if !ok {
+		t.Fatalf("x/web never reached x/server, which no policy denies; applied at +%v", w.applied.Sub(w.addr))
+	}
+	t.Logf("address at 0, Pod object at +%v, programmed by +%v, first egress through at +%v, %d+%d probes",
+		w.created.Sub(w.addr).Round(time.Millisecond), w.applied.Sub(w.addr).Round(time.Millisecond),
+		first.Sub(w.addr).Round(time.Millisecond), len(w.ingress), len(w.egress))
+}
+
+// TestWithoutProtectionNewPodIsOpen is the broken variant
+// (--protect-new-pods=false): the same sequence lets denied connections
+// through while the agent does not know the pod, which the test above
+// forbids. Once programmed, the policy holds all the same.
+func TestWithoutProtectionNewPodIsOpen(t *testing.T) {
+	w := newPodWindow(t, false)
+	through, after := 0, 0
+	for _, r := range w.ingress {
+		switch {
+		case r.Start.Before(w.created) && r.Reached():
+			through++
+		case r.Start.After(w.applied) && r.Reached():
+			after++
+		}
+	}
+	if through == 0 {
+		t.Errorf("no probe reached x/web before its Pod object existed; want the window to show without the protection")
+	}
+	if after != 0 {
+		t.Errorf("%d probes reached x/web after the agent programmed it; want none (the policy denies them)", after)
+	}
+	t.Logf("%d of %d probes reached the new pod through a policy that denies them", through, len(w.ingress))
+}
+
+type newPodRun struct {
+	ingress, egress                 []ProbeRecord
+	addr, created, applied, stopped time.Time
+}
+
+func newPodWindow(t *testing.T, protect bool) newPodRun {
+	tu.NeedKernel(t)
+	f := NewFixture()
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.AddNode("n1", netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")))
+	must(f.AddNode("n2", netip.MustParsePrefix("10.244.2.0/24"), netip.MustParsePrefix("fd00:10:244:2::/64")))
+	must(f.Create(tu.Namespace("x", nil)))
+	for _, p := range []struct{ name, ip string }{{"client", "10.244.1.10"}, {"server", "10.244.1.11"}} {
+		must(f.Net.AddPod("x/"+p.name, "n1", []netip.Addr{netip.MustParseAddr(p.ip)}))
+		must(f.Create(tu.Pod("x", p.name, "n1", map[string]string{"app": p.name}, []string{p.ip})))
+	}
+	must(f.Net.Listen("x/server", "TCP", 80))
+	must(f.Create(tu.Policy("x", "deny-web", map[string]string{"app": "web"}, tu.Types(networkingv1.PolicyTypeIngress))))
+	must(f.StartAgents(ctx, []string{"n1", "n2"}, func(cfg *agent.Config, _ int) {
+		cfg.Model = model.Options{OpenUnknown: !protect}
+	}))
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	must(f.Barrier(bctx))
+
+	// The ingress probes start before the address exists, so that they are
+	// in flight at the instant it does (until then n1 has no route to it).
+	var w newPodRun
+	in := StartProber(ctx, f.Net, "x/client", newPodAddr, "TCP", 80, newPodProbeEvery, newPodProbeTimeout)
+	time.Sleep(20 * time.Millisecond)
+	must(f.Net.AddPod("x/web", "n2", []netip.Addr{newPodAddr}))
+	w.addr = time.Now()
+	out := StartProber(ctx, f.Net, "x/web", netip.MustParseAddr("10.244.1.11"), "TCP", 80, newPodProbeEvery, newPodProbeTimeout)
+	must(f.Net.Listen("x/web", "TCP", 80))
+	time.Sleep(time.Until(w.addr.Add(newPodReportDelay)))
+	w.created = time.Now()
+	must(f.Create(tu.Pod("x", "web", "n2", map[string]string{"app": "web"}, []string{newPodAddr.String()})))
+	must(f.Barrier(bctx))
+	w.applied = time.Now()
+	time.Sleep(400 * time.Millisecond)
+	w.stopped = time.Now()
+	w.ingress, w.egress = in.Stop(), out.Stop()
+	return w
+}
