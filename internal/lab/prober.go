@@ -10,10 +10,11 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 )
 
-// ProbeRecord is one probe of a Prober.
+// ProbeRecord is one probe of a Prober. Its packet left between Start and
+// End (a loaded machine may delay the socket's creation by milliseconds).
 type ProbeRecord struct {
-	Start   time.Time
-	Outcome netlab.Outcome
+	Start, End time.Time
+	Outcome    netlab.Outcome
 }
 
 // Reached reports whether the probe's first packet reached the destination:
@@ -55,6 +56,7 @@ func StartProber(ctx context.Context, l *netlab.Lab, from string, dst netip.Addr
 				// The probe gets its own context: Stop waits for it to end
 				// by its timeout rather than cutting it short.
 				rec := ProbeRecord{Start: start, Outcome: l.ProbeAddr(context.Background(), from, dst, proto, port, timeout)}
+				rec.End = time.Now()
 				p.mu.Lock()
 				p.records = append(p.records, rec)
 				p.mu.Unlock()
@@ -87,13 +89,16 @@ func (p *Prober) Stop() []ProbeRecord {
 	return out
 }
 
-// FirstReached is the start of the earliest probe that reached its
-// destination; ok is false when none did.
+// FirstReached is when a probe first got through: the earliest end of a
+// probe that reached its destination (an upper bound, by the handshake's
+// round trip; a start would be no bound at all, the packet leaving later);
+// ok is false when none did.
 func FirstReached(records []ProbeRecord) (time.Time, bool) {
+	var first time.Time
 	for _, r := range records {
-		if r.Reached() {
-			return r.Start, true
+		if r.Reached() && (first.IsZero() || r.End.Before(first)) {
+			first = r.End
 		}
 	}
-	return time.Time{}, false
+	return first, !first.IsZero()
 }
