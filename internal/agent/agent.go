@@ -116,6 +116,9 @@ type Stats struct {
 	// FlowCuts counts the cuts attempted after a transaction (failed too);
 	// FlowsCut the entries deleted.
 	FlowCuts, FlowsCut int
+	// StartupGuards is 1 when the agent found no table at startup and
+	// denied the node's pod CIDRs until its first sync (guard.go).
+	StartupGuards int
 }
 
 // New makes an agent; it starts nothing and touches no kernel.
@@ -155,12 +158,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The first sync must see every object of the initial lists: wait for
 	// the handlers to have received them, not just for the caches.
 	var synced []cache.InformerSynced
+	var nodes cache.SharedIndexInformer
+	var nodesSynced cache.InformerSynced
 	for _, w := range a.watched {
 		reg, err := w.informer.AddEventHandler(h)
 		if err != nil {
 			return fmt.Errorf("informer of %s: %w", w.kind, err)
 		}
 		synced = append(synced, reg.HasSynced)
+		if w.kind == "Node" {
+			nodes, nodesSynced = w.informer, reg.HasSynced
+		}
 	}
 	a.factory.Start(ctx.Done())
 	defer a.factory.Shutdown()
@@ -168,6 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.policyFactory.Start(ctx.Done())
 		defer a.policyFactory.Shutdown()
 	}
+	a.guardStartup(ctx, logger, nodes, nodesSynced)
 	logger.V(1).Info("Waiting for the informers to sync")
 	for i, w := range a.watched {
 		if !cache.WaitForCacheSync(ctx.Done(), synced[i]) {

@@ -2,11 +2,14 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
@@ -150,4 +153,89 @@ func newPodWindow(t *testing.T, protect bool) newPodRun {
 	w.stopped = time.Now()
 	w.ingress, w.egress = in.Stop(), out.Stop()
 	return w
+}
+
+// TestStartingAgentDeniesPodCIDRs: an agent starting on a node with no
+// table, whose first sync waits for a slow list of pods, denies the node's
+// pod CIDRs from the moment it has its Node object; with the protection
+// off the same pods are open until the first sync.
+func TestStartingAgentDeniesPodCIDRs(t *testing.T) {
+	for _, protect := range []bool{true, false} {
+		t.Run(map[bool]string{true: "protected", false: "protection off"}[protect], func(t *testing.T) {
+			tu.NeedKernel(t)
+			f := NewFixture()
+			t.Cleanup(func() {
+				if err := f.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(f.AddNode("n1", netip.MustParsePrefix("10.244.1.0/24")))
+			must(f.AddNode("n2", netip.MustParsePrefix("10.244.2.0/24")))
+			must(f.Create(tu.Namespace("x", nil)))
+			for _, p := range []struct{ name, node, ip string }{{"client", "n1", "10.244.1.10"}, {"web", "n2", "10.244.2.10"}} {
+				must(f.Net.AddPod("x/"+p.name, p.node, []netip.Addr{netip.MustParseAddr(p.ip)}))
+				must(f.Create(tu.Pod("x", p.name, p.node, map[string]string{"app": p.name}, []string{p.ip})))
+			}
+			must(f.Net.Listen("x/web", "TCP", 80))
+			must(f.Create(tu.Policy("x", "deny-web", map[string]string{"app": "web"}, tu.Types(networkingv1.PolicyTypeIngress))))
+			gate := make(chan struct{})
+			f.Client.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+				select {
+				case <-gate:
+					return false, nil, nil
+				default:
+					return true, nil, errors.New("the API server is slow today")
+				}
+			})
+			ctx := context.Background()
+			must(f.StartAgents(ctx, []string{"n1", "n2"}, func(cfg *agent.Config, _ int) {
+				cfg.Model = model.Options{OpenUnknown: !protect}
+			}))
+			// Protected: wait for the guards; off: give the Node informers
+			// the same time to have synced (the pods' never do meanwhile).
+			deadline := time.Now().Add(10 * time.Second)
+			for protect && (f.Agents["n1"].Stats().StartupGuards == 0 || f.Agents["n2"].Stats().StartupGuards == 0) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !protect {
+				time.Sleep(500 * time.Millisecond)
+			}
+			for n, a := range f.Agents {
+				if a.Ready() {
+					t.Fatalf("%s synced before the pods were listed", n)
+				}
+				if got, want := a.Stats().StartupGuards, map[bool]int{true: 1, false: 0}[protect]; got != want {
+					t.Errorf("%s: StartupGuards = %d, want %d", n, got, want)
+				}
+			}
+			p := StartProber(ctx, f.Net, "x/client", netip.MustParseAddr("10.244.2.10"), "TCP", 80, 10*time.Millisecond, newPodProbeTimeout)
+			time.Sleep(200 * time.Millisecond)
+			recs := p.Stop()
+			reached := 0
+			for _, r := range recs {
+				if r.Reached() {
+					reached++
+				}
+			}
+			if protect && reached != 0 {
+				t.Errorf("%d of %d probes reached x/web before the first sync; want none", reached, len(recs))
+			}
+			if !protect && reached == 0 {
+				t.Errorf("none of %d probes reached x/web before the first sync without the protection; want the window to show", len(recs))
+			}
+			close(gate)
+			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			must(f.Barrier(bctx))
+			if o := f.Net.Probe(ctx, "x/client", "x/web", 4, "TCP", 80, time.Second); o.Verdict != netlab.Denied {
+				t.Errorf("after the first sync x/client -> x/web: %v, want denied by its policy", o)
+			}
+		})
+	}
 }
