@@ -29,6 +29,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
@@ -46,6 +47,7 @@ type agentOptions struct {
 	netns         string
 	cutDenied     bool
 	repairTamper  bool
+	protectNew    bool
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -70,6 +72,7 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.StringVar(&o.netns, "netns", "", "program the nftables of this network namespace (a path such as /run/netns/NAME) instead of the agent's own; for tests and the lab")
 	fs.BoolVar(&o.cutDenied, "cut-denied-flows", true, "after a change, delete the conntrack entries of established connections the new policy denies (otherwise they live on until they end)")
 	fs.BoolVar(&o.repairTamper, "repair-tampering", true, "watch nftables events and repair any change to the table made by someone else at once (otherwise it waits for the periodic resync)")
+	fs.BoolVar(&o.protectNew, "protect-new-pods", true, "deny the addresses of this node's pod CIDRs (Node.spec.podCIDRs) that no pod the agent knows has: a new pod is closed until its policies are programmed (otherwise it is open until then)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -147,6 +150,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		MinSyncInterval: o.minSyncPeriod,
 		ResyncInterval:  o.resyncPeriod,
 		Metrics:         agent.NewMetrics(reg),
+		Model:           model.Options{OpenUnknown: !o.protectNew},
 	}
 	if o.cutDenied {
 		acfg.Conntrack = conntrack.NewNetlink(kernelFD)
@@ -178,7 +182,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

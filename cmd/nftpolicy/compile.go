@@ -31,6 +31,7 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&files, "f", "a manifest or scenario file, or a directory of them (repeatable)")
 	node := fs.String("node", "", "the node to compile for")
 	stepN := fs.Int("step", 0, "for scenario files: the state after this step (default: after the last)")
+	protectNew := fs.Bool("protect-new-pods", true, "as the agent's flag: deny addresses of the node's pod CIDRs that no known pod has")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,7 +79,7 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.Nodes[*node]; !ok {
 		fmt.Fprintf(stderr, "warning: no Node %q among the objects; compiling for the pods that name it\n", *node)
 	}
-	fmt.Fprint(stdout, compile.Node(c, *node).Text())
+	fmt.Fprint(stdout, compile.NodeWith(c, *node, model.Options{OpenUnknown: !*protectNew}).Text())
 	return 0
 }
 

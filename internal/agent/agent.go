@@ -57,6 +57,10 @@ type Config struct {
 	// ruleset drops are deleted (cutflows.go). nil: established
 	// connections outlive a deny.
 	Conntrack conntrack.Table
+	// Model holds the choices that change what is compiled: with
+	// Model.OpenUnknown the addresses of this node's pod CIDRs that no
+	// known pod has are not denied (compile/unknown.go).
+	Model model.Options
 	// Tamper, when set, reports changes to the table made by anyone else;
 	// each one starts a full sync at once (tamper.go). nil: drift waits
 	// for the periodic resync.
@@ -112,6 +116,9 @@ type Stats struct {
 	// FlowCuts counts the cuts attempted after a transaction (failed too);
 	// FlowsCut the entries deleted.
 	FlowCuts, FlowsCut int
+	// StartupGuards is 1 when the agent found no table at startup and
+	// denied the node's pod CIDRs until its first sync (guard.go).
+	StartupGuards int
 }
 
 // New makes an agent; it starts nothing and touches no kernel.
@@ -155,12 +162,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The first sync must see every object of the initial lists: wait for
 	// the handlers to have received them, not just for the caches.
 	var synced []cache.InformerSynced
+	var nodes cache.SharedIndexInformer
+	var nodesSynced cache.InformerSynced
 	for _, w := range a.watched {
 		reg, err := w.informer.AddEventHandler(h)
 		if err != nil {
 			return fmt.Errorf("informer of %s: %w", w.kind.Name, err)
 		}
 		synced = append(synced, reg.HasSynced)
+		if w.kind.Name == "Node" {
+			nodes, nodesSynced = w.informer, reg.HasSynced
+		}
 	}
 	a.factory.Start(ctx.Done())
 	defer a.factory.Shutdown()
@@ -168,6 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.policyFactory.Start(ctx.Done())
 		defer a.policyFactory.Shutdown()
 	}
+	a.guardStartup(ctx, logger, nodes, nodesSynced)
 	logger.V(1).Info("Waiting for the informers to sync")
 	for i, w := range a.watched {
 		if !cache.WaitForCacheSync(ctx.Done(), synced[i]) {
@@ -304,7 +317,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 				a.setErr(logger, ch, c.Set(ch.new))
 			}
 		}
-		a.engine = compile.NewEngine(c, a.cfg.NodeName)
+		a.engine = compile.NewEngineWith(c, a.cfg.NodeName, a.cfg.Model)
 		statusDirty = true
 	} else {
 		for _, ch := range changes {

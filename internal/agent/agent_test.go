@@ -512,6 +512,17 @@ func TestTransform(t *testing.T) {
 	if fmt.Sprintf("%+v", again) != fmt.Sprintf("%+v", got) {
 		t.Error("transform is not idempotent")
 	}
+	// A node keeps its labels, addresses and pod CIDRs.
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: m{"a": "b"}, Annotations: m{"x": "y"}},
+		Spec:   v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, ProviderID: "p"},
+		Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "172.18.0.10"}}, Capacity: v1.ResourceList{}}}
+	slim, _ := Transform(n.DeepCopy())
+	if a, b := fmt.Sprintf("%+v", model.NodeFromAPI(n)), fmt.Sprintf("%+v", model.NodeFromAPI(slim.(*v1.Node))); a != b {
+		t.Errorf("model of the transformed node differs:\n got %s\nwant %s", b, a)
+	}
+	if got := model.NodeFromAPI(slim.(*v1.Node)).PodCIDRs; len(got) != 2 {
+		t.Errorf("transformed node's pod CIDRs: %v, want 2", got)
+	}
 }
 
 func TestRateLimitedLog(t *testing.T) {
@@ -674,9 +685,10 @@ func TestEventsCostExactOperations(t *testing.T) {
 		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 1, 1},
 		// Relabelled out of it: one element deleted.
 		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 1, 1},
-		// A second server on this node: its dispatch element, and its
-		// named port in the named-port set.
-		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 2, 2},
+		// A second server on this node: its dispatch element, its named
+		// port in the named-port set, and its address in the set of known
+		// local pods (no longer a pod not yet known).
+		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 3, 3},
 		// The policy's ports change: its chain is flushed and rewritten
 		// with one rule per family of the peer set, and a port set
 		// replaces the two named-port sets (add set, add its element,

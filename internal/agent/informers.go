@@ -150,6 +150,7 @@ func Transform(obj any) (any, error) {
 		return &v1.Node{
 			TypeMeta:   o.TypeMeta,
 			ObjectMeta: slimMeta(o.ObjectMeta),
+			Spec:       v1.NodeSpec{PodCIDR: o.Spec.PodCIDR, PodCIDRs: o.Spec.PodCIDRs},
 			Status:     v1.NodeStatus{Addresses: o.Status.Addresses},
 		}, nil
 	case *v1.Namespace:

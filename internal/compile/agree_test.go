@@ -16,23 +16,43 @@ import (
 )
 
 // TestCompiledRulesetAgreesWithEvaluator is the two-layer check: random
-// clusters and policies, every flow between their pods and two outside
-// hosts, judged by the model's evaluator and by tracing the packet through
-// the compiled rulesets of the nodes it crosses. They must agree.
+// clusters and policies, every flow between their pods, two outside hosts
+// and addresses of the nodes' pod CIDRs that no pod has (pods not yet
+// known, finished pods), judged by the model's evaluator and by tracing
+// the packet through the compiled rulesets of the nodes it crosses. They
+// must agree, with the protection of pods not yet known on (the default)
+// and off.
 func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
-	for seed := int64(1); seed <= 300; seed++ {
+	for _, opts := range []model.Options{{}, {OpenUnknown: true}} {
+		seeds := int64(300)
+		if opts.OpenUnknown {
+			seeds = 100
+		}
+		for seed := int64(1); seed <= seeds; seed++ {
+			agree(t, seed, opts)
+		}
+	}
+}
+
+// unknownAddrs are in n1's and n2's pod CIDRs (when they have them) and
+// no random pod's.
+var unknownAddrs = []netip.Addr{netip.MustParseAddr("10.0.0.200"), netip.MustParseAddr("fd00::1:c8")}
+
+func agree(t *testing.T, seed int64, opts model.Options) {
+	{
 		r := rand.New(rand.NewSource(seed))
 		c := randomCluster(t, r)
 		rulesets := map[string]*nft.Ruleset{}
 		for _, n := range []string{"n1", "n2"} {
-			rulesets[n] = Node(c, n)
+			rulesets[n] = NodeWith(c, n, opts)
 		}
-		ev := model.NewEvaluator(c)
+		ev := model.NewEvaluatorWith(c, opts)
 		addrs := []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
+		addrs = append(addrs, unknownAddrs...)
 		for _, p := range c.SortedPods() {
-			if p.Active() {
-				addrs = append(addrs, p.IPs...)
-			}
+			// A finished pod's addresses are judged too: in a pod CIDR,
+			// they are not yet known (their next owner is new).
+			addrs = append(addrs, p.IPs...)
 		}
 		dsts := append([]netip.Addr{}, addrs...)
 		for _, n := range c.Nodes {
@@ -51,8 +71,8 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 					want := ev.Evaluate(f)
 					got, path := kernelAllows(t, c, ev, rulesets, f)
 					if got != want.Allowed() {
-						t.Fatalf("seed %d: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
-							seed, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
+						t.Fatalf("seed %d %+v: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
+							seed, opts, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
 					}
 				}
 			}
@@ -66,11 +86,11 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
 	type hop struct{ node, chain string }
 	var hops []hop
-	srcNode := ""
+	srcNode := cidrNode(c, f.Src)
 	if p := ev.PodByAddr(f.Src); p != nil {
 		srcNode = p.Node
 	}
-	dstNode, toNode := "", false
+	dstNode, toNode := cidrNode(c, f.Dst), false
 	if p := ev.PodByAddr(f.Dst); p != nil {
 		dstNode = p.Node
 	}
@@ -107,10 +127,26 @@ func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets 
 	return true, path
 }
 
+// cidrNode is the node whose pod CIDRs hold addr: where an address that is
+// no active pod's (a pod not yet known, a finished pod) lives.
+func cidrNode(c *model.Cluster, addr netip.Addr) string {
+	for _, n := range c.Nodes {
+		for _, p := range n.PodCIDRs {
+			if p.Contains(addr) {
+				return n.Name
+			}
+		}
+	}
+	return ""
+}
+
 func describe(c *model.Cluster) string {
 	s := ""
 	for _, p := range c.SortedPods() {
 		s += fmt.Sprintf("  pod %s node=%s labels=%v ips=%v ports=%v active=%v\n", p.Key(), p.Node, p.Labels, p.IPs, p.Ports, p.Active())
+	}
+	for _, n := range sortedKeys(c.Nodes) {
+		s += fmt.Sprintf("  node %s addresses=%v podCIDRs=%v\n", n, c.Nodes[n].Addresses, c.Nodes[n].PodCIDRs)
 	}
 	for _, p := range c.SortedTier(model.TierAdmin) {
 		s += fmt.Sprintf("  admin %s prio=%d subject=%v/%v rules=%+v problems=%v\n", p.Key(), p.Priority, p.NamespaceSelector, p.PodSelector, p.Rules, p.Problems)
@@ -246,12 +282,15 @@ func randomObjects(r *rand.Rand) []any {
 	return out
 }
 
-// randomPod is a pod in namespace x on n1 or n2, with random labels,
-// named ports and phase; its addresses are the n-th of their families.
+// randomPod is a pod in namespace x with random labels, named ports and
+// phase; its addresses are the n-th of their families in one of three
+// groups: n1's pod CIDRs, n2's (the pod is then on that node, as IPAM
+// guarantees), or no node's (the pod is on either).
 func randomPod(r *rand.Rand, name string, n int) *v1.Pod {
-	ips := []string{fmt.Sprintf("10.0.%d.%d", r.Intn(3), 2+n)}
+	g := r.Intn(3)
+	ips := []string{fmt.Sprintf("10.0.%d.%d", g, 2+n)}
 	if r.Intn(2) == 0 {
-		ips = append(ips, fmt.Sprintf("fd00::%d:%d", r.Intn(2), 2+n))
+		ips = append(ips, fmt.Sprintf("fd00::%d:%d", g, 2+n))
 	}
 	var tweaks []func(*v1.Pod)
 	if r.Intn(2) == 0 {
@@ -263,12 +302,30 @@ func randomPod(r *rand.Rand, name string, n int) *v1.Pod {
 	if r.Intn(10) == 0 {
 		tweaks = append(tweaks, func(p *v1.Pod) { p.Status.Phase = v1.PodFailed })
 	}
-	return tu.Pod("x", name, []string{"n1", "n2"}[r.Intn(2)], randomLabels(r), ips, tweaks...)
+	node := []string{"n1", "n2"}[r.Intn(2)]
+	if g < 2 {
+		node = podCIDRNodes[g]
+	}
+	return tu.Pod("x", name, node, randomLabels(r), ips, tweaks...)
 }
 
+// podCIDRNodes own the address groups 0 and 1 of randomPod.
+var podCIDRNodes = []string{"n1", "n2"}
+
+// randomNode has random labels and, usually, pod CIDRs: those of its group
+// of randomPod addresses (n3 has group 3, which no pod uses), whole or as
+// two adjacent halves (one range in the kernel).
 func randomNode(r *rand.Rand, name string, last int) *v1.Node {
 	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: randomLabels(r)}}
 	node.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: fmt.Sprintf("172.18.0.%d", last)}}
+	g := map[string]int{"n1": 0, "n2": 1, "n3": 3}[name]
+	switch r.Intn(4) {
+	case 0: // none (yet): no address is "not yet known" on it
+	case 1:
+		node.Spec.PodCIDRs = []string{fmt.Sprintf("10.0.%d.0/25", g), fmt.Sprintf("10.0.%d.128/25", g)}
+	default:
+		node.Spec.PodCIDRs = []string{fmt.Sprintf("10.0.%d.0/24", g), fmt.Sprintf("fd00::%d:0/112", g)}
+	}
 	return node
 }
 

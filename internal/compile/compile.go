@@ -200,15 +200,21 @@ func (e *Engine) baseChains() {
 			e.rs.AddSet(nft.NewSet(DispatchMap(dir, fam), mapType(fam), fmt.Sprintf("local pods with %s policy -> the chain that judges them", dir)))
 		}
 	}
+	if !e.opts.OpenUnknown {
+		e.unknownSets()
+	}
 	established := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "replies and established flows"}
 	invalid := &nft.Rule{Matches: []nft.Match{nft.MatchCtState{States: []string{"invalid"}}}, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: "invalid packets"}
 	nd := &nft.Rule{Matches: []nft.Match{nft.MatchICMPv6ND{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "IPv6 neighbour discovery"}
+	// A known pod's address either leads to a class chain, which always
+	// ends in a verdict, or is in no map and falls through to the rules of
+	// pods not yet known, which its known address does not match.
 	dispatch := func(dir model.Direction) []*nft.Rule {
 		var out []*nft.Rule
 		for _, fam := range families {
 			out = append(out, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: DispatchMap(dir, fam), Family: fam, Src: dir == model.Egress}, Comment: fmt.Sprintf("isolated local pods (%s)", dir)})
 		}
-		return out
+		return append(out, e.unknownRules(dir == model.Egress)...)
 	}
 	e.rs.AddChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
 		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Egress)...)})
@@ -216,9 +222,12 @@ func (e *Engine) baseChains() {
 		Rules: append([]*nft.Rule{established, invalid, nd}, dispatch(model.Ingress)...)})
 	// Pods talking to the node itself (its addresses, hostNetwork pods) reach
 	// the input hook, not forward. Invalid packets are left to the host: this
-	// chain sees all of the node's own traffic.
+	// chain sees all of the node's own traffic. Traffic between a pod and its
+	// own node is always allowed, so a pod not yet known may talk to it: no
+	// unknown rules here.
+	inputDispatch := dispatch(model.Egress)[:len(families)]
 	e.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
-		Rules: append([]*nft.Rule{established, nd}, dispatch(model.Egress)...)})
+		Rules: append([]*nft.Rule{established, nd}, inputDispatch...)})
 	// The output path carries the node's own traffic, which is always allowed
 	// (kubelet probes), and packets IPVS re-sends after its DNAT, which keep
 	// their client's source address: those are judged like forwarded ones.

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
@@ -21,6 +22,7 @@ import (
 // An Engine is not safe for concurrent use.
 type Engine struct {
 	node string
+	opts model.Options
 	c    *model.Cluster
 	rs   *nft.Ruleset
 
@@ -35,8 +37,9 @@ type Engine struct {
 	namedSets   map[string]*liveSet // named ports: by the pods' own ports
 	nodeSets    map[string]*liveSet
 
-	local map[string][]entry     // local pod key -> its map elements
-	tiers [2][]*model.TierPolicy // by Tier, in evaluation order
+	local map[string][]entry      // local pod key -> its map elements
+	known map[string][]netip.Addr // local pod key -> its addresses in the local-pods sets
+	tiers [2][]*model.TierPolicy  // by Tier, in evaluation order
 
 	touched *nft.Touched
 }
@@ -63,11 +66,16 @@ type entry struct {
 	target chainDef
 }
 
-// NewEngine compiles the ruleset of node from c. The engine owns c from
-// then on: change it only through the engine's Set and Delete.
-func NewEngine(c *model.Cluster, node string) *Engine {
+// NewEngine compiles the ruleset of node from c, for an agent with the
+// default options. The engine owns c from then on: change it only through
+// the engine's Set and Delete.
+func NewEngine(c *model.Cluster, node string) *Engine { return NewEngineWith(c, node, model.Options{}) }
+
+// NewEngineWith is NewEngine for an agent run with opts.
+func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 	e := &Engine{
 		node:        node,
+		opts:        opts,
 		c:           c,
 		rs:          nft.NewRuleset(),
 		chains:      map[string]*liveChain{},
@@ -78,9 +86,11 @@ func NewEngine(c *model.Cluster, node string) *Engine {
 		namedSets:   map[string]*liveSet{},
 		nodeSets:    map[string]*liveSet{},
 		local:       map[string][]entry{},
+		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
 	}
 	e.baseChains()
+	e.podCIDRs()
 	e.sortTiers()
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
@@ -93,6 +103,11 @@ func NewEngine(c *model.Cluster, node string) *Engine {
 // policies that apply to a pod on this node are compiled, so a node's
 // ruleset grows with its own pods' policies, not with the cluster's.
 func Node(c *model.Cluster, node string) *nft.Ruleset { return NewEngine(c, node).rs }
+
+// NodeWith is Node for an agent run with opts.
+func NodeWith(c *model.Cluster, node string, opts model.Options) *nft.Ruleset {
+	return NewEngineWith(c, node, opts).rs
+}
 
 // Ruleset is the compiled ruleset. It is the engine's own: read it, do not
 // change it, and do not keep it across a Set or Delete.
@@ -162,6 +177,9 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 			return err
 		}
 		e.swap(before, e.nodeMembers(e.c.Nodes[name]))
+		if name == e.node {
+			e.podCIDRs()
+		}
 	case "NetworkPolicy":
 		if err := apply(); err != nil {
 			return err
@@ -209,9 +227,12 @@ func (e *Engine) sortTiers() {
 // ones go, so a chain both use is never dropped and rebuilt.
 func (e *Engine) reclassify(key string) {
 	var now []entry
+	var ips []netip.Addr
 	if pod := e.c.Pods[key]; pod != nil && pod.Node == e.node && pod.Active() {
 		now = e.classify(pod)
+		ips = pod.IPs
 	}
+	e.know(key, ips)
 	was := e.local[key]
 	if slices.EqualFunc(was, now, sameEntry) {
 		return

@@ -31,6 +31,8 @@ func goldenCluster(t *testing.T) *model.Cluster {
 	for _, o := range []any{
 		tu.Namespace("x", m{"ns": "x"}),
 		tu.Namespace("y", m{"ns": "y", "team": "blue"}),
+		withPodCIDRs(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}, "10.244.1.0/24", "fd00:10:244:1::/64"),
+		withPodCIDRs(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}, "10.244.2.0/24", "fd00:10:244:2::/64"),
 		tu.Pod("x", "a", "node-1", m{"pod": "a", "app": "web"}, []string{"10.244.1.10", "fd00:10:244:1::10"}, tu.WithPort("http", v1.ProtocolTCP, 8080)),
 		tu.Pod("x", "b", "node-1", m{"pod": "b", "app": "web"}, []string{"10.244.1.11", "fd00:10:244:1::11"}, tu.WithPort("http", v1.ProtocolTCP, 9090)),
 		tu.Pod("x", "c", "node-2", m{"pod": "c"}, []string{"10.244.2.10"}),
@@ -81,7 +83,8 @@ func tiersCluster(t *testing.T) *model.Cluster {
 		{Name: "dns", Action: "Accept", To: []v1alpha2.ClusterNetworkPolicyEgressPeer{{Pods: &v1alpha2.NamespacedPod{PodSelector: metav1.LabelSelector{MatchLabels: m{"pod": "a"}}}}},
 			Protocols: []v1alpha2.ClusterNetworkPolicyProtocol{{UDP: &v1alpha2.ClusterNetworkPolicyProtocolUDP{DestinationPort: &v1alpha2.Port{Number: 53}}}}},
 	}
-	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "172.18.0.11"}}}}
+	node := withPodCIDRs(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "172.18.0.11"}}}},
+		"10.244.1.0/24", "fd00:10:244:1::/64")
 	for _, o := range []any{anp, banp, cnp, node} {
 		if err := c.Set(o); err != nil {
 			t.Fatal(err)
@@ -90,21 +93,31 @@ func tiersCluster(t *testing.T) *model.Cluster {
 	return c
 }
 
+func withPodCIDRs(n *v1.Node, cidrs ...string) *v1.Node {
+	n.Spec.PodCIDRs = cidrs
+	n.Spec.PodCIDR = cidrs[0]
+	return n
+}
+
 var goldenCases = []struct {
 	name    string
 	node    string
 	cluster func(*testing.T) *model.Cluster
+	opts    model.Options
 }{
-	{"node-1", "node-1", goldenCluster},
-	{"node-2", "node-2", goldenCluster},
-	{"tiers-node-1", "node-1", tiersCluster},
-	{"tiers-node-2", "node-2", tiersCluster},
+	{"node-1", "node-1", goldenCluster, model.Options{}},
+	{"node-2", "node-2", goldenCluster, model.Options{}},
+	{"tiers-node-1", "node-1", tiersCluster, model.Options{}},
+	{"tiers-node-2", "node-2", tiersCluster, model.Options{}},
+	// --protect-new-pods=false: the layout before the class of pods not
+	// yet known, byte for byte.
+	{"open-node-1", "node-1", goldenCluster, model.Options{OpenUnknown: true}},
 }
 
 func TestGolden(t *testing.T) {
 	for _, gc := range goldenCases {
 		t.Run(gc.name, func(t *testing.T) {
-			got := Node(gc.cluster(t), gc.node).Text()
+			got := NodeWith(gc.cluster(t), gc.node, gc.opts).Text()
 			path := filepath.Join("testdata", gc.name+".nft")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -151,9 +164,10 @@ func TestGoldenLoadsIntoKernel(t *testing.T) {
 		name    string
 		node    string
 		cluster func(*testing.T) *model.Cluster
-	}{"long-names", "node-1", longNamesCluster})
+		opts    model.Options
+	}{"long-names", "node-1", longNamesCluster, model.Options{}})
 	for _, gc := range cases {
-		text := Node(gc.cluster(t), gc.node).Text()
+		text := NodeWith(gc.cluster(t), gc.node, gc.opts).Text()
 		if out, err := tu.NftIn(t, ns, text, "-f", "-"); err != nil {
 			t.Fatalf("%s: nft -f: %v\n%s", gc.name, err, out)
 		}

@@ -147,9 +147,9 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		// dispatch elements deleted and five added, the two classes
 		// flushed and the three chains deleted.
 		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 10, Elements: 15}},
-		// p0 leaves the ingress dispatch, the named-port set and the
-		// server peer set.
-		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 3, Elements: 3}},
+		// p0 leaves the ingress dispatch, the named-port set, the server
+		// peer set and the set of known local pods.
+		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 4, Elements: 4}},
 		{name: "namespace relabel", change: func() { c.Set(tu.Namespace("y", m{"ns": "y", "team": "blue"})) }},
 		// The nine remaining isolated pods leave both dispatch maps (2
 		// deletes); four chains flushed, eight sets deleted, then the four
@@ -166,10 +166,12 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 			t.Errorf("%s: costs %+v, want %+v", ch.name, counts, ch.want)
 		}
 	}
-	// With no policy left only the static skeleton remains.
+	// With no policy left only the static skeleton remains: the base
+	// chains, the dispatch maps, and the pod CIDR and known pod sets of
+	// the class of pods not yet known.
 	back, _ := k.Dump(context.Background())
-	if len(back.Chains) != 5 || len(back.Sets) != 4 {
-		t.Errorf("after deleting every policy: %d chains, %d sets; want the 5 base chains and 4 dispatch maps", len(back.Chains), len(back.Sets))
+	if len(back.Chains) != 5 || len(back.Sets) != 8 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want the 5 base chains, 4 dispatch maps and 4 sets of pods not yet known", len(back.Chains), len(back.Sets))
 	}
 }
 

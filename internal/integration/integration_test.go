@@ -107,6 +107,9 @@ func newWorld(t *testing.T, nodes int, resync time.Duration) *world {
 			t.Fatal(err)
 		}
 		node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
+		// The range w.pod takes this node's addresses from, as IPAM would.
+		cidr := fmt.Sprintf("10.%d.%d.0/24", w.net, i)
+		node.Spec.PodCIDR, node.Spec.PodCIDRs = cidr, []string{cidr}
 		var ips []string
 		for _, ip := range w.lab.Addrs("node/" + name) {
 			ips = append(ips, ip.String())
@@ -228,6 +231,52 @@ func (w *world) expect(timeout time.Duration, want map[flow]netlab.Verdict) time
 	sort.Strings(wrong)
 	w.t.Fatalf("after %v: %s%s", timeout, strings.Join(wrong, "; "), w.agentLogs())
 	return 0
+}
+
+// probeAcross probes every flow of want continuously (a probe every 10 ms
+// per flow, each waiting at most 300 ms) while during runs, and fails the
+// test if any probe result differs from want or a flow was hardly probed.
+func (w *world) probeAcross(want map[flow]netlab.Verdict, during func()) {
+	w.t.Helper()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var changed []string
+	var probes sync.WaitGroup
+	for f, v := range want {
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got := w.probe(ctx, f)
+				mu.Lock()
+				counts[f.String()]++
+				if got != v {
+					changed = append(changed, fmt.Sprintf("%s at %s: %s, want %s", f, time.Now().Format("15:04:05.000"), got, v))
+				}
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	during()
+	close(stop)
+	probes.Wait()
+	w.t.Logf("probes: %v", counts)
+	for f, n := range counts {
+		if n < 5 { // a denied probe waits 300 ms
+			w.t.Errorf("only %d probes of %s ran", n, f)
+		}
+	}
+	if len(changed) > 0 {
+		w.t.Errorf("%d probe results changed: %v%s", len(changed), changed, w.agentLogs())
+	}
 }
 
 func (w *world) agentLogs() string {
@@ -358,48 +407,14 @@ func TestRestartKeepsRules(t *testing.T) {
 	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied, {"server", "client"}: allowed}
 	w.expect(10*time.Second, want)
 
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	counts := map[string]int{}
-	var changed []string
-	var probes sync.WaitGroup
-	for f, v := range want {
-		probes.Add(1)
-		go func() {
-			defer probes.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				got := w.probe(ctx, f)
-				mu.Lock()
-				counts[f.String()]++
-				if got != v {
-					changed = append(changed, fmt.Sprintf("%s at %s: %s, want %s", f, time.Now().Format("15:04:05.000"), got, v))
-				}
-				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
-	time.Sleep(500 * time.Millisecond)
-	a.Kill()
-	time.Sleep(time.Second)
-	a2 := w.startAgent(n)
-	time.Sleep(2 * time.Second)
-	close(stop)
-	probes.Wait()
-	t.Logf("probes during the restart: %v", counts)
-	for f, n := range counts {
-		if n < 5 { // a denied probe waits 300 ms
-			t.Errorf("only %d probes of %s ran", n, f)
-		}
-	}
-	if len(changed) > 0 {
-		t.Errorf("%d probe results changed across the restart: %v%s", len(changed), changed, w.agentLogs())
-	}
+	var a2 *AgentProcess
+	w.probeAcross(want, func() {
+		time.Sleep(500 * time.Millisecond)
+		a.Kill()
+		time.Sleep(time.Second)
+		a2 = w.startAgent(n)
+		time.Sleep(2 * time.Second)
+	})
 	m := scrape(t, a2)
 	if got := m["nftpolicy_transactions_total"]; got != 0 {
 		t.Errorf("the restarted agent sent %v transactions; want 0 (the table was already right)", got)
@@ -415,8 +430,11 @@ const previousRelease = "5c35878aef3efa8b3f1963e978991c3c0151ad13"
 
 // TestUpgradeAdoptsPreviousTable: the previous release's agent programs a
 // node; it is killed and this one starts on the table it left. No probe
-// result changes, and the new agent converges without a transaction (the
-// layout is the same).
+// result changes across the upgrade (probed continuously), and the new
+// agent converges in exactly one transaction: the previous release had no
+// class of pods not yet known, so the sets and rules of that class are
+// added, atomically with the elements of every known pod, so that no known
+// pod is ever judged unknown.
 func TestUpgradeAdoptsPreviousTable(t *testing.T) {
 	w := newWorld(t, 1, time.Minute)
 	old := buildRelease(t, previousRelease)
@@ -439,16 +457,19 @@ func TestUpgradeAdoptsPreviousTable(t *testing.T) {
 	}
 	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied, {"server", "client"}: allowed}
 	w.expect(10*time.Second, want)
-	a.Kill()
-	a2 := w.startAgent(n)
-	for f, v := range want {
-		if got := w.probe(ctx, f); got != v {
-			t.Errorf("after the upgrade %s: %s, want %s", f, got, v)
-		}
-	}
+	var a2 *AgentProcess
+	w.probeAcross(want, func() {
+		time.Sleep(500 * time.Millisecond)
+		a.Kill()
+		a2 = w.startAgent(n)
+		time.Sleep(time.Second)
+	})
 	m := scrape(t, a2)
-	if got := m["nftpolicy_transactions_total"]; got != 0 {
-		t.Errorf("the upgraded agent sent %v transactions; want 0 (the previous release's table is already right)", got)
+	if got := m["nftpolicy_transactions_total"]; got != 1 {
+		t.Errorf("the upgraded agent sent %v transactions; want 1 (adding the class of pods not yet known)", got)
+	}
+	if out, err := w.nft(n, "list", "set", "inet", "nftpolicy", "local-pods-v4"); err != nil || strings.Count(out, "10.") < 3 {
+		t.Errorf("after the upgrade, the known local pods: %v\n%s; want the three pods", err, out)
 	}
 }
 

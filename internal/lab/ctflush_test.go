@@ -3,28 +3,21 @@ package lab
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/netns"
-	"github.com/nftpolicy/nftpolicy/internal/nft"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -39,16 +32,16 @@ func TestDeniedConnectionsAreCut(t *testing.T) {
 	stopped := f.observeAfterDeny(t)
 	for _, fl := range []*flow{f.deniedTCP, f.deniedUDP} {
 		if got := stopped[fl]; got != 0 {
-			t.Errorf("%s: %d replies more than a second after the deny, want none (agent stats %+v)", fl.name, got, f.agents["n2"].Stats())
+			t.Errorf("%s: %d replies more than a second after the deny, want none (agent stats %+v)", fl.name, got, f.Agents["n2"].Stats())
 		}
 	}
 	if got := stopped[f.allowedTCP]; got < 5 {
 		t.Errorf("%s: %d replies in the 1.5 s after the first second, want it to keep flowing (≥ 5)", f.allowedTCP.name, got)
 	}
-	if s := f.agents["n2"].Stats(); s.FlowsCut != 2 {
+	if s := f.Agents["n2"].Stats(); s.FlowsCut != 2 {
 		t.Errorf("n2 cut %d entries, want 2 (the TCP connection and the UDP flow of x/c1 and x/s1)", s.FlowsCut)
 	}
-	if s := f.agents["n1"].Stats(); s.FlowsCut != 0 {
+	if s := f.Agents["n1"].Stats(); s.FlowsCut != 0 {
 		t.Errorf("n1 cut %d entries, want 0 (its pods' policies did not change)", s.FlowsCut)
 	}
 }
@@ -66,17 +59,13 @@ func TestWithoutCutDeniedConnectionsLiveOn(t *testing.T) {
 		}
 	}
 	// A new connection is denied all the same: the policy is in force.
-	if o := f.net.Probe(context.Background(), "x/c1", "x/s1", 4, "TCP", 80, time.Second); o.Verdict != netlab.Denied {
+	if o := f.Net.Probe(context.Background(), "x/c1", "x/s1", 4, "TCP", 80, time.Second); o.Verdict != netlab.Denied {
 		t.Errorf("new connection x/c1 -> x/s1: %v, want denied", o)
 	}
 }
 
 type cutLab struct {
-	net        *netlab.Lab
-	client     *fake.Clientset
-	agents     map[string]*agent.Agent
-	objects    map[string]runtime.Object
-	rv         int
+	*Fixture
 	deniedTCP  *flow
 	deniedUDP  *flow
 	allowedTCP *flow
@@ -93,55 +82,38 @@ var cutPods = []struct{ name, node, ip string }{
 // (cutting denied connections when cut), and starts the three flows.
 func startCutLab(t *testing.T, cut bool) *cutLab {
 	tu.NeedKernel(t)
-	f := &cutLab{net: netlab.New(""), client: fake.NewClientset(), agents: map[string]*agent.Agent{}, objects: map[string]runtime.Object{}}
+	f := &cutLab{Fixture: NewFixture()}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		if err := f.net.Close(); err != nil {
+		if err := f.Close(); err != nil {
 			t.Error(err)
 		}
 	})
 	f.create(t, tu.Namespace("x", nil))
 	for _, n := range []string{"n1", "n2"} {
-		if err := f.net.AddNode(n, nil); err != nil {
+		if err := f.AddNode(n); err != nil {
 			t.Fatal(err)
 		}
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}
-		for _, a := range f.net.Addrs("node/" + n) {
-			node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a.String()})
-		}
-		f.create(t, node)
 	}
 	for _, p := range cutPods {
-		if err := f.net.AddPod("x/"+p.name, p.node, []netip.Addr{netip.MustParseAddr(p.ip)}); err != nil {
+		if err := f.Net.AddPod("x/"+p.name, p.node, []netip.Addr{netip.MustParseAddr(p.ip)}); err != nil {
 			t.Fatal(err)
 		}
 		f.create(t, tu.Pod("x", p.name, p.node, map[string]string{"app": p.name}, []string{p.ip}))
 	}
-	if err := f.net.Listen("x/s1", "TCP", 80); err != nil { // for the probe of a new connection
+	if err := f.Net.Listen("x/s1", "TCP", 80); err != nil { // for the probe of a new connection
 		t.Fatal(err)
 	}
-	for _, n := range []string{"n1", "n2"} {
-		fd, err := os.Open(f.net.NodeNetNSPath(n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(fd.Fd())), ResyncInterval: time.Hour}
+	err := f.StartAgents(ctx, []string{"n1", "n2"}, func(cfg *agent.Config, fd int) {
 		if cut {
-			cfg.Conntrack = conntrack.NewNetlink(int(fd.Fd()))
+			cfg.Conntrack = conntrack.NewNetlink(fd)
 		}
-		a := agent.New(cfg, f.client)
-		f.agents[n] = a
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer fd.Close()
-			if err := a.Run(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("agent on %s: %v", n, err)
-			}
-		}()
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	f.barrier(t)
 	f.deniedTCP = f.startFlow(t, ctx, &wg, "tcp x/c1 -> x/s1", "x/c1", "x/s1", "tcp", 9000)
@@ -161,41 +133,18 @@ func startCutLab(t *testing.T, cut bool) *cutLab {
 
 func (f *cutLab) create(t *testing.T, obj runtime.Object) {
 	t.Helper()
-	f.rv++
-	obj.(metav1.Object).SetResourceVersion(strconv.Itoa(f.rv))
-	ctx := context.Background()
-	var err error
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		_, err = f.client.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
-	case *corev1.Node:
-		_, err = f.client.CoreV1().Nodes().Create(ctx, o, metav1.CreateOptions{})
-	case *corev1.Pod:
-		_, err = f.client.CoreV1().Pods(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	case *networkingv1.NetworkPolicy:
-		_, err = f.client.NetworkingV1().NetworkPolicies(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	default:
-		err = fmt.Errorf("kind %T", obj)
-	}
-	if err != nil {
+	if err := f.Create(obj); err != nil {
 		t.Fatal(err)
 	}
-	f.objects[agent.ObjectKey(obj)] = obj
 }
 
 // barrier waits until every agent has applied exactly f's objects.
 func (f *cutLab) barrier(t *testing.T) {
 	t.Helper()
-	want := map[string]string{}
-	for k, o := range f.objects {
-		want[k] = o.(metav1.Object).GetResourceVersion()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for n, a := range f.agents {
-		if err := a.WaitApplied(ctx, want); err != nil {
-			t.Fatalf("%s: %v", n, err)
-		}
+	if err := f.Barrier(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -236,9 +185,9 @@ type flow struct {
 
 func (f *cutLab) startFlow(t *testing.T, ctx context.Context, wg *sync.WaitGroup, name, from, to, proto string, port uint16) *flow {
 	t.Helper()
-	dst := netip.AddrPortFrom(f.net.Addrs(to)[0], port)
+	dst := netip.AddrPortFrom(f.Net.Addrs(to)[0], port)
 	var srv, cli interface{ Close() error }
-	err := netns.DoPath(f.net.NetNSPath(to), func() (err error) {
+	err := netns.DoPath(f.Net.NetNSPath(to), func() (err error) {
 		if proto == "tcp" {
 			srv, err = net.Listen("tcp", dst.String())
 		} else {
@@ -249,7 +198,7 @@ func (f *cutLab) startFlow(t *testing.T, ctx context.Context, wg *sync.WaitGroup
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = netns.DoPath(f.net.NetNSPath(from), func() (err error) {
+	err = netns.DoPath(f.Net.NetNSPath(from), func() (err error) {
 		cli, err = net.DialTimeout(proto, dst.String(), 2*time.Second)
 		return err
 	})

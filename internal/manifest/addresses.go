@@ -107,13 +107,31 @@ func (a *Addresses) Release(id string) {
 	delete(a.pods, id)
 }
 
-func (a *Addresses) allocate(node string) []netip.Addr {
+// PodCIDRs are the ranges a node's pods take their addresses from, as its
+// spec.podCIDRs says: 10.244.<n>.0/24 and fd00:10:244:<n>::/64, n the
+// node's position. Pods given no address get theirs there; the scenario
+// files that fix addresses keep to the same plan (a test checks it), as
+// IPAM would.
+func (a *Addresses) PodCIDRs(node string) []netip.Prefix {
+	n := a.nodeNumber(node)
+	return []netip.Prefix{
+		netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", n)),
+		netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%x::/64", n)),
+	}
+}
+
+func (a *Addresses) nodeNumber(node string) int {
 	n := 1
 	for i, name := range a.nodes {
 		if name == node {
 			n = i + 1
 		}
 	}
+	return n
+}
+
+func (a *Addresses) allocate(node string) []netip.Addr {
+	n := a.nodeNumber(node)
 	for {
 		a.next[node]++
 		h := firstPodHost + a.next[node]
@@ -135,7 +153,8 @@ func (a *Addresses) allocate(node string) []netip.Addr {
 }
 
 // Assign writes into a Node or Pod the addresses the lab gives it, as the
-// kubelet would report them: a Node's InternalIPs, a Pod's podIPs (a
+// kubelet and the node IPAM controller would report them: a Node's
+// InternalIPs and podCIDRs (unless the file gives them), a Pod's podIPs (a
 // hostNetwork pod has its node's). Other objects are left alone.
 func (a *Addresses) Assign(obj runtime.Object) {
 	switch o := obj.(type) {
@@ -146,6 +165,12 @@ func (a *Addresses) Assign(obj runtime.Object) {
 			for _, ip := range ips {
 				o.Status.Addresses = append(o.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
 			}
+		}
+		if len(o.Spec.PodCIDRs) == 0 && o.Spec.PodCIDR == "" {
+			for _, p := range a.PodCIDRs(o.Name) {
+				o.Spec.PodCIDRs = append(o.Spec.PodCIDRs, p.String())
+			}
+			o.Spec.PodCIDR = o.Spec.PodCIDRs[0]
 		}
 	case *corev1.Pod:
 		if o.Spec.HostNetwork {

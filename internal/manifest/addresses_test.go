@@ -1,6 +1,11 @@
 package manifest
 
 import (
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -90,4 +95,62 @@ objects:
 	if diff := cmp.Diff(want, addressesOf(t, c, 0)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// TestScenarioPodsLieInTheirNodesPodCIDRs: the class of pods not yet known
+// denies an address of a node's pod CIDRs that no pod of the node has, so
+// the lab must place every pod, given an address by the file or not, in
+// its own node's pod CIDRs and in no other node's, as IPAM does. Checked
+// after every step of every scenario file of the repository.
+func TestScenarioPodsLieInTheirNodesPodCIDRs(t *testing.T) {
+	var files []string
+	err := filepath.WalkDir("../../test/scenarios", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".yaml") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 100 {
+		t.Fatalf("found %d scenario files; want the repository's (> 100)", len(files))
+	}
+	pods := 0
+	for _, f := range files {
+		c, err := LoadCluster(f)
+		if err != nil {
+			continue // files that must not load are the loader tests' business
+		}
+		for step := 0; step <= len(c.Steps); step++ {
+			objs, err := c.ObjectsAt(step)
+			if err != nil {
+				continue
+			}
+			cidrs := map[string][]netip.Prefix{}
+			for _, o := range objs {
+				if n, ok := o.(*corev1.Node); ok {
+					for _, s := range n.Spec.PodCIDRs {
+						cidrs[n.Name] = append(cidrs[n.Name], netip.MustParsePrefix(s))
+					}
+				}
+			}
+			for _, o := range objs {
+				p, ok := o.(*corev1.Pod)
+				if !ok || p.Spec.HostNetwork {
+					continue
+				}
+				pods++
+				for _, ip := range PodIPs(p) {
+					for node, ps := range cidrs {
+						in := slices.ContainsFunc(ps, func(pr netip.Prefix) bool { return pr.Contains(ip) })
+						if in != (node == p.Spec.NodeName) {
+							t.Errorf("%s step %d: pod %s/%s on %s has %s; in %s's pod CIDRs %v: %v", f, step, p.Namespace, p.Name, p.Spec.NodeName, ip, node, ps, in)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d files, %d pod placements checked", len(files), pods)
 }

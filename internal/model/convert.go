@@ -70,6 +70,25 @@ func NodeFromAPI(node *v1.Node) *Node {
 			n.Addresses = append(n.Addresses, ip.Unmap())
 		}
 	}
+	cidrs := node.Spec.PodCIDRs
+	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
+		cidrs = []string{node.Spec.PodCIDR}
+	}
+	for _, s := range cidrs {
+		// A range that does not parse protects nothing; it never opens
+		// anything either (the class only ever denies).
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is4In6() { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+			if p.Bits() < 96 {
+				continue
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		n.PodCIDRs = append(n.PodCIDRs, p.Masked())
+	}
 	return n
 }
 

@@ -35,10 +35,18 @@ type Verdict struct {
 	// is empty and Rule -1: no rule matched.
 	Policy string
 	Rule   int
+	// Unknown names the node whose pod CIDRs hold the address when no pod
+	// of that node has it (a pod the agent does not know yet): denied,
+	// except between the address and that node itself.
+	Unknown string
 }
 
 func (v Verdict) String() string {
 	switch {
+	case v.Unknown != "" && v.Allowed:
+		return fmt.Sprintf("allowed: an address of %s's pod CIDRs talks to its own node", v.Unknown)
+	case v.Unknown != "":
+		return fmt.Sprintf("denied: in %s's pod CIDRs and not a pod %s knows yet", v.Unknown, v.Unknown)
 	case v.Pod == "":
 		return "allowed: not a pod"
 	case v.Tier == "":
@@ -64,19 +72,43 @@ type Decision struct {
 // Allowed: both directions allow the flow.
 func (d Decision) Allowed() bool { return d.Egress.Allowed && d.Ingress.Allowed }
 
+// Options are the agent's choices that change what is enforced; the
+// compiler and the evaluator take the same ones. The zero value is the
+// agent's default.
+type Options struct {
+	// OpenUnknown turns off the protection of pods not yet known: an
+	// address in a node's pod CIDRs that no pod of the node has is then
+	// allowed like a pod no policy selects (--protect-new-pods=false).
+	OpenUnknown bool
+}
+
 // Evaluator answers policy questions about one snapshot of a cluster.
 type Evaluator struct {
 	c        *Cluster
+	opts     Options
 	byAddr   map[netip.Addr]*Pod
 	nodes    map[netip.Addr][]*Node
+	known    map[string]map[netip.Addr]bool // node -> addresses of its active pods
 	policies []*Policy
 	admin    []*TierPolicy
 	baseline []*TierPolicy
 }
 
-// NewEvaluator indexes the cluster's active pods and nodes by address.
-func NewEvaluator(c *Cluster) *Evaluator {
-	e := &Evaluator{c: c, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
+// NewEvaluator indexes the cluster's active pods and nodes by address, and
+// judges as the agent does by default.
+func NewEvaluator(c *Cluster) *Evaluator { return NewEvaluatorWith(c, Options{}) }
+
+// NewEvaluatorWith is NewEvaluator for an agent run with opts.
+//
+// Pods not yet known: an address in node N's pod CIDRs that is not an
+// address of an active pod on N (nor of N itself) is a pod N's agent has
+// not programmed. Its traffic is denied in both directions, except
+// between it and N. The model assumes what IPAM guarantees: nodes' pod
+// CIDRs are disjoint and a pod's addresses lie in its own node's CIDRs
+// (or in none), so such an address lives on N and its packets cross N.
+func NewEvaluatorWith(c *Cluster, opts Options) *Evaluator {
+	e := &Evaluator{c: c, opts: opts, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
+		known:    map[string]map[netip.Addr]bool{},
 		policies: c.SortedPolicies(), admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
@@ -84,6 +116,10 @@ func NewEvaluator(c *Cluster) *Evaluator {
 		}
 		for _, ip := range p.IPs {
 			e.byAddr[ip] = p
+			if e.known[p.Node] == nil {
+				e.known[p.Node] = map[netip.Addr]bool{}
+			}
+			e.known[p.Node][ip] = true
 		}
 	}
 	for _, n := range c.Nodes {
@@ -102,10 +138,47 @@ func (e *Evaluator) PodByAddr(addr netip.Addr) *Pod { return e.byAddr[addr.Unmap
 func (e *Evaluator) Evaluate(f Flow) Decision {
 	f.Src, f.Dst = f.Src.Unmap(), f.Dst.Unmap()
 	src, dst := e.PodByAddr(f.Src), e.PodByAddr(f.Dst)
-	return Decision{
+	d := Decision{
 		Egress:  e.judge(Egress, src, f.Dst, dst, f),
 		Ingress: e.judge(Ingress, dst, f.Src, src, f),
 	}
+	// The class of pods not yet known comes before every policy: nothing
+	// the agent has not programmed is judged by policies it does not know.
+	if n := e.UnknownOn(f.Src); n != "" {
+		d.Egress = Verdict{Allowed: e.isNodeAddr(f.Dst, n), Unknown: n, Rule: -1}
+	}
+	if n := e.UnknownOn(f.Dst); n != "" {
+		d.Ingress = Verdict{Allowed: e.isNodeAddr(f.Src, n), Unknown: n, Rule: -1}
+	}
+	return d
+}
+
+// UnknownOn returns the node whose pod CIDRs hold addr when addr is a pod
+// that node does not know (no active pod of the node has it, and it is not
+// the node's own); "" otherwise, and always when the protection is off.
+func (e *Evaluator) UnknownOn(addr netip.Addr) string {
+	if e.opts.OpenUnknown {
+		return ""
+	}
+	addr = addr.Unmap()
+	for _, n := range e.c.Nodes {
+		for _, p := range n.PodCIDRs {
+			if p.Contains(addr) && !e.known[n.Name][addr] && !e.isNodeAddr(addr, n.Name) {
+				return n.Name
+			}
+		}
+	}
+	return ""
+}
+
+// isNodeAddr reports whether addr is an address of node.
+func (e *Evaluator) isNodeAddr(addr netip.Addr, node string) bool {
+	for _, n := range e.nodes[addr] {
+		if n.Name == node {
+			return true
+		}
+	}
+	return false
 }
 
 // judge decides for subject (the pod whose policies apply) talking to the
@@ -155,14 +228,7 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 }
 
 // isNodeOf reports whether addr is an address of pod's node.
-func (e *Evaluator) isNodeOf(addr netip.Addr, pod *Pod) bool {
-	for _, n := range e.nodes[addr] {
-		if n.Name == pod.Node {
-			return true
-		}
-	}
-	return false
-}
+func (e *Evaluator) isNodeOf(addr netip.Addr, pod *Pod) bool { return e.isNodeAddr(addr, pod.Node) }
 
 // tier finds the first rule of a tier that matches: policies in order, and
 // in each its rules in order.

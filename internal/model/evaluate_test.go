@@ -227,3 +227,50 @@ func TestOwnNodeAlwaysAllowedByNetworkPolicy(t *testing.T) {
 		t.Errorf("x/a to another node: %v, want denied", d.Egress)
 	}
 }
+
+// TestPodsNotYetKnown: an address of a node's pod CIDRs that no active pod
+// of that node has (a new pod, a finished one's) is denied both ways, but
+// not with its own node; a known pod no policy selects stays allowed, and
+// addresses outside the pod CIDRs are unaffected. Off, nothing changes.
+func TestPodsNotYetKnown(t *testing.T) {
+	node := func(name, ip string, cidrs ...string) *v1.Node {
+		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.NodeSpec{PodCIDRs: cidrs},
+			Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: ip}}}}
+	}
+	// n1 holds 10.0.1.0/24 (x/a, x/b); n2 holds 10.0.2.0/24 (y/a, y/c,
+	// and the finished y/done's 10.0.2.9).
+	c := cluster(t, node("n1", "172.18.0.11", "10.0.1.0/24", "fd00::1:0/112"), node("n2", "172.18.0.12", "10.0.2.0/24"))
+	const newOnN1, outside = "10.0.1.99", "203.0.113.5"
+	tests := []struct {
+		name         string
+		flow         model.Flow
+		allowed      bool
+		egress, ingr string // the node in Verdict.Unknown, "" for none
+		openAllowed  bool   // with the protection off
+	}{
+		{"known to new", flow(xa, newOnN1, tcp, 80), false, "", "n1", true},
+		{"new to known", flow(newOnN1, xb, tcp, 80), false, "n1", "", true},
+		{"new to another node's pod", flow(newOnN1, ya, tcp, 80), false, "n1", "", true},
+		{"outside to new", flow(outside, newOnN1, tcp, 80), false, "", "n1", true},
+		{"new to its own node", flow(newOnN1, "172.18.0.11", tcp, 10250), true, "n1", "", true},
+		{"its own node to new", flow("172.18.0.11", newOnN1, tcp, 8080), true, "", "n1", true},
+		{"another node to new", flow("172.18.0.12", newOnN1, tcp, 8080), false, "", "n1", true},
+		{"to a finished pod's address", flow(xa, "10.0.2.9", tcp, 80), false, "", "n2", true},
+		{"known pods, no policy", flow(xa, ya, tcp, 80), true, "", "", true},
+		{"new IPv6", flow("fd00::1:1", "fd00::1:63", tcp, 80), false, "", "n1", true},
+		{"outside every pod CIDR", flow(outside, "10.0.3.1", tcp, 80), true, "", "", true},
+	}
+	on, off := model.NewEvaluator(c), model.NewEvaluatorWith(c, model.Options{OpenUnknown: true})
+	for _, tt := range tests {
+		d := on.Evaluate(tt.flow)
+		if d.Allowed() != tt.allowed || d.Egress.Unknown != tt.egress || d.Ingress.Unknown != tt.ingr {
+			t.Errorf("%s: allowed=%v (egress: %v; ingress: %v), want %v with unknown %q/%q", tt.name, d.Allowed(), d.Egress, d.Ingress, tt.allowed, tt.egress, tt.ingr)
+		}
+		if d := off.Evaluate(tt.flow); d.Allowed() != tt.openAllowed || d.Egress.Unknown != "" || d.Ingress.Unknown != "" {
+			t.Errorf("%s, protection off: allowed=%v (egress: %v; ingress: %v), want %v", tt.name, d.Allowed(), d.Egress, d.Ingress, tt.openAllowed)
+		}
+	}
+	if got := on.Evaluate(flow(xa, newOnN1, tcp, 80)).Ingress.String(); got != "denied: in n1's pod CIDRs and not a pod n1 knows yet" {
+		t.Errorf("verdict text %q", got)
+	}
+}

@@ -72,6 +72,10 @@ type Node struct {
 	Name      string
 	Labels    labels.Set
 	Addresses []netip.Addr
+	// PodCIDRs are the ranges the node's pods take their addresses from
+	// (spec.podCIDRs): an address there that no pod of the node has yet is
+	// a pod the agent does not know, denied until it does.
+	PodCIDRs []netip.Prefix
 }
 
 // Direction is ingress or egress.

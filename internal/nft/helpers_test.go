@@ -64,6 +64,8 @@ func sampleRuleset() *Ruleset {
 		ruleOf("", Verdict{Kind: Drop}, MatchCtState{States: []string{"invalid"}}),
 		ruleOf("neighbour discovery", Verdict{Kind: Accept}, MatchICMPv6ND{}),
 		ruleOf("to the node", Verdict{Kind: Return}, MatchFibSaddrLocal{}),
+		withCounter(ruleOf("in a block, not a pod", Verdict{Kind: Drop},
+			MatchAddrInSet{Family: IPv6, Src: true, Set: "blocks-v6"}, MatchAddrInSet{Family: IPv6, Src: true, Set: "pods-v6", Not: true})),
 		ruleOf("ingress dispatch v4", Verdict{Kind: Vmap, Map: "dispatch-v4", Family: IPv4}),
 		ruleOf("ingress dispatch v6", Verdict{Kind: Vmap, Map: "dispatch-v6", Family: IPv6}),
 	}})
@@ -82,6 +84,8 @@ func sampleRuleset() *Ruleset {
 		ruleOf("x/allow ingress rule 3", Verdict{Kind: Accept}, MatchAddrInSet{Family: IPv6, Set: "pods-v6"}),
 		ruleOf("named ports v4", Verdict{Kind: Accept}, MatchDaddrProtoPortInSet{Family: IPv4, Set: "named-v4"}),
 		ruleOf("named ports v6", Verdict{Kind: Accept}, MatchDaddrProtoPortInSet{Family: IPv6, Set: "named-v6"}),
+		ruleOf("peers on named ports", Verdict{Kind: Accept},
+			MatchAddrInSet{Family: IPv4, Src: true, Set: "pods-v4"}, MatchDaddrProtoPortInSet{Family: IPv4, Set: "named-v4"}),
 		withCounter(ruleOf("count only", Verdict{})),
 		withCounter(ruleOf("default deny", Verdict{Kind: Drop})),
 	}})

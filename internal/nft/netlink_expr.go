@@ -46,10 +46,19 @@ func reg32(i int) uint32 {
 // needs an anonymous set (icmpv6 type { ... }) adds it to the batch first.
 func (b *batch) ruleExprs(r *Rule) ([]expr.Any, error) {
 	var out []expr.Any
+	var guarded Family // the family a meta nfproto check already holds
 	for _, m := range r.Matches {
 		e, err := b.matchExprs(m)
 		if err != nil {
 			return nil, err
+		}
+		// nft checks a rule's family once: a second address match of the
+		// same family (ip saddr @a ip saddr != @b) has no guard of its own.
+		if f := addrFamily(m); f != 0 {
+			if f == guarded {
+				e = e[len(nfproto(f)):]
+			}
+			guarded = f
 		}
 		out = append(out, e...)
 	}
@@ -68,7 +77,9 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 	case MatchCtState:
 		return ctStateExprs(m.States)
 	case MatchAddrInSet:
-		return append(addrLoad(m.Family, m.Src), b.lookup(m.Set, false)), nil
+		l := b.lookup(m.Set, false)
+		l.Invert = m.Not // NFT_LOOKUP_F_INV, what nft sends for `!= @set`
+		return append(addrLoad(m.Family, m.Src), l), nil
 	case MatchProtoPortInSet:
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(0)},
@@ -100,6 +111,18 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("unsupported match %T", m)
+}
+
+// addrFamily is the family whose nfproto guard a match's expressions start
+// with (addrLoad); 0 for matches that load no address.
+func addrFamily(m Match) Family {
+	switch m := m.(type) {
+	case MatchAddrInSet:
+		return m.Family
+	case MatchDaddrProtoPortInSet:
+		return m.Family
+	}
+	return 0
 }
 
 // ctStateExprs is `ct state a,b`: the state is a host-endian bitmask, tested

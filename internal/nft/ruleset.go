@@ -227,11 +227,13 @@ type Match interface{ matchText() string }
 // MatchCtState matches conntrack states ("established", "related", "invalid").
 type MatchCtState struct{ States []string }
 
-// MatchAddrInSet matches the source (Src) or destination address against a set.
+// MatchAddrInSet matches the source (Src) or destination address against a
+// set; with Not, an address the set does not hold (`!= @set`).
 type MatchAddrInSet struct {
 	Family Family
 	Src    bool
 	Set    string
+	Not    bool
 }
 
 // MatchProtoPortInSet matches meta l4proto . th dport against a set.
@@ -262,7 +264,11 @@ func (m MatchAddrInSet) matchText() string {
 	if m.Src {
 		dir = "saddr"
 	}
-	return fmt.Sprintf("%s %s @%s", addrProto(m.Family), dir, m.Set)
+	op := ""
+	if m.Not {
+		op = "!= "
+	}
+	return fmt.Sprintf("%s %s %s@%s", addrProto(m.Family), dir, op, m.Set)
 }
 
 func (m MatchProtoPortInSet) matchText() string { return "meta l4proto . th dport @" + m.Set }

@@ -152,7 +152,9 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		if m.Src {
 			addr = p.Src
 		}
-		return FamilyOf(addr) == m.Family && rs.contains(m.Set, Elem{Addr: addr})
+		// A rule guarded by meta nfproto matches no packet of the other
+		// family, negated or not.
+		return FamilyOf(addr) == m.Family && rs.contains(m.Set, Elem{Addr: addr}) != m.Not
 	case MatchProtoPortInSet:
 		return rs.contains(m.Set, Elem{Proto: p.Proto, Port: p.Port})
 	case MatchDaddrProtoPortInSet:

@@ -21,6 +21,7 @@ type Config struct {
 	Sizes        []gen.Size
 	DataPath     bool
 	DataPathSize gen.Size
+	NewPod       bool      // measure how soon a new pod is reachable (newpod.go)
 	Rounds       int       // rounds of events per size; 0: the plan's
 	Log          io.Writer // progress lines
 }

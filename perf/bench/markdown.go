@@ -94,6 +94,15 @@ func Markdown(r *Results) string {
 			w("| %s | %.0f | %.0f–%.0f | %.2f× | %.2f× | %s | %s |\n", st.Name, st.Rate.P50, st.Rate.Min, st.Rate.Max, st.Ratio, st.RatioCT, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
 		}
 	}
+	if np := r.NewPod; np != nil {
+		w("\n## New pods: from the address existing to reachable where policy allows\n\n")
+		w("%d pods, one at a time at random pauses of 0–1.5 s, each created as a node does (address, then its Pod object); the real agent with --min-sync-period %s and pods not yet known denied; a new connection from an allowed client every %s.\n\n",
+			np.Pods, fmtMs(np.MinSyncMs), fmtMs(np.ProbeEveryMs))
+		w("| | p50 | p99 | min | max |\n|---|---|---|---|---|\n")
+		w("| address → reachable | %s | %s | %s | %s |\n", fmtMs(np.Reachable.P50), fmtMs(np.Reachable.P99), fmtMs(np.Reachable.Min), fmtMs(np.Reachable.Max))
+		w("| address → programmed (barrier) | %s | %s | %s | %s |\n", fmtMs(np.Programmed.P50), fmtMs(np.Programmed.P99), fmtMs(np.Programmed.Min), fmtMs(np.Programmed.Max))
+		w("\nProbes from a pod the policy does not allow: %d, of which %d got through (must be 0).\n", np.DeniedProbes, np.DeniedThrough)
+	}
 	if len(r.Notes) > 0 {
 		w("\n## Notes\n\n")
 		for _, n := range r.Notes {

@@ -16,6 +16,7 @@ type Results struct {
 	Seconds  float64         `json:"seconds"`
 	Sizes    []*SizeResult   `json:"sizes"`
 	DataPath *DataPathResult `json:"data_path,omitempty"`
+	NewPod   *NewPodResult   `json:"new_pod,omitempty"`
 	Targets  []Target        `json:"targets"`
 	Notes    []string        `json:"notes,omitempty"`
 }

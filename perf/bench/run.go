@@ -43,6 +43,14 @@ func Run(ctx context.Context, cfg Config, j *Janitor) (*Results, error) {
 		}
 		res.DataPath = dp
 	}
+	if cfg.NewPod && ctx.Err() == nil {
+		cfg.logf("new pods: address to reachable")
+		np, err := newPodReach(ctx, j, cfg)
+		if err != nil {
+			fail("new pods", err)
+		}
+		res.NewPod = np
+	}
 	res.Machine.LoadEnd = loadavg()
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Targets = evaluate(res)

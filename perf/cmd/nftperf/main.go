@@ -21,7 +21,8 @@ import (
 const usage = `nftperf: nftpolicy's performance suite (needs root; creates npperf-* and nplab-* namespaces).
 
 Usage:
-  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M]
+  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M] [-newpod=false]
+  nftperf -sizes none -datapath=false -out DIR     only the new-pod measure
   nftperf down      remove the namespaces of runs that died without cleaning up
 `
 
@@ -76,6 +77,7 @@ func run() int {
 	datapath := fs.Bool("datapath", true, "measure the data path")
 	dpSize := fs.String("datapath-size", "M", "cluster size whose ruleset the data path loads")
 	rounds := fs.Int("rounds", 0, "rounds of events per size (0: 20 at S and M, 10 at L)")
+	newPod := fs.Bool("newpod", true, "measure how soon a new pod is reachable (its address existing to reachable where policy allows)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -83,11 +85,14 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "nftperf: needs root (network namespaces, nftables)")
 		return 2
 	}
-	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, Rounds: *rounds, Log: os.Stderr}
+	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, Rounds: *rounds, NewPod: *newPod, Log: os.Stderr}
 	if *quick {
 		*sizes, *dpSize = "S", "S"
 	}
 	for _, name := range strings.Split(*sizes, ",") {
+		if *sizes == "none" {
+			break
+		}
 		s, err := gen.SizeByName(strings.TrimSpace(name))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nftperf:", err)
