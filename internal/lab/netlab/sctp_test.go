@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // The packets parse back, and a flipped bit anywhere makes the checksum
@@ -194,4 +197,44 @@ func sctpCounters(t *testing.T, chain string) map[string]int {
 		out[m[1]] = n
 	}
 	return out
+}
+
+// noRawMode runs TestSCTPSkippedWithoutRawSockets's child.
+const noRawMode = "sctp-no-raw"
+
+// Without CAP_NET_RAW (the child drops it with setpriv) SCTP cannot be
+// probed at all here: the probe is Skipped, not denied, and TCP is not
+// affected.
+func TestSCTPSkippedWithoutRawSockets(t *testing.T) {
+	if os.Getenv(helperEnv) == noRawMode {
+		l := New("")
+		defer l.Close()
+		must(t, l.AddNode("n1", nil))
+		must(t, l.AddPod("x/a", "n1", addrs("10.244.1.10", "", true, false)))
+		must(t, l.AddPod("x/b", "n1", addrs("10.244.1.11", "", true, false)))
+		for _, proto := range []string{"SCTP", "TCP"} {
+			must(t, l.Listen("x/b", proto, 80))
+		}
+		if got := l.Probe(context.Background(), "x/a", "x/b", 4, "SCTP", 80, time.Second); got.Verdict != Skipped {
+			t.Errorf("SCTP without raw sockets = %v, want skipped", got)
+		}
+		if got := l.Probe(context.Background(), "x/a", "x/b", 4, "TCP", 80, time.Second); got.Verdict != Allowed {
+			t.Errorf("TCP without raw sockets = %v, want allowed", got)
+		}
+		return
+	}
+	testutil.NeedKernel(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop CAP_NET_RAW")
+	}
+	// Root gets the bounding set's capabilities at exec, its inheritable
+	// ones are kept: both must lose CAP_NET_RAW.
+	cmd := exec.Command(setpriv, "--bounding-set", "-net_raw", "--inh-caps", "-net_raw",
+		os.Args[0], "-test.run=^TestSCTPSkippedWithoutRawSockets$", "-test.v")
+	cmd.Env = append(os.Environ(), helperEnv+"="+noRawMode)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestSCTPSkippedWithoutRawSockets") {
+		t.Errorf("child without CAP_NET_RAW: %v\n%s", err, out)
+	}
 }
