@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -201,6 +202,9 @@ func probeRawSCTP(ctx context.Context, ns string, src netip.Addr, dst netip.Addr
 		n, err := f.Read(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return classify(err)
+		}
+		if errors.Is(err, io.EOF) {
+			continue // an IPv6 packet without payload, not our answer
 		}
 		if err != nil {
 			// An ICMP error arrived (the socket's pending error); the error

@@ -67,7 +67,8 @@ func TestSCTPPackets(t *testing.T) {
 
 // sctpRules go into the namespaces the test names, never the host's. n2
 // counts each SCTP packet it forwards by conntrack state; y/c drops SCTP
-// to port 9004 in its own input hook; n2 rejects ports 9006 and 9007.
+// to port 9004 in its own input hook; n2 rejects ports 9006 and 9007 and
+// drops what it sends itself to 9008.
 const sctpNodeRules = `
 table inet t {
 	chain forward {
@@ -77,6 +78,10 @@ table inet t {
 		ct state established sctp sport 9005 counter
 		sctp dport 9006 reject
 		sctp dport 9007 reject with icmpx admin-prohibited
+	}
+	chain output {
+		type filter hook output priority 0; policy accept;
+		sctp dport 9008 drop
 	}
 }
 `
@@ -95,7 +100,7 @@ table inet t {
 func TestSCTP(t *testing.T) {
 	l, eps := twoNodeLab(t, true, true)
 	for _, ep := range eps {
-		for _, port := range []uint16{9003, 9004, 9005, 9006, 9007} {
+		for _, port := range []uint16{9003, 9004, 9005, 9006, 9007, 9008} {
 			must(t, l.Listen(ep, "SCTP", port))
 		}
 	}
@@ -128,6 +133,8 @@ func TestSCTP(t *testing.T) {
 		{"node/n2", "y/c", 9, Outcome{Verdict: Denied, Reason: Reset}},
 		{"x/a", "y/c", 9006, Outcome{Verdict: Denied, Reason: Reset}},       // ICMP port unreachable
 		{"x/a", "y/c", 9007, Outcome{Verdict: Denied, Reason: Unreachable}}, // ICMP admin prohibited
+		{"node/n2", "y/c", 9008, Outcome{Verdict: Denied, Reason: Timeout}}, // n2's output hook: EPERM
+		{"node/n1", "y/c", 9008, Outcome{Verdict: Allowed}},
 		// No SCTP socket in z/quiet: the kernel answers with ICMP protocol
 		// unreachable (IPv4) or parameter problem (IPv6).
 		{"x/a", "z/quiet", 9003, Outcome{Verdict: Denied, Reason: Unreachable}},
