@@ -118,7 +118,9 @@ func outcome(o netlab.Outcome) scenario.Outcome {
 	case netlab.Allowed:
 		return scenario.Outcome{Verdict: scenario.Allowed}
 	case netlab.Skipped:
-		return scenario.Outcome{Verdict: scenario.Skipped, Detail: "no SCTP sockets in this kernel"}
+		// SCTP where the kernel has no SCTP sockets and raw ones are not
+		// allowed (no CAP_NET_RAW).
+		return scenario.Outcome{Verdict: scenario.Skipped, Detail: "no SCTP or raw sockets"}
 	case netlab.Denied:
 		switch o.Reason {
 		case netlab.Timeout:

@@ -16,7 +16,7 @@ type Verdict string
 const (
 	Allowed Verdict = "allowed"
 	Denied  Verdict = "denied"
-	Skipped Verdict = "skipped" // not run, e.g. SCTP where the kernel has no SCTP sockets
+	Skipped Verdict = "skipped" // not run, e.g. SCTP where the kernel has no SCTP sockets and raw ones are not allowed
 	Errored Verdict = "error"   // the lab could not run the probe: not a denial, and a failure
 )
 
@@ -24,7 +24,7 @@ const (
 // say why).
 const (
 	DetailTimeout = "timeout"      // no answer: the packet was dropped
-	DetailReset   = "reset"        // TCP reset
+	DetailReset   = "reset"        // TCP reset, SCTP ABORT, ICMP port unreachable
 	DetailICMP    = "icmp"         // an ICMP error came back
 	DetailNoPort  = "no such port" // a named port the destination does not declare: nothing was sent
 )

@@ -1,6 +1,7 @@
 // Package netlab builds the network half of the lab: real network namespaces
 // on this machine standing in for a cluster's nodes, pods and external hosts,
-// and real TCP/UDP probes between them.
+// and real TCP, UDP and SCTP probes between them (SCTP from raw sockets where
+// the kernel has no SCTP sockets: sctp.go).
 //
 // Topology of one run (every namespace name starts with the run's prefix
 // "nplab-<6 hex>-"; nothing is created in the host's own namespace):

@@ -57,6 +57,7 @@ type Lab struct {
 	nMembers  int             // counters for MACs and link names; never reused
 	nPods     int
 	listeners map[listenKey]*listener
+	sctp      map[string]*sctpResponder // by endpoint id, on kernels without SCTP sockets
 }
 
 // member is a node or an external host: a namespace with a leg on the fabric.
@@ -90,6 +91,7 @@ func New(prefix string) *Lab {
 		addrs:     map[netip.Addr]string{},
 		netns:     map[string]bool{},
 		listeners: map[listenKey]*listener{},
+		sctp:      map[string]*sctpResponder{},
 	}
 }
 
@@ -150,6 +152,12 @@ func (l *Lab) Close() error {
 	for k, ln := range l.listeners {
 		ln.close()
 		delete(l.listeners, k)
+	}
+	for ep, r := range l.sctp {
+		if r != nil {
+			r.close()
+		}
+		delete(l.sctp, ep)
 	}
 	if !l.up {
 		return nil

@@ -280,16 +280,6 @@ func TestNodeWithoutIPv4CarriesIPv4Pods(t *testing.T) {
 	}
 }
 
-func TestSCTP(t *testing.T) {
-	l, _ := twoNodeLab(t, true, false)
-	must(t, l.Listen("y/c", "SCTP", 80))
-	got := l.Probe(context.Background(), "x/a", "y/c", 4, "SCTP", 80, time.Second)
-	if got.Verdict != Skipped && got.Verdict != Allowed {
-		t.Errorf("SCTP probe = %v, want skipped (no SCTP) or allowed", got)
-	}
-	t.Logf("SCTP probe: %v", got)
-}
-
 func TestProbeErrors(t *testing.T) {
 	l, _ := twoNodeLab(t, true, false)
 	for _, tc := range []struct {

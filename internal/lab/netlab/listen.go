@@ -32,8 +32,9 @@ func (ln *listener) close() {
 // on the unspecified address of both families. TCP and SCTP listeners accept
 // and close; UDP listeners echo each datagram back from the address it was
 // sent to. Listening again on the same (endpoint, proto, port) is a no-op.
-// On a kernel without SCTP sockets an SCTP Listen does nothing (probes
-// report Skipped).
+// On a kernel without SCTP sockets, SCTP is answered from raw sockets
+// instead (sctp.go): an INIT-ACK from a port that listens, an ABORT from
+// any other port of an endpoint that listens on some SCTP port.
 func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 	proto = strings.ToUpper(proto)
 	if _, _, err := protoNumbers(proto); err != nil {
@@ -58,7 +59,15 @@ func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 	ln := &listener{}
 	for _, family := range []int{4, 6} {
 		f, err := listen(netns.Path(ns), family, proto, port)
-		if noSCTP(proto, err) || family == 6 && errors.Is(err, unix.EAFNOSUPPORT) {
+		if noSCTP(proto, err) {
+			// No SCTP stack: the endpoint's raw responder answers INITs.
+			if err := l.listenRawSCTP(endpoint, netns.Path(ns), port); err != nil {
+				ln.close()
+				return fmt.Errorf("netlab: listen %s %s/%d: %w", endpoint, proto, port, err)
+			}
+			break
+		}
+		if family == 6 && errors.Is(err, unix.EAFNOSUPPORT) {
 			continue
 		}
 		if err != nil {
@@ -71,6 +80,23 @@ func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 	return nil
 }
 
+// listenRawSCTP adds port to endpoint's raw SCTP responder, starting it
+// on first use. Callers hold l.mu.
+func (l *Lab) listenRawSCTP(endpoint, path string, port uint16) error {
+	r, ok := l.sctp[endpoint]
+	if !ok {
+		var err error
+		if r, err = newSCTPResponder(path); err != nil {
+			return err
+		}
+		l.sctp[endpoint] = r // nil without raw sockets: nothing answers
+	}
+	if r != nil {
+		r.listen(port)
+	}
+	return nil
+}
+
 // closeListeners closes an endpoint's listeners. Callers hold l.mu.
 func (l *Lab) closeListeners(endpoint string) {
 	for k, ln := range l.listeners {
@@ -79,6 +105,10 @@ func (l *Lab) closeListeners(endpoint string) {
 			delete(l.listeners, k)
 		}
 	}
+	if r := l.sctp[endpoint]; r != nil {
+		r.close()
+	}
+	delete(l.sctp, endpoint)
 }
 
 // listen opens one listening socket in the namespace at path and starts

@@ -21,12 +21,13 @@ import (
 type Verdict int
 
 const (
-	// Allowed: the TCP/SCTP handshake completed, or the UDP echo came back.
+	// Allowed: the TCP/SCTP handshake completed (on a kernel without SCTP
+	// sockets: the INIT-ACK came back), or the UDP echo came back.
 	Allowed Verdict = iota + 1
 	// Denied: anything else; Reason says how it showed.
 	Denied
 	// Skipped: the probe cannot be made here (SCTP on a kernel without SCTP
-	// sockets).
+	// sockets, by a process that may not open raw sockets either).
 	Skipped
 	// Failed: the lab could not run the probe (unknown endpoint, no address
 	// of that family, context cancelled, an unexpected socket error). Not a
@@ -60,7 +61,7 @@ const (
 	// Reset: the destination refused. For TCP an RST, or an ICMP port
 	// unreachable (nft's plain "reject" in an inet table sends one): both
 	// surface as ECONNREFUSED and cannot be told apart. For UDP an ICMP port
-	// unreachable.
+	// unreachable. For SCTP an ABORT, or an ICMP port unreachable.
 	Reset
 	// Unreachable: another ICMP error, e.g. host unreachable or
 	// administratively prohibited (EHOSTUNREACH, EACCES, ENETUNREACH).
@@ -145,7 +146,8 @@ func (l *Lab) ProbeAddr(ctx context.Context, from string, dst netip.Addr, proto 
 	} else {
 		o = probeStream(ctx, srcNS, src, netip.AddrPortFrom(dst, port), ipproto, deadline)
 		if noSCTP(proto, o.Err) {
-			return Outcome{Verdict: Skipped, Err: fmt.Errorf("no SCTP sockets on this kernel: %w", o.Err)}
+			// No SCTP stack: send the INIT from a raw socket (sctp.go).
+			o = probeRawSCTP(ctx, srcNS, src, netip.AddrPortFrom(dst, port), deadline)
 		}
 	}
 	if errors.Is(ctx.Err(), context.Canceled) && o.Verdict == Denied {
