@@ -35,6 +35,10 @@ type Verdict struct {
 	// is empty and Rule -1: no rule matched.
 	Policy string
 	Rule   int
+	// PassedBy and PassRule name the admin-tier Pass rule that handed the
+	// flow to the later tiers, if one did (PassRule -1: none).
+	PassedBy string
+	PassRule int
 }
 
 func (v Verdict) String() string {
@@ -66,10 +70,14 @@ func (d Decision) Allowed() bool { return d.Egress.Allowed && d.Ingress.Allowed 
 
 // Evaluator answers policy questions about one snapshot of a cluster.
 type Evaluator struct {
-	c        *Cluster
-	byAddr   map[netip.Addr]*Pod
-	nodes    map[netip.Addr][]*Node
-	policies []*Policy
+	c      *Cluster
+	byAddr map[netip.Addr]*Pod
+	nodes  map[netip.Addr][]*Node
+	// policies are the NetworkPolicies by namespace, each list in key
+	// order: only a pod's own namespace's policies can select it, and
+	// scanning every policy of a large cluster for each flow made
+	// `nftpolicy preview` quadratic in the number of policies.
+	policies map[string][]*Policy
 	admin    []*TierPolicy
 	baseline []*TierPolicy
 }
@@ -77,7 +85,10 @@ type Evaluator struct {
 // NewEvaluator indexes the cluster's active pods and nodes by address.
 func NewEvaluator(c *Cluster) *Evaluator {
 	e := &Evaluator{c: c, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
-		policies: c.SortedPolicies(), admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
+		policies: map[string][]*Policy{}, admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
+	for _, p := range c.SortedPolicies() {
+		e.policies[p.Namespace] = append(e.policies[p.Namespace], p)
+	}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
 			continue
@@ -108,11 +119,23 @@ func (e *Evaluator) Evaluate(f Flow) Decision {
 	}
 }
 
+// Judge decides one direction of a flow: the source pod's egress or the
+// destination pod's ingress. Evaluate is both; a caller that knows only one
+// direction can have changed (nftpolicy preview) asks for that one.
+func (e *Evaluator) Judge(dir Direction, f Flow) Verdict {
+	f.Src, f.Dst = f.Src.Unmap(), f.Dst.Unmap()
+	src, dst := e.PodByAddr(f.Src), e.PodByAddr(f.Dst)
+	if dir == Egress {
+		return e.judge(Egress, src, f.Dst, dst, f)
+	}
+	return e.judge(Ingress, dst, f.Src, src, f)
+}
+
 // judge decides for subject (the pod whose policies apply) talking to the
 // peer address (owned by peerPod, if a pod): the admin tier, then the
 // NetworkPolicies, then the baseline tier, then allowed.
 func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod *Pod, f Flow) Verdict {
-	v := Verdict{Allowed: true, Rule: -1}
+	v := Verdict{Allowed: true, Rule: -1, PassRule: -1}
 	if subject == nil {
 		return v
 	}
@@ -123,11 +146,14 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 	if dir == Egress {
 		dst = peerPod
 	}
-	if p, r, ok := e.tier(e.admin, dir, subject, peer, peerPod, dst, f); ok && r.Action != Pass {
-		v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
-		return v
+	if p, r, ok := e.tier(e.admin, dir, subject, peer, peerPod, dst, f); ok {
+		if r.Action != Pass {
+			v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
+			return v
+		}
+		v.PassedBy, v.PassRule = p.Key(), r.Index
 	}
-	for _, p := range e.policies {
+	for _, p := range e.policies[subject.Namespace] {
 		if !p.Isolates[dir] || !p.Selects(e.c, subject) {
 			continue
 		}

@@ -377,3 +377,16 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 	}
 	return nil
 }
+
+// Isolating returns the NetworkPolicies that isolate pod in dir, by key:
+// when none of their rules allows a flow, these are why it is dropped.
+func (c *Cluster) Isolating(pod *Pod, dir Direction) []*Policy {
+	var out []*Policy
+	for _, p := range c.policiesByNS[pod.Namespace] {
+		if p.Isolates[dir] && p.Selects(c, pod) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
