@@ -122,9 +122,15 @@ func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclie
 	}
 	core, np := client.CoreV1(), client.NetworkingV1()
 	listers := []lister{
-		{"Namespace", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Namespaces().List(ctx, o) }},
-		{"Node", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Nodes().List(ctx, o) }},
-		{"Pod", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return core.Pods("").List(ctx, o) }},
+		{"Namespace", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Namespaces().List(ctx, o)
+		}},
+		{"Node", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Nodes().List(ctx, o)
+		}},
+		{"Pod", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Pods("").List(ctx, o)
+		}},
 		{"NetworkPolicy", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return np.NetworkPolicies("").List(ctx, o)
 		}},
