@@ -300,7 +300,7 @@ func (x *Explainer) reason(s *Side, dir model.Direction, v model.Verdict, f mode
 		iso := strings.Join(s.Isolating, ", ")
 		switch {
 		case !v.Allowed:
-			return fmt.Sprintf("denied: %s is isolated for %s by %s and no rule of theirs matches", v.Pod, dir, iso)
+			return fmt.Sprintf("denied: %s is isolated for %s by %s and none of their rules matches", v.Pod, dir, iso)
 		case v.Policy == "":
 			return fmt.Sprintf("allowed: %s is isolated for %s by %s, but %s is its own node's address, which is always allowed", v.Pod, dir, iso, peer)
 		}

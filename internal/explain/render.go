@@ -14,8 +14,12 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%s -> %s %s/%d: %s\n", endpointText(r.From), endpointText(r.To), r.Protocol, r.Port, verdictWord(r.Allowed))
 	for _, s := range []Side{r.Egress, r.Ingress} {
 		who := s.Pod
-		if who == "" {
-			who = "-"
+		switch {
+		case who != "":
+		case s.Direction == "egress":
+			who = r.From.Address
+		default:
+			who = r.To.Address
 		}
 		fmt.Fprintf(w, "  %-7s of %s: %s\n", s.Direction, who, s.Reason)
 	}
