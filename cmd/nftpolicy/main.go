@@ -42,6 +42,8 @@ func run(args []string) int {
 		return compileCmd(args[1:], os.Stdout, os.Stderr)
 	case "explain":
 		return explainCmd(args[1:], os.Stdout, os.Stderr)
+	case "preview":
+		return previewCmd(args[1:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/explain"
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
@@ -139,3 +140,148 @@ func met(hops []explain.Hop, rule *explain.RuleRef) bool {
 func decisive(rep *explain.Report, s explain.Side) bool {
 	return s.Direction == "egress" || rep.Egress.Allowed
 }
+
+// TestPreviewAgrees: a random cluster of the agreement test, changed by a
+// random part of another one (the objects share names, so they replace
+// pods, namespaces, nodes and policies of every tier, or add them), and
+// deletions of others: preview lists exactly the flows whose evaluator
+// verdict flips, found by judging every pair of pods on every port it
+// checks.
+func TestPreviewAgrees(t *testing.T) {
+	total := 0
+	for seed := int64(1); seed <= 200; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		base := compile.RandomObjects(r)
+		other := compile.RandomObjects(r)
+		before, after := model.NewCluster(), model.NewCluster()
+		var refs []explain.Ref
+		deleted := map[explain.Ref]bool{}
+		for _, o := range base {
+			kind, ns, name, _ := model.RefOf(o)
+			if kind != "Node" && kind != "Namespace" && r.Intn(8) == 0 {
+				ref := explain.Ref{Kind: kind, Namespace: ns, Name: name}
+				deleted[ref] = true
+				refs = append(refs, ref)
+			}
+		}
+		for _, o := range base {
+			if err := before.Set(o); err != nil {
+				t.Fatal(err)
+			}
+			kind, ns, name, _ := model.RefOf(o)
+			if !deleted[explain.Ref{Kind: kind, Namespace: ns, Name: name}] {
+				if err := after.Set(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, o := range other {
+			if r.Intn(4) != 0 {
+				continue
+			}
+			kind, ns, name, _ := model.RefOf(o)
+			ref := explain.Ref{Kind: kind, Namespace: ns, Name: name}
+			if deleted[ref] {
+				continue
+			}
+			refs = append(refs, ref)
+			if err := after.Set(o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := explain.Preview(before, after, refs, nil)
+		var got []explain.Flip
+		for _, g := range res.Groups {
+			got = append(got, g.Flips...)
+		}
+		want := bruteForce(before, after, res.Ports)
+		total += len(want)
+		if len(got) != len(want) {
+			t.Fatalf("seed %d: changes %v: preview lists %d flips, brute force finds %d\npreview: %v\nbrute force: %v", seed, refs, len(got), len(want), got, want)
+		}
+		index := map[string]bool{}
+		for _, f := range want {
+			index[flipKey(f)] = true
+		}
+		for _, f := range got {
+			if !index[flipKey(f)] {
+				t.Fatalf("seed %d: preview lists %v, brute force does not\nbrute force: %v", seed, f, want)
+			}
+		}
+	}
+	if total < 1000 {
+		t.Errorf("only %d flips in 200 changes: the test proves little", total)
+	}
+	t.Logf("%d flips, all found", total)
+}
+
+func flipKey(f explain.Flip) string {
+	return fmt.Sprintf("%s>%s %s %s/%d %v>%v", f.From, f.To, f.Family, f.Protocol, f.Port, f.Before, f.After)
+}
+
+// bruteForce judges every pair of pods active in both clusters, in each
+// family both have, on the ports preview reports plus the destination's
+// declared ports, before and after.
+func bruteForce(before, after *model.Cluster, ports []string) []explain.Flip {
+	evB, evA := model.NewEvaluator(before), model.NewEvaluator(after)
+	var out []explain.Flip
+	for _, s := range before.SortedPods() {
+		for _, d := range before.SortedPods() {
+			sa, da := after.Pods[s.Key()], after.Pods[d.Key()]
+			if s == d || sa == nil || da == nil || !s.Active() || !d.Active() || !sa.Active() || !da.Active() {
+				continue
+			}
+			pps := map[string]bool{}
+			for _, p := range ports {
+				pps[p] = true
+			}
+			for _, pod := range []*model.Pod{d, da} {
+				for _, np := range pod.Ports {
+					pps[fmt.Sprintf("%s/%d", inetName(np.Proto), np.Port)] = true
+				}
+			}
+			for _, is4 := range []bool{true, false} {
+				ab, bb, ok1 := addrs(s, d, is4)
+				aa, ba, ok2 := addrs(sa, da, is4)
+				if !ok1 || !ok2 {
+					continue
+				}
+				for pp := range pps {
+					name, num, _ := strings.Cut(pp, "/")
+					proto, port, err := explain.ParsePort(num + "/" + name)
+					if err != nil {
+						panic(err)
+					}
+					wb := evB.Evaluate(model.Flow{Src: ab, Dst: bb, Proto: proto, Port: port}).Allowed()
+					wa := evA.Evaluate(model.Flow{Src: aa, Dst: ba, Proto: proto, Port: port}).Allowed()
+					if wb != wa {
+						fam := "IPv6"
+						if is4 {
+							fam = "IPv4"
+						}
+						out = append(out, explain.Flip{From: s.Key(), To: d.Key(), Family: fam, Protocol: inetName(proto), Port: port, Before: wb, After: wa})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func addrs(s, d *model.Pod, is4 bool) (netip.Addr, netip.Addr, bool) {
+	var a, b netip.Addr
+	for _, ip := range s.IPs {
+		if ip.Is4() == is4 {
+			a = ip
+			break
+		}
+	}
+	for _, ip := range d.IPs {
+		if ip.Is4() == is4 {
+			b = ip
+			break
+		}
+	}
+	return a, b, a.IsValid() && b.IsValid()
+}
+var inetName = inet.ProtoName

@@ -77,3 +77,41 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
+
+// WriteText prints a preview for people: the changes, the totals, then
+// each group with its counts and its flows.
+func (p *PreviewResult) WriteText(w io.Writer) {
+	for _, c := range p.Changes {
+		fmt.Fprintf(w, "change: %s\n", c)
+	}
+	ports := "none"
+	if len(p.Ports) > 0 {
+		ports = strings.Join(p.Ports, ", ")
+	}
+	fmt.Fprintf(w, "ports checked: %s, and each destination's declared container ports\n", ports)
+	fmt.Fprintf(w, "%s change verdict: %d now allowed, %d now denied (%s judged)\n", plural(p.Flows, "flow"), p.NowAllowed, p.NowDenied, plural(p.Evaluated, "flow"))
+	for _, g := range p.Groups {
+		fmt.Fprintf(w, "\n%s -> %s: %s, %d now allowed, %d now denied\n", g.From, g.To, plural(g.Flows, "flow"), g.NowAllowed, g.NowDenied)
+		for _, f := range g.Flips {
+			fam := ""
+			if f.Family != "IPv4" {
+				fam = " " + f.Family
+			}
+			fmt.Fprintf(w, "  %s -> %s %s/%d%s: %s -> %s (%s)\n", f.From, f.To, f.Protocol, f.Port, fam, verdictWord(f.Before), verdictWord(f.After), f.Why)
+		}
+	}
+}
+
+// WriteJSON prints the preview as one indented JSON object.
+func (p *PreviewResult) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
