@@ -284,4 +284,5 @@ func addrs(s, d *model.Pod, is4 bool) (netip.Addr, netip.Addr, bool) {
 	}
 	return a, b, a.IsValid() && b.IsValid()
 }
+
 var inetName = inet.ProtoName
