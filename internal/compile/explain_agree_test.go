@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/explain"
 	"github.com/nftpolicy/nftpolicy/internal/inet"
+	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
@@ -194,7 +196,7 @@ func TestPreviewAgrees(t *testing.T) {
 		for _, g := range res.Groups {
 			got = append(got, g.Flips...)
 		}
-		want := bruteForce(before, after, res.Ports)
+		want := bruteForce(before, after, append(res.Ports, res.OtherPorts...))
 		total += len(want)
 		if len(got) != len(want) {
 			t.Fatalf("seed %d: changes %v: preview lists %d flips, brute force finds %d\npreview: %v\nbrute force: %v", seed, refs, len(got), len(want), got, want)
@@ -286,3 +288,116 @@ func addrs(s, d *model.Pod, is4 bool) (netip.Addr, netip.Addr, bool) {
 }
 
 var inetName = inet.ProtoName
+
+// TestPreviewSmallCluster: explain's test cluster and changes in each
+// tier, with the flips each must list, exactly, and brute force agreeing.
+func TestPreviewSmallCluster(t *testing.T) {
+	base, err := manifest.ReadFile("../explain/testdata/cluster.yaml", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, change string
+		deletes      []explain.Ref
+		want         []string
+	}{
+		{"a NetworkPolicy added, an AdminNetworkPolicy deleted", `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lockdown, namespace: tools}
+spec:
+  podSelector: {matchLabels: {app: dig}}
+  policyTypes: [Egress]
+  egress: [{to: [{namespaceSelector: {matchLabels: {tier: app}}}], ports: [{port: 8080}]}]
+`, []explain.Ref{{Kind: "AdminNetworkPolicy", Name: "ops-out-of-apps"}}, []string{
+			"tools/dig>shop/cart IPv4 tcp/8080 false>true",
+			"tools/dig>shop/front IPv4 tcp/8080 false>true",
+			// the lockdown allows only tcp/8080 to the apps: curl is cut
+			// off on every port, 8080 and the ports nothing names
+			"tools/dig>tools/curl IPv4 sctp/1 true>false",
+			"tools/dig>tools/curl IPv4 tcp/1 true>false",
+			"tools/dig>tools/curl IPv4 tcp/8080 true>false",
+			"tools/dig>tools/curl IPv4 udp/1 true>false",
+		}},
+		{"an admin Pass moved behind the Deny", `
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: curl-is-up-to-the-apps}
+spec:
+  priority: 30
+  subject: {namespaces: {matchLabels: {tier: app}}}
+  ingress:
+    - {name: pass-from-curl, action: Pass, from: [{pods: {namespaceSelector: {matchLabels: {tier: ops}}, podSelector: {matchLabels: {app: curl}}}}]}
+`, nil, []string{
+			// cart, which no NetworkPolicy isolates, was passed to the
+			// default; now the Deny at 20 comes first, on every port
+			"tools/curl>shop/cart IPv4 sctp/1 true>false",
+			"tools/curl>shop/cart IPv4 tcp/1 true>false",
+			"tools/curl>shop/cart IPv4 udp/1 true>false",
+			"tools/curl>shop/front IPv4 tcp/8080 true>false",
+		}},
+		{"a baseline ClusterNetworkPolicy denying udp/5353 into ops", `
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-dns}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {namespaces: {matchLabels: {tier: ops}}}
+  ingress:
+    - {action: Deny, from: [{namespaces: {}}], protocols: [{udp: {destinationPort: {number: 5353}}}]}
+`, nil, []string{"tools/curl>tools/dig IPv4 udp/5353 true>false", "tools/dig>tools/curl IPv4 udp/5353 true>false"}},
+		{"a pod relabelled out of shop/web's reach", `
+apiVersion: v1
+kind: Pod
+metadata: {name: cart, namespace: shop, labels: {app: basket}}
+spec: {nodeName: node-2, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.244.2.10}]}
+`, nil, []string{
+			// web's egress admits app=cart on every port
+			"shop/front>shop/cart IPv4 sctp/1 true>false",
+			"shop/front>shop/cart IPv4 tcp/1 true>false",
+			"shop/front>shop/cart IPv4 udp/1 true>false",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			change, err := manifest.Decode("change", []byte(tc.change))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, after := model.NewCluster(), model.NewCluster()
+			refs := tc.deletes
+			for _, o := range base {
+				before.Set(o)
+				after.Set(o)
+			}
+			for _, d := range tc.deletes {
+				if err := after.Delete(d.Kind, d.Namespace, d.Name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, o := range change {
+				kind, ns, name, _ := model.RefOf(o)
+				refs = append(refs, explain.Ref{Kind: kind, Namespace: ns, Name: name})
+				if err := after.Set(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := explain.Preview(before, after, refs, nil)
+			var got []string
+			for _, g := range res.Groups {
+				for _, f := range g.Flips {
+					got = append(got, flipKey(f))
+				}
+			}
+			var brute []string
+			for _, f := range bruteForce(before, after, append(res.Ports, res.OtherPorts...)) {
+				brute = append(brute, flipKey(f))
+			}
+			slices.Sort(brute)
+			if !slices.Equal(got, tc.want) || !slices.Equal(brute, tc.want) {
+				t.Errorf("preview: %q\nbrute force: %q\nwant: %q", got, brute, tc.want)
+			}
+		})
+	}
+}

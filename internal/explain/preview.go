@@ -24,8 +24,11 @@ type Flip struct {
 	Family   string `json:"family"` // IPv4 or IPv6
 	Protocol string `json:"protocol"`
 	Port     uint16 `json:"port"`
-	Before   bool   `json:"allowedBefore"`
-	After    bool   `json:"allowedAfter"`
+	// AnyOtherPort: Port stands for every port of Protocol that no policy
+	// names, no range holds and no pod declares.
+	AnyOtherPort bool `json:"anyOtherPort,omitempty"`
+	Before       bool `json:"allowedBefore"`
+	After        bool `json:"allowedAfter"`
 	// Why is the evaluator's account of the verdict after the change: the
 	// direction that denies it, or both directions' deciding rules.
 	Why string `json:"why"`
@@ -48,6 +51,9 @@ type PreviewResult struct {
 	// Ports are the policy-named ports checked for every pair of pods;
 	// each destination's declared container ports are checked too.
 	Ports []string `json:"ports"`
+	// OtherPorts stand each for every port of its protocol that no policy
+	// names, no range holds and no pod declares.
+	OtherPorts []string `json:"otherPorts"`
 	// Evaluated counts the flows the preview judged, before and after (it
 	// judges only the pairs of pods whose verdicts can change).
 	Evaluated  int     `json:"evaluated"`
@@ -86,13 +92,18 @@ func Preview(before, after *model.Cluster, changed []Ref, changes []string) *Pre
 		p.mark(r)
 	}
 	ports := map[protoPort]bool{}
-	policyPorts(before, ports)
-	policyPorts(after, ports)
-	p.global = sortedPorts(ports)
+	ranges := append(policyPorts(before, ports), policyPorts(after, ports)...)
 	res := &PreviewResult{Changes: changes, Ports: []string{}, Groups: []Group{}}
-	for _, pp := range p.global {
-		res.Ports = append(res.Ports, fmt.Sprintf("%s/%d", inet.ProtoName(pp.proto), pp.port))
+	for _, pp := range sortedPorts(ports) {
+		res.Ports = append(res.Ports, portName(pp))
 	}
+	p.other = map[protoPort]bool{}
+	for _, pp := range otherPorts([]*model.Cluster{before, after}, ports, ranges) {
+		ports[pp] = true
+		p.other[pp] = true
+		res.OtherPorts = append(res.OtherPorts, portName(pp))
+	}
+	p.global = sortedPorts(ports)
 	p.run()
 	res.Evaluated = p.evaluated
 	groups := map[[2]string]*Group{}
@@ -133,6 +144,7 @@ type previewer struct {
 	// The pods whose egress, ingress, or everything may change, by key.
 	egress, ingress, full map[string]bool
 	global                []protoPort
+	other                 map[protoPort]bool
 
 	mu        sync.Mutex
 	flips     []Flip
@@ -209,16 +221,24 @@ func (p *previewer) subject(key string, egress, ingress bool) {
 	}
 }
 
-// policyPorts adds the ports the policies of c name: single ports, and
-// both ends of ranges (a range's verdict is the same inside it).
-func policyPorts(c *model.Cluster, out map[protoPort]bool) {
+// policyPorts adds the ports the policies of c name (single ports; a
+// range's first and last port and the port after it) and returns the
+// ranges, as [proto, first, last].
+func policyPorts(c *model.Cluster, out map[protoPort]bool) [][3]int {
+	var ranges [][3]int
 	add := func(ports []model.Port) {
 		for _, pt := range ports {
 			if pt.Name != "" || pt.Port == 0 || pt.Proto == 0 {
 				continue
 			}
 			out[protoPort{pt.Proto, pt.Port}] = true
-			out[protoPort{pt.Proto, pt.EndPort}] = true
+			if pt.EndPort > pt.Port {
+				out[protoPort{pt.Proto, pt.EndPort}] = true
+				if pt.EndPort < 65535 {
+					out[protoPort{pt.Proto, pt.EndPort + 1}] = true
+				}
+				ranges = append(ranges, [3]int{int(pt.Proto), int(pt.Port), int(pt.EndPort)})
+			}
 		}
 	}
 	for _, pol := range c.Policies {
@@ -235,6 +255,39 @@ func policyPorts(c *model.Cluster, out map[protoPort]bool) {
 			}
 		}
 	}
+	return ranges
+}
+
+// otherPorts adds, for each protocol, the lowest port that no policy
+// names, no range holds and no pod declares: every such port has the same
+// verdict, so this one stands for them all (a default deny shows there).
+func otherPorts(clusters []*model.Cluster, named map[protoPort]bool, ranges [][3]int) []protoPort {
+	declared := map[protoPort]bool{}
+	for _, c := range clusters {
+		for _, pod := range c.Pods {
+			for _, np := range pod.Ports {
+				declared[protoPort{np.Proto, np.Port}] = true
+			}
+		}
+	}
+	var out []protoPort
+	for _, proto := range []uint8{inet.TCP, inet.UDP, inet.SCTP} {
+	next:
+		for port := 1; port <= 65535; port++ {
+			pp := protoPort{proto, uint16(port)}
+			if named[pp] || declared[pp] {
+				continue
+			}
+			for _, r := range ranges {
+				if r[0] == int(proto) && port >= r[1] && port <= r[2] {
+					continue next
+				}
+			}
+			out = append(out, pp)
+			break
+		}
+	}
+	return out
 }
 
 func sortedPorts(m map[protoPort]bool) []protoPort {
@@ -379,7 +432,7 @@ func (p *previewer) pair(s, d *endpoint, flips []Flip, n int) ([]Flip, int) {
 				continue
 			}
 			flips = append(flips, Flip{From: s.key, To: d.key, Family: familyName(is4), Protocol: inet.ProtoName(pp.proto), Port: pp.port,
-				Before: before, After: after, Why: why(p.evA.Evaluate(fa))})
+				AnyOtherPort: p.other[pp], Before: before, After: after, Why: why(p.evA.Evaluate(fa))})
 		}
 	}
 	return flips, n
@@ -413,6 +466,8 @@ func (p *previewer) judge(fb, fa model.Flow, egressMay, ingressMay bool) (before
 	before, after = eb && ib, ea && ia
 	return before, after, before != after
 }
+
+func portName(pp protoPort) string { return fmt.Sprintf("%s/%d", inet.ProtoName(pp.proto), pp.port) }
 
 func familyName(is4 bool) string {
 	if is4 {

@@ -88,7 +88,7 @@ func (p *PreviewResult) WriteText(w io.Writer) {
 	if len(p.Ports) > 0 {
 		ports = strings.Join(p.Ports, ", ")
 	}
-	fmt.Fprintf(w, "ports checked: %s, and each destination's declared container ports\n", ports)
+	fmt.Fprintf(w, "ports checked: %s, each destination's declared container ports, and %s standing for every port nothing names\n", ports, strings.Join(p.OtherPorts, ", "))
 	fmt.Fprintf(w, "%s change verdict: %d now allowed, %d now denied (%s judged)\n", plural(p.Flows, "flow"), p.NowAllowed, p.NowDenied, plural(p.Evaluated, "flow"))
 	for _, g := range p.Groups {
 		fmt.Fprintf(w, "\n%s -> %s: %s, %d now allowed, %d now denied\n", g.From, g.To, plural(g.Flows, "flow"), g.NowAllowed, g.NowDenied)
@@ -96,6 +96,9 @@ func (p *PreviewResult) WriteText(w io.Writer) {
 			fam := ""
 			if f.Family != "IPv4" {
 				fam = " " + f.Family
+			}
+			if f.AnyOtherPort {
+				fam += " (any port nothing names)"
 			}
 			fmt.Fprintf(w, "  %s -> %s %s/%d%s: %s -> %s (%s)\n", f.From, f.To, f.Protocol, f.Port, fam, verdictWord(f.Before), verdictWord(f.After), f.Why)
 		}
