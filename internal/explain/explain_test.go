@@ -169,19 +169,23 @@ func TestCheckNodeDrift(t *testing.T) {
 	if nc.Drift || nc.TableDiffers || len(nc.Notes) > 0 || len(nc.Kernel) != 2 || nc.Kernel[0].Verdict != "accept" {
 		t.Fatalf("an untouched table: %+v", nc)
 	}
-	// Tamper: cart's address out of the peer set shop/web's egress rule uses.
+	// Tamper: cart's address out of the peer set shop/web's egress rule
+	// matches (other sets hold it too: the baseline's, for instance).
 	var set string
-	for name, s := range want.Sets {
-		if strings.HasPrefix(name, "peers-v4-") {
-			for e := range s.Elements {
-				if e.Addr.String() == "10.244.2.10" {
-					set = name
+	for _, ch := range want.Chains {
+		for _, r := range ch.Rules {
+			if !strings.HasPrefix(r.Comment, "shop/web egress rule 0") {
+				continue
+			}
+			for _, m := range r.Matches {
+				if m, ok := m.(nft.MatchAddrInSet); ok && m.Family == nft.IPv4 {
+					set = m.Set
 				}
 			}
 		}
 	}
-	if set == "" {
-		t.Fatal("no peer set holds shop/cart's address")
+	if _, ok := want.Sets[set].Elements[nft.Elem{Addr: netip.MustParseAddr("10.244.2.10")}]; !ok {
+		t.Fatalf("shop/web's egress peer set %q does not hold shop/cart's address", set)
 	}
 	tx := &nft.Transaction{}
 	tx.Add(nft.Op{Kind: nft.OpDeleteElements, Name: set, SetType: want.Sets[set].Type, Elems: []nft.Elem{{Addr: netip.MustParseAddr("10.244.2.10")}}})
