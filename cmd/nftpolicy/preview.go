@@ -70,10 +70,6 @@ func previewCmd(args []string, stdout, stderr io.Writer) int {
 // name, or is added; one annotated for deletion removes it), the objects
 // that differ, and a line for each object of the change.
 func applyChange(base, change []sourced) ([]sourced, []explain.Ref, []string, error) {
-	type entry struct {
-		ref explain.Ref
-		obj runtime.Object
-	}
 	index := map[explain.Ref]int{}
 	out := append([]sourced(nil), base...)
 	for i, o := range out {
