@@ -249,8 +249,7 @@ func bruteForce(before, after *model.Cluster, ports []string) []explain.Flip {
 					continue
 				}
 				for pp := range pps {
-					name, num, _ := strings.Cut(pp, "/")
-					proto, port, err := explain.ParsePort(num + "/" + name)
+					proto, port, err := explain.ParsePort(pp)
 					if err != nil {
 						panic(err)
 					}

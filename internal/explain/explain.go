@@ -113,10 +113,13 @@ type Question struct {
 	Port     uint16
 }
 
-// ParsePort reads PORT[/PROTO] ("80", "53/udp"); the protocol defaults to
-// TCP.
+// ParsePort reads PORT[/PROTO] ("80", "53/udp"), or PROTO/PORT as explain
+// and preview print ports ("udp/53"); the protocol defaults to TCP.
 func ParsePort(s string) (proto uint8, port uint16, err error) {
 	num, name, _ := strings.Cut(s, "/")
+	if _, err := strconv.Atoi(num); err != nil && name != "" {
+		num, name = name, num
+	}
 	n, err := strconv.ParseUint(num, 10, 16)
 	if err != nil || n == 0 {
 		return 0, 0, fmt.Errorf("port %q: want a number 1-65535, then optionally /tcp, /udp or /sctp", s)

@@ -129,13 +129,15 @@ func TestBadQuestions(t *testing.T) {
 			t.Errorf("%s -> %s: error %v, want one containing %q (no endpoint: %v)", tc.from, tc.to, err, tc.msg, tc.noEndpoint)
 		}
 	}
-	for _, bad := range []string{"", "0", "65536", "80/icmp", "http"} {
+	for _, bad := range []string{"", "0", "65536", "80/icmp", "icmp/80", "http", "tcp/http"} {
 		if _, _, err := ParsePort(bad); err == nil {
 			t.Errorf("ParsePort(%q): no error", bad)
 		}
 	}
-	if p, n, err := ParsePort("53/UDP"); err != nil || p != inet.UDP || n != 53 {
-		t.Errorf("ParsePort(53/UDP) = %d %d %v", p, n, err)
+	for _, s := range []string{"53/UDP", "udp/53"} {
+		if p, n, err := ParsePort(s); err != nil || p != inet.UDP || n != 53 {
+			t.Errorf("ParsePort(%s) = %d %d %v", s, p, n, err)
+		}
 	}
 }
 
