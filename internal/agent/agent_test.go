@@ -410,7 +410,7 @@ func TestAdminKindsWatched(t *testing.T) {
 	h := start(t, func(c *Config) { c.PolicyClient = pc }, basic()...)
 	h.objects["ClusterNetworkPolicy/tier"] = cnp
 	h.wait()
-	if got := gaugeValue(t, h.reg, "nftpolicy_policies", "kind", KindClusterNetworkPolicy); got != 1 {
+	if got := gaugeValue(t, h.reg, "nftpolicy_policies", "kind", model.KindCNP); got != 1 {
 		t.Errorf("nftpolicy_policies{kind=ClusterNetworkPolicy} = %v, want 1", got)
 	}
 	// Deleting it is seen too.
@@ -423,11 +423,11 @@ func TestAdminKindsWatched(t *testing.T) {
 
 func TestAdminKindsFiltered(t *testing.T) {
 	pc := policyfake.NewClientset()
-	h := start(t, func(c *Config) { c.PolicyClient = pc; c.AdminKinds = []string{KindClusterNetworkPolicy} }, basic()...)
+	h := start(t, func(c *Config) { c.PolicyClient = pc; c.AdminKinds = []string{model.KindCNP} }, basic()...)
 	h.wait()
 	var kinds []string
 	for _, w := range h.agent.watched {
-		kinds = append(kinds, w.kind)
+		kinds = append(kinds, w.kind.Name)
 	}
 	want := "[Namespace Pod Node NetworkPolicy ClusterNetworkPolicy]"
 	if fmt.Sprint(kinds) != want {

@@ -14,62 +14,55 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
-// The network-policy-api kinds the agent can watch (Config.AdminKinds).
-const (
-	KindAdminNetworkPolicy         = "AdminNetworkPolicy"
-	KindBaselineAdminNetworkPolicy = "BaselineAdminNetworkPolicy"
-	KindClusterNetworkPolicy       = "ClusterNetworkPolicy"
-)
-
-// AdminKinds returns all the network-policy-api kinds, in the order they are
-// fed to the model; a new slice each time, so no caller can change the list.
+// AdminKinds returns the names of the network-policy-api kinds the agent
+// can watch (Config.AdminKinds), in the order they are fed to the model.
 func AdminKinds() []string {
-	return []string{KindAdminNetworkPolicy, KindBaselineAdminNetworkPolicy, KindClusterNetworkPolicy}
+	var names []string
+	for _, k := range model.Kinds() {
+		if k.Tier {
+			names = append(names, k.Name)
+		}
+	}
+	return names
 }
 
 // watched is one informer and the kind it holds.
 type watched struct {
-	kind     string
+	kind     model.Kind
 	informer cache.SharedIndexInformer
 }
 
-// newInformers builds (but does not start) the informers: the core kinds
-// always, the admin kinds when a policy-api client is configured. Every
-// informer's transform drops what the agent never reads before the object
-// reaches the cache, which is what keeps memory low with many pods.
-func (a *Agent) newInformers() {
+// newInformers builds (but does not start) an informer for every kind the
+// model knows: the core kinds always, the admin kinds when a policy-api
+// client is configured (and Config.AdminKinds names them). Every informer's
+// transform drops what the agent never reads before the object reaches the
+// cache, which is what keeps memory low with many pods.
+func (a *Agent) newInformers() error {
 	a.factory = informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(Transform))
-	core := a.factory.Core().V1()
-	a.watched = []watched{
-		{"Namespace", core.Namespaces().Informer()},
-		{"Pod", core.Pods().Informer()},
-		{"Node", core.Nodes().Informer()},
-		{"NetworkPolicy", a.factory.Networking().V1().NetworkPolicies().Informer()},
+	if a.cfg.PolicyClient != nil {
+		a.policyFactory = policyinformers.NewSharedInformerFactoryWithOptions(a.cfg.PolicyClient, 0, policyinformers.WithTransform(Transform))
 	}
-	if a.cfg.PolicyClient == nil {
-		return
-	}
-	a.policyFactory = policyinformers.NewSharedInformerFactoryWithOptions(a.cfg.PolicyClient, 0, policyinformers.WithTransform(Transform))
-	kinds := a.cfg.AdminKinds
-	if kinds == nil {
-		kinds = AdminKinds()
-	}
-	p := a.policyFactory.Policy()
-	for _, k := range AdminKinds() {
-		if !slices.Contains(kinds, k) {
-			continue
-		}
+	for _, k := range model.Kinds() {
 		var inf cache.SharedIndexInformer
-		switch k {
-		case KindAdminNetworkPolicy:
-			inf = p.V1alpha1().AdminNetworkPolicies().Informer()
-		case KindBaselineAdminNetworkPolicy:
-			inf = p.V1alpha1().BaselineAdminNetworkPolicies().Informer()
-		case KindClusterNetworkPolicy:
-			inf = p.V1alpha2().ClusterNetworkPolicies().Informer()
+		switch {
+		case !k.Tier:
+			gi, err := a.factory.ForResource(k.Resource)
+			if err != nil {
+				return fmt.Errorf("informer of %s: %w", k.Name, err)
+			}
+			inf = gi.Informer()
+		case a.policyFactory != nil && (a.cfg.AdminKinds == nil || slices.Contains(a.cfg.AdminKinds, k.Name)):
+			gi, err := a.policyFactory.ForResource(k.Resource)
+			if err != nil {
+				return fmt.Errorf("informer of %s: %w", k.Name, err)
+			}
+			inf = gi.Informer()
+		default:
+			continue
 		}
 		a.watched = append(a.watched, watched{k, inf})
 	}
+	return nil
 }
 
 // handler records what changed in the tracker and asks for a sync; it

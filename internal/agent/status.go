@@ -42,7 +42,7 @@ type statusRequest struct {
 func (a *Agent) writeStatus(ctx context.Context, logger klog.Logger, want map[string][]metav1.Condition) bool {
 	ok := true
 	for _, w := range a.watched {
-		if w.kind != KindAdminNetworkPolicy && w.kind != KindBaselineAdminNetworkPolicy && w.kind != KindClusterNetworkPolicy {
+		if !w.kind.Tier {
 			continue
 		}
 		for _, o := range w.informer.GetStore().List() {

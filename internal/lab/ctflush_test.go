@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	goruntime "runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
@@ -238,7 +238,7 @@ func (f *cutLab) startFlow(t *testing.T, ctx context.Context, wg *sync.WaitGroup
 	t.Helper()
 	dst := netip.AddrPortFrom(f.net.Addrs(to)[0], port)
 	var srv, cli interface{ Close() error }
-	err := inNetNS(f.net.NetNSPath(to), func() (err error) {
+	err := netns.DoPath(f.net.NetNSPath(to), func() (err error) {
 		if proto == "tcp" {
 			srv, err = net.Listen("tcp", dst.String())
 		} else {
@@ -249,7 +249,7 @@ func (f *cutLab) startFlow(t *testing.T, ctx context.Context, wg *sync.WaitGroup
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = inNetNS(f.net.NetNSPath(from), func() (err error) {
+	err = netns.DoPath(f.net.NetNSPath(from), func() (err error) {
 		cli, err = net.DialTimeout(proto, dst.String(), 2*time.Second)
 		return err
 	})
@@ -324,40 +324,4 @@ func echo(ctx context.Context, srv any) {
 			_, _ = s.WriteTo(buf[:n], addr)
 		}
 	}
-}
-
-// inNetNS runs fn on an OS thread switched into the network namespace at
-// path; sockets fn creates keep that namespace for life. Should switching
-// back fail, the goroutine ends still locked and the runtime discards the
-// thread.
-func inNetNS(path string, fn func() error) error {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		goruntime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

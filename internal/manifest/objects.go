@@ -40,32 +40,23 @@ var kinds = map[string]struct {
 // codec decodes as the API server does with strict field validation
 // (kubectl's default): unknown or duplicate fields are errors and field
 // names are case-sensitive. It is built once and only read.
-var codec = func() runtime.Decoder {
+var codec = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Strict: true})
+
+// scheme knows the Go types of the API groups the format's kinds are in.
+var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(corev1.AddToScheme(s))
 	utilruntime.Must(networkingv1.AddToScheme(s))
 	utilruntime.Must(v1alpha1.Install(s))
 	utilruntime.Must(v1alpha2.Install(s))
-	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, s, s, kjson.SerializerOptions{Strict: true})
+	return s
 }()
 
-// KindOf returns the kind of one of the scenario object types.
+// KindOf returns the kind of obj: from its Go type for the types the
+// format's API groups define, else from its TypeMeta.
 func KindOf(obj runtime.Object) string {
-	switch obj.(type) {
-	case *corev1.Namespace:
-		return "Namespace"
-	case *corev1.Pod:
-		return "Pod"
-	case *corev1.Node:
-		return "Node"
-	case *networkingv1.NetworkPolicy:
-		return "NetworkPolicy"
-	case *v1alpha1.AdminNetworkPolicy:
-		return "AdminNetworkPolicy"
-	case *v1alpha1.BaselineAdminNetworkPolicy:
-		return "BaselineAdminNetworkPolicy"
-	case *v1alpha2.ClusterNetworkPolicy:
-		return "ClusterNetworkPolicy"
+	if gvks, _, err := scheme.ObjectKinds(obj); err == nil && len(gvks) > 0 {
+		return gvks[0].Kind
 	}
 	return obj.GetObjectKind().GroupVersionKind().Kind
 }

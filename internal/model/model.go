@@ -5,15 +5,13 @@ package model
 
 import (
 	"fmt"
-
-	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"net/netip"
+	"reflect"
 	"sort"
 
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
-	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
@@ -299,84 +297,68 @@ func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
 // RefOf names an object of a kind the model knows: its kind (as Delete
 // takes it), namespace and name. ok is false for other kinds.
 func RefOf(obj any) (kind, namespace, name string, ok bool) {
-	switch o := obj.(type) {
-	case *v1.Namespace:
-		return "Namespace", "", o.Name, true
-	case *v1.Pod:
-		return "Pod", o.Namespace, o.Name, true
-	case *v1.Node:
-		return "Node", "", o.Name, true
-	case *networkingv1.NetworkPolicy:
-		return "NetworkPolicy", o.Namespace, o.Name, true
-	case *v1alpha1.AdminNetworkPolicy:
-		return KindANP, "", o.Name, true
-	case *v1alpha1.BaselineAdminNetworkPolicy:
-		return KindBANP, "", o.Name, true
-	case *v1alpha2.ClusterNetworkPolicy:
-		return KindCNP, "", o.Name, true
+	k, ok := KindOf(obj)
+	if !ok {
+		return "", "", "", false
 	}
-	return "", "", "", false
+	m := obj.(metav1.Object)
+	return k.Name, m.GetNamespace(), m.GetName(), true
 }
 
 // Set adds or replaces an object in the cluster. Unknown kinds are
 // reported, not ignored silently.
 func (c *Cluster) Set(obj any) error {
-	switch o := obj.(type) {
-	case *v1.Namespace:
-		c.Namespaces[o.Name] = NamespaceFromAPI(o)
-	case *v1.Pod:
-		p := PodFromAPI(o)
-		if old := c.Pods[p.Key()]; old != nil {
-			c.indexPod(old, true)
-		}
-		c.Pods[p.Key()] = p
-		index(c.podsByNS, p.Namespace, p.Key(), p, false)
-		c.indexPod(p, false)
-	case *v1.Node:
-		c.Nodes[o.Name] = NodeFromAPI(o)
-	case *networkingv1.NetworkPolicy:
-		p := PolicyFromAPI(o)
-		c.Policies[p.Key()] = p
-		index(c.policiesByNS, p.Namespace, p.Key(), p, false)
-	case *v1alpha1.AdminNetworkPolicy:
-		p := ANPFromAPI(o)
-		c.TierPolicies[p.Key()] = p
-	case *v1alpha1.BaselineAdminNetworkPolicy:
-		p := BANPFromAPI(o)
-		c.TierPolicies[p.Key()] = p
-	case *v1alpha2.ClusterNetworkPolicy:
-		p := CNPFromAPI(o)
-		c.TierPolicies[p.Key()] = p
-	default:
+	k, ok := kindByType[reflect.TypeOf(obj)]
+	if !ok {
 		return fmt.Errorf("%T is not a kind the model knows", obj)
 	}
+	k.set(c, obj)
 	return nil
 }
 
 // Delete removes an object by kind, namespace and name.
 func (c *Cluster) Delete(kind, namespace, name string) error {
-	key := namespace + "/" + name
-	switch kind {
-	case "Namespace":
-		delete(c.Namespaces, name)
-	case "Pod":
-		if old := c.Pods[key]; old != nil {
-			c.indexPod(old, true)
-		}
-		delete(c.Pods, key)
-		index(c.podsByNS, namespace, key, (*Pod)(nil), true)
-	case "Node":
-		delete(c.Nodes, name)
-	case "NetworkPolicy":
-		delete(c.Policies, key)
-		index(c.policiesByNS, namespace, key, (*Policy)(nil), true)
-	case KindANP, KindBANP, KindCNP:
-		delete(c.TierPolicies, kind+"/"+name)
-	default:
+	k, ok := kindByName[kind]
+	if !ok {
 		return fmt.Errorf("kind %q is not a kind the model knows", kind)
 	}
+	k.del(c, namespace, name)
 	return nil
 }
+
+func (c *Cluster) setNamespace(o *v1.Namespace) { c.Namespaces[o.Name] = NamespaceFromAPI(o) }
+
+func (c *Cluster) setPod(o *v1.Pod) {
+	p := PodFromAPI(o)
+	if old := c.Pods[p.Key()]; old != nil {
+		c.indexPod(old, true)
+	}
+	c.Pods[p.Key()] = p
+	index(c.podsByNS, p.Namespace, p.Key(), p, false)
+	c.indexPod(p, false)
+}
+
+func (c *Cluster) deletePod(namespace, name string) {
+	key := namespace + "/" + name
+	if old := c.Pods[key]; old != nil {
+		c.indexPod(old, true)
+	}
+	delete(c.Pods, key)
+	index(c.podsByNS, namespace, key, (*Pod)(nil), true)
+}
+
+func (c *Cluster) setPolicy(p *Policy) {
+	c.Policies[p.Key()] = p
+	index(c.policiesByNS, p.Namespace, p.Key(), p, false)
+}
+
+func (c *Cluster) deletePolicy(namespace, name string) {
+	key := namespace + "/" + name
+	delete(c.Policies, key)
+	index(c.policiesByNS, namespace, key, (*Policy)(nil), true)
+}
+
+func (c *Cluster) setTier(p *TierPolicy) { c.TierPolicies[p.Key()] = p }
 
 // Isolating returns the NetworkPolicies that isolate pod in dir, by key:
 // when none of their rules allows a flow, these are why it is dropped.

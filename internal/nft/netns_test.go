@@ -1,19 +1,16 @@
 package nft
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -28,28 +25,13 @@ type testNetns struct {
 // gated by testutil.NeedKernel.
 func newNetns(t *testing.T) *testNetns {
 	t.Helper()
-	testutil.NeedKernel(t)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "npt-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	ns := &testNetns{name: name}
-	t.Cleanup(func() {
-		if ns.file != nil {
-			ns.file.Close()
-		}
-		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
-		}
-	})
-	f, err := os.Open("/var/run/netns/" + name)
+	name := testutil.NetNS(t)
+	f, err := os.Open(netns.Path(name))
 	if err != nil {
 		t.Fatalf("open namespace: %v", err)
 	}
-	ns.file = f
-	return ns
+	t.Cleanup(func() { f.Close() }) // runs before testutil's delete
+	return &testNetns{name: name, file: f}
 }
 
 // routeToLoopback routes every destination to lo, so a test can send
@@ -71,18 +53,7 @@ func (ns *testNetns) routeToLoopback(t *testing.T) {
 // output hook drops fails with EPERM.
 func (ns *testNetns) sendUDP(t *testing.T, dst netip.Addr) error {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread enters the namespace and is never unlocked, so it
-		// ends with this goroutine instead of serving others.
-		runtime.LockOSThread()
-		if err := unix.Setns(int(ns.file.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		errc <- sendto(dst)
-	}()
-	return <-errc
+	return netns.Do(int(ns.file.Fd()), func() error { return sendto(dst) })
 }
 
 func sendto(dst netip.Addr) error {

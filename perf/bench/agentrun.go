@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
@@ -63,42 +62,25 @@ func (r *agentRun) stop() error {
 	return <-r.done
 }
 
-// apply sends one event to the API server.
+// apply sends one event to the fake API server, through its object
+// tracker (what the typed clients' fakes call) so that every kind the model
+// knows goes one way.
 func (r *agentRun) apply(ctx context.Context, e gen.Event) error {
+	k, ok := model.KindOf(e.Object)
+	if !ok {
+		return fmt.Errorf("%s: event object %T", e.Kind, e.Object)
+	}
+	o := e.Object.DeepCopyObject()
+	m := o.(metav1.Object)
+	tr := r.client.Tracker()
 	var err error
-	switch o := e.Object.DeepCopyObject().(type) {
-	case *v1.Pod:
-		pods := r.client.CoreV1().Pods(o.Namespace)
-		switch e.Op {
-		case gen.Create:
-			_, err = pods.Create(ctx, o, metav1.CreateOptions{})
-		case gen.Update:
-			_, err = pods.Update(ctx, o, metav1.UpdateOptions{})
-		case gen.Delete:
-			err = pods.Delete(ctx, o.Name, metav1.DeleteOptions{})
-		}
-	case *v1.Namespace:
-		nss := r.client.CoreV1().Namespaces()
-		switch e.Op {
-		case gen.Create:
-			_, err = nss.Create(ctx, o, metav1.CreateOptions{})
-		case gen.Update:
-			_, err = nss.Update(ctx, o, metav1.UpdateOptions{})
-		case gen.Delete:
-			err = nss.Delete(ctx, o.Name, metav1.DeleteOptions{})
-		}
-	case *networkingv1.NetworkPolicy:
-		nps := r.client.NetworkingV1().NetworkPolicies(o.Namespace)
-		switch e.Op {
-		case gen.Create:
-			_, err = nps.Create(ctx, o, metav1.CreateOptions{})
-		case gen.Update:
-			_, err = nps.Update(ctx, o, metav1.UpdateOptions{})
-		case gen.Delete:
-			err = nps.Delete(ctx, o.Name, metav1.DeleteOptions{})
-		}
-	default:
-		err = fmt.Errorf("event object %T", o)
+	switch e.Op {
+	case gen.Create:
+		err = tr.Create(k.Resource, o, m.GetNamespace(), metav1.CreateOptions{})
+	case gen.Update:
+		err = tr.Update(k.Resource, o, m.GetNamespace(), metav1.UpdateOptions{})
+	case gen.Delete:
+		err = tr.Delete(k.Resource, m.GetNamespace(), m.GetName(), metav1.DeleteOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Kind, err)

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
@@ -231,44 +231,31 @@ func setState(ctx context.Context, k nft.Kernel, tx *nft.Transaction) error {
 // another from the client's namespace and returns connections per second
 // and each connect's latency. A connection closes with RST (SO_LINGER 0)
 // so the client's ports never pile up in TIME_WAIT.
-func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
-	type result struct {
-		rate float64
-		lats []time.Duration
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This thread stays in the client's namespace and dies with the
-		// goroutine (it is never unlocked).
-		runtime.LockOSThread()
-		if err := unix.Setns(clientNS, unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
+func connectLoop(clientNS, n int) (rate float64, lats []time.Duration, err error) {
+	// Every socket is made on the thread in the client's namespace: a
+	// connect loop pays no thread switch per connection.
+	err = netns.Do(clientNS, func() error {
 		dst := &unix.SockaddrInet4{Port: dpPort, Addr: dpServerIP.As4()}
-		lats := make([]time.Duration, 0, n)
+		lats = make([]time.Duration, 0, n)
 		start := time.Now()
 		for range n {
 			t := time.Now()
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 			if err != nil {
-				ch <- result{err: err}
-				return
+				return err
 			}
 			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 			err = connectWait(fd, dst)
 			lats = append(lats, time.Since(t))
 			unix.Close(fd)
 			if err != nil {
-				ch <- result{err: fmt.Errorf("connect %v:%d: %w", dpServerIP, dpPort, err)}
-				return
+				return fmt.Errorf("connect %v:%d: %w", dpServerIP, dpPort, err)
 			}
 		}
-		ch <- result{rate: float64(n) / time.Since(start).Seconds(), lats: lats}
-	}()
-	r := <-ch
-	return r.rate, r.lats, r.err
+		rate = float64(n) / time.Since(start).Seconds()
+		return nil
+	})
+	return rate, lats, err
 }
 
 // connectWait connects a non-blocking socket and waits for the handshake.

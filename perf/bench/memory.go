@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
@@ -53,7 +54,7 @@ func measureMemory(j *Janitor, cfg Config, size gen.Size) (*MemResult, error) {
 // RunMemory is the child's main: it programs the node from the cluster of
 // sizeName, runs one round of events, and prints a MemResult as JSON.
 func RunMemory(sizeName string, seed uint64, nsPath string) error {
-	if filepath.Dir(nsPath) != netnsDir || !prefixRE.MatchString(filepath.Base(nsPath)) {
+	if filepath.Dir(nsPath) != netns.Dir || !prefixRE.MatchString(filepath.Base(nsPath)) {
 		return fmt.Errorf("mem: %s is not a suite namespace", nsPath)
 	}
 	size, err := gen.SizeByName(sizeName)

@@ -12,22 +12,19 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 // Every namespace the suite makes is named "npperf-<6 hex>-<what>"; the hex
 // is the run's, so Down can tell a live run's namespaces from leftovers.
-const (
-	netnsDir = "/var/run/netns"
-	lockDir  = "/run/npperf"
-)
+const lockDir = "/run/npperf"
 
 var prefixRE = regexp.MustCompile(`^npperf-[0-9a-f]{6}-`)
 
@@ -35,7 +32,7 @@ var prefixRE = regexp.MustCompile(`^npperf-[0-9a-f]{6}-`)
 // child processes, the data-path lab. Close undoes all of it.
 type Janitor struct {
 	prefix string
-	lock   *os.File
+	lock   *netns.RunLock
 
 	mu      sync.Mutex
 	closers []func() error
@@ -47,32 +44,11 @@ func NewJanitor() (*Janitor, error) {
 	var b [3]byte
 	rand.Read(b[:])
 	prefix := "npperf-" + hex.EncodeToString(b[:]) + "-"
-	lock, err := takeLock(prefix)
+	lock, err := netns.TakeLock(lockDir, prefix)
 	if err != nil {
 		return nil, err
 	}
 	return &Janitor{prefix: prefix, lock: lock}, nil
-}
-
-func lockPath(prefix string) string {
-	return filepath.Join(lockDir, strings.TrimSuffix(prefix, "-")+".lock")
-}
-
-// takeLock flocks the run's lock file; the kernel drops the lock when the
-// process dies, however it dies.
-func takeLock(prefix string) (*os.File, error) {
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(lockPath(prefix), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("run %s is live: %w", prefix, err)
-	}
-	return f, nil
 }
 
 // Defer registers fn to run at Close, before the namespaces go (latest
@@ -95,7 +71,7 @@ func (j *Janitor) NetNS(what string) (*NetNS, error) {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
 	}
-	fd, err := unix.Open(filepath.Join(netnsDir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(netns.Path(name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +96,7 @@ func (j *Janitor) Close() error {
 		errs = append(errs, closers[i]())
 	}
 	// Sweep by prefix: a namespace whose creation failed half-way goes too.
-	errs = append(errs, deleteNetns(j.prefix))
-	errs = append(errs, os.Remove(lockPath(j.prefix)), j.lock.Close())
+	errs = append(errs, deleteRun(j.prefix), j.lock.Release())
 	return errors.Join(errs...)
 }
 
@@ -144,55 +119,35 @@ func (j *Janitor) CloseOnSignal() (stop func()) {
 	return func() { signal.Stop(ch); close(done) }
 }
 
-// deleteNetns deletes the namespaces whose names start with prefix.
-func deleteNetns(prefix string) error {
-	entries, err := os.ReadDir(netnsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+// deleteRun deletes the namespaces whose names start with prefix.
+func deleteRun(prefix string) error {
+	names, err := netns.List(prefix)
 	if err != nil {
 		return err
 	}
-	var lines []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			lines = append(lines, "netns del "+e.Name())
-		}
-	}
-	if len(lines) == 0 {
-		return nil
-	}
-	cmd := exec.Command("ip", "-force", "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("deleting %s*: %v: %s", prefix, err, out)
-	}
-	return nil
+	return netns.Delete(names)
 }
 
 // Down deletes the namespaces of runs that died without cleaning up: those
 // whose lock no live process holds.
 func Down() error {
-	entries, err := os.ReadDir(netnsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	names, err := netns.List("npperf-")
 	if err != nil {
 		return err
 	}
 	prefixes := map[string]bool{}
-	for _, e := range entries {
-		if p := prefixRE.FindString(e.Name()); p != "" {
+	for _, n := range names {
+		if p := prefixRE.FindString(n); p != "" {
 			prefixes[p] = true
 		}
 	}
 	var errs []error
 	for p := range prefixes {
-		lock, err := takeLock(p)
+		lock, err := netns.TakeLock(lockDir, p)
 		if err != nil {
 			continue // live, or not ours to judge
 		}
-		errs = append(errs, deleteNetns(p), os.Remove(lockPath(p)), lock.Close())
+		errs = append(errs, deleteRun(p), lock.Release())
 	}
 	return errors.Join(errs...)
 }
@@ -207,7 +162,7 @@ type NetNS struct {
 func (n *NetNS) FD() int { return n.fd }
 
 // Path is the namespace's bind mount.
-func (n *NetNS) Path() string { return filepath.Join(netnsDir, n.Name) }
+func (n *NetNS) Path() string { return netns.Path(n.Name) }
 
 // Exec runs a command inside the namespace with stdin and returns its
 // combined output.
@@ -223,76 +178,11 @@ func (n *NetNS) Exec(stdin []byte, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// Start starts cmd inside the namespace without iproute2 in between (`ip
-// netns exec` adds a mount namespace and a sysfs remount, milliseconds that
-// an agent running in the node's namespace never pays): the child is forked
-// from an OS thread switched into the namespace, and inherits it.
-func (n *NetNS) Start(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		serr := cmd.Start()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the runtime destroys the thread with the goroutine.
-			errc <- errors.Join(serr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- serr
-	}()
-	return <-errc
-}
+// Start starts cmd inside the namespace without iproute2 in between (see
+// netns.Start).
+func (n *NetNS) Start(cmd *exec.Cmd) error { return netns.Start(n.fd, cmd) }
 
 // Socket creates a socket inside the namespace.
 func (n *NetNS) Socket(domain, typ, proto int) (int, error) {
-	return socketIn(n.fd, domain, typ, proto)
-}
-
-// socketIn creates a socket on a thread switched into the namespace open as
-// nsfd; the socket keeps that namespace for life.
-func socketIn(nsfd, domain, typ, proto int) (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, err}
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, err}
-			return
-		}
-		fd, serr := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			ch <- result{-1, errors.Join(serr, err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{fd, serr}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	return netns.Socket(n.fd, domain, typ, proto)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
@@ -128,7 +129,7 @@ func RunProbe(nsPath, sizeName string, seed uint64, rounds int) error {
 	if !strings.Contains(os.Getenv("NLDEBUG"), "level=1") {
 		return errors.New("nlprobe needs " + NLDebugEnv)
 	}
-	if filepath.Dir(nsPath) != netnsDir || !prefixRE.MatchString(filepath.Base(nsPath)) {
+	if filepath.Dir(nsPath) != netns.Dir || !prefixRE.MatchString(filepath.Base(nsPath)) {
 		return fmt.Errorf("nlprobe: %s is not a suite namespace", nsPath)
 	}
 	size, err := gen.SizeByName(sizeName)
@@ -285,7 +286,7 @@ func (c *capturer) capture(fn func() error) (*nlCapture, error) {
 // for one deleted element, against ~80 µs for the batch itself), a cost a
 // client that keeps its socket does not pay per transaction.
 func replay(nsfd int, c *nlCapture) (batch, closed time.Duration, err error) {
-	fd, err := socketIn(nsfd, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_NETFILTER)
+	fd, err := netns.Socket(nsfd, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -48,15 +48,8 @@ type Event struct {
 
 // ModelKey is how model.Cluster.Delete names the event's object.
 func (e Event) ModelKey() (kind, namespace, name string) {
-	switch o := e.Object.(type) {
-	case *v1.Pod:
-		return "Pod", o.Namespace, o.Name
-	case *v1.Namespace:
-		return "Namespace", "", o.Name
-	case *networkingv1.NetworkPolicy:
-		return "NetworkPolicy", o.Namespace, o.Name
-	}
-	return fmt.Sprintf("%T", e.Object), "", ""
+	kind, namespace, name, _ = model.RefOf(e.Object)
+	return kind, namespace, name
 }
 
 // Events returns rounds of events, one of each kind per round in

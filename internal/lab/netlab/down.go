@@ -11,51 +11,18 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
-// lockDir holds one lock file per live run. A run holds an flock on its file
-// for as long as its process lives, so Down can tell a killed run's
-// leftovers from a run in progress (in this process or another).
+// lockDir holds one lock file per live run (netns.RunLock), so Down can
+// tell a killed run's leftovers from a run in progress.
 const lockDir = "/run/nplab"
-
-func lockPath(prefix string) string {
-	return filepath.Join(lockDir, strings.TrimSuffix(prefix, "-")+".lock")
-}
-
-// takeRunLock locks prefix's lock file. The kernel drops the lock when the
-// process dies, however it dies.
-func takeRunLock(prefix string) (*os.File, error) {
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(lockPath(prefix), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("netlab: prefix %s is in use by a live run: %w", prefix, err)
-	}
-	return f, nil
-}
-
-func releaseRunLock(prefix string, f *os.File) error {
-	if f == nil {
-		return nil
-	}
-	err := os.Remove(lockPath(prefix))
-	if errors.Is(err, os.ErrNotExist) {
-		err = nil // a concurrent Down got there first
-	}
-	return errors.Join(err, f.Close())
-}
 
 // Down deletes every namespace named nplab-* that no live run owns: the
 // leftovers of runs that were killed before they could Close. It returns the
 // names it deleted.
 func Down() (removed []string, err error) {
-	names, err := listNetns("nplab-")
+	names, err := netns.List("nplab-")
 	if err != nil {
 		return nil, err
 	}
@@ -78,10 +45,10 @@ func Down() (removed []string, err error) {
 
 	var errs []error
 	for p, names := range byPrefix {
-		var lock *os.File
+		var lock *netns.RunLock
 		if p != "" {
-			lock, err = takeRunLock(p)
-			if errors.Is(err, unix.EWOULDBLOCK) {
+			lock, err = netns.TakeLock(lockDir, p)
+			if errors.Is(err, netns.ErrLive) {
 				continue // a live run
 			}
 			if err != nil {
@@ -90,13 +57,13 @@ func Down() (removed []string, err error) {
 			}
 			// List again under the lock: another Down may have cleaned up
 			// this run between our listing and our locking.
-			if names, err = listNetns(p); err != nil {
+			if names, err = netns.List(p); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		gone, err := removeNetns(names)
 		removed = append(removed, gone...)
-		errs = append(errs, err, releaseRunLock(p, lock))
+		errs = append(errs, err, lock.Release())
 	}
 	sort.Strings(removed)
 	return removed, errors.Join(errs...)
@@ -105,10 +72,10 @@ func Down() (removed []string, err error) {
 // removeNetns deletes namespaces and returns those that are gone. A name
 // that vanished meanwhile (a concurrent Down) is no error.
 func removeNetns(names []string) (gone []string, err error) {
-	err = deleteNetns(names)
+	err = netns.Delete(names)
 	var still []string
 	for _, n := range names {
-		if _, serr := os.Stat(netnsPath(n)); errors.Is(serr, os.ErrNotExist) {
+		if _, serr := os.Stat(netns.Path(n)); errors.Is(serr, os.ErrNotExist) {
 			gone = append(gone, n)
 		} else {
 			still = append(still, n)

@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 // Endpoint ids: a pod is "NAMESPACE/NAME"; nodes and externals are
@@ -47,7 +48,7 @@ type Lab struct {
 	mu        sync.Mutex
 	up        bool // lock held and fabric created
 	closed    bool
-	lock      *os.File
+	lock      *netns.RunLock
 	members   map[string]*member // by endpoint id
 	order     []*member          // creation order, for stable batches
 	pods      map[string]*pod    // by endpoint id
@@ -111,7 +112,7 @@ func (l *Lab) NetNSPath(endpoint string) string {
 	if err != nil {
 		return ""
 	}
-	return netnsPath(ns)
+	return netns.Path(ns)
 }
 
 // Addrs returns an endpoint's addresses (those it was given, or those the lab
@@ -155,11 +156,11 @@ func (l *Lab) Close() error {
 	}
 	// Sweep by prefix rather than by what l recorded: a namespace added by
 	// a command that failed half-way is caught too.
-	names, err := listNetns(l.prefix)
+	names, err := netns.List(l.prefix)
 	if err == nil {
-		err = deleteNetns(names)
+		err = netns.Delete(names)
 	}
-	return errors.Join(err, releaseRunLock(l.prefix, l.lock))
+	return errors.Join(err, l.lock.Release())
 }
 
 // ensureUp takes the run's lock and creates the fabric on first use.
@@ -174,7 +175,7 @@ func (l *Lab) ensureUp() error {
 	if !prefixRE.MatchString(l.prefix) {
 		return fmt.Errorf("netlab: prefix %q does not look like %q", l.prefix, "nplab-<6 hex>-")
 	}
-	lock, err := takeRunLock(l.prefix)
+	lock, err := netns.TakeLock(lockDir, l.prefix)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 type listenKey struct {
@@ -55,7 +57,7 @@ func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 	}
 	ln := &listener{}
 	for _, family := range []int{4, 6} {
-		f, err := listen(netnsPath(ns), family, proto, port)
+		f, err := listen(netns.Path(ns), family, proto, port)
 		if noSCTP(proto, err) || family == 6 && errors.Is(err, unix.EAFNOSUPPORT) {
 			continue
 		}

@@ -4,62 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
-// netnsDir is where `ip netns add` bind-mounts named namespaces.
-const netnsDir = "/var/run/netns"
-
-func netnsPath(name string) string { return filepath.Join(netnsDir, name) }
-
-// inNetNS runs fn on an OS thread that has been switched into the network
-// namespace at path. It uses a fresh goroutine so that, should switching
-// back fail, the goroutine can end still locked: the runtime then destroys
-// the thread instead of reusing one stuck in a lab namespace.
-func inNetNS(path string, fn func() error) error {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", path, err)
-	}
-	defer unix.Close(target)
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("setns back from %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// socketIn creates a non-blocking socket in the namespace at path. Only
-// socket(2) needs the namespace: the socket keeps it for life, so bind,
-// connect and I/O happen on any thread.
+// socketIn creates a non-blocking socket in the namespace at path; the
+// socket keeps that namespace for life.
 func socketIn(path string, domain, typ, proto int) (int, error) {
 	fd := -1
-	err := inNetNS(path, func() error {
+	err := netns.DoPath(path, func() error {
 		var err error
 		fd, err = unix.Socket(domain, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 		return err
@@ -102,7 +58,7 @@ var nodeSysctls = []sysctl{
 // shows the network namespace of the thread that opens it. IPv6 settings are
 // skipped on a kernel without IPv6.
 func writeSysctls(path string, settings ...[]sysctl) error {
-	return inNetNS(path, func() error {
+	return netns.DoPath(path, func() error {
 		for _, list := range settings {
 			for _, s := range list {
 				p := "/proc/sys/net/" + s.key
@@ -117,35 +73,4 @@ func writeSysctls(path string, settings ...[]sysctl) error {
 		}
 		return nil
 	})
-}
-
-// listNetns returns the names of named namespaces that start with prefix.
-func listNetns(prefix string) ([]string, error) {
-	entries, err := os.ReadDir(netnsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
-// deleteNetns deletes the named namespaces in one ip process. -force keeps
-// going past a failure so one bad name does not leave the rest behind.
-func deleteNetns(names []string) error {
-	if len(names) == 0 {
-		return nil
-	}
-	lines := make([]string, len(names))
-	for i, n := range names {
-		lines[i] = "netns del " + n
-	}
-	return run([]string{"ip", "-force", "-batch", "-"}, lines)
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 // Verdict is what a probe found.
@@ -166,7 +168,7 @@ func (l *Lab) probeEnd(endpoint string, family int) (string, netip.Addr, error) 
 	}
 	for _, a := range ips {
 		if a.Is4() == (family == 4) {
-			return netnsPath(ns), a, nil
+			return netns.Path(ns), a, nil
 		}
 	}
 	return "", netip.Addr{}, fmt.Errorf("netlab: %s has no IPv%d address", endpoint, family)

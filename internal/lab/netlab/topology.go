@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 // The pod-side default gateways. Nothing owns these addresses: a pod's static
@@ -91,7 +93,7 @@ func (l *Lab) addMember(kind, name string, ips []netip.Addr, def4, def6 netip.Ad
 	if kind == nodeKind {
 		settings = append(settings, nodeSysctls)
 	}
-	if err := writeSysctls(netnsPath(m.netns), settings...); err != nil {
+	if err := writeSysctls(netns.Path(m.netns), settings...); err != nil {
 		return err
 	}
 	if err := ipBatch(l.fabricNetns(), []string{
@@ -175,7 +177,7 @@ func (l *Lab) AddPod(id, node string, ips []netip.Addr) error {
 	if err := ip("netns", "add", p.netns); err != nil {
 		return err
 	}
-	if err := writeSysctls(netnsPath(p.netns), commonSysctls); err != nil {
+	if err := writeSysctls(netns.Path(p.netns), commonSysctls); err != nil {
 		return err
 	}
 	// Node side: the veth, a host route and a static neighbour per address.
@@ -244,7 +246,7 @@ func (l *Lab) RemovePod(id string) error {
 	if err := ipBatch(n.netns, []string{"link del " + p.link}); err != nil {
 		return err
 	}
-	if err := deleteNetns([]string{p.netns}); err != nil {
+	if err := netns.Delete([]string{p.netns}); err != nil {
 		return err
 	}
 	var del []string

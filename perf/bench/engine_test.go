@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/perf/gen"
+)
+
+// BenchmarkEngineEvent times compile.Engine alone (no diff, no netlink) on
+// one node of each size, per kind of event: the agent's compute per event
+// without the agent around it. It reports the p50 and p99 of each kind.
+//
+//	go test -run '^$' -bench EngineEvent/L ./perf/bench -benchtime 1x -cpuprofile cpu.out
+func BenchmarkEngineEvent(b *testing.B) {
+	for _, size := range gen.Sizes() {
+		b.Run(size.Name, func(b *testing.B) {
+			c := gen.Generate(size, 1)
+			node := gen.NodeName(0)
+			m, err := c.Model()
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := compile.NewEngine(m, node)
+			e.TakeTouched()
+			events := c.Events(node, 20)
+			times := map[gen.EventKind][]time.Duration{}
+			b.ResetTimer()
+			for range b.N {
+				for _, ev := range events {
+					t := time.Now()
+					if ev.Op == gen.Delete {
+						kind, ns, name := ev.ModelKey()
+						err = e.Delete(kind, ns, name)
+					} else {
+						err = e.Set(ev.Object)
+					}
+					e.TakeTouched()
+					times[ev.Kind] = append(times[ev.Kind], time.Since(t))
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			for kind, ts := range times {
+				slices.Sort(ts)
+				b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), fmt.Sprintf("µs-p50-%s", kind))
+				b.ReportMetric(float64(ts[len(ts)*99/100].Microseconds()), fmt.Sprintf("µs-p99-%s", kind))
+			}
+		})
+	}
+}
