@@ -6,14 +6,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/pager"
+	"k8s.io/client-go/tools/cache"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
@@ -114,55 +118,71 @@ func liveObjects(ctx context.Context, kubeconfig string) ([]sourced, error) {
 	return listObjects(ctx, client, pc, kinds)
 }
 
-// listObjects lists the core kinds and the given admin kinds.
+// listObjects reads every kind the model knows from the API server the way
+// the agent does, through the informers of its kinds table (the core kinds
+// always, the admin kinds named in adminKinds), and returns them sorted by
+// kind, namespace and name.
 func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclient.Interface, adminKinds []string) ([]sourced, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	factory := informers.NewSharedInformerFactory(client, 0)
+	var policyFactory policyinformers.SharedInformerFactory
+	if pc != nil {
+		policyFactory = policyinformers.NewSharedInformerFactory(pc, 0)
+	}
+	defer func() {
+		// Shutdown waits for the informers, which stop when ctx ends.
+		cancel()
+		factory.Shutdown()
+		if policyFactory != nil {
+			policyFactory.Shutdown()
+		}
+	}()
 	type lister struct {
-		kind string
-		list func(context.Context, metav1.ListOptions) (runtime.Object, error)
+		kind   string
+		synced cache.InformerSynced
+		list   cache.GenericLister
 	}
-	core, np := client.CoreV1(), client.NetworkingV1()
-	listers := []lister{
-		{"Namespace", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Namespaces().List(ctx, o)
-		}},
-		{"Node", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Nodes().List(ctx, o)
-		}},
-		{"Pod", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Pods("").List(ctx, o)
-		}},
-		{"NetworkPolicy", func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return np.NetworkPolicies("").List(ctx, o)
-		}},
-	}
-	for _, k := range adminKinds {
-		var l func(context.Context, metav1.ListOptions) (runtime.Object, error)
-		switch k {
-		case model.KindANP:
-			l = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return pc.PolicyV1alpha1().AdminNetworkPolicies().List(ctx, o)
+	var listers []lister
+	for _, k := range model.Kinds() {
+		var inf cache.SharedIndexInformer
+		var l cache.GenericLister
+		switch {
+		case !k.Tier:
+			gi, err := factory.ForResource(k.Resource)
+			if err != nil {
+				return nil, err
 			}
-		case model.KindBANP:
-			l = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return pc.PolicyV1alpha1().BaselineAdminNetworkPolicies().List(ctx, o)
+			inf, l = gi.Informer(), gi.Lister()
+		case policyFactory != nil && slices.Contains(adminKinds, k.Name):
+			gi, err := policyFactory.ForResource(k.Resource)
+			if err != nil {
+				return nil, err
 			}
-		case model.KindCNP:
-			l = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return pc.PolicyV1alpha2().ClusterNetworkPolicies().List(ctx, o)
-			}
+			inf, l = gi.Informer(), gi.Lister()
 		default:
 			continue
 		}
-		listers = append(listers, lister{k, l})
+		listers = append(listers, lister{k.Name, inf.HasSynced, l})
+	}
+	factory.Start(ctx.Done())
+	if policyFactory != nil {
+		policyFactory.Start(ctx.Done())
 	}
 	var out []sourced
 	for _, l := range listers {
-		err := pager.New(l.list).EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-			out = append(out, sourced{"the cluster", obj})
-			return nil
-		})
+		if !cache.WaitForCacheSync(ctx.Done(), l.synced) {
+			return nil, fmt.Errorf("listing %ss: %w", l.kind, context.Cause(ctx))
+		}
+		objs, err := l.list.List(labels.Everything())
 		if err != nil {
 			return nil, fmt.Errorf("listing %ss: %w", l.kind, err)
+		}
+		sort.Slice(objs, func(i, j int) bool {
+			a, b := objs[i].(metav1.Object), objs[j].(metav1.Object)
+			return a.GetNamespace()+"/"+a.GetName() < b.GetNamespace()+"/"+b.GetName()
+		})
+		for _, o := range objs {
+			out = append(out, sourced{"the cluster", o})
 		}
 	}
 	return out, nil
