@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab"
@@ -54,7 +53,7 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 	if *apiserver {
 		dir := *deployDir
 		if dir == "" {
-			if dir = findDeployDir(); dir == "" {
+			if dir = integration.FindDeployDir(); dir == "" {
 				fmt.Fprintln(stderr, "nftlab run: --apiserver needs deploy/'s manifests: run it inside the source tree or name them with --deploy")
 				return 2
 			}
@@ -65,32 +64,12 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer env.Close()
-		if opts.Server, err = env.LabServer(); err != nil {
+		if opts.Server, err = lab.ServerFor(env); err != nil {
 			fmt.Fprintln(stderr, "nftlab run:", err)
 			return 1
 		}
 	}
 	return runScenarios(fs.Args(), *output, opts, stdout, stderr)
-}
-
-// findDeployDir looks for deploy/ in the working directory and its
-// parents.
-func findDeployDir() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "deploy")
-		if _, err := os.Stat(filepath.Join(d, "10-rbac.yaml")); err == nil {
-			return d
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
 }
 
 // runScenarios loads and runs scenarios, prints their reports and the

@@ -32,6 +32,7 @@ import (
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -710,4 +711,28 @@ func (r *run) serverBarrier(ctx context.Context) error {
 			return last
 		}
 	}
+}
+
+// ServerFor is the Server of an integration environment: the admin's
+// clients write the scenario, the DaemonSet's service account (deploy/'s
+// RBAC) runs the agents.
+func ServerFor(e *integration.Env) (*Server, error) {
+	writer, err := policyclient.NewForConfig(e.Cluster.AdminREST)
+	if err != nil {
+		return nil, err
+	}
+	agentREST := *e.AgentREST
+	agentREST.QPS, agentREST.Burst = 100, 200
+	kube, err := kubernetes.NewForConfig(&agentREST)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policyclient.NewForConfig(&agentREST)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		Writer: Clients{Kube: e.Cluster.Admin, Policy: writer},
+		Agent:  Clients{Kube: kube, Policy: pol},
+	}, nil
 }

@@ -330,8 +330,8 @@ steps:
 		t.Errorf("containerPort = %d, want 80", got)
 	}
 	want := []ExpectLine{
-		{From: Pattern{KindPod, "x", "a"}, To: Pattern{KindPod, "x", "b"}, Allowed: true, Line: 14},
-		{From: Pattern{KindPod, "x", "b"}, To: Pattern{KindPod, "x", "a"}, Allowed: false, Line: 15},
+		{From: Pattern{Kind: KindPod, Namespace: "x", Name: "a"}, To: Pattern{Kind: KindPod, Namespace: "x", Name: "b"}, Allowed: true, Line: 14},
+		{From: Pattern{Kind: KindPod, Namespace: "x", Name: "b"}, To: Pattern{Kind: KindPod, Namespace: "x", Name: "a"}, Allowed: false, Line: 15},
 	}
 	if diff := cmp.Diff(want, s.Steps[0].Probe.Expect); diff != "" {
 		t.Errorf("unquoted expect lines (-want +got):\n%s", diff)
