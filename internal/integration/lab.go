@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
-
 )
 
 // NewLabEnv is NewEnv for the lab's --apiserver mode: the servers with

@@ -56,6 +56,10 @@ type Options struct {
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
 	Log io.Writer
+	// DeployDir holds deploy/'s manifests (the policy CRDs, RBAC), which
+	// a scenario with Services creates in its own API server; default:
+	// deploy/ in the working directory or a parent.
+	DeployDir string
 }
 
 // Result is a run's report plus what the options asked for.
@@ -81,7 +85,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 	defer func() {
 		cancel()
 		agents.Wait()
-		if r.server != nil {
+		if r.server != nil && r.cp == nil {
 			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 			if err := r.server.cleanup(cctx, r.state); err != nil {
 				res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
@@ -96,14 +100,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 			res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
 		}
 	}()
-	if err := r.setup(ctx, &agents); err != nil {
+	if err := r.start(ctx, &agents); err != nil {
 		res.Report.Errors = append(res.Report.Errors, err.Error())
-		return res
-	}
-	// The first probe may come before any step changes anything: wait for
-	// the agents to program the starting state.
-	if err := r.barrier(ctx); err != nil {
-		res.Report.Errors = append(res.Report.Errors, "waiting for the agents' first sync: "+err.Error())
 		return res
 	}
 	for i := range sc.Steps {
@@ -117,6 +115,32 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 		}
 	}
 	return res
+}
+
+// start builds the lab, starts the agents (and for a scenario with
+// Services its own control plane and kube-proxies) and waits for them to
+// program the starting state: the first probe may come before any step
+// changes anything.
+func (r *run) start(ctx context.Context, agents *sync.WaitGroup) error {
+	if HasServices(r.sc) {
+		// A scenario with Services always gets its own control plane, in
+		// the lab's namespaces: kube-proxy in the nodes must reach it.
+		if err := r.startControlPlane(ctx); err != nil {
+			return err
+		}
+	}
+	if err := r.setup(ctx, agents); err != nil {
+		return err
+	}
+	if r.cp != nil {
+		if err := r.startProxies(); err != nil {
+			return err
+		}
+	}
+	if err := r.barrier(ctx); err != nil {
+		return fmt.Errorf("waiting for the agents' first sync: %w", err)
+	}
+	return nil
 }
 
 func newRun(sc *scenario.Scenario, opts Options) *run {
@@ -173,6 +197,10 @@ type run struct {
 	pods   map[string]bool     // ids of the pods whose namespaces exist
 	agents map[string]*agent.Agent
 	server *serverBackend // set: a real API server, not client and policy
+	// cp is the run's own control plane and kube-proxies (a scenario
+	// with Services), proxyBin kube-proxy's binary.
+	cp       *controlPlane
+	proxyBin string
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -194,6 +222,11 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 	}
 	for _, obj := range r.sc.Objects {
 		if err := r.apply(ctx, obj); err != nil {
+			return err
+		}
+	}
+	if r.cp != nil {
+		if err := r.syncServices(ctx); err != nil {
 			return err
 		}
 	}
@@ -254,12 +287,19 @@ func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 		}
 	}
 	_, exists := r.state[ref]
+	if svc, ok := obj.(*corev1.Service); ok {
+		r.prepareService(svc)
+	}
 	if r.server != nil {
 		stored, err := r.server.write(ctx, exists, obj)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
 		obj.(metav1.Object).SetResourceVersion(stored.(metav1.Object).GetResourceVersion())
+		if _, ok := obj.(*corev1.Service); ok {
+			// What the API server allocated: cluster IPs, node ports.
+			obj = stored
+		}
 		r.state[ref] = obj
 		return nil
 	}
@@ -404,6 +444,13 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 // barrier waits until every agent has applied exactly the objects that
 // exist now, at their current versions.
 func (r *run) barrier(ctx context.Context) error {
+	if r.cp != nil {
+		// The agents, then the service proxies.
+		if err := r.serverBarrier(ctx); err != nil {
+			return err
+		}
+		return r.proxyBarrier(ctx)
+	}
 	if r.server != nil {
 		return r.serverBarrier(ctx)
 	}
@@ -476,6 +523,9 @@ func (s serverBackend) write(ctx context.Context, exists bool, obj runtime.Objec
 		})
 	case *networkingv1.NetworkPolicy:
 		c := k.NetworkingV1().NetworkPolicies(o.Namespace)
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *corev1.Service:
+		c := k.CoreV1().Services(o.Namespace)
 		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
 	case *v1alpha1.AdminNetworkPolicy:
 		c := p.PolicyV1alpha1().AdminNetworkPolicies()
@@ -551,6 +601,8 @@ func (s serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error
 		return k.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, opts)
 	case "NetworkPolicy":
 		return k.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, opts)
+	case "Service":
+		return k.CoreV1().Services(ref.Namespace).Delete(ctx, ref.Name, opts)
 	case "AdminNetworkPolicy":
 		return p.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, opts)
 	case "BaselineAdminNetworkPolicy":

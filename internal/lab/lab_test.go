@@ -32,11 +32,16 @@ func check(t *testing.T, rep scenario.Report) {
 	}
 }
 
-// TestScenarios runs every scenario of the repository in the lab.
+// TestScenarios runs every scenario of the repository in the lab, but
+// the Service scenarios: TestServiceScenarios runs those, in parallel.
 func TestScenarios(t *testing.T) {
 	testutil.NeedKernel(t)
+	t.Parallel()
 	files := scenarioFiles(t, "../../test/scenarios")
 	for _, f := range files {
+		if filepath.Base(filepath.Dir(f)) == "services" {
+			continue
+		}
 		name, _ := filepath.Rel("../../test/scenarios", f)
 		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
 			check(t, runFile(t, f))
@@ -63,7 +68,7 @@ func scenarioFiles(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp"} {
+	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services"} {
 		if perDir[dir] == 0 {
 			t.Errorf("no scenario files in %s", filepath.Join(root, dir))
 		}
