@@ -72,9 +72,10 @@ type Result struct {
 
 // Run executes one scenario. Scenario errors and mismatches are in the
 // report; the lab is cleaned up whatever happens unless opts.Keep.
-func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
+func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) {
+	// res is named: the deferred cleanup adds its errors and KeptPrefix.
 	r := newRun(sc, opts)
-	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
+	res = Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
 	if opts.Log != nil {
 		fmt.Fprintf(opts.Log, "lab %s: network namespaces %s*\n", sc.Name, r.net.Prefix())
 	}
