@@ -21,8 +21,12 @@ type Config struct {
 	Sizes        []gen.Size
 	DataPath     bool
 	DataPathSize gen.Size
-	Rounds       int       // rounds of events per size; 0: the plan's
-	Log          io.Writer // progress lines
+	// TKE adds the TKE data path: real kube-proxy with 1,000 Services
+	// and 8,000 pods (needs kube-apiserver and kube-proxy, built into the
+	// cache on first use).
+	TKE    bool
+	Rounds int       // rounds of events per size; 0: the plan's
+	Log    io.Writer // progress lines
 }
 
 // plan is how many times each thing is measured at a size: enough for

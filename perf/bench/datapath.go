@@ -232,6 +232,11 @@ func setState(ctx context.Context, k nft.Kernel, tx *nft.Transaction) error {
 // and each connect's latency. A connection closes with RST (SO_LINGER 0)
 // so the client's ports never pile up in TIME_WAIT.
 func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
+	return connectLoopAddr(clientNS, netip.AddrPortFrom(dpServerIP, dpPort), n)
+}
+
+// connectLoopAddr is connectLoop to an IPv4 address and port.
+func connectLoopAddr(clientNS int, to netip.AddrPort, n int) (float64, []time.Duration, error) {
 	type result struct {
 		rate float64
 		lats []time.Duration
@@ -246,7 +251,7 @@ func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
 			ch <- result{err: err}
 			return
 		}
-		dst := &unix.SockaddrInet4{Port: dpPort, Addr: dpServerIP.As4()}
+		dst := &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
 		lats := make([]time.Duration, 0, n)
 		start := time.Now()
 		for range n {
@@ -261,7 +266,7 @@ func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
 			lats = append(lats, time.Since(t))
 			unix.Close(fd)
 			if err != nil {
-				ch <- result{err: fmt.Errorf("connect %v:%d: %w", dpServerIP, dpPort, err)}
+				ch <- result{err: fmt.Errorf("connect %v: %w", to, err)}
 				return
 			}
 		}

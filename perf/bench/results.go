@@ -16,6 +16,7 @@ type Results struct {
 	Seconds  float64         `json:"seconds"`
 	Sizes    []*SizeResult   `json:"sizes"`
 	DataPath *DataPathResult `json:"data_path,omitempty"`
+	TKE      *TKEResult      `json:"tke,omitempty"`
 	Targets  []Target        `json:"targets"`
 	Notes    []string        `json:"notes,omitempty"`
 }

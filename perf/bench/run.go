@@ -43,6 +43,13 @@ func Run(ctx context.Context, cfg Config, j *Janitor) (*Results, error) {
 		}
 		res.DataPath = dp
 	}
+	if cfg.TKE && ctx.Err() == nil {
+		tke, err := tkeDataPath(ctx, j, cfg)
+		if err != nil {
+			fail("tke data path", err)
+		}
+		res.TKE = tke
+	}
 	res.Machine.LoadEnd = loadavg()
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Targets = evaluate(res)

@@ -144,6 +144,13 @@ func evaluate(r *Results) []Target {
 		skip(goal, "data path not run")
 	}
 
+	if t := r.TKE; t != nil && len(t.States) == 2 {
+		add(Target{Goal: "connections/s through a Service (TKE: 1,000 Services, 8,000 pods, real kube-proxy) lose < 2% with our ruleset",
+			Status: status(t.Loss < 0.02),
+			Measured: fmt.Sprintf("%.1f%% loss: %.0f/s with ours vs %.0f/s with kube-proxy alone (p50 of %d rounds)",
+				100*t.Loss, t.States[1].Rate.P50, t.States[0].Rate.P50, t.Rounds)})
+	}
+
 	goal = "agent RSS at L ≤ 250 MB"
 	if L != nil && L.Memory != nil {
 		m := L.Memory
