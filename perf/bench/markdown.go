@@ -103,7 +103,7 @@ func Markdown(r *Results) string {
 		for _, st := range t.States {
 			w("| %s | %.0f | %.0f–%.0f | %.3f× | %s | %s |\n", st.Name, st.Rate.P50, st.Rate.Min, st.Rate.Max, st.Ratio, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
 		}
-		w("\nLoss with our ruleset: %.1f%% (TKE measured 10–20%% for kube-router at 8,000 pods).\n", 100*t.Loss)
+		w("\nLoss with our ruleset: %.1f%%, the median of the per-round ratios (middle half of the rounds %.1f%% to %.1f%%); TKE measured 10–20%% for kube-router at 8,000 pods.\n", 100*t.Loss, 100*t.LossP25, 100*t.LossP75)
 	}
 	if len(r.Notes) > 0 {
 		w("\n## Notes\n\n")

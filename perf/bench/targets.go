@@ -145,10 +145,17 @@ func evaluate(r *Results) []Target {
 	}
 
 	if t := r.TKE; t != nil && len(t.States) == 2 {
-		add(Target{Goal: "connections/s through a Service (TKE: 1,000 Services, 8,000 pods, real kube-proxy) lose < 2% with our ruleset",
+		tg := Target{Goal: "connections/s through a Service (TKE: 1,000 Services, 8,000 pods, real kube-proxy) lose < 2% with our ruleset",
 			Status: status(t.Loss < 0.02),
-			Measured: fmt.Sprintf("%.1f%% loss: %.0f/s with ours vs %.0f/s with kube-proxy alone (p50 of %d rounds)",
-				100*t.Loss, t.States[1].Rate.P50, t.States[0].Rate.P50, t.Rounds)})
+			Measured: fmt.Sprintf("%.1f%% loss (median of %d paired rounds; middle half %.1f%% to %.1f%%): p50 %.0f/s with ours vs %.0f/s with kube-proxy alone",
+				100*t.Loss, t.Rounds, 100*t.LossP25, 100*t.LossP75, t.States[1].Rate.P50, t.States[0].Rate.P50)}
+		if t.LossP75-t.LossP25 > 2*0.02 {
+			// The rounds disagree by more than the target's margin: the
+			// machine's other load, not the ruleset, decides the figure.
+			tg.Status = notMeasured
+			tg.Why = "too noisy to judge: the middle half of the rounds spans more than twice the 2% margin"
+		}
+		add(tg)
 	}
 
 	goal = "agent RSS at L ≤ 250 MB"
