@@ -54,11 +54,6 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, obj := range objs {
 			ref := manifest.RefOf(obj)
-			if ref.Kind == "Service" {
-				// kube-proxy's, not the agent's: policies see the
-				// endpoints a Service leads to, never the Service.
-				continue
-			}
 			if err := c.Set(obj); err != nil {
 				// Kinds the agent does not enforce yet are named, never dropped silently.
 				fmt.Fprintf(stderr, "warning: %s: %s %s: not enforced by this version; skipped\n", path, ref.Kind, ref.Name)
