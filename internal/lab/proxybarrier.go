@@ -221,7 +221,7 @@ func (r *run) proxyBarrier(ctx context.Context) error {
 	defer cancel()
 	for _, n := range r.sc.Nodes {
 		for {
-			list, err := r.server.c.Kube.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+			list, err := r.cp.kube.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 			var why string
 			if err == nil {
 				why, err = r.proxyMismatch(n, list.Items)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
@@ -48,6 +49,7 @@ func HasServices(sc *scenario.Scenario) bool {
 // control-plane namespace) and one kube-proxy per node.
 type controlPlane struct {
 	env     *integration.Env
+	kube    kubernetes.Interface // the admin's client
 	proxies map[string]*integration.KubeProxy
 	// slices are the EndpointSlices the lab wrote, by namespace/name.
 	slices map[string]*discoveryv1.EndpointSlice
@@ -88,9 +90,9 @@ func (r *run) startControlPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.opts.Server = srv
-	r.server = &serverBackend{srv.Writer}
-	r.cp = &controlPlane{env: env, proxies: map[string]*integration.KubeProxy{}, slices: map[string]*discoveryv1.EndpointSlice{}}
+	// The run's own server: nothing to clean up in it, it goes with the run.
+	r.be = &serverBackend{c: srv.Writer, agent: srv.agentClients()}
+	r.cp = &controlPlane{env: env, kube: srv.Writer.Kube, proxies: map[string]*integration.KubeProxy{}, slices: map[string]*discoveryv1.EndpointSlice{}}
 	r.proxyBin = proxyBin
 	return nil
 }
@@ -301,7 +303,7 @@ func (r *run) syncServices(ctx context.Context) error {
 		}
 	}
 	want := r.desiredSlices()
-	kube := r.server.c.Kube
+	kube := r.cp.kube
 	for _, key := range sortedKeys(want) {
 		es := want[key]
 		c := kube.DiscoveryV1().EndpointSlices(es.Namespace)
