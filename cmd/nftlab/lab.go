@@ -33,7 +33,7 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "leave the lab up after the run and print how to enter it")
 	timeout := fs.Duration("probe-timeout", 0, "how long a probe waits before it counts as dropped (default 1s)")
 	apiserver := fs.Bool("apiserver", false, "run against a real kube-apiserver and etcd on 127.0.0.1 (built with go into the cache on first use) instead of a fake clientset")
-	deployDir := fs.String("deploy", "", "with --apiserver: the manifests (CRDs, RBAC) to create first (default: deploy/ of the source tree around the working directory)")
+	deployDir := fs.String("deploy", "", "with --apiserver, and for scenarios with Services: the manifests (CRDs, RBAC) to create first (default: deploy/ of the source tree around the working directory)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +49,7 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nftlab run: needs root (it creates network namespaces)")
 		return 1
 	}
-	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr}
+	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr, DeployDir: *deployDir}
 	if *apiserver {
 		dir := *deployDir
 		if dir == "" {
