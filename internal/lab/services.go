@@ -292,12 +292,13 @@ func (r *run) syncServices(ctx context.Context) error {
 	var errs []error
 	for _, svc := range r.services() {
 		for _, pod := range r.selected(svc) {
+			id := pod.Namespace + "/" + pod.Name
 			if pod.Spec.HostNetwork {
-				continue
+				id = "node/" + pod.Spec.NodeName // a hostNetwork pod is its node
 			}
 			for _, sp := range svc.Spec.Ports {
 				if port, ok := targetPort(pod, sp); ok {
-					errs = append(errs, r.net.Listen(pod.Namespace+"/"+pod.Name, string(sp.Protocol), uint16(port)))
+					errs = append(errs, r.net.Listen(id, string(sp.Protocol), uint16(port)))
 				}
 			}
 		}
