@@ -64,6 +64,13 @@ type TKEResult struct {
 	Loss    float64 `json:"loss"`
 	LossP25 float64 `json:"loss_p25"`
 	LossP75 float64 `json:"loss_p75"`
+	// LatLoss is the same from each round's median connect time (rate =
+	// 1 / connect time for connections made one after another): a
+	// median within the round ignores the stalls other load on the
+	// machine causes, which move a round's mean rate.
+	LatLoss    float64 `json:"latency_loss"`
+	LatLossP25 float64 `json:"latency_loss_p25"`
+	LatLossP75 float64 `json:"latency_loss_p75"`
 	// ProxyLines is the size of kube-proxy's ip table (nft list lines).
 	ProxyLines int          `json:"kube_proxy_table_lines"`
 	Ruleset    RulesetStats `json:"ruleset"`
@@ -195,12 +202,17 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 		r := DistOfFloats(rates[i])
 		res.States = append(res.States, DPState{Name: st.name, Rate: r, Connect: DistOf(lats[i]), Ratio: ratio(r.P50, base)})
 	}
-	var ratios []float64
+	var ratios, latRatios []float64
 	for i := range rates[0] {
 		ratios = append(ratios, 1-ratio(rates[1][i], rates[0][i]))
+		without := DistOf(lats[0][i*p.conns : (i+1)*p.conns]).P50
+		with := DistOf(lats[1][i*p.conns : (i+1)*p.conns]).P50
+		latRatios = append(latRatios, 1-ratio(without, with))
 	}
 	slices.Sort(ratios)
+	slices.Sort(latRatios)
 	res.Loss, res.LossP25, res.LossP75 = quantile(ratios, 0.5), quantile(ratios, 0.25), quantile(ratios, 0.75)
+	res.LatLoss, res.LatLossP25, res.LatLossP75 = quantile(latRatios, 0.5), quantile(latRatios, 0.25), quantile(latRatios, 0.75)
 	res.Enforcing = tkeEnforcing(ctx, lab, kernel, states[1].tx, clientNS, dst)
 	return res, setState(ctx, kernel, nil)
 }
