@@ -43,7 +43,8 @@ lint: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# kube-apiserver and etcd for the integration tests, built from the Go
+# kube-apiserver and etcd for the integration tests, and kube-proxy for the
+# lab's Service scenarios (its own cache entry), built from the Go
 # module proxy once per version and cached (~/.cache/nftpolicy, or
 # $NFTPOLICY_CACHE_DIR); the first build takes about 20 minutes on 2 cores.
 kube-binaries:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab"
@@ -34,7 +33,7 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "leave the lab up after the run and print how to enter it")
 	timeout := fs.Duration("probe-timeout", 0, "how long a probe waits before it counts as dropped (default 1s)")
 	apiserver := fs.Bool("apiserver", false, "run against a real kube-apiserver and etcd on 127.0.0.1 (built with go into the cache on first use) instead of a fake clientset")
-	deployDir := fs.String("deploy", "", "with --apiserver: the manifests (CRDs, RBAC) to create first (default: deploy/ of the source tree around the working directory)")
+	deployDir := fs.String("deploy", "", "with --apiserver, and for scenarios with Services: the manifests (CRDs, RBAC) to create first (default: deploy/ of the source tree around the working directory)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,11 +49,11 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nftlab run: needs root (it creates network namespaces)")
 		return 1
 	}
-	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr}
+	opts := lab.Options{Keep: *keep, ProbeTimeout: *timeout, Log: stderr, DeployDir: *deployDir}
 	if *apiserver {
 		dir := *deployDir
 		if dir == "" {
-			if dir = findDeployDir(); dir == "" {
+			if dir = integration.FindDeployDir(); dir == "" {
 				fmt.Fprintln(stderr, "nftlab run: --apiserver needs deploy/'s manifests: run it inside the source tree or name them with --deploy")
 				return 2
 			}
@@ -65,32 +64,12 @@ func labRun(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer env.Close()
-		if opts.Server, err = env.LabServer(); err != nil {
+		if opts.Server, err = lab.ServerFor(env); err != nil {
 			fmt.Fprintln(stderr, "nftlab run:", err)
 			return 1
 		}
 	}
 	return runScenarios(fs.Args(), *output, opts, stdout, stderr)
-}
-
-// findDeployDir looks for deploy/ in the working directory and its
-// parents.
-func findDeployDir() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		d := filepath.Join(dir, "deploy")
-		if _, err := os.Stat(filepath.Join(d, "10-rbac.yaml")); err == nil {
-			return d
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
 }
 
 // runScenarios loads and runs scenarios, prints their reports and the

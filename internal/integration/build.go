@@ -75,47 +75,114 @@ func stagingVersion() (string, error) {
 // Build returns kube-apiserver and etcd, building them on the first call
 // for a version and reusing them after. log receives progress.
 func Build(ctx context.Context, log io.Writer) (Binaries, error) {
+	v, err := releaseVersions()
+	if err != nil {
+		return Binaries{}, err
+	}
+	dir, err := cacheEntry("kube", v)
+	if err != nil {
+		return Binaries{}, err
+	}
+	bins := Binaries{APIServer: filepath.Join(dir, "kube-apiserver"), Etcd: filepath.Join(dir, "etcd")}
+	err = buildOnce(dir, []string{bins.APIServer, bins.Etcd}, func() error {
+		start := time.Now()
+		fmt.Fprintf(log, "integration: building kube-apiserver %s and etcd from the Go module proxy into %s (once per version; about 20 minutes on 2 cores)\n", v.Kubernetes, dir)
+		if err := build(ctx, v, dir, log, []target{{"etcd", "go.etcd.io/etcd/server/v3"}, {"kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "integration: built in %v\n", time.Since(start).Round(time.Second))
+		return nil
+	})
+	if err != nil {
+		return Binaries{}, err
+	}
+	return bins, nil
+}
+
+// BuildKubeProxy returns kube-proxy (cmd/kube-proxy of the same release
+// as Build's kube-apiserver), building it on the first call. It has its
+// own cache entry, so adding it never rebuilds the API server; its
+// scratch module is the API server's, so the packages they share come
+// from Go's build cache when that build ran on this machine.
+func BuildKubeProxy(ctx context.Context, log io.Writer) (string, error) {
+	v, err := releaseVersions()
+	if err != nil {
+		return "", err
+	}
+	dir, err := cacheEntry("kube-proxy", v)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "kube-proxy")
+	err = buildOnce(dir, []string{bin}, func() error {
+		start := time.Now()
+		fmt.Fprintf(log, "integration: building kube-proxy %s from the Go module proxy into %s (once per version; about 5 minutes on 2 cores after kube-apiserver)\n", v.Kubernetes, dir)
+		if err := build(ctx, v, dir, log, []target{{"kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "integration: built kube-proxy in %v\n", time.Since(start).Round(time.Second))
+		return nil
+	})
+	return bin, err
+}
+
+// releaseVersions is the Kubernetes release matching this module's
+// client-go.
+func releaseVersions() (Versions, error) {
 	staging, err := stagingVersion()
 	if err != nil {
-		return Binaries{}, err
+		return Versions{}, err
 	}
 	if !strings.HasPrefix(staging, "v0.") {
-		return Binaries{}, fmt.Errorf("k8s.io/client-go %s: not a release version", staging)
+		return Versions{}, fmt.Errorf("k8s.io/client-go %s: not a release version", staging)
 	}
-	v := Versions{Kubernetes: "v1." + strings.TrimPrefix(staging, "v0."), Staging: staging}
+	return Versions{Kubernetes: "v1." + strings.TrimPrefix(staging, "v0."), Staging: staging}, nil
+}
+
+// cacheEntry is the cache folder of one build: its name, the release and
+// the Go toolchain that built it.
+func cacheEntry(name string, v Versions) (string, error) {
 	cache, err := CacheDir()
 	if err != nil {
-		return Binaries{}, err
+		return "", err
 	}
-	dir := filepath.Join(cache, fmt.Sprintf("kube-%s-%s-%s_%s", v.Kubernetes, runtime.Version(), runtime.GOOS, runtime.GOARCH))
-	bins := Binaries{APIServer: filepath.Join(dir, "kube-apiserver"), Etcd: filepath.Join(dir, "etcd")}
-	if exists(bins.APIServer) && exists(bins.Etcd) {
-		return bins, nil
+	return filepath.Join(cache, fmt.Sprintf("%s-%s-%s-%s_%s", name, v.Kubernetes, runtime.Version(), runtime.GOOS, runtime.GOARCH)), nil
+}
+
+// buildOnce runs do unless every file of outs exists, one build at a
+// time per folder (go test runs packages in parallel; make runs the
+// build before the tests).
+func buildOnce(dir string, outs []string, do func() error) error {
+	all := func() bool {
+		for _, o := range outs {
+			if !exists(o) {
+				return false
+			}
+		}
+		return true
+	}
+	if all() {
+		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Binaries{}, err
+		return err
 	}
-	// One build at a time per version (go test runs packages in
-	// parallel; make runs the build before the tests).
 	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return Binaries{}, err
+		return err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return Binaries{}, err
+		return err
 	}
-	if exists(bins.APIServer) && exists(bins.Etcd) {
-		return bins, nil
+	if all() {
+		return nil
 	}
-	start := time.Now()
-	fmt.Fprintf(log, "integration: building kube-apiserver %s and etcd from the Go module proxy into %s (once per version; about 20 minutes on 2 cores)\n", v.Kubernetes, dir)
-	if err := build(ctx, v, dir, log); err != nil {
-		return Binaries{}, err
-	}
-	fmt.Fprintf(log, "integration: built in %v\n", time.Since(start).Round(time.Second))
-	return bins, nil
+	return do()
 }
+
+// target is one binary to build: its file name and its package.
+type target struct{ name, pkg string }
 
 func exists(path string) bool {
 	fi, err := os.Stat(path)
@@ -130,7 +197,7 @@ func exists(path string) bool {
 // versions (k8s.io/api => k8s.io/api v0.37.2, ...). etcd's server module
 // replaces its siblings with ../api and so on, but requires them at real
 // versions, which is all a dependent module sees.
-func build(ctx context.Context, v Versions, out string, log io.Writer) error {
+func build(ctx context.Context, v Versions, out string, log io.Writer, targets []target) error {
 	work, err := os.MkdirTemp("", "nftpolicy-kubebuild-")
 	if err != nil {
 		return err
@@ -198,7 +265,9 @@ func build(ctx context.Context, v Versions, out string, log io.Writer) error {
 	if err := goCmd(edits...); err != nil {
 		return err
 	}
-	tools := "//go:build tools\n\npackage tools\n\nimport (\n\t_ \"go.etcd.io/etcd/server/v3\"\n\t_ \"k8s.io/kubernetes/cmd/kube-apiserver\"\n)\n"
+	// Every binary's package is imported whatever is built, so that the
+	// module graph (and so Go's build cache keys) is the same for all.
+	tools := "//go:build tools\n\npackage tools\n\nimport (\n\t_ \"go.etcd.io/etcd/server/v3\"\n\t_ \"k8s.io/kubernetes/cmd/kube-apiserver\"\n\t_ \"k8s.io/kubernetes/cmd/kube-proxy\"\n)\n"
 	if err := os.WriteFile(filepath.Join(work, "tools.go"), []byte(tools), 0o644); err != nil {
 		return err
 	}
@@ -212,14 +281,17 @@ func build(ctx context.Context, v Versions, out string, log io.Writer) error {
 		" -X k8s.io/component-base/version.gitMinor=" + minor
 	// Into temporary names first: a cancelled build leaves no half file
 	// under the final name.
-	if err := goCmd("build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(out, "etcd.tmp"), "go.etcd.io/etcd/server/v3"); err != nil {
-		return err
+	for _, t := range targets {
+		flags := ldflags
+		if strings.HasPrefix(t.pkg, "go.etcd.io/") {
+			flags = "-s -w"
+		}
+		if err := goCmd("build", "-trimpath", "-ldflags", flags, "-o", filepath.Join(out, t.name+".tmp"), t.pkg); err != nil {
+			return err
+		}
 	}
-	if err := goCmd("build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(out, "kube-apiserver.tmp"), "k8s.io/kubernetes/cmd/kube-apiserver"); err != nil {
-		return err
-	}
-	for _, name := range []string{"etcd", "kube-apiserver"} {
-		if err := os.Rename(filepath.Join(out, name+".tmp"), filepath.Join(out, name)); err != nil {
+	for _, t := range targets {
+		if err := os.Rename(filepath.Join(out, t.name+".tmp"), filepath.Join(out, t.name)); err != nil {
 			return err
 		}
 	}

@@ -50,6 +50,7 @@ type Cluster struct {
 	AdminREST *rest.Config
 
 	bins      Binaries
+	where     Where
 	etcd      *proc
 	apiserver *proc
 	apiArgs   []string
@@ -58,14 +59,43 @@ type Cluster struct {
 
 const adminToken = "nftpolicy-integration-admin"
 
+// Where places the servers in a network namespace other than this
+// process's: the lab's Service scenarios run them in a control-plane
+// namespace linked to the nodes, so that kube-proxy in each node reaches
+// the API server over the lab's own network, never the host's.
+type Where struct {
+	// NetNS is the name (under /run/netns) of the namespace the servers
+	// run in; empty: this process's namespace.
+	NetNS string
+	// Addr is the API server's address in it (default 127.0.0.1); the
+	// serving certificate names it.
+	Addr string
+	// Dial, when set, is how this process's clients reach the API server
+	// (for instance a dial made from inside NetNS).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ServiceCIDRs is --service-cluster-ip-range (default 10.96.0.0/16).
+	ServiceCIDRs string
+}
+
 // Start starts etcd and kube-apiserver and waits until the API server is
 // ready. Both listen on 127.0.0.1 only.
-func Start(ctx context.Context, bins Binaries) (_ *Cluster, err error) {
+func Start(ctx context.Context, bins Binaries) (*Cluster, error) {
+	return StartIn(ctx, bins, Where{})
+}
+
+// StartIn is Start with the servers placed by w.
+func StartIn(ctx context.Context, bins Binaries, w Where) (_ *Cluster, err error) {
+	if w.Addr == "" {
+		w.Addr = "127.0.0.1"
+	}
+	if w.ServiceCIDRs == "" {
+		w.ServiceCIDRs = "10.96.0.0/16"
+	}
 	dir, err := os.MkdirTemp("", "nftpolicy-apiserver-")
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, bins: bins}
+	c := &Cluster{Dir: dir, bins: bins, where: w}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w%s", err, c.logTail())
@@ -96,11 +126,11 @@ func Start(ctx context.Context, bins Binaries) (_ *Cluster, err error) {
 	if err := c.writeCredentials(); err != nil {
 		return nil, err
 	}
-	c.URL = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
+	c.URL = "https://" + net.JoinHostPort(w.Addr, strconv.Itoa(ports[2]))
 	c.apiArgs = []string{
 		"--etcd-servers=" + etcdClient,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + w.Addr,
+		"--advertise-address=" + w.Addr,
 		"--secure-port=" + strconv.Itoa(ports[2]),
 		"--tls-cert-file=" + filepath.Join(dir, "serving.crt"),
 		"--tls-private-key-file=" + filepath.Join(dir, "serving.key"),
@@ -109,7 +139,7 @@ func Start(ctx context.Context, bins Binaries) (_ *Cluster, err error) {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range=" + w.ServiceCIDRs,
 		"--authorization-mode=RBAC",
 		// No controller manager creates default service accounts, and no
 		// kubelet confirms deletions: pods are created without one and
@@ -123,7 +153,7 @@ func Start(ctx context.Context, bins Binaries) (_ *Cluster, err error) {
 	if err := c.startAPIServer(ctx); err != nil {
 		return nil, err
 	}
-	c.AdminREST = &rest.Config{Host: c.URL, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}, QPS: 100, Burst: 200}
+	c.AdminREST = &rest.Config{Host: c.URL, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}, QPS: 100, Burst: 200, Dial: w.Dial}
 	c.Admin, err = kubernetes.NewForConfig(c.AdminREST)
 	if err != nil {
 		return nil, err
@@ -156,6 +186,9 @@ func (c *Cluster) spawn(name, bin string, args ...string) (*proc, error) {
 		return nil, err
 	}
 	c.logs = append(c.logs, logf)
+	if c.where.NetNS != "" {
+		return startProc(logf, "ip", append([]string{"netns", "exec", c.where.NetNS, bin}, args...)...)
+	}
 	return startProc(logf, bin, args...)
 }
 
@@ -193,7 +226,7 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	pool.AppendCertsFromPEM(ca)
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: c.where.Dial}}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
@@ -238,7 +271,7 @@ func (c *Cluster) writeCredentials() error {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(c.where.Addr)},
 		DNSNames:              []string{"localhost"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -383,5 +416,5 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name,
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		return nil, err
 	}
-	return &rest.Config{Host: c.URL, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}}, nil
+	return &rest.Config{Host: c.URL, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}, Dial: c.where.Dial}, nil
 }

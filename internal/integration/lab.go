@@ -8,17 +8,17 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
-
-	"k8s.io/client-go/kubernetes"
-	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
-
-	"github.com/nftpolicy/nftpolicy/internal/lab"
 )
 
 // NewLabEnv is NewEnv for the lab's --apiserver mode: the servers with
 // deployDir's manifests created and the agents' service-account
 // credentials, but no agent binary (the lab runs its agents in process).
-func NewLabEnv(ctx context.Context, log io.Writer, deployDir string) (_ *Env, err error) {
+func NewLabEnv(ctx context.Context, log io.Writer, deployDir string) (*Env, error) {
+	return NewLabEnvIn(ctx, log, deployDir, Where{})
+}
+
+// NewLabEnvIn is NewLabEnv with the servers placed by w.
+func NewLabEnvIn(ctx context.Context, log io.Writer, deployDir string, w Where) (_ *Env, err error) {
 	files, _ := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
 	sort.Strings(files)
 	if len(files) == 0 {
@@ -38,7 +38,7 @@ func NewLabEnv(ctx context.Context, log io.Writer, deployDir string) (_ *Env, er
 		return nil, err
 	}
 	start := time.Now()
-	if e.Cluster, err = Start(ctx, bins); err != nil {
+	if e.Cluster, err = StartIn(ctx, bins, w); err != nil {
 		return nil, err
 	}
 	if err := e.Cluster.Apply(ctx, files...); err != nil {
@@ -52,26 +52,22 @@ func NewLabEnv(ctx context.Context, log io.Writer, deployDir string) (_ *Env, er
 	return e, nil
 }
 
-// LabServer is what lab.Options.Server needs: the admin's clients to
-// write the scenario, and the DaemonSet's service account (deploy/'s
-// RBAC) for the agents.
-func (e *Env) LabServer() (*lab.Server, error) {
-	writer, err := policyclient.NewForConfig(e.Cluster.AdminREST)
+// FindDeployDir looks for deploy/ (the manifests: CRDs, RBAC) in the
+// working directory and its parents; "" when there is none.
+func FindDeployDir() string {
+	dir, err := os.Getwd()
 	if err != nil {
-		return nil, err
+		return ""
 	}
-	agentREST := *e.AgentREST
-	agentREST.QPS, agentREST.Burst = 100, 200
-	kube, err := kubernetes.NewForConfig(&agentREST)
-	if err != nil {
-		return nil, err
+	for {
+		d := filepath.Join(dir, "deploy")
+		if _, err := os.Stat(filepath.Join(d, "10-rbac.yaml")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
 	}
-	pol, err := policyclient.NewForConfig(&agentREST)
-	if err != nil {
-		return nil, err
-	}
-	return &lab.Server{
-		Writer: lab.Clients{Kube: e.Cluster.Admin, Policy: writer},
-		Agent:  lab.Clients{Kube: kube, Policy: pol},
-	}, nil
 }

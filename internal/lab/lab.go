@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -25,13 +24,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
-	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -55,6 +53,10 @@ type Options struct {
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
 	Log io.Writer
+	// DeployDir holds deploy/'s manifests (the policy CRDs, RBAC), which
+	// a scenario with Services creates in its own API server; default:
+	// deploy/ in the working directory or a parent.
+	DeployDir string
 }
 
 // Result is a run's report plus what the options asked for.
@@ -67,9 +69,10 @@ type Result struct {
 
 // Run executes one scenario. Scenario errors and mismatches are in the
 // report; the lab is cleaned up whatever happens unless opts.Keep.
-func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
+func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) {
+	// res is named: the deferred cleanup adds its errors and KeptPrefix.
 	r := newRun(sc, opts)
-	res := Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
+	res = Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
 	if opts.Log != nil {
 		fmt.Fprintf(opts.Log, "lab %s: network namespaces %s*\n", sc.Name, r.net.Prefix())
 	}
@@ -80,13 +83,11 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 	defer func() {
 		cancel()
 		agents.Wait()
-		if r.server != nil {
-			cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-			if err := r.server.cleanup(cctx, r.state); err != nil {
-				res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
-			}
-			ccancel()
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := r.be.cleanup(cctx, r.state); err != nil {
+			res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
 		}
+		ccancel()
 		if opts.Keep {
 			res.KeptPrefix = r.net.Prefix()
 			return
@@ -95,14 +96,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 			res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
 		}
 	}()
-	if err := r.setup(ctx, &agents); err != nil {
+	if err := r.start(ctx, &agents); err != nil {
 		res.Report.Errors = append(res.Report.Errors, err.Error())
-		return res
-	}
-	// The first probe may come before any step changes anything: wait for
-	// the agents to program the starting state.
-	if err := r.barrier(ctx); err != nil {
-		res.Report.Errors = append(res.Report.Errors, "waiting for the agents' first sync: "+err.Error())
 		return res
 	}
 	for i := range sc.Steps {
@@ -118,6 +113,32 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) Result {
 	return res
 }
 
+// start builds the lab, starts the agents (and for a scenario with
+// Services its own control plane and kube-proxies) and waits for them to
+// program the starting state: the first probe may come before any step
+// changes anything.
+func (r *run) start(ctx context.Context, agents *sync.WaitGroup) error {
+	if HasServices(r.sc) {
+		// A scenario with Services always gets its own control plane, in
+		// the lab's namespaces: kube-proxy in the nodes must reach it.
+		if err := r.startControlPlane(ctx); err != nil {
+			return err
+		}
+	}
+	if err := r.setup(ctx, agents); err != nil {
+		return err
+	}
+	if r.cp != nil {
+		if err := r.startProxies(); err != nil {
+			return err
+		}
+	}
+	if err := r.barrier(ctx); err != nil {
+		return fmt.Errorf("waiting for the agents' first sync: %w", err)
+	}
+	return nil
+}
+
 func newRun(sc *scenario.Scenario, opts Options) *run {
 	if opts.ProbeTimeout == 0 {
 		opts.ProbeTimeout = time.Second
@@ -129,15 +150,15 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 		sc:     sc,
 		opts:   opts,
 		net:    netlab.New(""),
-		client: fake.NewClientset(),
-		policy: policyfake.NewSimpleClientset(), // NewClientset needs schemas this module does not ship
+		be:     newFakeBackend(),
 		state:  map[scenario.ObjectRef]runtime.Object{},
 		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)),
 		pods:   map[string]bool{},
 		agents: map[string]*agent.Agent{},
 	}
 	if opts.Server != nil {
-		r.server = &serverBackend{opts.Server.Writer}
+		// A server shared by runs: each removes what it wrote.
+		r.be = &serverBackend{c: opts.Server.Writer, agent: opts.Server.agentClients(), shared: true}
 	}
 	return r
 }
@@ -164,14 +185,15 @@ type run struct {
 	sc     *scenario.Scenario
 	opts   Options
 	net    *netlab.Lab
-	client *fake.Clientset
-	policy *policyfake.Clientset // the network-policy-api kinds
-	rv     int64
+	be     backend // where the objects are written and the agents watch
 	state  map[scenario.ObjectRef]runtime.Object
 	addrs  *manifest.Addresses // the addresses of nodes and pods, as nftpolicy compile gives them
 	pods   map[string]bool     // ids of the pods whose namespaces exist
 	agents map[string]*agent.Agent
-	server *serverBackend // set: a real API server, not client and policy
+	// cp is the run's own control plane and kube-proxies (a scenario
+	// with Services), proxyBin kube-proxy's binary.
+	cp       *controlPlane
+	proxyBin string
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -196,6 +218,11 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			return err
 		}
 	}
+	if r.cp != nil {
+		if err := r.syncServices(ctx); err != nil {
+			return err
+		}
+	}
 	for _, n := range r.sc.Nodes {
 		if err := r.listen("node/"+n, nil); err != nil {
 			return err
@@ -211,16 +238,8 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
-		var a *agent.Agent
-		if s := r.opts.Server; s != nil {
-			c := s.Agent
-			if c.Kube == nil {
-				c = s.Writer
-			}
-			a = agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
-		} else {
-			a = agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: r.policy}, r.client)
-		}
+		c := r.be.agentClients()
+		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -232,13 +251,6 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}()
 	}
 	return nil
-}
-
-// stamp gives obj the next resourceVersion, as the API server would; the
-// sync barrier compares these.
-func (r *run) stamp(obj runtime.Object) {
-	r.rv++
-	obj.(metav1.Object).SetResourceVersion(strconv.FormatInt(r.rv, 10))
 }
 
 // apply creates or updates obj in the fake API server, and for pods the
@@ -253,45 +265,18 @@ func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 		}
 	}
 	_, exists := r.state[ref]
-	if r.server != nil {
-		stored, err := r.server.write(ctx, exists, obj)
-		if err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
-		}
-		obj.(metav1.Object).SetResourceVersion(stored.(metav1.Object).GetResourceVersion())
-		r.state[ref] = obj
-		return nil
+	if svc, ok := obj.(*corev1.Service); ok {
+		r.prepareService(svc)
 	}
-	r.stamp(obj)
-	var err error
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		c := r.client.CoreV1().Namespaces()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *corev1.Node:
-		c := r.client.CoreV1().Nodes()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *corev1.Pod:
-		c := r.client.CoreV1().Pods(o.Namespace)
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *networkingv1.NetworkPolicy:
-		c := r.client.NetworkingV1().NetworkPolicies(o.Namespace)
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha1.AdminNetworkPolicy:
-		c := r.policy.PolicyV1alpha1().AdminNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha1.BaselineAdminNetworkPolicy:
-		c := r.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha2.ClusterNetworkPolicy:
-		c := r.policy.PolicyV1alpha2().ClusterNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	default:
-		return fmt.Errorf("%s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
-	}
+	stored, err := r.be.write(ctx, exists, obj)
 	if err != nil {
 		return fmt.Errorf("%s: %w", ref, err)
 	}
+	if _, ok := obj.(*corev1.Service); ok {
+		// What the API server allocated: cluster IPs, node ports.
+		obj = stored
+	}
+	obj.(metav1.Object).SetResourceVersion(stored.(metav1.Object).GetResourceVersion())
 	r.state[ref] = obj
 	return nil
 }
@@ -354,47 +339,17 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 	if !ok {
 		return fmt.Errorf("delete %s: no such object", ref)
 	}
-	var err error
-	if r.server != nil {
-		err = r.server.remove(ctx, ref)
-		if pod, ok := obj.(*corev1.Pod); ok && err == nil && !pod.Spec.HostNetwork {
-			id := ref.Namespace + "/" + ref.Name
-			delete(r.pods, id)
-			r.addrs.Release(id)
-			err = r.net.RemovePod(id)
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete %s: %w", ref, err)
-		}
-		delete(r.state, ref)
-		return nil
-	}
-	switch ref.Kind {
-	case "Namespace":
-		err = r.client.CoreV1().Namespaces().Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	case "Node":
-		err = r.client.CoreV1().Nodes().Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	case "Pod":
-		err = r.client.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
-		if pod := obj.(*corev1.Pod); err == nil && !pod.Spec.HostNetwork {
-			id := ref.Namespace + "/" + ref.Name
-			delete(r.pods, id)
-			r.addrs.Release(id)
-			err = r.net.RemovePod(id)
-		}
-	case "NetworkPolicy":
-		err = r.client.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	case "AdminNetworkPolicy":
-		err = r.policy.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	case "BaselineAdminNetworkPolicy":
-		err = r.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	case "ClusterNetworkPolicy":
-		err = r.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(ctx, ref.Name, metav1.DeleteOptions{})
-	default:
-		return fmt.Errorf("delete %s: kind %s is not enforced by this version of nftpolicy", ref, ref.Kind)
-	}
+	err := r.be.remove(ctx, ref)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete %s: %w", ref, err)
+	}
+	if pod, ok := obj.(*corev1.Pod); ok && !pod.Spec.HostNetwork {
+		id := ref.Namespace + "/" + ref.Name
+		delete(r.pods, id)
+		r.addrs.Release(id)
+		if err := r.net.RemovePod(id); err != nil {
+			return fmt.Errorf("delete %s: %w", ref, err)
+		}
 	}
 	delete(r.state, ref)
 	return nil
@@ -403,22 +358,14 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 // barrier waits until every agent has applied exactly the objects that
 // exist now, at their current versions.
 func (r *run) barrier(ctx context.Context) error {
-	if r.server != nil {
-		return r.serverBarrier(ctx)
+	if err := r.be.barrier(ctx, r); err != nil {
+		return err
 	}
-	want := map[string]string{}
-	for _, obj := range r.state {
-		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
+	if r.cp != nil {
+		// Then the service proxies.
+		return r.proxyBarrier(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
-	defer cancel()
-	var errs []error
-	for _, n := range r.sc.Nodes {
-		if a, ok := r.agents[n]; ok {
-			errs = append(errs, a.WaitApplied(ctx, want))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Clients reach a real API server: the core kinds and the
@@ -440,8 +387,24 @@ type Server struct {
 	Agent  Clients
 }
 
-// serverBackend writes objects to a real API server.
-type serverBackend struct{ c Clients }
+// agentClients are the clients the agents watch with: Agent's, or
+// Writer's when Agent.Kube is nil.
+func (s *Server) agentClients() Clients {
+	if s.Agent.Kube == nil {
+		return s.Writer
+	}
+	return s.Agent
+}
+
+// serverBackend writes objects to a real API server as c, and its agents
+// watch it as agent. A shared server serves many runs, one after the
+// other: each run removes what it wrote.
+type serverBackend struct {
+	c, agent Clients
+	shared   bool
+}
+
+func (s *serverBackend) agentClients() Clients { return s.agent }
 
 func meta(obj runtime.Object) metav1.Object { return obj.(metav1.Object) }
 
@@ -449,7 +412,7 @@ func meta(obj runtime.Object) metav1.Object { return obj.(metav1.Object) }
 // An update takes the stored object's resourceVersion (the agents' status
 // writes move it), retrying on conflicts; nodes and pods then get their
 // status through the status subresource, as a kubelet would write it.
-func (s serverBackend) write(ctx context.Context, exists bool, obj runtime.Object) (runtime.Object, error) {
+func (s *serverBackend) write(ctx context.Context, exists bool, obj runtime.Object) (runtime.Object, error) {
 	k, p := s.c.Kube, s.c.Policy
 	switch o := obj.(type) {
 	case *corev1.Namespace:
@@ -475,6 +438,9 @@ func (s serverBackend) write(ctx context.Context, exists bool, obj runtime.Objec
 		})
 	case *networkingv1.NetworkPolicy:
 		c := k.NetworkingV1().NetworkPolicies(o.Namespace)
+		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
+	case *corev1.Service:
+		c := k.CoreV1().Services(o.Namespace)
 		return serverUpsert(ctx, exists, o, c.Get, c.Create, c.Update, nil)
 	case *v1alpha1.AdminNetworkPolicy:
 		c := p.PolicyV1alpha1().AdminNetworkPolicies()
@@ -537,7 +503,7 @@ func serverUpsert[T runtime.Object](ctx context.Context, exists bool, obj T,
 // remove deletes an object at once (grace period 0: no kubelet confirms).
 // A Namespace is an error: its delete cannot finish without a namespace
 // controller, and none runs.
-func (s serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error {
+func (s *serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error {
 	k, p := s.c.Kube, s.c.Policy
 	zero := int64(0)
 	opts := metav1.DeleteOptions{GracePeriodSeconds: &zero}
@@ -550,6 +516,8 @@ func (s serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error
 		return k.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, opts)
 	case "NetworkPolicy":
 		return k.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, opts)
+	case "Service":
+		return k.CoreV1().Services(ref.Namespace).Delete(ctx, ref.Name, opts)
 	case "AdminNetworkPolicy":
 		return p.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, opts)
 	case "BaselineAdminNetworkPolicy":
@@ -562,7 +530,7 @@ func (s serverBackend) remove(ctx context.Context, ref scenario.ObjectRef) error
 
 // removeNamespace does what the namespace controller would once the
 // namespace is empty: delete, clear the finalizer, delete again.
-func (s serverBackend) removeNamespace(ctx context.Context, name string) error {
+func (s *serverBackend) removeNamespace(ctx context.Context, name string) error {
 	c := s.c.Kube.CoreV1().Namespaces()
 	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		return err
@@ -586,7 +554,10 @@ func (s serverBackend) removeNamespace(ctx context.Context, name string) error {
 
 // cleanup removes every object the run still has, namespaced ones first,
 // so that the next run on the same server starts empty.
-func (s serverBackend) cleanup(ctx context.Context, state map[scenario.ObjectRef]runtime.Object) error {
+func (s *serverBackend) cleanup(ctx context.Context, state map[scenario.ObjectRef]runtime.Object) error {
+	if !s.shared {
+		return nil // the run's own server goes with it
+	}
 	refs := make([]scenario.ObjectRef, 0, len(state))
 	for ref := range state {
 		refs = append(refs, ref)
@@ -621,7 +592,7 @@ func (s serverBackend) cleanup(ctx context.Context, state map[scenario.ObjectRef
 // from the run's writes: the server has objects the scenario does not
 // (its own namespaces), and the agents' status writes on the admin-tier
 // policies give those new resourceVersions after the step.
-func (s serverBackend) versions(ctx context.Context) (map[string]string, error) {
+func (s *serverBackend) versions(ctx context.Context) (map[string]string, error) {
 	k, p := s.c.Kube, s.c.Policy
 	want := map[string]string{}
 	add := func(obj runtime.Object) { want[agent.ObjectKey(obj)] = meta(obj).GetResourceVersion() }
@@ -678,17 +649,17 @@ func (s serverBackend) versions(ctx context.Context) (map[string]string, error) 
 	return want, nil
 }
 
-// serverBarrier waits until every agent has applied what the server holds.
+// barrier waits until every agent has applied what the server holds.
 // The server's state may still move after a step (an agent writing a
 // policy's status, then every agent syncing that): so it lists, waits a
 // little for that state, and lists again until the agents have caught up
 // with a state that held still, or the timeout.
-func (r *run) serverBarrier(ctx context.Context) error {
+func (s *serverBackend) barrier(ctx context.Context, r *run) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
 	defer cancel()
 	var last error
 	for {
-		want, err := r.server.versions(ctx)
+		want, err := s.versions(ctx)
 		if err != nil {
 			if ctx.Err() != nil && last != nil {
 				return last
@@ -710,4 +681,28 @@ func (r *run) serverBarrier(ctx context.Context) error {
 			return last
 		}
 	}
+}
+
+// ServerFor is the Server of an integration environment: the admin's
+// clients write the scenario, the DaemonSet's service account (deploy/'s
+// RBAC) runs the agents.
+func ServerFor(e *integration.Env) (*Server, error) {
+	writer, err := policyclient.NewForConfig(e.Cluster.AdminREST)
+	if err != nil {
+		return nil, err
+	}
+	agentREST := *e.AgentREST
+	agentREST.QPS, agentREST.Burst = 100, 200
+	kube, err := kubernetes.NewForConfig(&agentREST)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policyclient.NewForConfig(&agentREST)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		Writer: Clients{Kube: e.Cluster.Admin, Policy: writer},
+		Agent:  Clients{Kube: kube, Policy: pol},
+	}, nil
 }

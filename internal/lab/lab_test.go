@@ -32,14 +32,19 @@ func check(t *testing.T, rep scenario.Report) {
 	}
 }
 
-// TestScenarios runs every scenario of the repository in the lab. Nothing
+// TestScenarios runs every scenario of the repository in the lab but the
+// Service scenarios (TestServiceScenarios runs those, in parallel). Nothing
 // may be skipped: the lab runs as root, and SCTP, which this kernel has no
 // sockets for, goes over raw sockets (netlab's sctp.go).
 func TestScenarios(t *testing.T) {
 	testutil.NeedKernel(t)
+	t.Parallel()
 	files := scenarioFiles(t, "../../test/scenarios")
 	var reports []scenario.Report
 	for _, f := range files {
+		if filepath.Base(filepath.Dir(f)) == "services" {
+			continue
+		}
 		name, _ := filepath.Rel("../../test/scenarios", f)
 		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
 			rep := runFile(t, f)
@@ -72,7 +77,7 @@ func scenarioFiles(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp"} {
+	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services"} {
 		if perDir[dir] == 0 {
 			t.Errorf("no scenario files in %s", filepath.Join(root, dir))
 		}

@@ -3,10 +3,11 @@ package lab
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
@@ -28,6 +29,11 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 		}
 	}
 	if len(st.Apply) > 0 || len(st.Delete) > 0 {
+		if r.cp != nil {
+			if err := r.syncServices(ctx); err != nil {
+				fail(err)
+			}
+		}
 		if err := r.barrier(ctx); err != nil {
 			fail(err)
 			return
@@ -45,22 +51,20 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 }
 
 // endpoints lists what exists now, as patterns see it: pods (not
-// hostNetwork ones, which are their node), nodes and externals.
+// hostNetwork ones, which are their node), nodes, externals and Service
+// targets, as scenario.EndpointsOf orders them.
 func (r *run) endpoints() []scenario.Endpoint {
-	var out []scenario.Endpoint
-	for ref, obj := range r.state {
-		if pod, ok := obj.(*corev1.Pod); ok && !pod.Spec.HostNetwork {
-			out = append(out, scenario.PodEndpoint(ref.Namespace, ref.Name))
+	var objs []runtime.Object
+	for _, n := range r.sc.Nodes {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
+	}
+	for _, obj := range r.state {
+		switch obj.(type) {
+		case *corev1.Pod, *corev1.Service:
+			objs = append(objs, obj)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	for _, n := range r.sc.Nodes {
-		out = append(out, scenario.NodeEndpoint(n))
-	}
-	for _, e := range r.sc.Externals {
-		out = append(out, scenario.ExternalEndpoint(e.Name))
-	}
-	return out
+	return scenario.EndpointsOf(objs, r.sc.Externals)
 }
 
 const (
@@ -82,6 +86,10 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 	var wg sync.WaitGroup
 	for i := range results {
 		res := &results[i]
+		if res.To.IsTarget() {
+			r.probeTarget(ctx, st.Probe, fam, res, &wg, sem)
+			continue
+		}
 		var dstPod *corev1.Pod
 		if res.To.Kind == scenario.KindPod {
 			dstPod, _ = r.state[scenario.ObjectRef{Kind: "Pod", Namespace: res.To.Namespace, Name: res.To.Name}].(*corev1.Pod)
@@ -132,4 +140,32 @@ func outcome(o netlab.Outcome) scenario.Outcome {
 	}
 	// The lab could not run the probe: that is not a denial.
 	return scenario.Outcome{Verdict: "error", Detail: fmt.Sprint(o.Err)}
+}
+
+// probeTarget probes a Service target, with the same retries as a pod:
+// when every attempt was expected to connect and some timed out, the
+// whole batch runs again (a mix that comes from the rules comes again).
+func (r *run) probeTarget(ctx context.Context, p *scenario.Probe, fam scenario.Family, res *scenario.Result, wg *sync.WaitGroup, sem chan struct{}) {
+	t, ok, err := r.resolveTarget(res.To, p, fam)
+	switch {
+	case err != nil:
+		res.Got = scenario.Outcome{Verdict: scenario.Errored, Detail: err.Error()}
+		return
+	case !ok:
+		res.Got = scenario.Outcome{Verdict: scenario.Denied, Detail: scenario.DetailNoPort}
+		return
+	}
+	res.Port = int32(t.dst.Port())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		for try := 0; try < probeTries; try++ {
+			res.Got = r.probeService(ctx, res.From.String(), t, string(p.Protocol))
+			if res.Want.Verdict != scenario.Allowed || res.Got.Verdict == scenario.Allowed {
+				break
+			}
+		}
+	}()
 }

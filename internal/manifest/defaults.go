@@ -5,6 +5,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 )
 
@@ -23,6 +24,8 @@ func SetDefaults(obj runtime.Object) {
 		defaultPod(o)
 	case *corev1.Node:
 		defaultNodeLabels(o)
+	case *corev1.Service:
+		defaultService(o)
 	case *networkingv1.NetworkPolicy:
 		defaultNetworkPolicy(o)
 	case *v1alpha1.AdminNetworkPolicy:
@@ -88,6 +91,31 @@ func defaultPod(p *corev1.Pod) {
 	}
 	if p.Status.PodIP == "" && len(p.Status.PodIPs) > 0 {
 		p.Status.PodIP = p.Status.PodIPs[0].IP
+	}
+}
+
+// defaultService applies SetDefaults_Service and SetDefaults_ServicePort:
+// ClusterIP, TCP, targetPort = port, externalTrafficPolicy Cluster for a
+// NodePort Service. Cluster IPs and node ports are the API server's to
+// allocate.
+func defaultService(s *corev1.Service) {
+	if s.Spec.Type == "" {
+		s.Spec.Type = corev1.ServiceTypeClusterIP
+	}
+	if s.Spec.SessionAffinity == "" {
+		s.Spec.SessionAffinity = corev1.ServiceAffinityNone
+	}
+	if s.Spec.Type == corev1.ServiceTypeNodePort && s.Spec.ExternalTrafficPolicy == "" {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	}
+	for i := range s.Spec.Ports {
+		p := &s.Spec.Ports[i]
+		if p.Protocol == "" {
+			p.Protocol = corev1.ProtocolTCP
+		}
+		if p.TargetPort.IntVal == 0 && p.TargetPort.StrVal == "" {
+			p.TargetPort = intstr.FromInt32(p.Port)
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ var kinds = map[string]struct {
 }{
 	"Namespace":                  {corev1.SchemeGroupVersion, false},
 	"Pod":                        {corev1.SchemeGroupVersion, true},
+	"Service":                    {corev1.SchemeGroupVersion, true},
 	"Node":                       {corev1.SchemeGroupVersion, false},
 	"NetworkPolicy":              {networkingv1.SchemeGroupVersion, true},
 	"AdminNetworkPolicy":         {schema.GroupVersion(v1alpha1.GroupVersion), false},
@@ -121,7 +122,68 @@ func (l *loader) decodeObject(v *Value) runtime.Object {
 		return nil
 	}
 	SetDefaults(obj)
+	if svc, ok := obj.(*corev1.Service); ok && !l.checkService(svc, v) {
+		return nil
+	}
 	return obj
+}
+
+// checkService keeps a Service to what the lab's service proxy setup
+// covers (docs/scenarios.md, Services): ClusterIP or NodePort, a
+// selector, TCP or UDP ports with names when there are several.
+func (l *loader) checkService(svc *corev1.Service, v *Value) bool {
+	spec, specLine, _ := v.Get("spec")
+	line := orLine(specLine, v.Line)
+	at := func(path ...any) int { return orLine(spec.Lookup(path), line) }
+	has := func(field string) bool {
+		_, _, ok := spec.Get(field)
+		return spec != nil && ok
+	}
+	what := RefOf(svc).String()
+	ok := true
+	switch svc.Spec.Type {
+	case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort:
+	default:
+		l.Errorf(at("type"), "%s: type %q: the lab runs ClusterIP and NodePort Services", what, svc.Spec.Type)
+		ok = false
+	}
+	if svc.Spec.Type != corev1.ServiceTypeNodePort && has("externalTrafficPolicy") {
+		l.Errorf(at("externalTrafficPolicy"), "%s: externalTrafficPolicy is for NodePort Services", what)
+		ok = false
+	}
+	if len(svc.Spec.Selector) == 0 {
+		l.Errorf(line, "%s has no selector: the lab keeps EndpointSlices for Services with a selector only", what)
+		ok = false
+	}
+	if len(svc.Spec.Ports) == 0 {
+		l.Errorf(line, "%s has no ports", what)
+		ok = false
+	}
+	names := map[string]bool{}
+	for i, p := range svc.Spec.Ports {
+		switch {
+		case p.Protocol != corev1.ProtocolTCP && p.Protocol != corev1.ProtocolUDP:
+			l.Errorf(at("ports", i, "protocol"), "%s: port protocol %q: the lab probes Services over TCP and UDP", what, p.Protocol)
+			ok = false
+		case len(svc.Spec.Ports) > 1 && p.Name == "":
+			l.Errorf(at("ports", i), "%s: a Service with several ports must name each", what)
+			ok = false
+		case names[p.Name]:
+			l.Errorf(at("ports", i, "name"), "%s: port name %q given twice", what, p.Name)
+			ok = false
+		case validation.IsValidPortNum(int(p.Port)) != nil:
+			l.Errorf(at("ports", i, "port"), "%s: port %d is not a port number", what, p.Port)
+			ok = false
+		}
+		names[p.Name] = true
+	}
+	for _, f := range []string{"externalIPs", "loadBalancerIP", "externalName", "sessionAffinity", "internalTrafficPolicy"} {
+		if has(f) {
+			l.Errorf(at(f), "%s: spec.%s is not part of the lab's Services", what, f)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // describe names an object for messages before it is decoded.

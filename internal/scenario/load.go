@@ -11,6 +11,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -248,6 +249,10 @@ func (l *probeReader) patterns(v *manifest.Value, what string) ([]Pattern, []int
 			l.Errorf(item.Line, "%s: %v", what, err)
 			continue
 		}
+		if what == "from" && p.IsTarget() {
+			l.Errorf(item.Line, "from: %s is a Service target: Services are probed (to), they never send", p)
+			continue
+		}
 		out = append(out, p)
 		lines = append(lines, item.Line)
 	}
@@ -272,16 +277,28 @@ func (l *probeReader) expectLine(v *manifest.Value) (ExpectLine, bool) {
 		l.Errorf(v.Line, "%v", err)
 		return ExpectLine{}, false
 	}
+	if e.From.IsTarget() {
+		l.Errorf(v.Line, "expect %q: %s is a Service target: Services are probed (to), they never send", s, e.From)
+		return ExpectLine{}, false
+	}
 	e.Line = v.Line
 	return e, true
 }
 
 // Endpoints returns what in a State can send and answer probes: pods
 // (hostNetwork pods excepted: they are their node's endpoint) sorted by
-// namespace and name, then nodes in creation order, then externals.
+// namespace and name, then nodes in creation order, then externals, then
+// the Service targets (answering only): every Service's cluster IP, and
+// the node port of every NodePort Service on every node.
 func Endpoints(s *manifest.State, externals []External) []Endpoint {
-	var pods, nodes []Endpoint
-	for _, obj := range s.Objects() {
+	return EndpointsOf(s.Objects(), externals)
+}
+
+// EndpointsOf is Endpoints over a list of objects (nodes in list order).
+func EndpointsOf(objs []runtime.Object, externals []External) []Endpoint {
+	var pods, nodes, svcs []Endpoint
+	var nodePorts []*corev1.Service
+	for _, obj := range objs {
 		switch o := obj.(type) {
 		case *corev1.Pod:
 			if !o.Spec.HostNetwork {
@@ -289,14 +306,27 @@ func Endpoints(s *manifest.State, externals []External) []Endpoint {
 			}
 		case *corev1.Node:
 			nodes = append(nodes, NodeEndpoint(o.Name))
+		case *corev1.Service:
+			svcs = append(svcs, ServiceEndpoint(o.Namespace, o.Name))
+			if o.Spec.Type == corev1.ServiceTypeNodePort {
+				nodePorts = append(nodePorts, o)
+			}
 		}
 	}
-	slices.SortFunc(pods, func(a, b Endpoint) int {
+	byName := func(a, b Endpoint) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
+	}
+	slices.SortFunc(pods, byName)
+	slices.SortFunc(svcs, byName)
 	out := append(pods, nodes...)
 	for _, e := range externals {
 		out = append(out, ExternalEndpoint(e.Name))
+	}
+	out = append(out, svcs...)
+	for _, n := range nodes {
+		for _, svc := range nodePorts {
+			out = append(out, NodePortEndpoint(n.Name, svc.Namespace, svc.Name))
+		}
 	}
 	return out
 }

@@ -180,6 +180,10 @@ func TestLoadErrors(t *testing.T) {
 		{"probe-family.yaml", []string{`probe-family.yaml:7: step 1: family "IPv6" is not one of ipFamilies [IPv4]`}},
 		{"reserved-namespace.yaml", []string{`reserved-namespace.yaml:3: no namespace may be named "external"`}},
 		{"reserved-pod-namespace.yaml", []string{`reserved-pod-namespace.yaml:5: no namespace may be named "node"`}},
+		{"svc-from.yaml", []string{"svc-from.yaml:8: step 1: from: svc/default/a is a Service target: Services are probed (to), they never send"}},
+		{"svc-missing.yaml", []string{"svc-missing.yaml:7: step 1: to svc/default/a: no such endpoint at this step"}},
+		{"svc-no-selector.yaml", []string{"svc-no-selector.yaml:6: Service default/a has no selector"}},
+		{"svc-type.yaml", []string{`svc-type.yaml:7: Service default/a: type "LoadBalancer": the lab runs ClusterIP and NodePort Services`}},
 		{"syntax-error.yaml", []string{"syntax-error.yaml:3: did not find expected ',' or '}'"}},
 		{"unknown-field.yaml", []string{`unknown-field.yaml:10: Pod x/a: unknown field "spec.containers[0].portz"`}},
 		{"unknown-key.yaml", []string{`unknown-key.yaml:3: unknown key "step" in a scenario`}},
@@ -330,8 +334,8 @@ steps:
 		t.Errorf("containerPort = %d, want 80", got)
 	}
 	want := []ExpectLine{
-		{From: Pattern{KindPod, "x", "a"}, To: Pattern{KindPod, "x", "b"}, Allowed: true, Line: 14},
-		{From: Pattern{KindPod, "x", "b"}, To: Pattern{KindPod, "x", "a"}, Allowed: false, Line: 15},
+		{From: Pattern{Kind: KindPod, Namespace: "x", Name: "a"}, To: Pattern{Kind: KindPod, Namespace: "x", Name: "b"}, Allowed: true, Line: 14},
+		{From: Pattern{Kind: KindPod, Namespace: "x", Name: "b"}, To: Pattern{Kind: KindPod, Namespace: "x", Name: "a"}, Allowed: false, Line: 15},
 	}
 	if diff := cmp.Diff(want, s.Steps[0].Probe.Expect); diff != "" {
 		t.Errorf("unquoted expect lines (-want +got):\n%s", diff)

@@ -19,12 +19,17 @@ const (
 	KindPod      EndpointKind = "pod"
 	KindExternal EndpointKind = "external"
 	KindNode     EndpointKind = "node"
+	// Service targets: a Service's cluster IP, and its node port on one
+	// node. They answer probes (through the service proxy) but never send.
+	KindService  EndpointKind = "svc"
+	KindNodePort EndpointKind = "nodeport"
 )
 
 // Endpoint is something that sends or answers probes.
 type Endpoint struct {
 	Kind      EndpointKind
-	Namespace string // pods only
+	Node      string // node ports only: the node whose address is probed
+	Namespace string // pods and Services
 	Name      string
 }
 
@@ -39,14 +44,23 @@ func ExternalEndpoint(name string) Endpoint { return Endpoint{Kind: KindExternal
 // NodeEndpoint is the endpoint of a node's host network.
 func NodeEndpoint(name string) Endpoint { return Endpoint{Kind: KindNode, Name: name} }
 
-// String gives "ns/name", "external/name" or "node/name", as patterns
-// spell it.
-func (e Endpoint) String() string {
-	if e.Kind == KindPod {
-		return e.Namespace + "/" + e.Name
-	}
-	return string(e.Kind) + "/" + e.Name
+// ServiceEndpoint is the cluster IP of a Service.
+func ServiceEndpoint(namespace, name string) Endpoint {
+	return Endpoint{Kind: KindService, Namespace: namespace, Name: name}
 }
+
+// NodePortEndpoint is a Service's node port on a node.
+func NodePortEndpoint(node, namespace, name string) Endpoint {
+	return Endpoint{Kind: KindNodePort, Node: node, Namespace: namespace, Name: name}
+}
+
+// IsTarget reports whether the endpoint only answers probes (a Service
+// target) and never sends them.
+func (e Endpoint) IsTarget() bool { return e.Kind == KindService || e.Kind == KindNodePort }
+
+// String gives "ns/name", "external/name", "node/name", "svc/ns/name" or
+// "nodeport/node/ns/name", as patterns spell it.
+func (e Endpoint) String() string { return Pattern(e).String() }
 
 // MarshalText writes the endpoint as String does; JSON uses it.
 func (e Endpoint) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
@@ -69,10 +83,12 @@ func (e *Endpoint) UnmarshalText(b []byte) error {
 const Wildcard = "*"
 
 // Pattern is an endpoint pattern: NAMESPACE/POD (either part may be *),
-// external/NAME or node/NAME (NAME may be *).
+// external/NAME or node/NAME (NAME may be *), svc/NAMESPACE/NAME or
+// nodeport/NODE/NAMESPACE/NAME (any part may be *).
 type Pattern struct {
 	Kind      EndpointKind
-	Namespace string // pods only; a name or Wildcard
+	Node      string // node ports only; a name or Wildcard
+	Namespace string // pods and Services; a name or Wildcard
 	Name      string // a name or Wildcard
 }
 
@@ -82,25 +98,45 @@ var ErrPattern = errors.New("bad endpoint pattern")
 // ParsePattern parses an endpoint pattern. A * stands for a whole part:
 // "x/*" is a pattern, "x/a*" is not.
 func ParsePattern(s string) (Pattern, error) {
-	first, second, ok := strings.Cut(s, "/")
-	if !ok || strings.Contains(second, "/") {
-		return Pattern{}, fmt.Errorf("%w %q: want NAMESPACE/POD, external/NAME or node/NAME", ErrPattern, s)
+	parts := strings.Split(s, "/")
+	bad := func() (Pattern, error) {
+		return Pattern{}, fmt.Errorf("%w %q: want NAMESPACE/POD, external/NAME, node/NAME, svc/NAMESPACE/NAME or nodeport/NODE/NAMESPACE/NAME", ErrPattern, s)
 	}
 	var p Pattern
 	var err error
-	switch first {
-	case "external":
+	part := func(dst *string, v, what string, valid func(string) []string) {
+		if err == nil {
+			*dst, err = patternPart(s, v, what, valid)
+		}
+	}
+	switch {
+	case parts[0] == string(KindService):
+		if len(parts) != 3 {
+			return bad()
+		}
+		p = Pattern{Kind: KindService}
+		part(&p.Namespace, parts[1], "namespace", validation.IsDNS1123Label)
+		part(&p.Name, parts[2], "service name", validation.IsDNS1035Label)
+	case parts[0] == string(KindNodePort):
+		if len(parts) != 4 {
+			return bad()
+		}
+		p = Pattern{Kind: KindNodePort}
+		part(&p.Node, parts[1], "node name", validation.IsDNS1123Subdomain)
+		part(&p.Namespace, parts[2], "namespace", validation.IsDNS1123Label)
+		part(&p.Name, parts[3], "service name", validation.IsDNS1035Label)
+	case len(parts) != 2:
+		return bad()
+	case parts[0] == "external":
 		p = Pattern{Kind: KindExternal}
-		p.Name, err = patternPart(s, second, "external name", manifest.ValidExternalName)
-	case "node":
+		part(&p.Name, parts[1], "external name", manifest.ValidExternalName)
+	case parts[0] == "node":
 		p = Pattern{Kind: KindNode}
-		p.Name, err = patternPart(s, second, "node name", validation.IsDNS1123Subdomain)
+		part(&p.Name, parts[1], "node name", validation.IsDNS1123Subdomain)
 	default:
 		p = Pattern{Kind: KindPod}
-		p.Namespace, err = patternPart(s, first, "namespace", validation.IsDNS1123Label)
-		if err == nil {
-			p.Name, err = patternPart(s, second, "pod name", validation.IsDNS1123Subdomain)
-		}
+		part(&p.Namespace, parts[0], "namespace", validation.IsDNS1123Label)
+		part(&p.Name, parts[1], "pod name", validation.IsDNS1123Subdomain)
 	}
 	if err != nil {
 		return Pattern{}, err
@@ -122,16 +158,24 @@ func patternPart(s, part, what string, valid func(string) []string) (string, err
 }
 
 func (p Pattern) String() string {
-	if p.Kind == KindPod {
+	switch p.Kind {
+	case KindPod:
 		return p.Namespace + "/" + p.Name
+	case KindService:
+		return string(p.Kind) + "/" + p.Namespace + "/" + p.Name
+	case KindNodePort:
+		return string(p.Kind) + "/" + p.Node + "/" + p.Namespace + "/" + p.Name
 	}
 	return string(p.Kind) + "/" + p.Name
 }
 
 // Literal reports whether the pattern names one endpoint (has no *).
 func (p Pattern) Literal() bool {
-	return p.Name != Wildcard && (p.Kind != KindPod || p.Namespace != Wildcard)
+	return p.Name != Wildcard && p.Namespace != Wildcard && p.Node != Wildcard
 }
+
+// IsTarget reports whether the pattern matches Service targets only.
+func (p Pattern) IsTarget() bool { return Endpoint(p).IsTarget() }
 
 // Endpoint returns the endpoint a literal pattern names.
 func (p Pattern) Endpoint() (Endpoint, bool) {
@@ -148,10 +192,8 @@ func (p Pattern) Matches(e Endpoint) bool {
 	if p.Kind != e.Kind {
 		return false
 	}
-	if p.Kind == KindPod && p.Namespace != Wildcard && p.Namespace != e.Namespace {
-		return false
-	}
-	return p.Name == Wildcard || p.Name == e.Name
+	match := func(pat, v string) bool { return pat == Wildcard || pat == v }
+	return match(p.Node, e.Node) && match(p.Namespace, e.Namespace) && match(p.Name, e.Name)
 }
 
 // AllPods returns */*: every pod, the default of from and to.

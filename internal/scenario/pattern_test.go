@@ -20,15 +20,19 @@ func TestParsePattern(t *testing.T) {
 		in   string
 		want Pattern
 	}{
-		{"*/*", Pattern{KindPod, "*", "*"}},
-		{"x/*", Pattern{KindPod, "x", "*"}},
-		{"*/a", Pattern{KindPod, "*", "a"}},
-		{"x/a", Pattern{KindPod, "x", "a"}},
-		{"x/web-0.svc", Pattern{KindPod, "x", "web-0.svc"}},
-		{"external/ext", Pattern{KindExternal, "", "ext"}},
-		{"external/*", Pattern{KindExternal, "", "*"}},
-		{"node/node-1", Pattern{KindNode, "", "node-1"}},
-		{"node/*", Pattern{KindNode, "", "*"}},
+		{"*/*", Pattern{Kind: KindPod, Namespace: "*", Name: "*"}},
+		{"x/*", Pattern{Kind: KindPod, Namespace: "x", Name: "*"}},
+		{"*/a", Pattern{Kind: KindPod, Namespace: "*", Name: "a"}},
+		{"x/a", Pattern{Kind: KindPod, Namespace: "x", Name: "a"}},
+		{"x/web-0.svc", Pattern{Kind: KindPod, Namespace: "x", Name: "web-0.svc"}},
+		{"external/ext", Pattern{Kind: KindExternal, Namespace: "", Name: "ext"}},
+		{"external/*", Pattern{Kind: KindExternal, Namespace: "", Name: "*"}},
+		{"node/node-1", Pattern{Kind: KindNode, Namespace: "", Name: "node-1"}},
+		{"node/*", Pattern{Kind: KindNode, Namespace: "", Name: "*"}},
+		{"svc/x/web", Pattern{Kind: KindService, Namespace: "x", Name: "web"}},
+		{"svc/*/*", Pattern{Kind: KindService, Namespace: "*", Name: "*"}},
+		{"nodeport/node-1/x/web", Pattern{Kind: KindNodePort, Node: "node-1", Namespace: "x", Name: "web"}},
+		{"nodeport/*/x/*", Pattern{Kind: KindNodePort, Node: "*", Namespace: "x", Name: "*"}},
 	}
 	for _, tt := range good {
 		got, err := ParsePattern(tt.in)
@@ -48,6 +52,11 @@ func TestParsePattern(t *testing.T) {
 		{"external/e*", "* must stand for a whole external name"},
 		{"node/**", "* must stand for a whole node name"},
 		{"X/a", "namespace \"X\""},
+		{"svc/x", "want NAMESPACE/POD"},
+		{"svc/x/a/b", "want NAMESPACE/POD"},
+		{"nodeport/n/x", "want NAMESPACE/POD"},
+		{"svc/x/web.a", "service name"},
+		{"nodeport/n*/x/a", "* must stand for a whole node name"},
 		{"x/", "pod name \"\""},
 		{"/a", "namespace \"\""},
 		{"x /a", "namespace \"x \""},

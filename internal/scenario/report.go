@@ -18,6 +18,10 @@ const (
 	Denied  Verdict = "denied"
 	Skipped Verdict = "skipped" // not run, e.g. SCTP where the kernel has no SCTP sockets and raw ones are not allowed
 	Errored Verdict = "error"   // the lab could not run the probe: not a denial, and a failure
+	// Mixed is a Service probe whose repeated attempts did not all end
+	// the same: some connected and some did not. Never expected, so always
+	// a mismatch.
+	Mixed Verdict = "mixed"
 )
 
 // Details the lab gives with a denial. Other text is allowed (with Skipped,
@@ -298,8 +302,8 @@ func WriteText(w io.Writer, reports []Report) error {
 }
 
 // WriteMatrix writes one probe's results as a matrix, rows from and
-// columns to: "." allowed, "X" denied, "?" skipped or not measured, "E"
-// the lab failed to probe, "-" not probed (such as an endpoint and itself). A cell that is not what
+// columns to: "." allowed, "X" denied, "M" mixed (a Service probe whose
+// attempts differed), "?" skipped or not measured, "E" the lab failed to probe, "-" not probed (such as an endpoint and itself). A cell that is not what
 // was expected gets a "!", and the mismatches are listed under the matrix.
 func WriteMatrix(w io.Writer, pr ProbeReport) error {
 	var b strings.Builder
@@ -373,7 +377,11 @@ func WriteMatrix(w io.Writer, pr ProbeReport) error {
 		line(r.String(), syms)
 	}
 	if len(failed) > 0 || skipped {
-		b.WriteString(". allowed  X denied  ? skipped  E lab error  - not probed  ! not as expected\n")
+		mixed := ""
+		if slices.ContainsFunc(pr.Results, func(r Result) bool { return r.Got.Verdict == Mixed }) {
+			mixed = "M mixed  "
+		}
+		b.WriteString(". allowed  X denied  " + mixed + "? skipped  E lab error  - not probed  ! not as expected\n")
 	}
 	if len(failed) > 0 {
 		fmt.Fprintf(&b, "%d not as expected:\n", len(failed))
@@ -393,6 +401,8 @@ func symbol(o Outcome) string {
 		return "X"
 	case Errored:
 		return "E"
+	case Mixed:
+		return "M"
 	}
 	return "?"
 }

@@ -133,6 +133,10 @@ func TestResultStatus(t *testing.T) {
 		{allowed, Outcome{Verdict: Skipped}, Skip},
 		{denied, Outcome{}, Fail}, // never measured
 		{denied, Outcome{Verdict: Errored}, Fail},
+		// A Service probe whose attempts differed fails whatever was expected.
+		{allowed, Outcome{Verdict: Mixed, Detail: "3 of 8 attempts connected"}, Fail},
+		{denied, Outcome{Verdict: Mixed}, Fail},
+		{drop, Outcome{Verdict: Mixed}, Fail},
 		{Outcome{}, Outcome{}, Fail}, // a zero Result
 	}
 	for _, tt := range tests {

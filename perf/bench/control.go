@@ -21,9 +21,13 @@ type Config struct {
 	Sizes        []gen.Size
 	DataPath     bool
 	DataPathSize gen.Size
-	NewPod       bool      // measure how soon a new pod is reachable (newpod.go)
-	Rounds       int       // rounds of events per size; 0: the plan's
-	Log          io.Writer // progress lines
+	// TKE adds the TKE data path: real kube-proxy with 1,000 Services
+	// and 8,000 pods (needs kube-apiserver and kube-proxy, built into the
+	// cache on first use).
+	TKE    bool
+	NewPod bool      // measure how soon a new pod is reachable (newpod.go)
+	Rounds int       // rounds of events per size; 0: the plan's
+	Log    io.Writer // progress lines
 }
 
 // plan is how many times each thing is measured at a size: enough for

@@ -231,11 +231,16 @@ func setState(ctx context.Context, k nft.Kernel, tx *nft.Transaction) error {
 // another from the client's namespace and returns connections per second
 // and each connect's latency. A connection closes with RST (SO_LINGER 0)
 // so the client's ports never pile up in TIME_WAIT.
-func connectLoop(clientNS, n int) (rate float64, lats []time.Duration, err error) {
+func connectLoop(clientNS, n int) (float64, []time.Duration, error) {
+	return connectLoopAddr(clientNS, netip.AddrPortFrom(dpServerIP, dpPort), n)
+}
+
+// connectLoopAddr is connectLoop to an IPv4 address and port.
+func connectLoopAddr(clientNS int, to netip.AddrPort, n int) (rate float64, lats []time.Duration, err error) {
 	// Every socket is made on the thread in the client's namespace: a
 	// connect loop pays no thread switch per connection.
 	err = netns.Do(clientNS, func() error {
-		dst := &unix.SockaddrInet4{Port: dpPort, Addr: dpServerIP.As4()}
+		dst := &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
 		lats = make([]time.Duration, 0, n)
 		start := time.Now()
 		for range n {
@@ -249,7 +254,7 @@ func connectLoop(clientNS, n int) (rate float64, lats []time.Duration, err error
 			lats = append(lats, time.Since(t))
 			unix.Close(fd)
 			if err != nil {
-				return fmt.Errorf("connect %v:%d: %w", dpServerIP, dpPort, err)
+				return fmt.Errorf("connect %v: %w", to, err)
 			}
 		}
 		rate = float64(n) / time.Since(start).Seconds()

@@ -51,6 +51,13 @@ func Run(ctx context.Context, cfg Config, j *Janitor) (*Results, error) {
 		}
 		res.NewPod = np
 	}
+	if cfg.TKE && ctx.Err() == nil {
+		tke, err := tkeDataPath(ctx, j, cfg)
+		if err != nil {
+			fail("tke data path", err)
+		}
+		res.TKE = tke
+	}
 	res.Machine.LoadEnd = loadavg()
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Targets = evaluate(res)

@@ -19,6 +19,10 @@ import (
 const (
 	nodeKind     = "node"
 	externalKind = "external"
+	// controlPlaneKind is the namespace of a real API server and etcd
+	// (the lab's Service scenarios): a member of the fabric like an
+	// external, so every node reaches it, but never a probe endpoint.
+	controlPlaneKind = "controlplane"
 )
 
 // ErrClosed is returned by a Lab that has been closed.
@@ -58,6 +62,7 @@ type Lab struct {
 	nPods     int
 	listeners map[listenKey]*listener
 	sctp      map[string]*sctpResponder // by endpoint id, on kernels without SCTP sockets
+	atClose   []func()
 }
 
 // member is a node or an external host: a namespace with a leg on the fabric.
@@ -149,6 +154,11 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
+	// Processes running in the lab's namespaces stop first, newest first.
+	for i := len(l.atClose) - 1; i >= 0; i-- {
+		l.atClose[i]()
+	}
+	l.atClose = nil
 	for k, ln := range l.listeners {
 		ln.close()
 		delete(l.listeners, k)
@@ -169,6 +179,15 @@ func (l *Lab) Close() error {
 		err = netns.Delete(names)
 	}
 	return errors.Join(err, l.lock.Release())
+}
+
+// AtClose registers fn to run when the lab closes (Close, or a signal
+// caught by CleanupOnSignal), before its namespaces go: it stops what
+// runs in them.
+func (l *Lab) AtClose(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.atClose = append(l.atClose, fn)
 }
 
 // ensureUp takes the run's lock and creates the fabric on first use.

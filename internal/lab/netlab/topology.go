@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -48,6 +49,40 @@ func (l *Lab) AddExternal(name string, ips []netip.Addr) error {
 	return l.addMember(externalKind, name, ips, defaultExternal4, defaultExternal6)
 }
 
+// AddControlPlane creates the namespace a real control plane runs in (its
+// processes are the caller's), on the fabric at ip, so that every node
+// reaches it directly; it is not an endpoint of probes. It returns the
+// namespace's name (under /run/netns).
+func (l *Lab) AddControlPlane(ip netip.Addr) (string, error) {
+	if err := l.addMember(controlPlaneKind, "cp", []netip.Addr{ip}, netip.Addr{}, netip.Addr{}); err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.members[controlPlaneKind+"/cp"].netns, nil
+}
+
+// DialFrom returns a dial function whose connections are made from
+// inside an endpoint's namespace ("node/n1", or "controlplane/cp"), for
+// clients in this process that talk to something in the lab.
+func (l *Lab) DialFrom(endpoint string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		path := l.NetNSPath(endpoint)
+		if path == "" {
+			return nil, fmt.Errorf("netlab: no endpoint %q", endpoint)
+		}
+		var conn net.Conn
+		err := netns.DoPath(path, func() error {
+			var err error
+			// The socket is made on this thread, in the namespace, and
+			// keeps it for life.
+			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+}
+
 func (l *Lab) addMember(kind, name string, ips []netip.Addr, def4, def6 netip.Addr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -69,8 +104,11 @@ func (l *Lab) addMember(kind, name string, ips []netip.Addr, def4, def6 netip.Ad
 		ips = []netip.Addr{l.pickAddr(id, def4), l.pickAddr(id, def6)}
 	}
 	nsKind := "node"
-	if kind == externalKind {
+	switch kind {
+	case externalKind:
 		nsKind = "ext"
+	case controlPlaneKind:
+		nsKind = "cp"
 	}
 	l.nMembers++
 	m := &member{

@@ -1,4 +1,4 @@
-package integration
+package lab_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 	"github.com/nftpolicy/nftpolicy/internal/testutil"
@@ -18,12 +19,12 @@ import (
 // and the in-process agents watch it with the DaemonSet's credentials.
 func TestLabAPIServer(t *testing.T) {
 	testutil.NeedKernel(t)
-	env, err := NewLabEnv(context.Background(), os.Stderr, "../../deploy")
+	env, err := integration.NewLabEnv(context.Background(), os.Stderr, "../../deploy")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	srv, err := env.LabServer()
+	srv, err := lab.ServerFor(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestLabAPIServer(t *testing.T) {
 	}
 	// And it can fail: a wrong expectation is a mismatch there too.
 	t.Run("wrong-expectation", func(t *testing.T) {
-		sc, err := scenario.Load("../lab/testdata/wrong-expectation.yaml")
+		sc, err := scenario.Load("testdata/wrong-expectation.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
