@@ -23,47 +23,89 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 	for seed := int64(1); seed <= 300; seed++ {
 		r := rand.New(rand.NewSource(seed))
 		c := randomCluster(t, r)
-		rulesets := map[string]*nft.Ruleset{}
-		for _, n := range []string{"n1", "n2"} {
-			rulesets[n] = Node(c, n)
+		srcs, dsts := flowAddrs(c)
+		agree(t, fmt.Sprintf("seed %d", seed), c, srcs, dsts)
+	}
+}
+
+// flowPorts are the protocols and ports every flow is tried on: numeric
+// ports inside and outside the random policies' ranges, and the numbers the
+// random pods' named ports resolve to.
+var flowPorts = []struct {
+	proto uint8
+	port  uint16
+}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}}
+
+// outsideHosts are two addresses no pod or node has.
+var outsideHosts = []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
+
+// flowAddrs is the addresses flows are tried between: the active pods'
+// and two outside hosts' as sources; those and the nodes' as destinations.
+func flowAddrs(c *model.Cluster) (srcs, dsts []netip.Addr) {
+	srcs = append(srcs, outsideHosts...)
+	for _, p := range c.SortedPods() {
+		if p.Active() {
+			srcs = append(srcs, p.IPs...)
 		}
-		ev := model.NewEvaluator(c)
-		addrs := []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
-		for _, p := range c.SortedPods() {
-			if p.Active() {
-				addrs = append(addrs, p.IPs...)
+	}
+	dsts = append(dsts, srcs...)
+	for _, n := range c.Nodes {
+		dsts = append(dsts, n.Addresses...)
+	}
+	return srcs, dsts
+}
+
+// agree judges every flow from srcs to dsts (same family, on flowPorts)
+// by the model's evaluator and by tracing the packet through the compiled
+// rulesets of the nodes it crosses, fails t where they differ, and returns
+// the flows both allow.
+func agree(t testing.TB, label string, c *model.Cluster, srcs, dsts []netip.Addr) map[model.Flow]bool {
+	t.Helper()
+	rulesets := map[string]*nft.Ruleset{}
+	for _, n := range nodeNames(c) {
+		rulesets[n] = Node(c, n)
+	}
+	ev := model.NewEvaluator(c)
+	allowed := map[model.Flow]bool{}
+	for _, src := range srcs {
+		for _, dst := range dsts {
+			if src == dst || src.Is4() != dst.Is4() {
+				continue
 			}
-		}
-		dsts := append([]netip.Addr{}, addrs...)
-		for _, n := range c.Nodes {
-			dsts = append(dsts, n.Addresses...)
-		}
-		for _, src := range addrs {
-			for _, dst := range dsts {
-				if src == dst || src.Is4() != dst.Is4() {
-					continue
+			for _, pp := range flowPorts {
+				f := model.Flow{Src: src, Dst: dst, Proto: pp.proto, Port: pp.port}
+				want := ev.Evaluate(f)
+				got, path := kernelAllows(t, c, ev, rulesets, f)
+				if got != want.Allowed() {
+					t.Fatalf("%s: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
+						label, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
 				}
-				for _, pp := range []struct {
-					proto uint8
-					port  uint16
-				}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}} {
-					f := model.Flow{Src: src, Dst: dst, Proto: pp.proto, Port: pp.port}
-					want := ev.Evaluate(f)
-					got, path := kernelAllows(t, c, ev, rulesets, f)
-					if got != want.Allowed() {
-						t.Fatalf("seed %d: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
-							seed, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
-					}
+				if got {
+					allowed[f] = true
 				}
 			}
 		}
 	}
+	return allowed
+}
+
+// nodeNames are the nodes a cluster's rulesets are compiled for: every
+// Node object and every node a pod names.
+func nodeNames(c *model.Cluster) []string {
+	seen := map[string]bool{}
+	for n := range c.Nodes {
+		seen[n] = true
+	}
+	for _, p := range c.Pods {
+		seen[p.Node] = true
+	}
+	return sortedKeys(seen)
 }
 
 // kernelAllows traces a new flow through the chains it crosses: the
 // forward chains of the sender's node and of the receiver's (once when they
 // share a node), or input-egress when a pod talks to its own node.
-func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
+func kernelAllows(t testing.TB, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
 	type hop struct{ node, chain string }
 	var hops []hop
 	srcNode := ""

@@ -83,7 +83,9 @@ func NewEvaluator(c *Cluster) *Evaluator {
 			continue
 		}
 		for _, ip := range p.IPs {
-			e.byAddr[ip] = p
+			if e.byAddr[ip] == nil { // the first key owns it (Cluster.Owns)
+				e.byAddr[ip] = p
+			}
 		}
 	}
 	for _, n := range c.Nodes {
@@ -132,8 +134,11 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 			continue
 		}
 		v.Isolated, v.Tier, v.Allowed = true, "networkpolicy", false
-		if dir == Egress && e.isNodeOf(peer, subject) {
-			// Traffic between a pod and its own node is always allowed.
+		if dir == Egress && p.Valid() && e.isNodeOf(peer, subject) {
+			// Traffic between a pod and its own node is always allowed,
+			// by a valid policy's isolation: an invalid policy's alone
+			// would open it where the baseline tier, which isolation
+			// hides, denied it.
 			v.Allowed = true
 			return v
 		}
