@@ -22,6 +22,22 @@ build:
 # a real kube-apiserver (built first by kube-binaries).
 test: lint kube-binaries
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+
+# Each fuzz target for FUZZTIME, one after the other (go test alone runs
+# only their seeds and committed corpus): the API objects the agent
+# watches, one target per kind, and the scenario loader's.
+FUZZTIME    ?= 10s
+FUZZ_TARGETS := \
+	internal/compile:FuzzPod internal/compile:FuzzNamespace internal/compile:FuzzNode \
+	internal/compile:FuzzNetworkPolicy internal/compile:FuzzAdminNetworkPolicy \
+	internal/compile:FuzzBaselineAdminNetworkPolicy internal/compile:FuzzClusterNetworkPolicy \
+	internal/scenario:FuzzLoad internal/scenario:FuzzPattern internal/scenario:FuzzExpectLine
+.PHONY: fuzz-short
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+	  $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
 
 # Unit tests only: no root, no kernel.
 unit:
