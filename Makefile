@@ -22,6 +22,29 @@ build:
 # a real kube-apiserver (built first by kube-binaries).
 test: lint kube-binaries
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+
+# Each fuzz target (every func Fuzz* of FUZZ_PKGS) for FUZZTIME, one after
+# the other; go test alone runs only their seeds and committed corpus. One
+# instrumented test binary per package, run in the package's directory with
+# go test's own corpus cache, so ten targets cost two links, not ten.
+FUZZTIME  ?= 8s
+FUZZ_PKGS := internal/compile internal/scenario
+.PHONY: fuzz-short
+fuzz-short:
+	@set -e; mkdir -p bin/fuzz; \
+	for pkg in $(FUZZ_PKGS); do \
+	  bin=$(CURDIR)/bin/fuzz/$$(basename $$pkg).test; \
+	  $(GO) test -c -fuzz=. -o $$bin ./$$pkg; \
+	  cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list ./$$pkg); \
+	  for t in $$(cd $$pkg && $$bin -test.list='^Fuzz'); do \
+	    echo "$$pkg $$t:"; \
+	    log=$(CURDIR)/bin/fuzz/$$t.log; \
+	    (cd $$pkg && $$bin -test.run='^$$' -test.fuzz="^$$t\$$" -test.fuzztime=$(FUZZTIME) \
+	      -test.fuzzcachedir=$$cache >$$log 2>&1) || { grep -v '^fuzz: elapsed' $$log; exit 1; }; \
+	    grep '^fuzz: elapsed' $$log | tail -1; \
+	  done; \
+	done
 
 # Unit tests only: no root, no kernel.
 unit:

@@ -29,7 +29,18 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 			seeds = 100
 		}
 		for seed := int64(1); seed <= seeds; seed++ {
-			agree(t, seed, opts)
+			r := rand.New(rand.NewSource(seed))
+			c := randomCluster(t, r)
+			srcs, dsts := flowAddrs(c)
+			// A finished pod's addresses are judged too: in a pod CIDR,
+			// they are not yet known (their next owner is new).
+			extra := append([]netip.Addr{}, unknownAddrs...)
+			for _, p := range c.SortedPods() {
+				if !p.Active() {
+					extra = append(extra, p.IPs...)
+				}
+			}
+			agreeWith(t, fmt.Sprintf("seed %d %+v", seed, opts), c, opts, append(srcs, extra...), append(dsts, extra...))
 		}
 	}
 }
@@ -38,52 +49,92 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 // no random pod's.
 var unknownAddrs = []netip.Addr{netip.MustParseAddr("10.0.0.200"), netip.MustParseAddr("fd00::1:c8")}
 
-func agree(t *testing.T, seed int64, opts model.Options) {
-	{
-		r := rand.New(rand.NewSource(seed))
-		c := randomCluster(t, r)
-		rulesets := map[string]*nft.Ruleset{}
-		for _, n := range []string{"n1", "n2"} {
-			rulesets[n] = NodeWith(c, n, opts)
+// flowPorts are the protocols and ports every flow is tried on: numeric
+// ports inside and outside the random policies' ranges, and the numbers the
+// random pods' named ports resolve to.
+var flowPorts = []struct {
+	Proto uint8
+	Port  uint16
+}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}}
+
+// outsideHosts are two addresses no pod or node has.
+var outsideHosts = []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
+
+// flowAddrs is the addresses flows are tried between: the active pods'
+// and two outside hosts' as sources; those and the nodes' as destinations.
+func flowAddrs(c *model.Cluster) (srcs, dsts []netip.Addr) {
+	srcs = append(srcs, outsideHosts...)
+	for _, p := range c.SortedPods() {
+		if p.Active() {
+			srcs = append(srcs, p.IPs...)
 		}
-		ev := model.NewEvaluatorWith(c, opts)
-		addrs := []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}
-		addrs = append(addrs, unknownAddrs...)
-		for _, p := range c.SortedPods() {
-			// A finished pod's addresses are judged too: in a pod CIDR,
-			// they are not yet known (their next owner is new).
-			addrs = append(addrs, p.IPs...)
-		}
-		dsts := append([]netip.Addr{}, addrs...)
-		for _, n := range c.Nodes {
-			dsts = append(dsts, n.Addresses...)
-		}
-		for _, src := range addrs {
-			for _, dst := range dsts {
-				if src == dst || src.Is4() != dst.Is4() {
-					continue
+	}
+	dsts = append(dsts, srcs...)
+	for _, n := range c.Nodes {
+		dsts = append(dsts, n.Addresses...)
+	}
+	return srcs, dsts
+}
+
+// agree is agreeWith for the agent's default options.
+func agree(t testing.TB, label string, c *model.Cluster, srcs, dsts []netip.Addr) map[model.Flow]bool {
+	t.Helper()
+	return agreeWith(t, label, c, model.Options{}, srcs, dsts)
+}
+
+// agreeWith judges every flow from srcs to dsts (same family, on
+// flowPorts) by the model's evaluator and by tracing the packet through the
+// compiled rulesets of the nodes it crosses, both with opts, fails t where
+// they differ, and returns the flows both allow.
+func agreeWith(t testing.TB, label string, c *model.Cluster, opts model.Options, srcs, dsts []netip.Addr) map[model.Flow]bool {
+	t.Helper()
+	rulesets := map[string]*nft.Ruleset{}
+	for _, n := range nodeNames(c) {
+		rulesets[n] = NodeWith(c, n, opts)
+	}
+	ev := model.NewEvaluatorWith(c, opts)
+	allowed := map[model.Flow]bool{}
+	for _, src := range srcs {
+		for _, dst := range dsts {
+			if src == dst || src.Is4() != dst.Is4() {
+				continue
+			}
+			for _, pp := range flowPorts {
+				f := model.Flow{Src: src, Dst: dst, Proto: pp.Proto, Port: pp.Port}
+				want := ev.Evaluate(f)
+				got, _ := kernelAllows(t, c, ev, rulesets, f, false)
+				if got != want.Allowed() {
+					_, path := kernelAllows(t, c, ev, rulesets, f, true)
+					t.Fatalf("%s: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
+						label, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
 				}
-				for _, pp := range []struct {
-					proto uint8
-					port  uint16
-				}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}} {
-					f := model.Flow{Src: src, Dst: dst, Proto: pp.proto, Port: pp.port}
-					want := ev.Evaluate(f)
-					got, path := kernelAllows(t, c, ev, rulesets, f)
-					if got != want.Allowed() {
-						t.Fatalf("seed %d %+v: %v: kernel allows=%v, evaluator=%v (egress: %v; ingress: %v)\npath: %v\npolicies:\n%s",
-							seed, opts, f, got, want.Allowed(), want.Egress, want.Ingress, path, describe(c))
-					}
+				if got {
+					allowed[f] = true
 				}
 			}
 		}
 	}
+	return allowed
+}
+
+// nodeNames are the nodes a cluster's rulesets are compiled for: every
+// Node object and every node a pod names.
+func nodeNames(c *model.Cluster) []string {
+	seen := map[string]bool{}
+	for n := range c.Nodes {
+		seen[n] = true
+	}
+	for _, p := range c.Pods {
+		seen[p.Node] = true
+	}
+	return sortedKeys(seen)
 }
 
 // kernelAllows traces a new flow through the chains it crosses: the
 // forward chains of the sender's node and of the receiver's (once when they
-// share a node), or input-egress when a pod talks to its own node.
-func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow) (bool, []string) {
+// share a node), or input-egress when a pod talks to its own node. With
+// explain, it also returns the rules that matched on the way.
+func kernelAllows(t testing.TB, c *model.Cluster, ev *model.Evaluator, rulesets map[string]*nft.Ruleset, f model.Flow, explain bool) (bool, []string) {
 	type hop struct{ node, chain string }
 	var hops []hop
 	srcNode := cidrNode(c, f.Src)
@@ -96,7 +147,9 @@ func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets 
 	}
 	for _, n := range c.Nodes {
 		for _, a := range n.Addresses {
-			if a == f.Dst {
+			// When Node objects share an address, the sender's own node
+			// takes it as local (fib daddr type local), whatever others say.
+			if a == f.Dst && (!toNode || n.Name == srcNode) {
 				dstNode, toNode = n.Name, true
 			}
 		}
@@ -119,7 +172,9 @@ func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets 
 		if err != nil {
 			t.Fatal(err)
 		}
-		path = append(path, fmt.Sprintf("%s/%s %v", h.node, h.chain, res.Matched))
+		if explain {
+			path = append(path, fmt.Sprintf("%s/%s %v", h.node, h.chain, res.Matched))
+		}
 		if res.Dropped {
 			return false, path
 		}
@@ -130,10 +185,10 @@ func kernelAllows(t *testing.T, c *model.Cluster, ev *model.Evaluator, rulesets 
 // cidrNode is the node whose pod CIDRs hold addr: where an address that is
 // no active pod's (a pod not yet known, a finished pod) lives.
 func cidrNode(c *model.Cluster, addr netip.Addr) string {
-	for _, n := range c.Nodes {
-		for _, p := range n.PodCIDRs {
+	for _, name := range sortedKeys(c.Nodes) {
+		for _, p := range c.Nodes[name].PodCIDRs {
 			if p.Contains(addr) {
-				return n.Name
+				return name
 			}
 		}
 	}

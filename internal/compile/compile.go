@@ -6,6 +6,7 @@ package compile
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -136,6 +137,7 @@ func (e *Engine) build(d chainDef) *nft.Chain {
 // all gets no element: allowed.
 func (e *Engine) classify(pod *model.Pod) []entry {
 	var out []entry
+	ips := e.c.OwnedIPs(pod)
 	for _, dir := range directions {
 		var np []string
 		for key, p := range e.c.PoliciesIn(pod.Namespace) {
@@ -158,15 +160,15 @@ func (e *Engine) classify(pod *model.Pod) []entry {
 		}
 		if len(admin) == 0 {
 			if rest != nil {
-				out = dispatch(out, pod, DispatchMap, dir, *rest)
+				out = dispatch(out, ips, DispatchMap, dir, *rest)
 			}
 			continue
 		}
 		if rest == nil {
 			rest = &chainDef{kind: chainAccept}
 		}
-		out = dispatch(out, pod, DispatchMap, dir, chainDef{kind: chainAdminClass, dir: dir, keys: admin})
-		out = dispatch(out, pod, RestMap, dir, *rest)
+		out = dispatch(out, ips, DispatchMap, dir, chainDef{kind: chainAdminClass, dir: dir, keys: admin})
+		out = dispatch(out, ips, RestMap, dir, *rest)
 	}
 	return out
 }
@@ -185,10 +187,10 @@ func (e *Engine) selecting(t model.Tier, pod *model.Pod, dir model.Direction) []
 	return out
 }
 
-// dispatch sends pod's addresses to the chain of target through the map
+// dispatch sends a pod's addresses to the chain of target through the map
 // that mapName names.
-func dispatch(out []entry, pod *model.Pod, mapName func(model.Direction, nft.Family) string, dir model.Direction, target chainDef) []entry {
-	for _, ip := range pod.IPs {
+func dispatch(out []entry, ips []netip.Addr, mapName func(model.Direction, nft.Family) string, dir model.Direction, target chainDef) []entry {
+	for _, ip := range ips {
 		out = append(out, entry{set: mapName(dir, nft.FamilyOf(ip)), elem: nft.Elem{Addr: ip, Chain: target.name()}, target: target})
 	}
 	return out
@@ -250,10 +252,11 @@ func mapType(fam nft.Family) nft.SetType {
 // the base chain) and drops what none allowed.
 func (e *Engine) classChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
-	if d.dir == model.Egress {
+	if d.dir == model.Egress && slices.ContainsFunc(d.keys, func(k string) bool { p := e.c.Policies[k]; return p != nil && p.Valid() }) {
 		// Kubernetes: traffic between a pod and its own node is always
 		// allowed by NetworkPolicy (the admin and baseline tiers, which can
-		// name nodes as peers, still apply before and instead).
+		// name nodes as peers, still apply before and instead). Only a
+		// valid policy's isolation brings it (model.Policy.Valid).
 		ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the pod's own node"})
 	}
 	for _, t := range d.targets() {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
@@ -134,31 +136,46 @@ func (e *Engine) Set(obj any) error {
 	if !ok {
 		return fmt.Errorf("%T is not a kind the model knows", obj)
 	}
-	return e.change(kind, ns, name, func() error { return e.c.Set(obj) })
+	var addrs []netip.Addr
+	if pod, ok := obj.(*v1.Pod); ok {
+		addrs = model.PodFromAPI(pod).IPs
+	}
+	return e.change(kind, ns, name, addrs, func() error { return e.c.Set(obj) })
 }
 
 // Delete removes an object, as model.Cluster.Delete does, and updates the
 // ruleset.
 func (e *Engine) Delete(kind, namespace, name string) error {
-	return e.change(kind, namespace, name, func() error { return e.c.Delete(kind, namespace, name) })
+	return e.change(kind, namespace, name, nil, func() error { return e.c.Delete(kind, namespace, name) })
 }
 
 // change applies one object's change to the model and re-evaluates what it
 // can affect: memberships of dynamic sets are compared before and after;
 // local pods are classified again; chains built from a changed policy are
-// built again.
-func (e *Engine) change(kind, ns, name string, apply func() error) error {
+// built again. A pod's change can also move the ownership of an address
+// it lists, before or after (addrs), between the other pods that list it
+// (model.Cluster.Owns): those are re-evaluated with it.
+func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() error) error {
 	switch kind {
 	case "Pod":
 		key := ns + "/" + name
-		pod := []*model.Pod{e.c.Pods[key]}
-		before := e.podMembers(pod, false)
+		old := e.c.Pods[key]
+		if old != nil {
+			addrs = append(addrs, old.IPs...)
+		}
+		pods := append([]*model.Pod{old}, e.c.PodsListing(addrs, key)...)
+		before := e.podMembers(pods, false)
 		if err := apply(); err != nil {
 			return err
 		}
-		pod[0] = e.c.Pods[key]
-		e.swap(before, e.podMembers(pod, false))
+		pods[0] = e.c.Pods[key]
+		e.swap(before, e.podMembers(pods, false))
 		e.reclassify(key)
+		for _, p := range pods[1:] {
+			if p.Node == e.node {
+				e.reclassify(p.Key())
+			}
+		}
 	case "Namespace":
 		pods := podList(e.c.PodsIn(name))
 		before := e.podMembers(pods, true)
@@ -181,6 +198,8 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 			e.podCIDRs()
 		}
 	case "NetworkPolicy":
+		key := ns + "/" + name
+		old := e.c.Policies[key]
 		if err := apply(); err != nil {
 			return err
 		}
@@ -190,7 +209,12 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 			}
 		}
 		for _, dir := range directions {
-			e.rebuild(npPolicyDef(ns+"/"+name, dir).name())
+			e.rebuild(npPolicyDef(key, dir).name())
+		}
+		if now := e.c.Policies[key]; old != nil && now != nil && old.Valid() != now.Valid() {
+			// The class chains it is part of gain or lose their own-node
+			// rule (classChain); rare enough to look for them all.
+			e.rebuildWith(key)
 		}
 	case model.KindANP, model.KindBANP, model.KindCNP:
 		if err := apply(); err != nil {
@@ -200,16 +224,7 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 		for key := range e.c.PodsOn(e.node) {
 			e.reclassify(key)
 		}
-		key := kind + "/" + name
-		var built []string
-		for n, lc := range e.chains {
-			if slices.Contains(lc.def.keys, key) {
-				built = append(built, n)
-			}
-		}
-		for _, n := range built {
-			e.rebuild(n)
-		}
+		e.rebuildWith(kind + "/" + name)
 	default:
 		return apply()
 	}
@@ -217,6 +232,19 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 }
 
 var directions = []model.Direction{model.Ingress, model.Egress}
+
+// rebuildWith builds again every live chain built from the policy key.
+func (e *Engine) rebuildWith(key string) {
+	var built []string
+	for n, lc := range e.chains {
+		if slices.Contains(lc.def.keys, key) {
+			built = append(built, n)
+		}
+	}
+	for _, n := range built {
+		e.rebuild(n)
+	}
+}
 
 func (e *Engine) sortTiers() {
 	e.tiers = [2][]*model.TierPolicy{e.c.SortedTier(model.TierAdmin), e.c.SortedTier(model.TierBaseline)}

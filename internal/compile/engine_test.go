@@ -160,7 +160,7 @@ func (w *world) event() event {
 	r := w.r
 	w.next++
 	for {
-		switch r.Intn(14) {
+		switch r.Intn(15) {
 		case 0:
 			return w.set("add pod", randomPod(r, fmt.Sprintf("new%d", w.next), w.next))
 		case 1:
@@ -227,6 +227,15 @@ func (w *world) event() event {
 				p := o.(*v1alpha1.AdminNetworkPolicy).DeepCopy()
 				p.Spec.Priority = int32(r.Intn(3))
 				return w.set("reprioritise anp", p)
+			}
+		case 14:
+			// An address reused before its previous pod is gone: two pods
+			// list it, and its owner (model.Cluster.Owns) may change.
+			if o, ok := w.pick("Pod"); ok {
+				p := randomPod(r, fmt.Sprintf("twin%d", r.Intn(3)), w.next)
+				p.Namespace = []string{"x", "y", "z"}[r.Intn(3)]
+				p.Status.PodIPs = o.(*v1.Pod).DeepCopy().Status.PodIPs
+				return w.set("add a pod with another's addresses", p)
 			}
 		}
 	}

@@ -49,16 +49,13 @@ func TestExplainAgrees(t *testing.T) {
 				if src == dst || src.Is4() != dst.Is4() {
 					continue
 				}
-				for _, pp := range []struct {
-					proto uint8
-					port  uint16
-				}{{model.ProtoTCP, 80}, {model.ProtoTCP, 81}, {model.ProtoUDP, 80}, {model.ProtoTCP, 8080}, {model.ProtoSCTP, 80}, {model.ProtoUDP, 5353}} {
-					f := model.Flow{Src: src, Dst: dst, Proto: pp.proto, Port: pp.port}
-					rep, err := x.Explain(explain.Question{From: src.String(), To: dst.String(), Proto: pp.proto, Port: pp.port})
+				for _, pp := range compile.FlowPorts {
+					f := model.Flow{Src: src, Dst: dst, Proto: pp.Proto, Port: pp.Port}
+					rep, err := x.Explain(explain.Question{From: src.String(), To: dst.String(), Proto: pp.Proto, Port: pp.Port})
 					if err != nil {
 						t.Fatalf("seed %d: %v: %v", seed, f, err)
 					}
-					kernel, path := compile.KernelAllows(t, c, ev, rulesets, f)
+					kernel, path := compile.KernelAllows(t, c, ev, rulesets, f, true)
 					want := ev.Evaluate(f)
 					if rep.Allowed != kernel || len(rep.Problems) > 0 {
 						t.Fatalf("seed %d: %v: explain says allowed=%v, the traced rulesets %v (path %v); problems %v", seed, f, rep.Allowed, kernel, path, rep.Problems)

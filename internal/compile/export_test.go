@@ -6,4 +6,5 @@ package compile
 var (
 	RandomObjects = randomObjects
 	KernelAllows  = kernelAllows
+	FlowPorts     = flowPorts
 )

@@ -294,7 +294,7 @@ func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
 			if np.Name != d.named.Name || (d.named.Proto != 0 && np.Proto != d.named.Proto) {
 				continue
 			}
-			for _, ip := range pod.IPs {
+			for _, ip := range c.OwnedIPs(pod) {
 				if nft.FamilyOf(ip) == d.fam {
 					out = append(out, nft.Elem{Addr: ip, Proto: np.Proto, Port: np.Port})
 				}
@@ -304,7 +304,7 @@ func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
 	}
 	for i := range d.pods {
 		if d.pods[i].MatchesPod(c, pod) {
-			for _, ip := range pod.IPs {
+			for _, ip := range c.OwnedIPs(pod) {
 				if nft.FamilyOf(ip) == d.fam {
 					out = append(out, nft.Elem{Addr: ip})
 				}

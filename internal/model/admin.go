@@ -131,8 +131,7 @@ func SortTier(ps []*TierPolicy) {
 
 // tierBuilder collects one policy's normalisation and its problems.
 type tierBuilder struct {
-	p           *TierPolicy
-	badPriority bool // only Deny rules are kept
+	p *TierPolicy
 }
 
 func (b *tierBuilder) problem(format string, args ...any) {
@@ -142,11 +141,11 @@ func (b *tierBuilder) problem(format string, args ...any) {
 func (b *tierBuilder) priority(prio int32) {
 	b.p.Priority = prio
 	if prio < 0 || prio > MaxPriority {
-		// Without a valid priority the policy cannot be ordered. Keeping
-		// only its Deny rules, last in the tier, never widens access.
-		b.problem("priority %d out of range 0-%d; only its Deny rules are kept, evaluated last", prio, MaxPriority)
+		// Without a valid priority the policy cannot be ordered: it goes
+		// last in the tier, where its Deny rules (all finish keeps) still
+		// narrow access.
+		b.problem("priority %d out of range 0-%d; evaluated last", prio, MaxPriority)
 		b.p.Priority = MaxPriority + 1
-		b.badPriority = true
 	}
 }
 
@@ -174,6 +173,33 @@ func (b *tierBuilder) selector(s *metav1.LabelSelector, where string) labels.Sel
 		return nil
 	}
 	return sel
+}
+
+// finish fails an invalid policy closed as a whole: a policy with any
+// problem keeps only its Deny rules (an invalid Deny or Pass rule is
+// already "Deny everything"). Its Allow rules could open what the cluster
+// without it denies, and so could its Pass rules, which skip the admin
+// tier's later Deny rules; a Deny rule only ever narrows.
+func (b *tierBuilder) finish() *TierPolicy {
+	if len(b.p.Problems) == 0 {
+		return b.p
+	}
+	dropped := 0
+	for dir, rules := range b.p.Rules {
+		var kept []TierRule
+		for _, r := range rules {
+			if r.Action == Deny {
+				kept = append(kept, r)
+			} else {
+				dropped++
+			}
+		}
+		b.p.Rules[dir] = kept
+	}
+	if dropped > 0 {
+		b.problem("the policy is invalid: its %d Allow and Pass rules are not enforced, only its Deny rules", dropped)
+	}
+	return b.p
 }
 
 // peer is the union of what v1alpha1 and v1alpha2 peers can say.
@@ -207,9 +233,6 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 	if len(peers) == 0 {
 		b.problem("%s: no peers", where)
 		invalid = true
-	}
-	if b.badPriority && action != Deny {
-		return // see priority()
 	}
 	if invalid {
 		if action == Allow {
@@ -435,7 +458,7 @@ func ANPFromAPI(o *v1alpha1.AdminNetworkPolicy) *TierPolicy {
 	}
 	b.v1alpha1Rules(Ingress, ingress)
 	b.v1alpha1Rules(Egress, egress)
-	return b.p
+	return b.finish()
 }
 
 // BANPFromAPI normalises the BaselineAdminNetworkPolicy. It is a singleton
@@ -461,7 +484,7 @@ func BANPFromAPI(o *v1alpha1.BaselineAdminNetworkPolicy) *TierPolicy {
 	}
 	b.v1alpha1Rules(Ingress, ingress)
 	b.v1alpha1Rules(Egress, egress)
-	return b.p
+	return b.finish()
 }
 
 // CNPFromAPI normalises a ClusterNetworkPolicy.
@@ -512,7 +535,7 @@ func CNPFromAPI(o *v1alpha2.ClusterNetworkPolicy) *TierPolicy {
 		ports, all, invalid := b.v1alpha2Protocols(r.Protocols, where)
 		b.rule(Egress, i, r.Name, b.action(string(r.Action), where), peers, ports, all, invalid)
 	}
-	return b.p
+	return b.finish()
 }
 
 func v1alpha2Pods(p *v1alpha2.NamespacedPod) *v1alpha1.NamespacedPod {

@@ -102,6 +102,12 @@ func TestTiers(t *testing.T) {
 			flow: flow(ya, xa, tcp, 9090), want: true},
 		{name: "an invalid priority keeps only Deny rules", objects: []any{denyAllX, anp("a", 5000, from("Allow", "y"))},
 			flow: flow(ya, xa, tcp, 80), want: false, tier: "networkpolicy"},
+		{name: "an invalid policy keeps no Allow rule, even a valid one", objects: []any{denyAllX, anp("a", 1, from("Allow", "y"), from("Allow", "bad value!"))},
+			flow: flow(ya, xa, tcp, 80), want: false, tier: "networkpolicy"},
+		{name: "an invalid policy keeps no Pass rule", objects: []any{anp("a", 1, from("Pass", "y"), from("Allow", "bad value!")), anp("b", 2, from("Deny", "y"))},
+			flow: flow(ya, xa, tcp, 80), want: false, tier: "admin", policy: "AdminNetworkPolicy/b"},
+		{name: "an invalid policy keeps its valid Deny rules", objects: []any{anp("a", 1, from("Deny", "y"), from("Allow", "bad value!"))},
+			flow: flow(ya, xa, tcp, 80), want: false, tier: "admin", policy: "AdminNetworkPolicy/a"},
 		{name: "an unknown action denies", objects: []any{anp("a", 1, from("Bogus", "y"))},
 			flow: flow(ya, xa, tcp, 80), want: false, tier: "admin"},
 		{name: "CNP admin-tier Accept on a network", objects: []any{

@@ -35,12 +35,12 @@ func PodFromAPI(pod *v1.Pod) *Pod {
 	}
 	seen := map[netip.Addr]bool{}
 	add := func(s string) {
-		a, err := netip.ParseAddr(s)
-		if err != nil || seen[a.Unmap()] {
+		a, ok := parseAddr(s)
+		if !ok || seen[a] {
 			return
 		}
-		seen[a.Unmap()] = true
-		p.IPs = append(p.IPs, a.Unmap())
+		seen[a] = true
+		p.IPs = append(p.IPs, a)
 	}
 	for _, ip := range pod.Status.PodIPs {
 		add(ip.IP)
@@ -66,8 +66,8 @@ func NodeFromAPI(node *v1.Node) *Node {
 		if a.Type != v1.NodeInternalIP && a.Type != v1.NodeExternalIP {
 			continue
 		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			n.Addresses = append(n.Addresses, ip.Unmap())
+		if ip, ok := parseAddr(a.Address); ok {
+			n.Addresses = append(n.Addresses, ip)
 		}
 	}
 	cidrs := node.Spec.PodCIDRs
@@ -92,6 +92,17 @@ func NodeFromAPI(node *v1.Node) *Node {
 	return n
 }
 
+// parseAddr reads an object's address, IPv4-mapped IPv6 as IPv4. An
+// address with a zone ("fe80::1%eth0", which the API server rejects) is
+// not read: no set holds a zone, and without it the address is another.
+func parseAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
 // protoFromAPI maps a protocol; empty means TCP, as the API server defaults.
 func protoFromAPI(p v1.Protocol) uint8 {
 	switch p {
@@ -104,9 +115,13 @@ func protoFromAPI(p v1.Protocol) uint8 {
 }
 
 // PolicyFromAPI normalises a NetworkPolicy. It never fails: what is invalid
-// is recorded in Problems and handled so that access only ever narrows — an
-// invalid peer matches nothing, an invalid port matches nothing, and an
-// invalid podSelector isolates every pod of the namespace.
+// is recorded in Problems, and a policy with any problem (one the API
+// server would reject) fails closed as a whole: it isolates its pods (every
+// pod of the namespace when its podSelector is invalid; both directions
+// when a policyType is unknown) and allows nothing. Keeping its valid rules
+// would not be safe: a NetworkPolicy's rules add to what the pod's other
+// policies allow, and the podSelector or policyTypes that say which pods
+// they apply to may be what is invalid.
 func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
 	p := &Policy{Namespace: np.Namespace, Name: np.Name}
 	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
@@ -132,7 +147,8 @@ func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
 		case networkingv1.PolicyTypeEgress:
 			p.Isolates[Egress] = true
 		default:
-			p.problem("unknown policyType %q ignored", t)
+			p.problem("unknown policyType %q; isolating both directions", t)
+			p.Isolates = [2]bool{true, true}
 		}
 	}
 	if p.Isolates[Ingress] {
@@ -145,8 +161,17 @@ func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
 			p.Rules[Egress] = append(p.Rules[Egress], p.rule(i, r.To, r.Ports, "egress"))
 		}
 	}
+	if len(p.Problems) > 0 {
+		p.Rules = [2][]Rule{}
+		p.problem("the policy is invalid: it isolates its pods and allows nothing")
+	}
 	return p
 }
+
+// Valid reports whether the policy had no problems. An invalid policy
+// isolates and allows nothing, not even a pod's traffic to its own node:
+// that exception comes with a valid policy's isolation (see Evaluator).
+func (p *Policy) Valid() bool { return len(p.Problems) == 0 }
 
 func (p *Policy) problem(format string, args ...any) {
 	p.Problems = append(p.Problems, fmt.Sprintf(format, args...))

@@ -2,7 +2,9 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/nftpolicy/nftpolicy/internal/inet"
 )
@@ -126,7 +128,9 @@ func NewEvaluatorWith(c *Cluster, opts Options) *Evaluator {
 			continue
 		}
 		for _, ip := range p.IPs {
-			e.byAddr[ip] = p
+			if e.byAddr[ip] == nil { // the first key owns it (Cluster.Owns)
+				e.byAddr[ip] = p
+			}
 			if e.known[p.Node] == nil {
 				e.known[p.Node] = map[netip.Addr]bool{}
 			}
@@ -150,15 +154,19 @@ func (e *Evaluator) Evaluate(f Flow) Decision {
 	return Decision{Egress: e.Judge(Egress, f), Ingress: e.Judge(Ingress, f)}
 }
 
-// UnknownOn returns the node whose pod CIDRs hold addr when addr is a pod
-// that node does not know (no active pod of the node has it, and it is not
-// the node's own); "" otherwise, and always when the protection is off.
-func (e *Evaluator) UnknownOn(addr netip.Addr) string {
+// unknownOn returns the first node among nodes whose pod CIDRs hold addr
+// when addr is a pod that node does not know (no active pod of the node
+// has it, and it is not the node's own); "" otherwise, and always when the
+// protection is off.
+func (e *Evaluator) unknownOn(addr netip.Addr, nodes ...string) string {
 	if e.opts.OpenUnknown {
 		return ""
 	}
-	addr = addr.Unmap()
-	for _, n := range e.c.Nodes {
+	for _, name := range nodes {
+		n := e.c.Nodes[name]
+		if n == nil {
+			continue
+		}
 		for _, p := range n.PodCIDRs {
 			if p.Contains(addr) && !e.known[n.Name][addr] && !e.isNodeAddr(addr, n.Name) {
 				return n.Name
@@ -166,6 +174,54 @@ func (e *Evaluator) UnknownOn(addr netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// forwardNodes are the nodes whose forward chains a packet from src to dst
+// crosses, where the rules that drop pods not yet known are: the sender's
+// node (unless the sender is the node itself, whose own traffic leaves on
+// the output path) and the receiver's (unless the receiver is a node's own
+// address, which the input path takes). A pod talking to its own node
+// crosses none. On a cluster whose IPAM keeps every pod in its node's pod
+// CIDRs, the node whose CIDRs hold an address is on the path of every
+// packet to or from it; where an address lies in another node's CIDRs, that
+// node drops only what crosses it.
+func (e *Evaluator) forwardNodes(src, dst netip.Addr) []string {
+	srcNode, fromNode := e.endpointNode(src)
+	dstNode, toNode := e.endpointNode(dst)
+	if toNode && e.isNodeAddr(dst, srcNode) {
+		dstNode = srcNode // Node objects share the address: the sender's own takes it
+	}
+	if toNode && srcNode == dstNode {
+		return nil
+	}
+	var out []string
+	if srcNode != "" && !fromNode {
+		out = append(out, srcNode)
+	}
+	if dstNode != "" && dstNode != srcNode && !toNode {
+		out = append(out, dstNode)
+	}
+	return out
+}
+
+// endpointNode is the node where addr is: the node that has it as its own
+// address (isNode), else the node of the active pod that owns it, else the
+// first node by name whose pod CIDRs hold it; "" outside the cluster.
+func (e *Evaluator) endpointNode(addr netip.Addr) (node string, isNode bool) {
+	if ns := e.nodes[addr]; len(ns) > 0 {
+		return ns[0].Name, true
+	}
+	if p := e.byAddr[addr]; p != nil {
+		return p.Node, false
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.c.Nodes)) {
+		for _, p := range e.c.Nodes[name].PodCIDRs {
+			if p.Contains(addr) {
+				return name, false
+			}
+		}
+	}
+	return "", false
 }
 
 // isNodeAddr reports whether addr is an address of node.
@@ -186,14 +242,19 @@ func (e *Evaluator) Judge(dir Direction, f Flow) Verdict {
 	src, dst := e.PodByAddr(f.Src), e.PodByAddr(f.Dst)
 	// The class of pods not yet known comes before every policy: nothing
 	// the agent has not programmed is judged by policies it does not know.
-	if dir == Egress {
-		if n := e.UnknownOn(f.Src); n != "" {
-			return Verdict{Allowed: e.isNodeAddr(f.Dst, n), Unknown: n, Rule: -1, PassRule: -1}
-		}
-		return e.judge(Egress, src, f.Dst, dst, f)
+	subject, peer := f.Src, f.Dst
+	if dir == Ingress {
+		subject, peer = f.Dst, f.Src
 	}
-	if n := e.UnknownOn(f.Dst); n != "" {
-		return Verdict{Allowed: e.isNodeAddr(f.Src, n), Unknown: n, Rule: -1, PassRule: -1}
+	if n := e.unknownOn(subject, e.forwardNodes(f.Src, f.Dst)...); n != "" {
+		return Verdict{Unknown: n, Rule: -1, PassRule: -1}
+	}
+	// Between a pod not yet known and its own node nothing drops: say so.
+	if n, _ := e.endpointNode(subject); e.isNodeAddr(peer, n) && e.unknownOn(subject, n) != "" {
+		return Verdict{Allowed: true, Unknown: n, Rule: -1, PassRule: -1}
+	}
+	if dir == Egress {
+		return e.judge(Egress, src, f.Dst, dst, f)
 	}
 	return e.judge(Ingress, dst, f.Src, src, f)
 }
@@ -225,8 +286,11 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 			continue
 		}
 		v.Isolated, v.Tier, v.Allowed = true, "networkpolicy", false
-		if dir == Egress && e.isNodeOf(peer, subject) {
-			// Traffic between a pod and its own node is always allowed.
+		if dir == Egress && p.Valid() && e.isNodeOf(peer, subject) {
+			// Traffic between a pod and its own node is always allowed,
+			// by a valid policy's isolation: an invalid policy's alone
+			// would open it where the baseline tier, which isolation
+			// hides, denied it.
 			v.Allowed = true
 			return v
 		}

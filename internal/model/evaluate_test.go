@@ -201,8 +201,8 @@ func TestInvalidInputNarrowsAccess(t *testing.T) {
 		})
 	}
 	c := cluster(t, tu.Policy("x", "p", nil, tu.Types(networkingv1.PolicyTypeIngress), bad))
-	if got := len(c.Policies["x/p"].Problems); got != 2 {
-		t.Errorf("problems = %v, want 2", c.Policies["x/p"].Problems)
+	if got := len(c.Policies["x/p"].Problems); got != 3 {
+		t.Errorf("problems = %v, want 3 (two peers and the policy)", c.Policies["x/p"].Problems)
 	}
 	if model.NewEvaluator(c).Evaluate(flow(ya, xa, tcp, 80)).Allowed() {
 		t.Error("an invalid ipBlock opened traffic")
@@ -222,6 +222,35 @@ func TestInvalidInputNarrowsAccess(t *testing.T) {
 	}
 }
 
+// TestInvalidPolicyAllowsNothing: a NetworkPolicy with any problem
+// isolates its pods and allows nothing, not even what its valid rules say,
+// because its rules would add to what the pods' other policies allow.
+func TestInvalidPolicyAllowsNothing(t *testing.T) {
+	denyAll := tu.Policy("x", "deny-all", nil, tu.Types(networkingv1.PolicyTypeIngress))
+	fromY := tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "y"}, nil)})
+	valid := tu.Policy("x", "from-y", nil, fromY)
+	badPeer := tu.Policy("x", "from-y", nil, fromY, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/33")}))
+	badSelector := tu.Policy("x", "from-y", nil, fromY, expr("pod", "Bogus"))
+	badType := tu.Policy("x", "from-y", nil, fromY, tu.Types(networkingv1.PolicyTypeIngress, "Sideways"))
+	if !model.NewEvaluator(cluster(t, denyAll, valid)).Evaluate(flow(ya, xa, tcp, 80)).Allowed() {
+		t.Fatal("the valid policy does not allow y/a -> x/a: the cases below prove nothing")
+	}
+	for name, np := range map[string]*networkingv1.NetworkPolicy{"bad peer": badPeer, "bad podSelector": badSelector, "bad policyType": badType} {
+		c := cluster(t, denyAll, np)
+		p := c.Policies["x/from-y"]
+		if p.Valid() || len(p.Rules[model.Ingress])+len(p.Rules[model.Egress]) != 0 {
+			t.Errorf("%s: valid=%v, rules %+v: want invalid with no rules", name, p.Valid(), p.Rules)
+		}
+		if d := model.NewEvaluator(c).Evaluate(flow(ya, xa, tcp, 80)); d.Allowed() {
+			t.Errorf("%s: y/a -> x/a allowed (%v): an invalid policy's rules must not add to deny-all", name, d.Ingress)
+		}
+	}
+	// An unknown policyType isolates both directions.
+	if d := model.NewEvaluator(cluster(t, badType)).Evaluate(flow(xa, ya, tcp, 80)); d.Allowed() {
+		t.Errorf("bad policyType: x/a -> y/a allowed (%v), want egress isolated", d.Egress)
+	}
+}
+
 func TestOwnNodeAlwaysAllowedByNetworkPolicy(t *testing.T) {
 	node := func(name, ip string) *v1.Node {
 		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: ip}}}}
@@ -234,6 +263,18 @@ func TestOwnNodeAlwaysAllowedByNetworkPolicy(t *testing.T) {
 	}
 	if d := ev.Evaluate(flow(xa, "172.18.0.12", tcp, 10250)); d.Allowed() {
 		t.Errorf("x/a to another node: %v, want denied", d.Egress)
+	}
+
+	// An invalid policy's isolation does not bring the exception: it would
+	// open what a baseline policy (hidden by the isolation) denies.
+	invalid := tu.Policy("x", "no-egress", nil, tu.Types(networkingv1.PolicyTypeEgress), tu.Egress([]networkingv1.NetworkPolicyPeer{tu.Block("bogus")}))
+	c = cluster(t, node("n1", "172.18.0.11"), invalid)
+	if d := model.NewEvaluator(c).Evaluate(flow(xa, "172.18.0.11", tcp, 10250)); d.Allowed() {
+		t.Errorf("x/a to its own node, isolated by an invalid policy only: %v, want denied", d.Egress)
+	}
+	c = cluster(t, node("n1", "172.18.0.11"), invalid, tu.Policy("x", "valid", nil, tu.Types(networkingv1.PolicyTypeEgress)))
+	if d := model.NewEvaluator(c).Evaluate(flow(xa, "172.18.0.11", tcp, 10250)); !d.Allowed() {
+		t.Errorf("x/a to its own node, isolated by a valid policy too: %v, want allowed", d.Egress)
 	}
 }
 

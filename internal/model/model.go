@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
@@ -54,8 +55,10 @@ type Pod struct {
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
 
 // Active reports whether the pod takes part in policy, as subject or peer:
-// it has an address of its own and is not finished.
-func (p *Pod) Active() bool { return len(p.IPs) > 0 && !p.HostNetwork && !p.Terminal }
+// it has an address of its own, a node (whose agent enforces its policies:
+// without one, none would, and the API server gives addresses only to
+// scheduled pods) and is not finished.
+func (p *Pod) Active() bool { return len(p.IPs) > 0 && p.Node != "" && !p.HostNetwork && !p.Terminal }
 
 // PortNumber resolves a named port on this pod for a protocol.
 func (p *Pod) PortNumber(name string, proto uint8) (uint16, bool) {
@@ -170,10 +173,11 @@ type Cluster struct {
 
 	// Indexes kept by Set and Delete, so that an incremental compiler
 	// never scans the whole cluster for one change.
-	podsByNS     map[string]map[string]*Pod    // namespace -> pod key -> pod
-	podsByNode   map[string]map[string]*Pod    // node -> pod key -> pod
-	podsByPort   map[string]map[string]*Pod    // named port -> pod key -> pod
-	policiesByNS map[string]map[string]*Policy // namespace -> policy key -> policy
+	podsByNS     map[string]map[string]*Pod     // namespace -> pod key -> pod
+	podsByNode   map[string]map[string]*Pod     // node -> pod key -> pod
+	podsByPort   map[string]map[string]*Pod     // named port -> pod key -> pod
+	podsByAddr   map[netip.Addr]map[string]*Pod // address -> pod key -> pod
+	policiesByNS map[string]map[string]*Policy  // namespace -> policy key -> policy
 }
 
 // NewCluster makes an empty cluster.
@@ -189,6 +193,7 @@ func NewCluster() *Cluster {
 		podsByNS:     map[string]map[string]*Pod{},
 		podsByNode:   map[string]map[string]*Pod{},
 		podsByPort:   map[string]map[string]*Pod{},
+		podsByAddr:   map[netip.Addr]map[string]*Pod{},
 		policiesByNS: map[string]map[string]*Policy{},
 	}
 }
@@ -205,13 +210,60 @@ func (c *Cluster) PodsOn(node string) map[string]*Pod { return c.podsByNode[node
 // is the cluster's own index: callers only read it.
 func (c *Cluster) PodsWithPort(name string) map[string]*Pod { return c.podsByPort[name] }
 
-// indexPod adds (or with remove, removes) a pod in the node and port
-// indexes.
+// indexPod adds (or with remove, removes) a pod in the node, port and
+// address indexes.
 func (c *Cluster) indexPod(p *Pod, remove bool) {
 	index(c.podsByNode, p.Node, p.Key(), p, remove)
 	for _, np := range p.Ports {
 		index(c.podsByPort, np.Name, p.Key(), p, remove)
 	}
+	for _, ip := range p.IPs {
+		index(c.podsByAddr, ip, p.Key(), p, remove)
+	}
+}
+
+// Owns reports whether addr is pod's: pod is active, lists addr, and no
+// active pod whose key sorts before it lists addr too. Two pods list one
+// address when it is reused before the informer has seen its previous
+// pod go; exactly one of them owns it, the same on every node and in the
+// evaluator, and only the owner is judged or matched by it (a kernel map
+// holds one verdict per address).
+func (c *Cluster) Owns(pod *Pod, addr netip.Addr) bool {
+	if !pod.Active() || c.podsByAddr[addr][pod.Key()] == nil {
+		return false
+	}
+	for key, other := range c.podsByAddr[addr] {
+		if key < pod.Key() && other.Active() {
+			return false
+		}
+	}
+	return true
+}
+
+// OwnedIPs returns the addresses of pod that it owns (see Owns).
+func (c *Cluster) OwnedIPs(pod *Pod) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range pod.IPs {
+		if c.Owns(pod, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// PodsListing returns the pods other than the one of key that list any
+// of addrs, by key: those whose ownership a change of that pod can move.
+func (c *Cluster) PodsListing(addrs []netip.Addr, key string) []*Pod {
+	var out []*Pod
+	for _, ip := range addrs {
+		for k, p := range c.podsByAddr[ip] {
+			if k != key && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
 }
 
 // PoliciesIn returns the NetworkPolicies of one namespace, by key. The map
@@ -221,7 +273,7 @@ func (c *Cluster) PoliciesIn(namespace string) map[string]*Policy {
 }
 
 // index adds or removes one entry of a two-level index.
-func index[V any](idx map[string]map[string]V, outer, inner string, v V, remove bool) {
+func index[K comparable, V any](idx map[K]map[string]V, outer K, inner string, v V, remove bool) {
 	m := idx[outer]
 	if remove {
 		delete(m, inner)
