@@ -198,6 +198,15 @@ func acceptAndClose(f *os.File) {
 // with several addresses could answer from another one, and the prober's
 // connected socket would drop that reply as if the echo never came.
 func echo(f *os.File) {
+	answerEach(f, func(pkt []byte) []byte { return pkt })
+}
+
+// answerEach reads datagrams from f until it is closed and sends answer's
+// reply to each (none when it returns nil) back to its sender, from the
+// address the datagram was sent to (IP_PKTINFO/IPV6_PKTINFO must be on).
+// A send error (a policy dropping the reply in output) is the prober's
+// timeout to report.
+func answerEach(f *os.File, answer func(pkt []byte) []byte) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return
@@ -218,11 +227,13 @@ func echo(f *os.File) {
 		if rerr != nil || from == nil {
 			continue
 		}
+		reply := answer(buf[:n])
+		if reply == nil {
+			continue
+		}
 		src := replySource(oob[:oobn])
-		// A send error (a policy dropping the reply in output) is the
-		// prober's timeout to report.
 		_ = rc.Write(func(fd uintptr) bool {
-			return unix.Sendmsg(int(fd), buf[:n], src, from, 0) != unix.EAGAIN
+			return unix.Sendmsg(int(fd), reply, src, from, 0) != unix.EAGAIN
 		})
 	}
 }

@@ -361,42 +361,13 @@ func (r *sctpResponder) close() {
 }
 
 func (r *sctpResponder) serve(f *os.File, family int) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 65536)
-	oob := make([]byte, 256)
-	for {
-		var n, oobn int
-		var from unix.Sockaddr
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
-			return rerr != unix.EAGAIN
-		})
-		if err != nil {
-			return // closed
-		}
-		if rerr != nil || from == nil {
-			continue
-		}
-		pkt := buf[:n]
+	// A raw IPv4 socket receives the IP header too; IPv6 ones do not.
+	answerEach(f, func(pkt []byte) []byte {
 		if family == 4 {
 			pkt = stripIPv4(pkt)
 		}
-		reply := r.answer(pkt)
-		if reply == nil {
-			continue
-		}
-		// From the address the INIT was sent to, as a stack would answer.
-		// A send error (a policy dropping the reply in output) is the
-		// prober's timeout to report.
-		src := replySource(oob[:oobn])
-		_ = rc.Write(func(fd uintptr) bool {
-			return unix.Sendmsg(int(fd), reply, src, from, 0) != unix.EAGAIN
-		})
-	}
+		return r.answer(pkt)
+	})
 }
 
 // answer returns the reply to one received packet, or nil.
