@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +75,7 @@ type world struct {
 	nextIP     map[string]int
 	agents     map[string]*AgentProcess
 	resync     time.Duration
+	agentFlags []string // more flags for every agent startAgent starts
 }
 
 type kubernetesClients struct {
@@ -127,7 +129,7 @@ func newWorld(t *testing.T, nodes int, resync time.Duration) *world {
 func (w *world) startAgent(node string) *AgentProcess {
 	w.t.Helper()
 	a, err := StartAgent(AgentSpec{Binary: shared.env.AgentBinary, Kubeconfig: w.kubeconfig, Node: node, NetNS: w.lab.NodeNetNSPath(node),
-		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir})
+		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir, Extra: w.agentFlags})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -144,7 +146,14 @@ func (w *world) startAgent(node string) *AgentProcess {
 // subresource, as a kubelet would) and in the lab, listening on TCP 80.
 func (w *world) pod(name, node string, labels map[string]string) {
 	w.t.Helper()
-	ctx := context.Background()
+	w.podInAPI(name, node, labels, w.podInLab(name, node))
+}
+
+// podInLab gives a pod its namespace, its next address on node and a
+// listener on TCP 80, as the CNI plugin and the container would, before
+// the API server has heard of it.
+func (w *world) podInLab(name, node string) netip.Addr {
+	w.t.Helper()
 	idx := 0
 	for i, n := range w.nodes {
 		if n == node {
@@ -160,13 +169,19 @@ func (w *world) pod(name, node string, labels map[string]string) {
 	if err := w.lab.Listen(id, "TCP", 80); err != nil {
 		w.t.Fatal(err)
 	}
+	return ip
+}
+
+// podInAPI creates the Pod object of a pod podInLab made.
+func (w *world) podInAPI(name, node string, labels map[string]string, ip netip.Addr) {
+	w.t.Helper()
 	p := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: name, Labels: labels},
 		Spec: v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c",
 			Ports: []v1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: v1.ProtocolTCP}}}}},
 		Status: v1.PodStatus{PodIP: ip.String(), PodIPs: []v1.PodIP{{IP: ip.String()}}},
 	}
-	if _, err := CreatePod(ctx, w.c.Admin, p); err != nil {
+	if _, err := CreatePod(context.Background(), w.c.Admin, p); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -382,6 +397,72 @@ func TestEnforcement(t *testing.T) {
 	}
 }
 
+// TestNewPodClosedUntilKnown: with the agent binary as the DaemonSet runs
+// it, a new pod that a policy isolates is closed from the instant its
+// address exists (the CNI plugin's work) until the agent has programmed it,
+// however long its Pod object takes to reach the agent; then what the
+// policy allows opens. With --protect-new-pods=false the same pod is open
+// to everyone until then: the window the protection closes.
+func TestNewPodClosedUntilKnown(t *testing.T) {
+	for _, protect := range []bool{true, false} {
+		t.Run(fmt.Sprintf("protect-new-pods=%v", protect), func(t *testing.T) {
+			w := newWorld(t, 1, time.Minute)
+			w.agentFlags = []string{fmt.Sprintf("--protect-new-pods=%v", protect)}
+			n := w.nodes[0]
+			w.pod("client", n, map[string]string{"role": "client"})
+			w.pod("other", n, map[string]string{"role": "other"})
+			w.pod("old", n, map[string]string{"role": "server"})
+			w.startAgent(n)
+			ctx := context.Background()
+			if err := w.allowOnlyFrom(ctx); err != nil {
+				t.Fatal(err)
+			}
+			w.expect(10*time.Second, map[flow]netlab.Verdict{{"client", "old"}: allowed, {"other", "old"}: denied})
+
+			// The new server's address exists and listens; its Pod object
+			// reaches the API server a second later.
+			ip := w.podInLab("server", n)
+			var through, probes atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						probes.Add(1)
+						if w.probe(ctx, flow{"other", "server"}) == allowed {
+							through.Add(1)
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			}
+			time.Sleep(time.Second)
+			w.podInAPI("server", n, map[string]string{"role": "server"}, ip)
+			took := w.expect(10*time.Second, map[flow]netlab.Verdict{{"client", "server"}: allowed})
+			close(stop)
+			wg.Wait()
+			t.Logf("the Pod object reached the API server 1 s after the address; allowed %v after that; %d probes from a pod the policy denies, %d through",
+				took.Round(time.Millisecond), probes.Load(), through.Load())
+			switch {
+			case probes.Load() < 6:
+				t.Fatalf("only %d probes ran", probes.Load())
+			case protect && through.Load() != 0:
+				t.Errorf("%d of %d probes the policy denies reached the new pod before the agent knew it", through.Load(), probes.Load())
+			case !protect && through.Load() == 0:
+				t.Errorf("with the protection off no probe got through in the second before the Pod object existed: the test cannot see the window")
+			}
+			w.expect(10*time.Second, map[flow]netlab.Verdict{{"other", "server"}: denied})
+		})
+	}
+}
+
 func intstrName(s string) *intstr.IntOrString {
 	v := intstr.FromString(s)
 	return &v
@@ -443,7 +524,7 @@ func TestUpgradeAdoptsPreviousTable(t *testing.T) {
 	w.pod("client", n, map[string]string{"role": "client"})
 	w.pod("other", n, map[string]string{"role": "other"})
 	a, err := StartAgent(AgentSpec{Binary: old, Kubeconfig: w.kubeconfig, Node: n, NetNS: w.lab.NodeNetNSPath(n),
-		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir})
+		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir, Extra: w.agentFlags})
 	if err != nil {
 		t.Fatal(err)
 	}
