@@ -6,17 +6,15 @@ import (
 	"fmt"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
-	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
-	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	k8stesting "k8s.io/client-go/testing"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 )
 
@@ -55,58 +53,37 @@ func newFakeBackend() *fakeBackend {
 
 func (f *fakeBackend) agentClients() Clients { return Clients{Kube: f.client, Policy: f.policy} }
 
+// tracker is the fake's object store that holds kind k: writing to it is
+// what the typed fake clients do, so one path serves every kind the model
+// knows.
+func (f *fakeBackend) tracker(k model.Kind) k8stesting.ObjectTracker {
+	if k.Tier {
+		return f.policy.Tracker()
+	}
+	return f.client.Tracker()
+}
+
 func (f *fakeBackend) write(ctx context.Context, exists bool, obj runtime.Object) (runtime.Object, error) {
-	f.rv++
-	obj.(metav1.Object).SetResourceVersion(strconv.FormatInt(f.rv, 10))
-	var err error
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		c := f.client.CoreV1().Namespaces()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *corev1.Node:
-		c := f.client.CoreV1().Nodes()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *corev1.Pod:
-		c := f.client.CoreV1().Pods(o.Namespace)
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *networkingv1.NetworkPolicy:
-		c := f.client.NetworkingV1().NetworkPolicies(o.Namespace)
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha1.AdminNetworkPolicy:
-		c := f.policy.PolicyV1alpha1().AdminNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha1.BaselineAdminNetworkPolicy:
-		c := f.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	case *v1alpha2.ClusterNetworkPolicy:
-		c := f.policy.PolicyV1alpha2().ClusterNetworkPolicies()
-		err = upsert(ctx, exists, o, c.Create, c.Update)
-	default:
+	k, ok := model.KindOf(obj)
+	if !ok {
 		// Services run against a real control plane only.
 		return nil, fmt.Errorf("kind %s is not enforced by this version of nftpolicy", manifest.KindOf(obj))
 	}
-	return obj, err
+	f.rv++
+	m := obj.(metav1.Object)
+	m.SetResourceVersion(strconv.FormatInt(f.rv, 10))
+	if exists {
+		return obj, f.tracker(k).Update(k.Resource, obj, m.GetNamespace(), metav1.UpdateOptions{})
+	}
+	return obj, f.tracker(k).Create(k.Resource, obj, m.GetNamespace(), metav1.CreateOptions{})
 }
 
 func (f *fakeBackend) remove(ctx context.Context, ref scenario.ObjectRef) error {
-	opts := metav1.DeleteOptions{}
-	switch ref.Kind {
-	case "Namespace":
-		return f.client.CoreV1().Namespaces().Delete(ctx, ref.Name, opts)
-	case "Node":
-		return f.client.CoreV1().Nodes().Delete(ctx, ref.Name, opts)
-	case "Pod":
-		return f.client.CoreV1().Pods(ref.Namespace).Delete(ctx, ref.Name, opts)
-	case "NetworkPolicy":
-		return f.client.NetworkingV1().NetworkPolicies(ref.Namespace).Delete(ctx, ref.Name, opts)
-	case "AdminNetworkPolicy":
-		return f.policy.PolicyV1alpha1().AdminNetworkPolicies().Delete(ctx, ref.Name, opts)
-	case "BaselineAdminNetworkPolicy":
-		return f.policy.PolicyV1alpha1().BaselineAdminNetworkPolicies().Delete(ctx, ref.Name, opts)
-	case "ClusterNetworkPolicy":
-		return f.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(ctx, ref.Name, opts)
+	k, ok := model.KindNamed(ref.Kind)
+	if !ok {
+		return fmt.Errorf("kind %s is not enforced by this version of nftpolicy", ref.Kind)
 	}
-	return fmt.Errorf("kind %s is not enforced by this version of nftpolicy", ref.Kind)
+	return f.tracker(k).Delete(k.Resource, ref.Namespace, ref.Name, metav1.DeleteOptions{})
 }
 
 // barrier waits until every agent has applied exactly the objects that

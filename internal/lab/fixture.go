@@ -11,13 +11,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
@@ -68,20 +68,11 @@ func (f *Fixture) AddNode(name string, podCIDRs ...netip.Prefix) error {
 func (f *Fixture) Create(obj runtime.Object) error {
 	f.rv++
 	obj.(metav1.Object).SetResourceVersion(strconv.Itoa(f.rv))
-	ctx := context.Background()
-	var err error
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		_, err = f.Client.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
-	case *corev1.Node:
-		_, err = f.Client.CoreV1().Nodes().Create(ctx, o, metav1.CreateOptions{})
-	case *corev1.Pod:
-		_, err = f.Client.CoreV1().Pods(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	case *networkingv1.NetworkPolicy:
-		_, err = f.Client.NetworkingV1().NetworkPolicies(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	default:
-		err = fmt.Errorf("lab fixture: kind %T", obj)
+	k, ok := model.KindOf(obj)
+	if !ok || k.Tier {
+		return fmt.Errorf("lab fixture: kind %T", obj)
 	}
+	err := f.Client.Tracker().Create(k.Resource, obj, obj.(metav1.Object).GetNamespace(), metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}

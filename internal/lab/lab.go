@@ -281,17 +281,6 @@ func (r *run) apply(ctx context.Context, obj runtime.Object) error {
 	return nil
 }
 
-func upsert[T any](ctx context.Context, exists bool, obj T,
-	create func(context.Context, T, metav1.CreateOptions) (T, error),
-	update func(context.Context, T, metav1.UpdateOptions) (T, error)) error {
-	if !exists {
-		_, err := create(ctx, obj, metav1.CreateOptions{})
-		return err
-	}
-	_, err := update(ctx, obj, metav1.UpdateOptions{})
-	return err
-}
-
 // placePod builds the namespace of a pod on first sight, at the addresses
 // Addresses.Assign gave it, and makes it listen. A hostNetwork pod is its
 // node.
