@@ -111,14 +111,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	logger := klog.FromContext(ctx)
 	node := o.hostname
 	if node == "" {
-		node = os.Getenv("NODE_NAME")
-	}
-	if node == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("no node name: set --hostname-override or NODE_NAME: %w", err)
+		var err error
+		if node, err = nodeNameDefault(); err != nil {
+			return fmt.Errorf("--hostname-override: %w", err)
 		}
-		node = h
 	}
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {

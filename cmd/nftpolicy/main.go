@@ -1,6 +1,7 @@
 // Command nftpolicy is the node agent and what a node or a person reading
-// its ruleset needs: cleanup, and compile (manifests to nftables text,
-// offline). The lab and the demo are cmd/nftlab's: this binary runs on
+// its ruleset needs: cleanup, compile (manifests to nftables text,
+// offline), explain (why a flow is allowed or denied) and preview (what a
+// change would flip). The lab and the demo are cmd/nftlab's: this binary runs on
 // every node and carries no test harness.
 package main
 
@@ -15,6 +16,10 @@ Usage:
   nftpolicy agent [--kubeconfig FILE] [--hostname-override NAME] ...  the node agent (the DaemonSet's command; --help lists its flags)
   nftpolicy cleanup [--netns PATH]                     remove everything nftpolicy created on this node (uninstall)
   nftpolicy compile -f FILE|DIR [-f ...] --node NAME   print the ruleset a node would get
+  nftpolicy explain (-f FILE|DIR ... | --kubeconfig FILE) --from NS/POD|IP --to NS/POD|IP --port PORT[/PROTO]
+                    [--output json] [--node-ruleset]  why a flow is allowed or denied (--help lists the flags)
+  nftpolicy preview -f CHANGE (-f CLUSTER ... | --kubeconfig FILE) [--output json]
+                                                       the flows a change would allow or deny
 
 The lab and the demo are a command of their own: nftlab run|down|demo.
 `
@@ -35,6 +40,10 @@ func run(args []string) int {
 		return cleanupCmd(args[1:], os.Stdout, os.Stderr)
 	case "compile":
 		return compileCmd(args[1:], os.Stdout, os.Stderr)
+	case "explain":
+		return explainCmd(args[1:], os.Stdout, os.Stderr)
+	case "preview":
+		return previewCmd(args[1:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0

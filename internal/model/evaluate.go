@@ -39,6 +39,10 @@ type Verdict struct {
 	// of that node has it (a pod the agent does not know yet): denied,
 	// except between the address and that node itself.
 	Unknown string
+	// PassedBy and PassRule name the admin-tier Pass rule that handed the
+	// flow to the later tiers, if one did (PassRule -1: none).
+	PassedBy string
+	PassRule int
 }
 
 func (v Verdict) String() string {
@@ -84,12 +88,16 @@ type Options struct {
 
 // Evaluator answers policy questions about one snapshot of a cluster.
 type Evaluator struct {
-	c        *Cluster
-	opts     Options
-	byAddr   map[netip.Addr]*Pod
-	nodes    map[netip.Addr][]*Node
-	known    map[string]map[netip.Addr]bool // node -> addresses of its active pods
-	policies []*Policy
+	c      *Cluster
+	opts   Options
+	byAddr map[netip.Addr]*Pod
+	nodes  map[netip.Addr][]*Node
+	known  map[string]map[netip.Addr]bool // node -> addresses of its active pods
+	// policies are the NetworkPolicies by namespace, each list in key
+	// order: only a pod's own namespace's policies can select it, and
+	// scanning every policy of a large cluster for each flow made
+	// `nftpolicy preview` quadratic in the number of policies.
+	policies map[string][]*Policy
 	admin    []*TierPolicy
 	baseline []*TierPolicy
 }
@@ -109,7 +117,10 @@ func NewEvaluator(c *Cluster) *Evaluator { return NewEvaluatorWith(c, Options{})
 func NewEvaluatorWith(c *Cluster, opts Options) *Evaluator {
 	e := &Evaluator{c: c, opts: opts, byAddr: map[netip.Addr]*Pod{}, nodes: map[netip.Addr][]*Node{},
 		known:    map[string]map[netip.Addr]bool{},
-		policies: c.SortedPolicies(), admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
+		policies: map[string][]*Policy{}, admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
+	for _, p := range c.SortedPolicies() {
+		e.policies[p.Namespace] = append(e.policies[p.Namespace], p)
+	}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
 			continue
@@ -137,20 +148,7 @@ func (e *Evaluator) PodByAddr(addr netip.Addr) *Pod { return e.byAddr[addr.Unmap
 // does: the sender's egress and the receiver's ingress must both allow it.
 func (e *Evaluator) Evaluate(f Flow) Decision {
 	f.Src, f.Dst = f.Src.Unmap(), f.Dst.Unmap()
-	src, dst := e.PodByAddr(f.Src), e.PodByAddr(f.Dst)
-	d := Decision{
-		Egress:  e.judge(Egress, src, f.Dst, dst, f),
-		Ingress: e.judge(Ingress, dst, f.Src, src, f),
-	}
-	// The class of pods not yet known comes before every policy: nothing
-	// the agent has not programmed is judged by policies it does not know.
-	if n := e.UnknownOn(f.Src); n != "" {
-		d.Egress = Verdict{Allowed: e.isNodeAddr(f.Dst, n), Unknown: n, Rule: -1}
-	}
-	if n := e.UnknownOn(f.Dst); n != "" {
-		d.Ingress = Verdict{Allowed: e.isNodeAddr(f.Src, n), Unknown: n, Rule: -1}
-	}
-	return d
+	return Decision{Egress: e.Judge(Egress, f), Ingress: e.Judge(Ingress, f)}
 }
 
 // UnknownOn returns the node whose pod CIDRs hold addr when addr is a pod
@@ -181,11 +179,32 @@ func (e *Evaluator) isNodeAddr(addr netip.Addr, node string) bool {
 	return false
 }
 
+// Judge decides one direction of a flow: the source pod's egress or the
+// destination pod's ingress. Evaluate is both; a caller that knows only one
+// direction can have changed (nftpolicy preview) asks for that one.
+func (e *Evaluator) Judge(dir Direction, f Flow) Verdict {
+	f.Src, f.Dst = f.Src.Unmap(), f.Dst.Unmap()
+	// The class of pods not yet known comes before every policy: nothing
+	// the agent has not programmed is judged by policies it does not know.
+	if dir == Egress {
+		if n := e.UnknownOn(f.Src); n != "" {
+			return Verdict{Allowed: e.isNodeAddr(f.Dst, n), Unknown: n, Rule: -1, PassRule: -1}
+		}
+	} else if n := e.UnknownOn(f.Dst); n != "" {
+		return Verdict{Allowed: e.isNodeAddr(f.Src, n), Unknown: n, Rule: -1, PassRule: -1}
+	}
+	src, dst := e.PodByAddr(f.Src), e.PodByAddr(f.Dst)
+	if dir == Egress {
+		return e.judge(Egress, src, f.Dst, dst, f)
+	}
+	return e.judge(Ingress, dst, f.Src, src, f)
+}
+
 // judge decides for subject (the pod whose policies apply) talking to the
 // peer address (owned by peerPod, if a pod): the admin tier, then the
 // NetworkPolicies, then the baseline tier, then allowed.
 func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod *Pod, f Flow) Verdict {
-	v := Verdict{Allowed: true, Rule: -1}
+	v := Verdict{Allowed: true, Rule: -1, PassRule: -1}
 	if subject == nil {
 		return v
 	}
@@ -196,11 +215,14 @@ func (e *Evaluator) judge(dir Direction, subject *Pod, peer netip.Addr, peerPod 
 	if dir == Egress {
 		dst = peerPod
 	}
-	if p, r, ok := e.tier(e.admin, dir, subject, peer, peerPod, dst, f); ok && r.Action != Pass {
-		v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
-		return v
+	if p, r, ok := e.tier(e.admin, dir, subject, peer, peerPod, dst, f); ok {
+		if r.Action != Pass {
+			v.Tier, v.Policy, v.Rule, v.Allowed = "admin", p.Key(), r.Index, r.Action == Allow
+			return v
+		}
+		v.PassedBy, v.PassRule = p.Key(), r.Index
 	}
-	for _, p := range e.policies {
+	for _, p := range e.policies[subject.Namespace] {
 		if !p.Isolates[dir] || !p.Selects(e.c, subject) {
 			continue
 		}

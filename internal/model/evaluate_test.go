@@ -161,7 +161,12 @@ func TestEvaluate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cluster(t, tt.policies...)
-			d := model.NewEvaluator(c).Evaluate(tt.flow)
+			ev := model.NewEvaluator(c)
+			d := ev.Evaluate(tt.flow)
+			// Judge is one direction of Evaluate, the same verdict.
+			if e, i := ev.Judge(model.Egress, tt.flow), ev.Judge(model.Ingress, tt.flow); e != d.Egress || i != d.Ingress {
+				t.Errorf("Judge: egress %+v, ingress %+v; Evaluate: %+v", e, i, d)
+			}
 			if got := d.Allowed(); got != tt.want {
 				t.Fatalf("%v: allowed = %v, want %v (egress: %v; ingress: %v)", tt.flow, got, tt.want, d.Egress, d.Ingress)
 			}
@@ -169,9 +174,13 @@ func TestEvaluate(t *testing.T) {
 				return
 			}
 			var got string
-			for _, v := range []model.Verdict{d.Egress, d.Ingress} {
+			dirs := []model.Direction{model.Egress, model.Ingress}
+			for i, v := range []model.Verdict{d.Egress, d.Ingress} {
 				if !v.Allowed {
 					got = "isolated:" + v.Pod
+					if len(c.Isolating(c.Pods[v.Pod], dirs[i])) == 0 {
+						t.Errorf("%s is denied by isolation but Isolating names no policy", v.Pod)
+					}
 					break
 				}
 				if v.Policy != "" {

@@ -363,3 +363,16 @@ func (c *Cluster) deletePolicy(namespace, name string) {
 }
 
 func (c *Cluster) setTier(p *TierPolicy) { c.TierPolicies[p.Key()] = p }
+
+// Isolating returns the NetworkPolicies that isolate pod in dir, by key:
+// when none of their rules allows a flow, these are why it is dropped.
+func (c *Cluster) Isolating(pod *Pod, dir Direction) []*Policy {
+	var out []*Policy
+	for _, p := range c.policiesByNS[pod.Namespace] {
+		if p.Isolates[dir] && p.Selects(c, pod) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
