@@ -191,6 +191,7 @@ func (e *Engine) change(kind, ns, name string, apply func() error) error {
 		}
 		for _, dir := range directions {
 			e.rebuild(npPolicyDef(ns+"/"+name, dir).name())
+			e.rebuild(auditPolicyDef(ns+"/"+name, dir).name())
 		}
 	case model.KindANP, model.KindBANP, model.KindCNP:
 		if err := apply(); err != nil {

@@ -108,7 +108,7 @@ func protoFromAPI(p v1.Protocol) uint8 {
 // invalid peer matches nothing, an invalid port matches nothing, and an
 // invalid podSelector isolates every pod of the namespace.
 func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
-	p := &Policy{Namespace: np.Namespace, Name: np.Name}
+	p := &Policy{Namespace: np.Namespace, Name: np.Name, Audit: AuditOf(np)}
 	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 	if err != nil {
 		p.problem("podSelector: %v; isolating every pod of the namespace", err)
@@ -265,4 +265,19 @@ func (p *Policy) port(in networkingv1.NetworkPolicyPort, where string) (Port, bo
 		out.EndPort = uint16(*in.EndPort)
 	}
 	return out, true
+}
+
+// AnnotationEnforcement, set to EnforcementAudit on a policy of any kind,
+// compiles it so that what it would deny is logged and counted as
+// would-drop and nothing it would deny is dropped: everything else behaves
+// as if the policy did not exist.
+const (
+	AnnotationEnforcement = "nftpolicy.io/enforcement"
+	EnforcementAudit      = "audit"
+)
+
+// AuditOf reports whether a policy object is annotated for audit. Any
+// other value, or none, enforces: a typo never opens traffic.
+func AuditOf(o metav1.Object) bool {
+	return o.GetAnnotations()[AnnotationEnforcement] == EnforcementAudit
 }

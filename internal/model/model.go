@@ -103,6 +103,8 @@ type Policy struct {
 	// (its policyTypes).
 	Isolates [2]bool // indexed by Direction
 	Rules    [2][]Rule
+	// Audit: annotated nftpolicy.io/enforcement: audit (AuditOf).
+	Audit bool
 	// Problems lists what was invalid in the object and how it was handled.
 	Problems []string
 }

@@ -196,6 +196,14 @@ func (rs *Ruleset) contains(name string, key Elem) bool {
 			}
 		}
 		return false
+	case MapIPv4Verdict, MapIPv6Verdict:
+		// A match on a map's keys (no verdict): any element of that key.
+		for e := range s.Elements {
+			if e.Addr == key.Addr {
+				return true
+			}
+		}
+		return false
 	}
 	_, ok = s.Elements[key]
 	return ok
