@@ -115,7 +115,7 @@ type Agent struct {
 	notify  chan struct{} // closed and replaced after every successful sync
 
 	verdicts verdictState // verdicts.go
-	stats   Stats
+	stats    Stats
 }
 
 // Stats counts what the agent did, for tests and metrics.
