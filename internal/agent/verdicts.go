@@ -262,3 +262,6 @@ func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.byts, prometheus.CounterValue, float64(v.Bytes), lv...)
 	}
 }
+
+// Metrics returns the agent's series.
+func (a *Agent) Metrics() *Metrics { return a.metrics }

@@ -186,7 +186,7 @@ func (e *Engine) auditClassChain(d chainDef) *nft.Chain {
 	comment := fmt.Sprintf("%s isolated by %s (audit): no rule matched, would drop", d.dir, strings.Join(d.keys, ", "))
 	var last []*nft.Rule
 	for _, fam := range families {
-		last = append(last, &nft.Rule{Matches: []nft.Match{familyGuard(fam, d.dir)}, Counter: true, Verdict: e.afterVerdict(d.dir, fam), Comment: comment})
+		last = append(last, &nft.Rule{Matches: []nft.Match{e.familyGuard(fam, d.dir)}, Counter: true, Verdict: e.afterVerdict(d.dir, fam), Comment: comment})
 	}
 	ch.Rules = append(ch.Rules, e.withOrigin(last, isolationOrigin(d.dir, d.keys, VerdictWouldDrop))...)
 	return ch
@@ -195,7 +195,8 @@ func (e *Engine) auditClassChain(d chainDef) *nft.Chain {
 // familyGuard matches the pod's own address of family fam: in the after
 // map by construction, so the counter counts each packet once, in its
 // family's rule.
-func familyGuard(fam nft.Family, dir model.Direction) nft.Match {
+func (e *Engine) familyGuard(fam nft.Family, dir model.Direction) nft.Match {
+	e.afterVerdict(dir, fam) // makes the map
 	return nft.MatchAddrInSet{Family: fam, Src: dir == model.Egress, Set: AfterMap(dir, fam)}
 }
 
@@ -217,7 +218,7 @@ func (e *Engine) auditPolicyChain(p *model.Policy, d chainDef) *nft.Chain {
 				for _, fam := range families {
 					c := *rule
 					c.Verdict = e.afterVerdict(d.dir, fam)
-					c.Matches = append([]nft.Match{familyGuard(fam, d.dir)}, rule.Matches...)
+					c.Matches = append([]nft.Match{e.familyGuard(fam, d.dir)}, rule.Matches...)
 					ch.Rules = append(ch.Rules, &c)
 				}
 				continue
