@@ -213,6 +213,7 @@ func (e *Engine) auditPolicyChain(p *model.Policy, d chainDef) *nft.Chain {
 			return e.afterVerdict(d.dir, fam)
 		}
 		for _, rule := range e.rules(d.dir, r.Match, comment, verdict) {
+			rule.Counter = false // only would-drops are counted
 			if rule.Verdict.Family == 0 {
 				// A rule of any address: once per family, as the map is.
 				for _, fam := range families {
