@@ -147,10 +147,15 @@ func objectKey(kind, namespace, name string) string {
 func Transform(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
-		// Only the enforcement annotation changes what is compiled.
+		// Only nftpolicy's own annotations change what is compiled.
 		var keep map[string]string
-		if v, ok := m.GetAnnotations()[model.AnnotationEnforcement]; ok {
-			keep = map[string]string{model.AnnotationEnforcement: v}
+		for _, k := range []string{model.AnnotationEnforcement, model.AnnotationLogAccepts} {
+			if v, ok := m.GetAnnotations()[k]; ok {
+				if keep == nil {
+					keep = map[string]string{}
+				}
+				keep[k] = v
+			}
 		}
 		m.SetAnnotations(keep)
 	}

@@ -297,7 +297,7 @@ func (e *Engine) classChain(d chainDef) *nft.Chain {
 	}
 	ch.Rules = append(ch.Rules, e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
 		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))}},
-		isolationOrigin(d.dir, d.keys, VerdictDrop))...)
+		isolationOrigin(d.dir, d.keys, VerdictDrop), false)...)
 	return ch
 }
 
@@ -307,7 +307,7 @@ func (e *Engine) policyChain(p *model.Policy, d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	for _, r := range p.Rules[d.dir] {
 		comment := fmt.Sprintf("%s %s rule %d", p.Key(), d.dir, r.Index)
-		ch.Rules = append(ch.Rules, e.withOrigin(e.rules(d.dir, r.Match, comment, accept), npOrigin(d.dir, p.Key(), r.Index))...)
+		ch.Rules = append(ch.Rules, e.withOrigin(e.rules(d.dir, r.Match, comment, accept), npOrigin(d.dir, p.Key(), r.Index), p.LogAccepts)...)
 	}
 	return ch
 }

@@ -76,7 +76,8 @@ func tiersCluster(t *testing.T) *model.Cluster {
 	banp.Spec.Ingress = []v1alpha1.BaselineAdminNetworkPolicyIngressRule{
 		{Name: "isolate-namespaces", Action: "Deny", From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}},
 	}
-	cnp := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dns"}}
+	// It asks for its accepts to be logged (nftpolicy.io/log-accepts).
+	cnp := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dns", Annotations: m{model.AnnotationLogAccepts: "true"}}}
 	cnp.Spec.Tier, cnp.Spec.Priority = v1alpha2.AdminTier, 5
 	cnp.Spec.Subject.Namespaces = &metav1.LabelSelector{}
 	cnp.Spec.Egress = []v1alpha2.ClusterNetworkPolicyEgressRule{

@@ -98,7 +98,7 @@ func (e *Engine) tierChain(p *model.TierPolicy, d chainDef) *nft.Chain {
 				rule.Counter = false
 			}
 		}
-		ch.Rules = append(ch.Rules, e.withOrigin(rules, origin)...)
+		ch.Rules = append(ch.Rules, e.withOrigin(rules, origin, p.LogAccepts)...)
 	}
 	return ch
 }

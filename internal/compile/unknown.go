@@ -55,7 +55,7 @@ func (e *Engine) unknownRules(src bool) []*nft.Rule {
 				nft.MatchAddrInSet{Family: fam, Src: src, Set: LocalPodSet(fam), Not: true},
 			},
 			Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: UnknownComment,
-		}}, unknownOrigin(src))...)
+		}}, unknownOrigin(src), false)...)
 	}
 	return out
 }

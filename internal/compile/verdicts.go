@@ -63,15 +63,17 @@ func (e *Engine) logs(v string) bool {
 }
 
 // withOrigin sets o on rules, and puts a log rule before each when its
-// verdict is logged.
-func (e *Engine) withOrigin(rules []*nft.Rule, o *nft.Origin) []*nft.Rule {
+// verdict is logged: by the mode, or, for accepts, because the policy asks
+// (logAccepts: nftpolicy.io/log-accepts).
+func (e *Engine) withOrigin(rules []*nft.Rule, o *nft.Origin, logAccepts bool) []*nft.Rule {
 	if o == nil {
 		return rules
 	}
 	for _, r := range rules {
 		r.Origin = o
 	}
-	if !e.logs(o.Verdict) {
+	logged := e.logs(o.Verdict) || (logAccepts && o.Verdict == VerdictAccept && e.opts.Logs != model.LogNone)
+	if !logged {
 		return rules
 	}
 	out := make([]*nft.Rule, 0, 2*len(rules))
@@ -188,7 +190,7 @@ func (e *Engine) auditClassChain(d chainDef) *nft.Chain {
 	for _, fam := range families {
 		last = append(last, &nft.Rule{Matches: []nft.Match{e.familyGuard(fam, d.dir)}, Counter: true, Verdict: e.afterVerdict(d.dir, fam), Comment: comment})
 	}
-	ch.Rules = append(ch.Rules, e.withOrigin(last, isolationOrigin(d.dir, d.keys, VerdictWouldDrop))...)
+	ch.Rules = append(ch.Rules, e.withOrigin(last, isolationOrigin(d.dir, d.keys, VerdictWouldDrop), false)...)
 	return ch
 }
 

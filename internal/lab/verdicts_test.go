@@ -63,7 +63,7 @@ var (
 	verdictAudited = netip.MustParseAddr("10.244.2.11")
 )
 
-func newVerdictLab(t *testing.T, logs model.LogMode) *verdictLab {
+func newVerdictLab(t *testing.T, logs model.LogMode, webLogsAccepts bool) *verdictLab {
 	tu.NeedKernel(t)
 	f := NewFixture()
 	t.Cleanup(func() {
@@ -91,8 +91,12 @@ func newVerdictLab(t *testing.T, logs model.LogMode) *verdictLab {
 		must(f.Net.Listen(p, "TCP", 80))
 		must(f.Net.Listen(p, "UDP", 53))
 	}
-	must(f.Create(tu.Policy("x", "web-in", map[string]string{"app": "web"}, tu.Types(networkingv1.PolicyTypeIngress),
-		tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(map[string]string{"app": "client"})}, tu.Port(corev1.ProtocolTCP, 80, 0)))))
+	web := tu.Policy("x", "web-in", map[string]string{"app": "web"}, tu.Types(networkingv1.PolicyTypeIngress),
+		tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(map[string]string{"app": "client"})}, tu.Port(corev1.ProtocolTCP, 80, 0)))
+	if webLogsAccepts {
+		web.Annotations = map[string]string{model.AnnotationLogAccepts: "true"}
+	}
+	must(f.Create(web))
 	audit := tu.Policy("x", "audit-deny", map[string]string{"app": "audited"}, tu.Types(networkingv1.PolicyTypeIngress))
 	audit.Annotations = map[string]string{model.AnnotationEnforcement: model.EnforcementAudit}
 	must(f.Create(audit))
@@ -162,7 +166,7 @@ func checkLine(t *testing.T, line map[string]any, want map[string]any) {
 // connection's first packet meets the policy rules). A probe that the
 // audit policy would deny goes through, logged and counted as would-drop.
 func TestVerdictLogsAndCounters(t *testing.T) {
-	l := newVerdictLab(t, model.LogDrops)
+	l := newVerdictLab(t, model.LogDrops, false)
 
 	l.probe(t, verdictWeb, "UDP", 53, netlab.Denied)
 	lines := l.waitLines(1)
@@ -210,12 +214,34 @@ func TestVerdictLogsAndCounters(t *testing.T) {
 // The broken variant: with --verdict-logs=none the same denied probe
 // writes no line (and the counters still move).
 func TestVerdictLogsOff(t *testing.T) {
-	l := newVerdictLab(t, model.LogNone)
+	l := newVerdictLab(t, model.LogNone, false)
 	l.probe(t, verdictWeb, "UDP", 53, netlab.Denied)
 	if lines := l.waitLines(1); len(lines) != 0 {
 		t.Errorf("verdict lines with --verdict-logs=none: %v", lines)
 	}
 	if got := l.packets("x/web-in", "default-deny", "drop"); got != 1 {
 		t.Errorf("drop counter %d, want 1", got)
+	}
+}
+
+// A policy annotated nftpolicy.io/log-accepts logs what it accepts: one
+// line per connection (its first packet), naming the rule.
+func TestVerdictLogsAccepts(t *testing.T) {
+	l := newVerdictLab(t, model.LogDrops, true)
+	for range 2 {
+		l.probe(t, verdictWeb, "TCP", 80, netlab.Allowed)
+	}
+	lines := l.waitLines(2)
+	if len(lines) != 2 {
+		t.Fatalf("%d verdict lines for 2 connections a policy logging its accepts allowed, want 2: %v", len(lines), lines)
+	}
+	for _, line := range lines {
+		checkLine(t, line, map[string]any{"verdict": "accept", "direction": "ingress", "tier": "networkpolicy",
+			"policy": "x/web-in", "rule": "0", "dst": "x/web (10.244.2.10)", "proto": "tcp", "port": 80})
+	}
+	// The audit policy does not log accepts: its would-drop only.
+	l.probe(t, verdictAudited, "TCP", 80, netlab.Allowed)
+	if lines := l.waitLines(1); len(lines) != 1 || lines[0]["verdict"] != "would-drop" {
+		t.Errorf("lines %v, want one would-drop", lines)
 	}
 }

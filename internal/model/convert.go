@@ -108,7 +108,7 @@ func protoFromAPI(p v1.Protocol) uint8 {
 // invalid peer matches nothing, an invalid port matches nothing, and an
 // invalid podSelector isolates every pod of the namespace.
 func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
-	p := &Policy{Namespace: np.Namespace, Name: np.Name, Audit: AuditOf(np)}
+	p := &Policy{Namespace: np.Namespace, Name: np.Name, Audit: AuditOf(np), LogAccepts: LogAcceptsOf(np)}
 	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 	if err != nil {
 		p.problem("podSelector: %v; isolating every pod of the namespace", err)
@@ -275,6 +275,14 @@ const (
 	AnnotationEnforcement = "nftpolicy.io/enforcement"
 	EnforcementAudit      = "audit"
 )
+
+// AnnotationLogAccepts set to "true" on a policy of any kind has the
+// kernel log what its rules accept, besides the drops every policy logs.
+const AnnotationLogAccepts = "nftpolicy.io/log-accepts"
+
+// LogAcceptsOf reports whether a policy object asks for its accepts to be
+// logged.
+func LogAcceptsOf(o metav1.Object) bool { return o.GetAnnotations()[AnnotationLogAccepts] == "true" }
 
 // AuditOf reports whether a policy object is annotated for audit. Any
 // other value, or none, enforces: a typo never opens traffic.
