@@ -174,6 +174,10 @@ func (b *tokenBucket) take(now time.Time) bool {
 // readCounters reads the rules' counters every interval into the policy
 // series, until ctx ends.
 func (a *Agent) readCounters(ctx context.Context, logger klog.Logger, every time.Duration) {
+	// The first read waits for the first sync: before it, no rule is known.
+	if a.waitFor(ctx, func() bool { return true }) != nil {
+		return
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
