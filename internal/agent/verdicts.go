@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -258,7 +260,11 @@ func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
 	for k := range c.sums {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].policy+keys[i].rule < keys[j].policy+keys[j].rule })
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		return cmp.Or(strings.Compare(a.policy, b.policy), strings.Compare(a.direction, b.direction), strings.Compare(a.rule, b.rule),
+			strings.Compare(a.verdict, b.verdict), strings.Compare(a.tier, b.tier)) < 0
+	})
 	for _, k := range keys {
 		v := c.sums[k]
 		lv := []string{k.direction, k.tier, k.policy, k.rule, k.verdict}
