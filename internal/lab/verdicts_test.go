@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -244,4 +245,28 @@ func TestVerdictLogsAccepts(t *testing.T) {
 	if lines := l.waitLines(1); len(lines) != 1 || lines[0]["verdict"] != "would-drop" {
 		t.Errorf("lines %v, want one would-drop", lines)
 	}
+}
+
+// A flood of denied datagrams: every one is dropped and counted, but the
+// kernel copies at most its burst plus its rate (compile.LogBurst, then
+// LogRate a second) to the group, so the lines stay bounded.
+func TestVerdictLogsRateLimited(t *testing.T) {
+	l := newVerdictLab(t, model.LogDrops, false)
+	const n = 100
+	start := time.Now()
+	for range n {
+		if o := l.f.Net.ProbeAddr(context.Background(), "x/client", verdictWeb, "UDP", 53, 2*time.Millisecond); o.Verdict != netlab.Denied {
+			t.Fatalf("probe: %v, want denied", o)
+		}
+	}
+	elapsed := time.Since(start)
+	lines := l.waitLines(n)
+	most := compile.LogBurst + int(elapsed.Seconds()*compile.LogRate) + 1
+	if len(lines) < compile.LogBurst || len(lines) > most {
+		t.Errorf("%d lines for %d denied datagrams sent in %v; want between the burst (%d) and %d", len(lines), n, elapsed.Round(time.Millisecond), compile.LogBurst, most)
+	}
+	if got := l.packets("x/web-in", "default-deny", "drop"); got != n {
+		t.Errorf("drop counter %d, want %d: every datagram is dropped and counted", got, n)
+	}
+	t.Logf("%d datagrams in %v: %d lines", n, elapsed.Round(time.Millisecond), len(lines))
 }
