@@ -3,6 +3,7 @@ module github.com/nftpolicy/nftpolicy
 go 1.26.0
 
 require (
+	github.com/florianl/go-nflog/v2 v2.2.0
 	github.com/google/go-cmp v0.7.0
 	github.com/google/nftables v0.3.0
 	github.com/mdlayher/netlink v1.11.2

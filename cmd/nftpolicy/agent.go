@@ -48,6 +48,10 @@ type agentOptions struct {
 	cutDenied     bool
 	repairTamper  bool
 	protectNew    bool
+	verdictLogs   string
+	logGroup      uint16
+	logRate       float64
+	countersEvery time.Duration
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -73,6 +77,10 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.BoolVar(&o.cutDenied, "cut-denied-flows", true, "after a change, delete the conntrack entries of established connections the new policy denies (otherwise they live on until they end)")
 	fs.BoolVar(&o.repairTamper, "repair-tampering", true, "watch nftables events and repair any change to the table made by someone else at once (otherwise it waits for the periodic resync)")
 	fs.BoolVar(&o.protectNew, "protect-new-pods", true, "deny the addresses of this node's pod CIDRs (Node.spec.podCIDRs) that no pod the agent knows has: a new pod is closed until its policies are programmed (otherwise it is open until then)")
+	fs.StringVar(&o.verdictLogs, "verdict-logs", "drops", "verdicts the kernel copies to the NFLOG group and the agent logs, one line each: drops (and audit policies' would-drops), all (also accepts) or none")
+	fs.Uint16Var(&o.logGroup, "verdict-log-group", model.DefaultLogGroup, "NFLOG group of the verdict logs (1-65535)")
+	fs.Float64Var(&o.logRate, "verdict-log-rate", 50, "most verdict lines per second the agent writes (burst twice that); the kernel also limits each logged rule to 10 copies per second")
+	fs.DurationVar(&o.countersEvery, "policy-counters-interval", 30*time.Second, "period of reading the rules' counters into nftpolicy_policy_packets_total; 0 disables")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -136,17 +144,33 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		kernelFD = int(f.Fd())
 	}
 
+	logs, err := model.ParseLogMode(o.verdictLogs)
+	if err != nil {
+		return fmt.Errorf("--verdict-logs: %w", err)
+	}
+	if o.logGroup == 0 {
+		return fmt.Errorf("--verdict-log-group: 0 is not a group the agent can use")
+	}
 	kernel := nft.NewNetlink(kernelFD)
 	defer kernel.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := agent.Config{
-		NodeName:        node,
-		Kernel:          kernel,
-		MinSyncInterval: o.minSyncPeriod,
-		ResyncInterval:  o.resyncPeriod,
-		Metrics:         agent.NewMetrics(reg),
-		Model:           model.Options{OpenUnknown: !o.protectNew},
+		NodeName:          node,
+		Kernel:            kernel,
+		MinSyncInterval:   o.minSyncPeriod,
+		ResyncInterval:    o.resyncPeriod,
+		Metrics:           agent.NewMetrics(reg),
+		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup},
+		LogLinesPerSecond: o.logRate,
+	}
+	if logs != model.LogNone {
+		acfg.Logs = func(ctx context.Context, group uint16, fn func(nft.LogEvent)) error {
+			return nft.ReadLogs(ctx, kernelFD, group, fn)
+		}
+	}
+	if o.countersEvery > 0 {
+		acfg.Counters, acfg.CountersInterval = kernel, o.countersEvery
 	}
 	if o.cutDenied {
 		acfg.Conntrack = conntrack.NewNetlink(kernelFD)
@@ -178,7 +202,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

@@ -22,11 +22,18 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	node := fs.String("node", "", "the node to compile for")
 	stepN := fs.Int("step", 0, "for scenario files: the state after this step (default: after the last)")
 	protectNew := fs.Bool("protect-new-pods", true, "as the agent's flag: deny addresses of the node's pod CIDRs that no known pod has")
+	verdictLogs := fs.String("verdict-logs", "drops", "as the agent's flag: the verdicts the kernel logs (drops, all, none)")
+	logGroup := fs.Uint("verdict-log-group", model.DefaultLogGroup, "as the agent's flag: the NFLOG group")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if len(files) == 0 || *node == "" {
 		fmt.Fprintln(stderr, "nftpolicy compile: -f FILE|DIR and --node NAME are required")
+		return 2
+	}
+	logs, err := model.ParseLogMode(*verdictLogs)
+	if err != nil || *logGroup == 0 || *logGroup > 65535 {
+		fmt.Fprintln(stderr, "nftpolicy compile: --verdict-logs drops|all|none and --verdict-log-group 1-65535")
 		return 2
 	}
 	objs, ok := readFiles("compile", files, *stepN, stderr)
@@ -37,6 +44,6 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.Nodes[*node]; !ok {
 		fmt.Fprintf(stderr, "warning: no Node %q among the objects; compiling for the pods that name it\n", *node)
 	}
-	fmt.Fprint(stdout, compile.NodeWith(c, *node, model.Options{OpenUnknown: !*protectNew}).Text())
+	fmt.Fprint(stdout, compile.NodeWith(c, *node, model.Options{OpenUnknown: !*protectNew, Logs: logs, LogGroup: uint16(*logGroup)}).Text())
 	return 0
 }

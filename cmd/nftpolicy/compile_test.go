@@ -105,3 +105,27 @@ func writeFile(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// --verdict-logs as the agent's: drops by default (a log rule before each
+// drop, in the chosen group), none compiles no log rule, a bad value is a
+// usage error.
+func TestCompileVerdictLogs(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := compileCmd(append([]string{"-f", testCluster, "--node", "node-1"}, args...), &out, &errOut)
+		return code, out.String()
+	}
+	code, def := run()
+	if code != 0 || !strings.Contains(def, `log prefix "np:D:`) || !strings.Contains(def, " group 100 ") {
+		t.Errorf("default: exit %d, no drop logged in group 100", code)
+	}
+	if code, out := run("--verdict-logs", "none"); code != 0 || strings.Contains(out, "log prefix") {
+		t.Errorf("--verdict-logs none: exit %d, log rules present: %v", code, strings.Contains(out, "log prefix"))
+	}
+	if code, out := run("--verdict-log-group", "7"); code != 0 || !strings.Contains(out, " group 7 ") {
+		t.Errorf("--verdict-log-group 7: exit %d", code)
+	}
+	if code, _ := run("--verdict-logs", "some"); code != 2 {
+		t.Errorf("--verdict-logs some: exit %d, want 2", code)
+	}
+}

@@ -65,6 +65,16 @@ type Config struct {
 	// each one starts a full sync at once (tamper.go). nil: drift waits
 	// for the periodic resync.
 	Tamper TamperMonitor
+	// Logs, when set, reads the NFLOG group of verdict logs
+	// (Model.Logs/LogGroup say what the kernel sends there): one log line
+	// per event, at most LogLinesPerSecond (verdicts.go). nil: none read.
+	Logs LogSource
+	// LogLinesPerSecond limits the verdict lines (default 50, burst 100).
+	LogLinesPerSecond float64
+	// Counters, when set, are read every CountersInterval (default 30 s)
+	// into nftpolicy_policy_packets_total and _bytes_total.
+	Counters         nft.CounterReader
+	CountersInterval time.Duration
 }
 
 // Agent programs one node.
@@ -103,7 +113,9 @@ type Agent struct {
 	applied map[string]string // object key -> resourceVersion of the last applied sync
 	synced  bool
 	notify  chan struct{} // closed and replaced after every successful sync
-	stats   Stats
+
+	verdicts verdictState // verdicts.go
+	stats    Stats
 }
 
 // Stats counts what the agent did, for tests and metrics.
@@ -192,6 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	logger.V(1).Info("Informers synced; starting the sync loop")
 	a.watchTamper(ctx, logger)
+	a.startVerdicts(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -258,6 +271,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.shadow = nft.NewRuleset()
 	}
 	a.shadow.ApplyOps(tx)
+	a.indexOrigins(full, desired, touched)
 	done := time.Now() // the rules are in force: the programming latency ends here
 	a.cutDenied(ctx, logger, tx)
 	a.observe(full, start, done)

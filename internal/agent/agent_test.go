@@ -525,6 +525,26 @@ func TestTransform(t *testing.T) {
 	}
 }
 
+// A policy keeps nftpolicy's own annotations through the transform (they
+// change what is compiled) and loses the others.
+func TestTransformKeepsPolicyAnnotations(t *testing.T) {
+	np := tu.Policy("x", "p", nil)
+	np.Annotations = m{model.AnnotationEnforcement: model.EnforcementAudit, model.AnnotationLogAccepts: "true",
+		"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	out, err := Transform(np.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*networkingv1.NetworkPolicy)
+	want := m{model.AnnotationEnforcement: model.EnforcementAudit, model.AnnotationLogAccepts: "true"}
+	if fmt.Sprint(got.Annotations) != fmt.Sprint(want) {
+		t.Errorf("annotations %v, want %v", got.Annotations, want)
+	}
+	if p := model.PolicyFromAPI(got); !p.Audit || !p.LogAccepts {
+		t.Errorf("model of the transformed policy: audit %v, log accepts %v; want both", p.Audit, p.LogAccepts)
+	}
+}
+
 func TestRateLimitedLog(t *testing.T) {
 	r := rateLimitedLog{every: time.Minute}
 	now := time.Now()

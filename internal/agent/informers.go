@@ -60,6 +60,12 @@ func (a *Agent) newInformers() error {
 		default:
 			continue
 		}
+		if k.Name == "Pod" && a.cfg.Logs != nil {
+			// Verdict lines name pods by address.
+			if err := inf.AddIndexers(cache.Indexers{podIPIndex: podIPIndexer}); err != nil {
+				return fmt.Errorf("informer of %s: %w", k.Name, err)
+			}
+		}
 		a.watched = append(a.watched, watched{k, inf})
 	}
 	return nil
@@ -141,7 +147,17 @@ func objectKey(kind, namespace, name string) string {
 func Transform(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
-		m.SetAnnotations(nil)
+		// Only nftpolicy's own annotations change what is compiled.
+		var keep map[string]string
+		for _, k := range []string{model.AnnotationEnforcement, model.AnnotationLogAccepts} {
+			if v, ok := m.GetAnnotations()[k]; ok {
+				if keep == nil {
+					keep = map[string]string{}
+				}
+				keep[k] = v
+			}
+		}
+		m.SetAnnotations(keep)
 	}
 	switch o := obj.(type) {
 	case *v1.Pod:

@@ -27,6 +27,7 @@ type Metrics struct {
 	Chains             prometheus.Gauge
 	LastSync           prometheus.Gauge
 	Ready              prometheus.Gauge
+	policy             *policyCollector // verdicts.go
 }
 
 // Sync types, the label of the per-sync series.
@@ -124,6 +125,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "ready",
 			Help: "1 once the first sync after startup has succeeded (what /readyz reports), else 0.",
 		}),
+	}
+	m.policy = newPolicyCollector()
+	if reg != nil {
+		reg.MustRegister(m.policy)
 	}
 	for _, t := range []string{syncFull, syncPartial} {
 		m.SyncDuration.WithLabelValues(t)

@@ -409,5 +409,18 @@ func randomPolicy(r *rand.Rand, ns, name string) *networkingv1.NetworkPolicy {
 		}
 		np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: randomPorts(r)})
 	}
+	np.Annotations = randomEnforcement(r)
 	return np
+}
+
+// randomEnforcement puts one policy in five in audit mode (and one in ten
+// has a value that is not "audit", which enforces).
+func randomEnforcement(r *rand.Rand) map[string]string {
+	switch r.Intn(10) {
+	case 0, 1:
+		return map[string]string{model.AnnotationEnforcement: model.EnforcementAudit}
+	case 2:
+		return map[string]string{model.AnnotationEnforcement: "Audit"}
+	}
+	return nil
 }

@@ -72,7 +72,7 @@ func randomEgressPeers(r *rand.Rand) []v1alpha1.AdminNetworkPolicyEgressPeer {
 
 func randomANP(r *rand.Rand, name string) *v1alpha1.AdminNetworkPolicy {
 	actions := []v1alpha1.AdminNetworkPolicyRuleAction{"Allow", "Deny", "Pass"}
-	p := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	p := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: randomEnforcement(r)}}
 	p.Spec.Priority = int32(r.Intn(3))
 	p.Spec.Subject = randomSubject(r)
 	for i := r.Intn(3); i > 0; i-- {
@@ -86,7 +86,7 @@ func randomANP(r *rand.Rand, name string) *v1alpha1.AdminNetworkPolicy {
 
 func randomBANP(r *rand.Rand) *v1alpha1.BaselineAdminNetworkPolicy {
 	actions := []v1alpha1.BaselineAdminNetworkPolicyRuleAction{"Allow", "Deny"}
-	p := &v1alpha1.BaselineAdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	p := &v1alpha1.BaselineAdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default", Annotations: randomEnforcement(r)}}
 	p.Spec.Subject = randomSubject(r)
 	for i := r.Intn(3); i > 0; i-- {
 		p.Spec.Ingress = append(p.Spec.Ingress, v1alpha1.BaselineAdminNetworkPolicyIngressRule{Action: actions[r.Intn(2)], From: randomIngressPeers(r), Ports: randomANPPorts(r)})
@@ -120,7 +120,7 @@ func randomProtocols(r *rand.Rand) []v1alpha2.ClusterNetworkPolicyProtocol {
 
 func randomCNP(r *rand.Rand, name string) *v1alpha2.ClusterNetworkPolicy {
 	actions := []v1alpha2.ClusterNetworkPolicyRuleAction{"Accept", "Deny", "Pass"}
-	p := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	p := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: randomEnforcement(r)}}
 	p.Spec.Tier = []v1alpha2.Tier{v1alpha2.AdminTier, v1alpha2.BaselineTier}[r.Intn(2)]
 	p.Spec.Priority = int32(r.Intn(3))
 	s := randomSubject(r)

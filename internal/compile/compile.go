@@ -64,6 +64,8 @@ const (
 	chainAccept                         // the admin tier passed and nothing follows
 	chainNPPolicy                       // one NetworkPolicy, one direction
 	chainTierPolicy                     // one admin or baseline policy, one direction
+	chainAuditClass                     // pods only audit NetworkPolicies isolate
+	chainAuditPolicy                    // one audit NetworkPolicy, one direction
 )
 
 // chainDef says how to build a chain: the engine builds it again from its
@@ -92,6 +94,10 @@ func (d chainDef) name() string {
 		return ChainAccept
 	case chainNPPolicy:
 		return nft.Name("pol-"+d.dir.String(), d.keys[0])
+	case chainAuditClass:
+		return nft.Name(d.dir.String()+"-audit", strings.Join(d.keys, ","))
+	case chainAuditPolicy:
+		return nft.Name("aud-"+d.dir.String(), d.keys[0])
 	}
 	return nft.Name(fmt.Sprintf("%s-%s", d.tier, d.dir), d.keys[0])
 }
@@ -103,6 +109,8 @@ func (d chainDef) targets() []chainDef {
 		switch d.kind {
 		case chainNPClass:
 			out = append(out, npPolicyDef(k, d.dir))
+		case chainAuditClass:
+			out = append(out, auditPolicyDef(k, d.dir))
 		case chainAdminClass:
 			out = append(out, chainDef{kind: chainTierPolicy, dir: d.dir, tier: model.TierAdmin, keys: []string{k}})
 		case chainBaselineClass:
@@ -126,6 +134,10 @@ func (e *Engine) build(d chainDef) *nft.Chain {
 		return acceptChain()
 	case chainNPPolicy:
 		return e.policyChain(e.c.Policies[d.keys[0]], d)
+	case chainAuditClass:
+		return e.auditClassChain(d)
+	case chainAuditPolicy:
+		return e.auditPolicyChain(e.c.Policies[d.keys[0]], d)
 	}
 	return e.tierChain(e.c.TierPolicies[d.keys[0]], d)
 }
@@ -139,13 +151,23 @@ func (e *Engine) classify(pod *model.Pod) []entry {
 	var out []entry
 	ips := e.c.OwnedIPs(pod)
 	for _, dir := range directions {
-		var np []string
+		var np, audit []string
 		for key, p := range e.c.PoliciesIn(pod.Namespace) {
-			if p.Isolates[dir] && p.Selects(e.c, pod) {
+			switch {
+			case !p.Isolates[dir] || !p.Selects(e.c, pod):
+			case p.Audit:
+				audit = append(audit, key)
+			default:
 				np = append(np, key)
 			}
 		}
 		slices.Sort(np)
+		slices.Sort(audit)
+		if len(np) > 0 {
+			// Audit policies only add allows to a pod enforced ones
+			// isolate: they would deny nothing more.
+			audit = nil
+		}
 		admin := e.selecting(model.TierAdmin, pod, dir)
 		var baseline []string
 		if len(np) == 0 { // NetworkPolicy isolation hides the baseline tier
@@ -158,17 +180,31 @@ func (e *Engine) classify(pod *model.Pod) []entry {
 		case len(baseline) > 0:
 			rest = &chainDef{kind: chainBaselineClass, dir: dir, keys: baseline}
 		}
-		if len(admin) == 0 {
+		var after *chainDef
+		if len(audit) > 0 {
+			// The audit class logs what the audit policies would deny and
+			// then goes, through the after map, where the pod would go
+			// without them. Its element comes after the class's (whose
+			// chain makes the map).
+			after = &chainDef{kind: chainAccept}
 			if rest != nil {
-				out = dispatch(out, ips, DispatchMap, dir, *rest)
+				after = rest
 			}
-			continue
+			rest = &chainDef{kind: chainAuditClass, dir: dir, keys: audit}
 		}
-		if rest == nil {
-			rest = &chainDef{kind: chainAccept}
+		switch {
+		case len(admin) == 0 && rest != nil:
+			out = dispatch(out, ips, DispatchMap, dir, *rest)
+		case len(admin) > 0:
+			if rest == nil {
+				rest = &chainDef{kind: chainAccept}
+			}
+			out = dispatch(out, ips, DispatchMap, dir, chainDef{kind: chainAdminClass, dir: dir, keys: admin})
+			out = dispatch(out, ips, RestMap, dir, *rest)
 		}
-		out = dispatch(out, ips, DispatchMap, dir, chainDef{kind: chainAdminClass, dir: dir, keys: admin})
-		out = dispatch(out, ips, RestMap, dir, *rest)
+		if after != nil {
+			out = dispatch(out, ips, AfterMap, dir, *after)
+		}
 	}
 	return out
 }
@@ -262,8 +298,9 @@ func (e *Engine) classChain(d chainDef) *nft.Chain {
 	for _, t := range d.targets() {
 		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: t.name()}, Comment: t.keys[0]})
 	}
-	ch.Rules = append(ch.Rules, &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
-		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))})
+	ch.Rules = append(ch.Rules, e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
+		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))}},
+		isolationOrigin(d.dir, d.keys, VerdictDrop), false)...)
 	return ch
 }
 
@@ -273,7 +310,7 @@ func (e *Engine) policyChain(p *model.Policy, d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	for _, r := range p.Rules[d.dir] {
 		comment := fmt.Sprintf("%s %s rule %d", p.Key(), d.dir, r.Index)
-		ch.Rules = append(ch.Rules, e.rules(d.dir, r.Match, comment, accept)...)
+		ch.Rules = append(ch.Rules, e.withOrigin(e.rules(d.dir, r.Match, comment, accept), npOrigin(d.dir, p.Key(), r.Index), p.LogAccepts)...)
 	}
 	return ch
 }

@@ -210,6 +210,7 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		}
 		for _, dir := range directions {
 			e.rebuild(npPolicyDef(key, dir).name())
+			e.rebuild(auditPolicyDef(key, dir).name())
 		}
 		if now := e.c.Policies[key]; old != nil && now != nil && old.Valid() != now.Valid() {
 			// The class chains it is part of gain or lose their own-node

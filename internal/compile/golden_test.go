@@ -76,7 +76,8 @@ func tiersCluster(t *testing.T) *model.Cluster {
 	banp.Spec.Ingress = []v1alpha1.BaselineAdminNetworkPolicyIngressRule{
 		{Name: "isolate-namespaces", Action: "Deny", From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}},
 	}
-	cnp := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dns"}}
+	// It asks for its accepts to be logged (nftpolicy.io/log-accepts).
+	cnp := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dns", Annotations: m{model.AnnotationLogAccepts: "true"}}}
 	cnp.Spec.Tier, cnp.Spec.Priority = v1alpha2.AdminTier, 5
 	cnp.Spec.Subject.Namespaces = &metav1.LabelSelector{}
 	cnp.Spec.Egress = []v1alpha2.ClusterNetworkPolicyEgressRule{
@@ -86,6 +87,36 @@ func tiersCluster(t *testing.T) *model.Cluster {
 	node := withPodCIDRs(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "172.18.0.11"}}}},
 		"10.244.1.0/24", "fd00:10:244:1::/64")
 	for _, o := range []any{anp, banp, cnp, node} {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// auditCluster adds policies in audit mode to goldenCluster: a
+// NetworkPolicy that alone isolates y/a (node-2), one in x that enforced
+// policies already isolate (it adds nothing), and an admin policy.
+func auditCluster(t *testing.T) *model.Cluster {
+	c := goldenCluster(t)
+	audit := func(o metav1.Object) {
+		o.SetAnnotations(m{model.AnnotationEnforcement: model.EnforcementAudit})
+	}
+	trial := tu.Policy("y", "trial", m{"pod": "a"}, tu.Types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress),
+		tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "x"}, m{"pod": "c"})}, tu.Port(v1.ProtocolTCP, 80, 0)),
+		tu.Egress(nil, tu.Port(v1.ProtocolUDP, 53, 0)))
+	audit(trial)
+	extra := tu.Policy("x", "trial", nil, tu.Types(networkingv1.PolicyTypeIngress))
+	audit(extra)
+	anp := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "trial"}}
+	audit(anp)
+	anp.Spec.Priority = 20
+	anp.Spec.Subject.Namespaces = &metav1.LabelSelector{MatchLabels: m{"ns": "y"}}
+	anp.Spec.Egress = []v1alpha1.AdminNetworkPolicyEgressRule{
+		{Name: "docs", Action: "Allow", To: []v1alpha1.AdminNetworkPolicyEgressPeer{{Networks: []v1alpha1.CIDR{"192.0.2.128/25"}}}},
+		{Name: "no-docs", Action: "Deny", To: []v1alpha1.AdminNetworkPolicyEgressPeer{{Networks: []v1alpha1.CIDR{"192.0.2.0/24"}}}},
+	}
+	for _, o := range []any{trial, extra, anp} {
 		if err := c.Set(o); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +142,11 @@ var goldenCases = []struct {
 	{"tiers-node-2", "node-2", tiersCluster, model.Options{}},
 	// --protect-new-pods=false: the layout before the class of pods not
 	// yet known, byte for byte.
-	{"open-node-1", "node-1", goldenCluster, model.Options{OpenUnknown: true}},
+	// and no verdict logs.
+	{"open-node-1", "node-1", goldenCluster, model.Options{OpenUnknown: true, Logs: model.LogNone}},
+	// Audit mode; accepts logged too (--verdict-logs=all).
+	{"audit-node-2", "node-2", auditCluster, model.Options{}},
+	{"logs-all-tiers-node-1", "node-1", tiersCluster, model.Options{Logs: model.LogAll}},
 }
 
 func TestGolden(t *testing.T) {

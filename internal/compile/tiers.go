@@ -80,7 +80,25 @@ func (e *Engine) tierChain(p *model.TierPolicy, d chainDef) *nft.Chain {
 		}
 		comment += ": " + r.Action.String()
 		verdict := e.actionVerdict(p.Tier, d.dir, r.Action)
-		ch.Rules = append(ch.Rules, e.rules(d.dir, r.Match, comment, verdict)...)
+		origin := tierOrigin(p, d.dir, r)
+		if p.Audit {
+			// An audit policy decides nothing: a rule that would deny
+			// counts and logs would-drop, any matching rule returns to
+			// the class chain, which goes on as if the policy did not
+			// exist.
+			comment += " (audit)"
+			verdict = func(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Return} }
+			if r.Action == model.Allow || r.Action == model.Pass {
+				origin = nil
+			}
+		}
+		rules := e.rules(d.dir, r.Match, comment, verdict)
+		if origin == nil {
+			for _, rule := range rules {
+				rule.Counter = false
+			}
+		}
+		ch.Rules = append(ch.Rules, e.withOrigin(rules, origin, p.LogAccepts)...)
 	}
 	return ch
 }

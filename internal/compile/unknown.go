@@ -49,13 +49,13 @@ func (e *Engine) unknownRules(src bool) []*nft.Rule {
 	}
 	var out []*nft.Rule
 	for _, fam := range families {
-		out = append(out, &nft.Rule{
+		out = append(out, e.withOrigin([]*nft.Rule{{
 			Matches: []nft.Match{
 				nft.MatchAddrInSet{Family: fam, Src: src, Set: PodCIDRSet(fam)},
 				nft.MatchAddrInSet{Family: fam, Src: src, Set: LocalPodSet(fam), Not: true},
 			},
 			Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: UnknownComment,
-		})
+		}}, unknownOrigin(src), false)...)
 	}
 	return out
 }

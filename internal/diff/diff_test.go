@@ -137,16 +137,17 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/8", "10.1.0.0/16")}, tu.Port(v1.ProtocolTCP, 80, 91))))
 		}, want: diff.Counts{Ops: 7, Elements: 1}},
 		// Three chains (the policy's, and the classes deny-all and
-		// deny-all+servers) with five rules; the five servers' dispatch
+		// deny-all+servers) with seven rules (each class's drop preceded by
+		// its log rule); the five servers' dispatch
 		// elements replaced and the five clients' added (one delete, one
 		// add: 15 elements); the servers-only class flushed and deleted.
 		{name: "new policy", change: func() {
 			c.Set(tu.Policy("x", "deny-all", nil, tu.Types(networkingv1.PolicyTypeIngress)))
-		}, want: diff.Counts{Ops: 12, Elements: 15}},
-		// The reverse: the servers-only class back with its two rules, ten
+		}, want: diff.Counts{Ops: 14, Elements: 15}},
+		// The reverse: the servers-only class back with its three rules, ten
 		// dispatch elements deleted and five added, the two classes
 		// flushed and the three chains deleted.
-		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 10, Elements: 15}},
+		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 11, Elements: 15}},
 		// p0 leaves the ingress dispatch, the named-port set, the server
 		// peer set and the set of known local pods.
 		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 4, Elements: 4}},
@@ -230,11 +231,12 @@ func TestPriorityChangeLeavesOtherPoliciesAlone(t *testing.T) {
 		}
 		cost[n] = tx.Len()
 	}
-	// b's chain flushed and its two rules (v4, v6) re-added; the class
-	// chain flushed and its three jumps and two rest lookups re-added.
+	// b's chain flushed and its four rules (a Deny's log and drop, v4 and
+	// v6) re-added; the class chain flushed and its three jumps and two
+	// rest lookups re-added.
 	for n, ops := range cost {
-		if ops != 9 {
-			t.Errorf("n=%d: a priority change costs %d ops, want 9", n, ops)
+		if ops != 11 {
+			t.Errorf("n=%d: a priority change costs %d ops, want 11", n, ops)
 		}
 	}
 }

@@ -76,6 +76,10 @@ type Side struct {
 	// ("NetworkPolicy ns/name"), when the NetworkPolicy tier decided.
 	Isolating []string `json:"isolating,omitempty"`
 	Reason    string   `json:"reason"`
+	// Audit is the verdict this direction would get if the policies in
+	// audit mode (nftpolicy.io/enforcement: audit) were enforced, when it
+	// differs: what the kernel logs and counts as would-drop.
+	Audit *Side `json:"audit,omitempty"`
 }
 
 // Hop is one base chain of one node the flow crosses, and what the compiled
@@ -85,6 +89,9 @@ type Hop struct {
 	Chain   string   `json:"chain"`
 	Verdict string   `json:"verdict"` // accept or drop
 	Rules   []string `json:"rules"`   // comments of the rules with a verdict that matched, in order
+	// Logged are the verdict logs the packet causes (the kernel's rate
+	// limits aside): "would-drop networkpolicy y/trial default-deny".
+	Logged []string `json:"logged,omitempty"`
 }
 
 // Report is the answer to one question.
@@ -141,13 +148,34 @@ func ParsePort(s string) (proto uint8, port uint16, err error) {
 type Explainer struct {
 	c  *model.Cluster
 	ev *model.Evaluator
+	// audit judges with the audit policies enforced; nil when the cluster
+	// has none.
+	audit *model.Evaluator
 	// rulesets are the compiled rulesets by node, compiled on first use.
 	rulesets map[string]*nft.Ruleset
 }
 
 // New indexes a cluster for questions.
 func New(c *model.Cluster) *Explainer {
-	return &Explainer{c: c, ev: model.NewEvaluator(c), rulesets: map[string]*nft.Ruleset{}}
+	x := &Explainer{c: c, ev: model.NewEvaluator(c), rulesets: map[string]*nft.Ruleset{}}
+	if hasAudit(c) {
+		x.audit = model.NewEvaluatorWith(c, model.Options{EnforceAudit: true})
+	}
+	return x
+}
+
+func hasAudit(c *model.Cluster) bool {
+	for _, p := range c.Policies {
+		if p.Audit {
+			return true
+		}
+	}
+	for _, p := range c.TierPolicies {
+		if p.Audit {
+			return true
+		}
+	}
+	return false
 }
 
 // Explain answers q. Its error wraps ErrNoEndpoint when an endpoint names a
@@ -159,7 +187,19 @@ func (x *Explainer) Explain(q Question) (*Report, error) {
 	}
 	d := x.ev.Evaluate(f)
 	r := &Report{From: from, To: to, Protocol: inet.ProtoName(f.Proto), Port: f.Port, Allowed: d.Allowed(),
-		Egress: x.side(model.Egress, d.Egress, f), Ingress: x.side(model.Ingress, d.Ingress, f)}
+		Egress: x.side(model.Egress, d.Egress, f, false), Ingress: x.side(model.Ingress, d.Ingress, f, false)}
+	if x.audit != nil {
+		for _, s := range []*Side{&r.Egress, &r.Ingress} {
+			dir := model.Egress
+			if s == &r.Ingress {
+				dir = model.Ingress
+			}
+			if v := x.audit.Judge(dir, f); v.Allowed != s.Allowed {
+				a := x.side(dir, v, f, true)
+				s.Audit = &a
+			}
+		}
+	}
 	hops := x.Path(f)
 	allowed := true
 	for _, h := range hops {
@@ -276,9 +316,9 @@ func (x *Explainer) nodeOf(addr netip.Addr) string {
 // side turns one direction of the evaluator's decision into words, naming
 // the rule (and its name and action where the API has them) or the
 // isolating policies.
-func (x *Explainer) side(dir model.Direction, v model.Verdict, f model.Flow) Side {
+func (x *Explainer) side(dir model.Direction, v model.Verdict, f model.Flow, audit bool) Side {
 	s := Side{Direction: dir.String(), Pod: v.Pod, Allowed: v.Allowed, Tier: v.Tier}
-	s.Reason = x.reason(&s, dir, v, f)
+	s.Reason = x.reason(&s, dir, v, f, audit)
 	if v.PassedBy != "" {
 		s.PassedBy = x.tierRule(v.PassedBy, dir, v.PassRule)
 		s.Reason += fmt.Sprintf("; before that, %s handed it to the later tiers", s.PassedBy)
@@ -286,7 +326,7 @@ func (x *Explainer) side(dir model.Direction, v model.Verdict, f model.Flow) Sid
 	return s
 }
 
-func (x *Explainer) reason(s *Side, dir model.Direction, v model.Verdict, f model.Flow) string {
+func (x *Explainer) reason(s *Side, dir model.Direction, v model.Verdict, f model.Flow, audit bool) string {
 	peer := f.Dst
 	if dir == model.Ingress {
 		peer = f.Src
@@ -298,6 +338,9 @@ func (x *Explainer) reason(s *Side, dir model.Direction, v model.Verdict, f mode
 		return fmt.Sprintf("allowed: no policy decides for %s in %s", v.Pod, dir)
 	case v.Tier == "networkpolicy":
 		for _, p := range x.c.Isolating(x.c.Pods[v.Pod], dir) {
+			if p.Audit && !audit {
+				continue // not enforced: it isolates nothing
+			}
 			s.Isolating = append(s.Isolating, policyName("NetworkPolicy", p.Namespace, p.Name))
 		}
 		iso := strings.Join(s.Isolating, ", ")

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
@@ -20,6 +22,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -211,4 +214,38 @@ func TestCheckNodeDrift(t *testing.T) {
 	if err != nil || nc.Drift || len(nc.Notes) != 1 || !strings.Contains(nc.Notes[0], "crosses no chain of node node-1") {
 		t.Errorf("a flow on node-2 checked on node-1: %+v, %v", nc, err)
 	}
+}
+
+// A policy in audit mode changes no verdict; explain shows the verdict it
+// would give, and the would-drop the kernel logs on the way.
+func TestAuditShown(t *testing.T) {
+	c := loadCluster(t, "cluster.yaml")
+	lockdown := tu.Policy("tools", "lockdown", nil, tu.Types(networkingv1.PolicyTypeIngress))
+	lockdown.Annotations = map[string]string{model.AnnotationEnforcement: model.EnforcementAudit}
+	if err := c.Set(lockdown); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(c).Explain(Question{From: "tools/dig", To: "tools/curl", Proto: inet.UDP, Port: 53})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.WriteText(&out)
+	if !r.Allowed || len(r.Problems) > 0 {
+		t.Fatalf("audit policy changed the verdict:\n%s", out.String())
+	}
+	if r.Ingress.Audit == nil || r.Ingress.Audit.Allowed || !slices.Equal(r.Ingress.Audit.Isolating, []string{"NetworkPolicy tools/lockdown"}) {
+		t.Errorf("ingress audit verdict %+v, want denied, isolated by tools/lockdown:\n%s", r.Ingress.Audit, out.String())
+	}
+	if r.Egress.Audit != nil || len(r.Ingress.Isolating) != 0 {
+		t.Errorf("egress audit %+v, enforced isolation %v; want none", r.Egress.Audit, r.Ingress.Isolating)
+	}
+	last := r.Compiled[len(r.Compiled)-1]
+	if !slices.Equal(last.Logged, []string{"would-drop networkpolicy tools/lockdown default-deny"}) || last.Verdict != "accept" {
+		t.Errorf("last hop %+v, want accepted with one would-drop logged", last)
+	}
+	if !strings.Contains(out.String(), "audit mode: with the audit policies enforced, denied: tools/curl is isolated for ingress by NetworkPolicy tools/lockdown") {
+		t.Errorf("text does not show the audit verdict:\n%s", out.String())
+	}
+	t.Log(out.String())
 }

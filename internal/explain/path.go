@@ -64,6 +64,16 @@ func traceHop(rs *nft.Ruleset, h PathHop, f model.Flow) (Hop, error) {
 	for _, id := range res.Matched {
 		hop.Rules = append(hop.Rules, stripHash(id))
 	}
+	if len(res.Logged) > 0 {
+		origins := compile.NewOrigins(rs)
+		for _, p := range res.Logged {
+			if o := origins.ByPrefix[p]; o != nil {
+				hop.Logged = append(hop.Logged, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", o.Verdict, o.Tier, o.Policy, o.Rule)))
+			} else {
+				hop.Logged = append(hop.Logged, p)
+			}
+		}
+	}
 	return hop, nil
 }
 

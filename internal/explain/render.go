@@ -22,6 +22,9 @@ func (r *Report) WriteText(w io.Writer) {
 			who = r.To.Address
 		}
 		fmt.Fprintf(w, "  %-7s of %s: %s\n", s.Direction, who, s.Reason)
+		if s.Audit != nil {
+			fmt.Fprintf(w, "    audit mode: with the audit policies enforced, %s\n", s.Audit.Reason)
+		}
 	}
 	if len(r.Compiled) > 0 {
 		fmt.Fprintln(w, "  compiled rulesets (the rules nft list shows, in the order the packet meets them):")
@@ -56,6 +59,9 @@ func writeHops(w io.Writer, indent string, hops []Hop) {
 			rules = strings.Join(h.Rules, " -> ")
 		}
 		fmt.Fprintf(w, "%s%s %s: %s: %s\n", indent, h.Node, h.Chain, h.Verdict, rules)
+		for _, l := range h.Logged {
+			fmt.Fprintf(w, "%s  logs: %s\n", indent, l)
+		}
 	}
 }
 

@@ -645,7 +645,8 @@ func TestMetricsDocumented(t *testing.T) {
 	t.Cleanup(func() {
 		_ = w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(context.Background(), cnp.Name, metav1.DeleteOptions{})
 	})
-	a := w.startAgent(n)
+	// Counters read often, so that the policy's series are there to scrape.
+	a := w.startAgentWith(n, "--policy-counters-interval=200ms")
 	if err := w.allowOnlyFrom(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,10 @@ type TierPolicy struct {
 	NamespaceSelector labels.Selector
 	PodSelector       labels.Selector
 	Rules             [2][]TierRule // by Direction
-	Problems          []string
+	// Audit: annotated nftpolicy.io/enforcement: audit (AuditOf).
+	Audit      bool
+	LogAccepts bool // as Policy.LogAccepts
+	Problems   []string
 }
 
 // Key is "Kind/name".
@@ -442,7 +445,7 @@ func ingressPeers(from []v1alpha1.AdminNetworkPolicyIngressPeer) []peer {
 
 // ANPFromAPI normalises an AdminNetworkPolicy.
 func ANPFromAPI(o *v1alpha1.AdminNetworkPolicy) *TierPolicy {
-	b := &tierBuilder{p: &TierPolicy{Kind: KindANP, Name: o.Name, Tier: TierAdmin}}
+	b := &tierBuilder{p: &TierPolicy{Kind: KindANP, Name: o.Name, Tier: TierAdmin, Audit: AuditOf(o), LogAccepts: LogAcceptsOf(o)}}
 	b.priority(o.Spec.Priority)
 	b.subject(o.Spec.Subject.Namespaces, o.Spec.Subject.Pods)
 	var ingress, egress []v1alpha1Rule
@@ -465,7 +468,7 @@ func ANPFromAPI(o *v1alpha1.AdminNetworkPolicy) *TierPolicy {
 // with no priority; among the baseline tier it sorts after every
 // ClusterNetworkPolicy of that tier.
 func BANPFromAPI(o *v1alpha1.BaselineAdminNetworkPolicy) *TierPolicy {
-	b := &tierBuilder{p: &TierPolicy{Kind: KindBANP, Name: o.Name, Tier: TierBaseline, Priority: MaxPriority + 1}}
+	b := &tierBuilder{p: &TierPolicy{Kind: KindBANP, Name: o.Name, Tier: TierBaseline, Priority: MaxPriority + 1, Audit: AuditOf(o), LogAccepts: LogAcceptsOf(o)}}
 	if o.Name != "default" {
 		b.problem("a BaselineAdminNetworkPolicy must be named \"default\"; ignored")
 		return b.p
@@ -489,7 +492,7 @@ func BANPFromAPI(o *v1alpha1.BaselineAdminNetworkPolicy) *TierPolicy {
 
 // CNPFromAPI normalises a ClusterNetworkPolicy.
 func CNPFromAPI(o *v1alpha2.ClusterNetworkPolicy) *TierPolicy {
-	b := &tierBuilder{p: &TierPolicy{Kind: KindCNP, Name: o.Name}}
+	b := &tierBuilder{p: &TierPolicy{Kind: KindCNP, Name: o.Name, Audit: AuditOf(o), LogAccepts: LogAcceptsOf(o)}}
 	switch o.Spec.Tier {
 	case v1alpha2.AdminTier:
 		b.p.Tier = TierAdmin

@@ -123,7 +123,7 @@ func protoFromAPI(p v1.Protocol) uint8 {
 // policies allow, and the podSelector or policyTypes that say which pods
 // they apply to may be what is invalid.
 func PolicyFromAPI(np *networkingv1.NetworkPolicy) *Policy {
-	p := &Policy{Namespace: np.Namespace, Name: np.Name}
+	p := &Policy{Namespace: np.Namespace, Name: np.Name, Audit: AuditOf(np), LogAccepts: LogAcceptsOf(np)}
 	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 	if err != nil {
 		p.problem("podSelector: %v; isolating every pod of the namespace", err)
@@ -290,4 +290,27 @@ func (p *Policy) port(in networkingv1.NetworkPolicyPort, where string) (Port, bo
 		out.EndPort = uint16(*in.EndPort)
 	}
 	return out, true
+}
+
+// AnnotationEnforcement, set to EnforcementAudit on a policy of any kind,
+// compiles it so that what it would deny is logged and counted as
+// would-drop and nothing it would deny is dropped: everything else behaves
+// as if the policy did not exist.
+const (
+	AnnotationEnforcement = "nftpolicy.io/enforcement"
+	EnforcementAudit      = "audit"
+)
+
+// AnnotationLogAccepts set to "true" on a policy of any kind has the
+// kernel log what its rules accept, besides the drops every policy logs.
+const AnnotationLogAccepts = "nftpolicy.io/log-accepts"
+
+// LogAcceptsOf reports whether a policy object asks for its accepts to be
+// logged.
+func LogAcceptsOf(o metav1.Object) bool { return o.GetAnnotations()[AnnotationLogAccepts] == "true" }
+
+// AuditOf reports whether a policy object is annotated for audit. Any
+// other value, or none, enforces: a typo never opens traffic.
+func AuditOf(o metav1.Object) bool {
+	return o.GetAnnotations()[AnnotationEnforcement] == EnforcementAudit
 }

@@ -86,6 +86,41 @@ type Options struct {
 	// address in a node's pod CIDRs that no pod of the node has is then
 	// allowed like a pod no policy selects (--protect-new-pods=false).
 	OpenUnknown bool
+	// EnforceAudit judges audit policies (AuditOf) as if enforced: what
+	// `nftpolicy explain` reports as their would-be verdict. The agent
+	// never sets it: to the agent and to the evaluator by default an audit
+	// policy does not exist for verdicts.
+	EnforceAudit bool
+	// Logs says which verdicts the kernel copies to the NFLOG group (the
+	// compiler's only: logs change no verdict).
+	Logs LogMode
+	// LogGroup is the NFLOG group; 0 means DefaultLogGroup.
+	LogGroup uint16
+}
+
+// LogMode selects the verdicts the kernel logs.
+type LogMode uint8
+
+const (
+	LogDrops LogMode = iota // drops and would-drops (the default)
+	LogAll                  // also accepts
+	LogNone
+)
+
+// DefaultLogGroup is the NFLOG group of verdict logs unless chosen.
+const DefaultLogGroup = 100
+
+// ParseLogMode reads "drops", "all" or "none".
+func ParseLogMode(s string) (LogMode, error) {
+	switch s {
+	case "drops":
+		return LogDrops, nil
+	case "all":
+		return LogAll, nil
+	case "none":
+		return LogNone, nil
+	}
+	return 0, fmt.Errorf("verdict logs %q: want drops, all or none", s)
 }
 
 // Evaluator answers policy questions about one snapshot of a cluster.
@@ -121,7 +156,12 @@ func NewEvaluatorWith(c *Cluster, opts Options) *Evaluator {
 		known:    map[string]map[netip.Addr]bool{},
 		policies: map[string][]*Policy{}, admin: c.SortedTier(TierAdmin), baseline: c.SortedTier(TierBaseline)}
 	for _, p := range c.SortedPolicies() {
-		e.policies[p.Namespace] = append(e.policies[p.Namespace], p)
+		if !p.Audit || opts.EnforceAudit {
+			e.policies[p.Namespace] = append(e.policies[p.Namespace], p)
+		}
+	}
+	if !opts.EnforceAudit {
+		e.admin, e.baseline = enforced(e.admin), enforced(e.baseline)
 	}
 	for _, p := range c.SortedPods() {
 		if !p.Active() {
@@ -380,4 +420,15 @@ func portMatches(all bool, ports []Port, dst *Pod, f Flow) bool {
 		}
 	}
 	return false
+}
+
+// enforced drops audit policies: for verdicts they do not exist.
+func enforced(ps []*TierPolicy) []*TierPolicy {
+	out := ps[:0:0]
+	for _, p := range ps {
+		if !p.Audit {
+			out = append(out, p)
+		}
+	}
+	return out
 }

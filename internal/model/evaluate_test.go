@@ -324,3 +324,30 @@ func TestPodsNotYetKnown(t *testing.T) {
 		t.Errorf("verdict text %q", got)
 	}
 }
+
+// Audit policies (nftpolicy.io/enforcement: audit) do not exist for
+// verdicts unless EnforceAudit; any other value of the annotation enforces.
+func TestAuditPolicies(t *testing.T) {
+	annotated := func(value string) *networkingv1.NetworkPolicy {
+		p := tu.Policy("x", "deny-a", m{"pod": "a"}, tu.Types(networkingv1.PolicyTypeIngress))
+		p.Annotations = m{model.AnnotationEnforcement: value}
+		return p
+	}
+	f := model.Flow{Src: netip.MustParseAddr("10.0.2.1"), Dst: netip.MustParseAddr("10.0.1.1"), Proto: 6, Port: 80}
+	for _, tc := range []struct {
+		value               string
+		allowed, whenForced bool
+	}{
+		{"audit", true, false},
+		{"Audit", false, false}, // not the value: enforced
+		{"enforce", false, false},
+	} {
+		c := cluster(t, annotated(tc.value))
+		if got := model.NewEvaluator(c).Evaluate(f).Allowed(); got != tc.allowed {
+			t.Errorf("%q: allowed %v, want %v", tc.value, got, tc.allowed)
+		}
+		if got := model.NewEvaluatorWith(c, model.Options{EnforceAudit: true}).Evaluate(f).Allowed(); got != tc.whenForced {
+			t.Errorf("%q with EnforceAudit: allowed %v, want %v", tc.value, got, tc.whenForced)
+		}
+	}
+}

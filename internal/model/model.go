@@ -106,6 +106,11 @@ type Policy struct {
 	// (its policyTypes).
 	Isolates [2]bool // indexed by Direction
 	Rules    [2][]Rule
+	// Audit: annotated nftpolicy.io/enforcement: audit (AuditOf).
+	Audit bool
+	// LogAccepts: annotated nftpolicy.io/log-accepts: "true"; the kernel
+	// logs what the policy accepts too (unless verdict logs are off).
+	LogAccepts bool
 	// Problems lists what was invalid in the object and how it was handled.
 	Problems []string
 }

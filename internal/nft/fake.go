@@ -354,6 +354,9 @@ func (st *fakeState) addRule(chain string, r *Rule) error {
 	if err := st.checkVerdict(r.Verdict); err != nil {
 		return err
 	}
+	if r.Log != nil && len(r.Log.Prefix) > MaxLogPrefixLen {
+		return fakeErr(syscall.ERANGE, "log prefix of %d bytes (at most %d)", len(r.Log.Prefix), MaxLogPrefixLen)
+	}
 	c.Rules = append(c.Rules, r)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -151,6 +152,8 @@ func kernelCases() []kernelCase {
 			ops: []Op{opAddRule("pod-a", ruleOf("x", accept, MatchAddrInSet{Family: IPv4, Set: "nope"}))}, want: syscall.ENOENT},
 		{name: "rule with missing map",
 			ops: []Op{opAddRule("pod-a", ruleOf("x", Verdict{Kind: Vmap, Map: "nope", Family: IPv4}))}, want: syscall.ENOENT},
+		{name: "log prefix of 127 bytes", ops: []Op{opAddRule("pod-a", &Rule{Log: &Log{Group: 7, Prefix: strings.Repeat("p", MaxLogPrefixLen)}, Comment: "x"})}},
+		{name: "log prefix of 128 bytes", ops: []Op{opAddRule("pod-a", &Rule{Log: &Log{Group: 7, Prefix: strings.Repeat("p", MaxLogPrefixLen+1)}, Comment: "x"})}, want: syscall.ERANGE},
 		{name: "rule in missing chain", ops: []Op{opAddRule("nope", ruleOf("x", accept))}, want: syscall.ENOENT},
 		{name: "jump to missing chain", ops: []Op{opAddRule("pod-a", ruleOf("x", Verdict{Kind: Jump, Chain: "nope"}))}, want: syscall.ENOENT},
 		{name: "goto base chain", ops: []Op{opAddRule("pod-a", ruleOf("x", Verdict{Kind: Goto, Chain: "nftpolicy-input"}))}, want: syscall.EOPNOTSUPP},

@@ -87,6 +87,8 @@ func sampleRuleset() *Ruleset {
 		ruleOf("peers on named ports", Verdict{Kind: Accept},
 			MatchAddrInSet{Family: IPv4, Src: true, Set: "pods-v4"}, MatchDaddrProtoPortInSet{Family: IPv4, Set: "named-v4"}),
 		withCounter(ruleOf("count only", Verdict{})),
+		{Matches: []Match{MatchAddrInSet{Family: IPv4, Src: true, Set: "pods-v4"}}, Log: &Log{Group: 100, Prefix: "np D 1a2b3c4d", Rate: 10, Burst: 20}, Comment: "log, limited"},
+		{Log: &Log{Group: 65535, Prefix: ""}, Comment: "log, no limit"},
 		withCounter(ruleOf("default deny", Verdict{Kind: Drop})),
 	}})
 	rs.AddChain(&Chain{Name: "pod-b", Rules: []*Rule{

@@ -65,6 +65,15 @@ func (b *batch) ruleExprs(r *Rule) ([]expr.Any, error) {
 	if r.Counter {
 		out = append(out, &expr.Counter{})
 	}
+	if l := r.Log; l != nil {
+		// What nft sends for `limit rate R/second burst B packets log
+		// prefix "P" group G`: group and prefix only (no snaplen, no
+		// queue threshold, which keep the kernel's defaults).
+		if l.Rate > 0 {
+			out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(l.Rate), Unit: expr.LimitTimeSecond, Burst: l.Burst})
+		}
+		out = append(out, &expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: l.Group, Data: []byte(l.Prefix)})
+	}
 	v, err := b.verdictExprs(r.Verdict)
 	if err != nil {
 		return nil, err

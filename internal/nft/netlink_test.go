@@ -162,6 +162,24 @@ func TestNetlinkManyRules(t *testing.T) {
 	mustApply(t, k, buildTx(rs))
 	t.Logf("applied %d rules in %v", len(c.Rules), time.Since(start))
 	assertDump(t, k, rs)
+	// Every counted rule's counter reads back (all at zero: no traffic).
+	start = time.Now()
+	cnt, err := k.Counters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read %d counters in %v", len(cnt), time.Since(start))
+	want := 0
+	for _, c := range rs.Chains {
+		for _, r := range c.Rules {
+			if r.Counter {
+				want++
+			}
+		}
+	}
+	if len(cnt) != want {
+		t.Errorf("%d counters, want %d", len(cnt), want)
+	}
 }
 
 // (e) docs/nftables-notes.md, trap 4: ranges that touch each other or the top of

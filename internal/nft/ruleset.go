@@ -207,16 +207,58 @@ type Chain struct {
 	Rules []*Rule
 }
 
-// Rule is a list of matches, an optional counter and a verdict.
+// Rule is a list of matches, an optional counter, an optional log and a
+// verdict.
 type Rule struct {
 	Matches []Match
 	Counter bool
+	// Log copies the packet's headers to an NFLOG group (a copy: the packet
+	// goes on at once). A rule with a Log has no verdict: the kernel's
+	// limit stops evaluating the rule when over its rate, so the verdict
+	// lives in a rule of its own after it, or it would be skipped too.
+	Log     *Log
 	Verdict Verdict
+	// Origin says which policy rule this rule implements, for verdict logs
+	// and metrics. It is not sent to the kernel (the comment and the log
+	// prefix are).
+	Origin *Origin
 	// Comment names what the rule implements ("x/allow-web ingress rule 0").
 	Comment string
 	// ReadID is set on rules read back from the kernel, whose matches are
 	// not decoded: it is the comment the kernel holds, i.e. their ID.
 	ReadID string
+}
+
+// Log is `limit rate R/second burst B packets log prefix "P" group G`.
+type Log struct {
+	Group  uint16
+	Prefix string // at most MaxLogPrefixLen bytes
+	Rate   uint32 // packets per second; 0: no limit
+	Burst  uint32
+}
+
+// MaxLogPrefixLen is the longest log prefix the kernel takes
+// (NF_LOG_PREFIXLEN is 128 with the terminating NUL); a longer one fails
+// the whole batch with ERANGE.
+const MaxLogPrefixLen = 127
+
+func (l *Log) text() string {
+	s := fmt.Sprintf("log prefix %q group %d", l.Prefix, l.Group)
+	if l.Rate > 0 {
+		s = fmt.Sprintf("limit rate %d/second burst %d packets %s", l.Rate, l.Burst, s)
+	}
+	return s
+}
+
+// Origin is the policy rule an nft rule implements, as verdict logs and
+// the per-policy metrics name it.
+type Origin struct {
+	Direction string // "ingress" or "egress"
+	Tier      string // "admin", "networkpolicy", "baseline" or "unknown-pod"
+	Policy    string // Kind/namespace/name or namespace/name; a class's policies joined by ","
+	Rule      string // the rule's index, or "default-deny" when no rule matched
+	RuleName  string // tier policies' rule name, if any
+	Verdict   string // "accept", "drop", "pass" or "would-drop"
 }
 
 // Match is one condition of a rule. The set of matches is closed: the types
@@ -369,6 +411,9 @@ func (r *Rule) Body() string {
 	}
 	if r.Counter {
 		parts = append(parts, "counter")
+	}
+	if r.Log != nil {
+		parts = append(parts, r.Log.text())
 	}
 	if v := r.Verdict.text(); v != "" {
 		parts = append(parts, v)

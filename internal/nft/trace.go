@@ -23,6 +23,9 @@ type TraceResult struct {
 	Accepted bool // accept verdict, or fell through to the chain's accept policy
 	Dropped  bool
 	Matched  []string
+	// Logged are the log prefixes of the log rules that matched on the
+	// way (the kernel's rate limits aside).
+	Logged []string
 }
 
 // Trace runs a packet through one base chain of the ruleset, the way the
@@ -56,6 +59,9 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 		}
 		if !rs.matches(r, p) {
 			continue
+		}
+		if r.Log != nil {
+			res.Logged = append(res.Logged, r.Log.Prefix)
 		}
 		v := r.Verdict
 		if v.Kind == Vmap {
@@ -186,6 +192,14 @@ func (rs *Ruleset) contains(name string, key Elem) bool {
 	case SetProtoPortInterval:
 		for e := range s.Elements {
 			if e.Proto == key.Proto && key.Port >= e.Port && key.Port <= e.PortEnd {
+				return true
+			}
+		}
+		return false
+	case MapIPv4Verdict, MapIPv6Verdict:
+		// A match on a map's keys (no verdict): any element of that key.
+		for e := range s.Elements {
+			if e.Addr == key.Addr {
 				return true
 			}
 		}
