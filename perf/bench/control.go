@@ -250,10 +250,14 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 			return err
 		}
 		a := acc[e.Kind]
+		// The event's time is the write's start: the fake API server hands
+		// the watch event to the informer inside the call, and a quick
+		// agent can commit before the call returns (a time taken after it
+		// made some commits look negative).
+		t0 := time.Now()
 		if err := run.apply(ctx, e); err != nil {
 			return err
 		}
-		t0 := time.Now() // the fake API server sends the watch event as the call returns
 		got, err := run.kernel.next(ctx, 10*time.Minute)
 		if err != nil {
 			return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
