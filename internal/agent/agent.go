@@ -271,8 +271,8 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.shadow = nft.NewRuleset()
 	}
 	a.shadow.ApplyOps(tx)
-	a.indexOrigins(full, desired, touched)
 	done := time.Now() // the rules are in force: the programming latency ends here
+	a.indexOrigins(full, desired, touched)
 	a.cutDenied(ctx, logger, tx)
 	a.observe(full, start, done)
 	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
