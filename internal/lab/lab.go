@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -104,7 +105,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) 
 		r.step(ctx, &sc.Steps[i], &res.Report)
 	}
 	if opts.RulesetOf != "" {
-		out, err := exec.Command("ip", "netns", "exec", netnsName(r.net.NodeNetNSPath(opts.RulesetOf)), "nft", "list", "table", "inet", nft.TableName).CombinedOutput()
+		out, err := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath(opts.RulesetOf)), "nft", "list", "table", "inet", nft.TableName).CombinedOutput()
 		res.Ruleset = string(out)
 		if err != nil {
 			res.Report.Errors = append(res.Report.Errors, fmt.Sprintf("listing the ruleset of %s: %v", opts.RulesetOf, err))
@@ -170,15 +171,6 @@ func allObjects(sc *scenario.Scenario) []runtime.Object {
 		out = append(out, st.Apply...)
 	}
 	return out
-}
-
-func netnsName(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[i+1:]
-		}
-	}
-	return path
 }
 
 type run struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -58,7 +59,7 @@ func TestServiceNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range sc.Nodes {
-		cmd := exec.Command("ip", "netns", "exec", netnsName(r.net.NodeNetNSPath(n)), "nft", "-f", "-")
+		cmd := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath(n)), "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(kubeProxyNAT)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", n, err, out)

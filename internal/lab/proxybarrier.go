@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -118,7 +119,7 @@ func (r *run) readProxyTable(node string, fam corev1.IPFamily) (proxyTable, erro
 	if fam == corev1.IPv6Protocol {
 		family = "ip6"
 	}
-	out, err := exec.Command("ip", "netns", "exec", netnsName(r.net.NodeNetNSPath(node)), "nft", "list", "table", family, "kube-proxy").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath(node)), "nft", "list", "table", family, "kube-proxy").CombinedOutput()
 	if err != nil {
 		return proxyTable{}, fmt.Errorf("nft list table %s kube-proxy: %v: %s", family, err, strings.TrimSpace(string(out)))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,7 +103,7 @@ func (r *run) startControlPlane(ctx context.Context) error {
 func (r *run) startProxies() error {
 	for _, n := range r.sc.Nodes {
 		kp, err := r.cp.env.Cluster.StartKubeProxy(integration.KubeProxySpec{
-			Binary: r.proxyBin, Node: n, NetNS: netnsName(r.net.NodeNetNSPath(n)), ClusterCIDRs: clusterCIDRs,
+			Binary: r.proxyBin, Node: n, NetNS: filepath.Base(r.net.NodeNetNSPath(n)), ClusterCIDRs: clusterCIDRs,
 		})
 		if err != nil {
 			return fmt.Errorf("kube-proxy on %s: %w", n, err)

@@ -147,7 +147,7 @@ func TestKubeProxyOrdering(t *testing.T) {
 	if err := r.start(ctx, &agents); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("ip", "netns", "exec", netnsName(r.net.NodeNetNSPath("node-1")), "nft", "list", "ruleset").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath("node-1")), "nft", "list", "ruleset").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list ruleset: %v\n%s", err, out)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -139,7 +140,7 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 		return nil, err
 	}
 	kp, err := cluster.StartKubeProxy(integration.KubeProxySpec{Binary: proxyBin, Node: tkeNode,
-		NetNS: netnsBase(lab.NodeNetNSPath(tkeNode)), ClusterCIDRs: "198.19.0.0/16"})
+		NetNS: filepath.Base(lab.NodeNetNSPath(tkeNode)), ClusterCIDRs: "198.19.0.0/16"})
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +232,7 @@ func tkeEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, tx *nft.Tr
 	if _, _, err := connectLoopAddr(clientNS, dst, n); err != nil {
 		return "broken: " + err.Error()
 	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", netnsBase(lab.NodeNetNSPath(tkeNode)), "nft", "list", "table", "inet", nft.TableName).Output()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", filepath.Base(lab.NodeNetNSPath(tkeNode)), "nft", "list", "table", "inet", nft.TableName).Output()
 	if err != nil {
 		return "not checked: " + err.Error()
 	}
@@ -244,8 +245,6 @@ func tkeEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, tx *nft.Tr
 	}
 	return fmt.Sprintf("yes: %d connections to the cluster IP, %s counted them all", n, tkeNamespace+"/all-pods ingress rule 0")
 }
-
-func netnsBase(path string) string { return path[strings.LastIndex(path, "/")+1:] }
 
 // tkeObjects creates the Node, the namespace, the Services and their
 // EndpointSlices: Service 0 leads to the server, the others to 8 of the
@@ -321,7 +320,7 @@ func ptrTo[T any](v T) *T { return &v }
 // waitProxy waits until kube-proxy has programmed every Service (its
 // service-ips map holds all 1,000) and returns its table's line count.
 func waitProxy(ctx context.Context, lab *netlab.Lab, kp *integration.KubeProxy, svcIP netip.Addr) (int, error) {
-	ns := netnsBase(lab.NodeNetNSPath(tkeNode))
+	ns := filepath.Base(lab.NodeNetNSPath(tkeNode))
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "list", "table", "ip", "kube-proxy").Output()
