@@ -120,3 +120,22 @@ func TestNoNamespacesLeft(t *testing.T) {
 		t.Errorf("namespaces of run %s left behind:\n%s", res.Prefix, out)
 	}
 }
+
+// testFixture is a fixture for one test: gated by NeedKernel, closed when
+// the test ends, with a must that fails the test on an error.
+func testFixture(t *testing.T) (*Fixture, func(error)) {
+	t.Helper()
+	testutil.NeedKernel(t)
+	f := NewFixture()
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f, func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

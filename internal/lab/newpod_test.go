@@ -105,20 +105,8 @@ type newPodRun struct {
 }
 
 func newPodWindow(t *testing.T, protect bool) newPodRun {
-	tu.NeedKernel(t)
-	f := NewFixture()
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	f, must := testFixture(t)
 	ctx := context.Background()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	must(f.AddNode("n1", netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")))
 	must(f.AddNode("n2", netip.MustParsePrefix("10.244.2.0/24"), netip.MustParsePrefix("fd00:10:244:2::/64")))
 	must(f.Create(tu.Namespace("x", nil)))
@@ -162,19 +150,7 @@ func newPodWindow(t *testing.T, protect bool) newPodRun {
 func TestStartingAgentDeniesPodCIDRs(t *testing.T) {
 	for _, protect := range []bool{true, false} {
 		t.Run(map[bool]string{true: "protected", false: "protection off"}[protect], func(t *testing.T) {
-			tu.NeedKernel(t)
-			f := NewFixture()
-			t.Cleanup(func() {
-				if err := f.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			must := func(err error) {
-				t.Helper()
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			f, must := testFixture(t)
 			must(f.AddNode("n1", netip.MustParsePrefix("10.244.1.0/24")))
 			must(f.AddNode("n2", netip.MustParsePrefix("10.244.2.0/24")))
 			must(f.Create(tu.Namespace("x", nil)))

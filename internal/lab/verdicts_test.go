@@ -65,19 +65,7 @@ var (
 )
 
 func newVerdictLab(t *testing.T, logs model.LogMode, webLogsAccepts bool) *verdictLab {
-	tu.NeedKernel(t)
-	f := NewFixture()
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	f, must := testFixture(t)
 	must(f.AddNode("n1", netip.MustParsePrefix("10.244.1.0/24")))
 	must(f.AddNode("n2", netip.MustParsePrefix("10.244.2.0/24")))
 	must(f.Create(tu.Namespace("x", nil)))
