@@ -342,36 +342,12 @@ func TestEnforcement(t *testing.T) {
 	w.expect(10*time.Second, map[flow]netlab.Verdict{toServer: allowed, fromOther: denied})
 
 	// An outage: the rules stay as they are while the API server is down.
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var changed []string
-	var probes sync.WaitGroup
-	probes.Add(1)
-	go func() {
-		defer probes.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for f, v := range map[flow]netlab.Verdict{toServer: allowed, fromOther: denied} {
-				if got := w.probe(ctx, f); got != v {
-					mu.Lock()
-					changed = append(changed, fmt.Sprintf("%s: %s", f, got))
-					mu.Unlock()
-				}
-			}
-		}
-	}()
-	if err := w.c.RestartAPIServer(ctx, 3*time.Second); err != nil {
-		close(stop)
-		t.Fatal(err)
-	}
-	close(stop)
-	probes.Wait()
-	if len(changed) > 0 {
-		t.Errorf("probe results changed during the API-server outage: %v", changed)
+	var outage error
+	w.probeAcross(map[flow]netlab.Verdict{toServer: allowed, fromOther: denied}, func() {
+		outage = w.c.RestartAPIServer(ctx, 3*time.Second)
+	})
+	if outage != nil {
+		t.Fatal(outage)
 	}
 	// ... and the agent catches up with what changed meanwhile.
 	if err := w.c.Admin.NetworkingV1().NetworkPolicies(w.ns).Delete(ctx, "servers", metav1.DeleteOptions{}); err != nil {
