@@ -29,7 +29,7 @@ test: lint kube-binaries
 # instrumented test binary per package, run in the package's directory with
 # go test's own corpus cache, so ten targets cost two links, not ten.
 FUZZTIME  ?= 8s
-FUZZ_PKGS := internal/compile internal/scenario
+FUZZ_PKGS := internal/compile internal/scenario internal/fqdn
 .PHONY: fuzz-short
 fuzz-short:
 	@set -e; mkdir -p bin/fuzz; \

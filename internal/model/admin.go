@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
@@ -211,7 +212,7 @@ type peer struct {
 	pods       *v1alpha1.NamespacedPod
 	nodes      *metav1.LabelSelector
 	networks   []string
-	domains    int
+	domains    []string
 }
 
 // rule normalises one rule. Anything invalid fails closed: in an Allow rule
@@ -237,6 +238,10 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 		b.problem("%s: no peers", where)
 		invalid = true
 	}
+	if action != Allow && slices.ContainsFunc(r.Peers, func(p Peer) bool { return len(p.Domains) > 0 }) {
+		b.problem("%s: domainNames are only allowed in Accept rules", where)
+		invalid = true
+	}
 	if invalid {
 		if action == Allow {
 			if len(r.Peers) == 0 || portsInvalid {
@@ -255,7 +260,7 @@ func (b *tierBuilder) rule(dir Direction, index int, name string, action Action,
 // networks). ok is false when the peer is invalid or unsupported.
 func (b *tierBuilder) peer(in peer, where string) ([]Peer, bool) {
 	set := 0
-	for _, isSet := range []bool{in.namespaces != nil, in.pods != nil, in.nodes != nil, len(in.networks) > 0, in.domains > 0} {
+	for _, isSet := range []bool{in.namespaces != nil, in.pods != nil, in.nodes != nil, len(in.networks) > 0, len(in.domains) > 0} {
 		if isSet {
 			set++
 		}
@@ -300,8 +305,16 @@ func (b *tierBuilder) peer(in peer, where string) ([]Peer, bool) {
 		}
 		return out, true
 	}
-	b.problem("%s: domainNames are not supported yet", where)
-	return nil, false
+	var names []string
+	for _, d := range in.domains {
+		name, err := ParseDomainPattern(d)
+		if err != nil {
+			b.problem("%s: %v", where, err)
+			return nil, false
+		}
+		names = append(names, name)
+	}
+	return []Peer{{Domains: names}}, true
 }
 
 // v1alpha1Ports converts AdminNetworkPolicyPorts; invalid is set when any
@@ -455,7 +468,7 @@ func ANPFromAPI(o *v1alpha1.AdminNetworkPolicy) *TierPolicy {
 	for _, r := range o.Spec.Egress {
 		var peers []peer
 		for _, p := range r.To {
-			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods, nodes: p.Nodes, networks: cidrs(p.Networks), domains: len(p.DomainNames)})
+			peers = append(peers, peer{namespaces: p.Namespaces, pods: p.Pods, nodes: p.Nodes, networks: cidrs(p.Networks), domains: domainNames(p.DomainNames)})
 		}
 		egress = append(egress, v1alpha1Rule{r.Name, string(r.Action), peers, r.Ports})
 	}
@@ -532,7 +545,7 @@ func CNPFromAPI(o *v1alpha2.ClusterNetworkPolicy) *TierPolicy {
 			for _, n := range p.Networks {
 				nets = append(nets, string(n))
 			}
-			peers = append(peers, peer{namespaces: p.Namespaces, pods: v1alpha2Pods(p.Pods), nodes: p.Nodes, networks: nets, domains: len(p.DomainNames)})
+			peers = append(peers, peer{namespaces: p.Namespaces, pods: v1alpha2Pods(p.Pods), nodes: p.Nodes, networks: nets, domains: domainNames(p.DomainNames)})
 		}
 		where := fmt.Sprintf("egress rule %d", i)
 		ports, all, invalid := b.v1alpha2Protocols(r.Protocols, where)
@@ -546,6 +559,14 @@ func v1alpha2Pods(p *v1alpha2.NamespacedPod) *v1alpha1.NamespacedPod {
 		return nil
 	}
 	return &v1alpha1.NamespacedPod{NamespaceSelector: p.NamespaceSelector, PodSelector: p.PodSelector}
+}
+
+func domainNames[S ~string](in []S) []string {
+	out := make([]string, len(in))
+	for i, d := range in {
+		out[i] = string(d)
+	}
+	return out
 }
 
 func cidrs(in []v1alpha1.CIDR) []string {

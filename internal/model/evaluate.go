@@ -387,6 +387,10 @@ func (e *Evaluator) peerMatches(all bool, peers []Peer, addr netip.Addr, pod *Po
 					return true
 				}
 			}
+		case len(peer.Domains) > 0:
+			if !peer.Invalid && e.c.DomainBound(peer.Domains, addr) {
+				return true
+			}
 		default:
 			if peer.MatchesAddr(addr) {
 				return true

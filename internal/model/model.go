@@ -152,6 +152,9 @@ type Peer struct {
 	// IPBlock: the addresses in CIDR but not in any Except.
 	CIDR   netip.Prefix
 	Except []netip.Prefix
+	// Domains: the addresses that DNS answers bound to a name one of
+	// these patterns matches (domains.go); egress Allow rules only.
+	Domains []string
 	// Invalid peers match nothing: a selector or CIDR we could not parse
 	// must never widen access.
 	Invalid bool
@@ -183,6 +186,8 @@ type Cluster struct {
 	podsByPort   map[string]map[string]*Pod     // named port -> pod key -> pod
 	podsByAddr   map[netip.Addr]map[string]*Pod // address -> pod key -> pod
 	policiesByNS map[string]map[string]*Policy  // namespace -> policy key -> policy
+
+	dns dnsBindings // domains.go
 }
 
 // NewCluster makes an empty cluster.
@@ -344,7 +349,7 @@ func (peer *Peer) MatchesNode(node *Node) bool {
 
 // MatchesAddr reports whether an ipBlock peer contains addr.
 func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
-	if peer.Pods || peer.Nodes || peer.Invalid || !peer.CIDR.Contains(addr) {
+	if peer.Pods || peer.Nodes || peer.Invalid || len(peer.Domains) > 0 || !peer.CIDR.Contains(addr) {
 		return false
 	}
 	for _, e := range peer.Except {

@@ -372,7 +372,7 @@ func (st *fakeState) checkMatch(m Match) error {
 			return fakeErr(syscall.EINVAL, "%v", err)
 		}
 		return nil
-	case MatchICMPv6ND, MatchFibSaddrLocal, MatchFibDaddrLocal:
+	case MatchICMPv6ND, MatchFibSaddrLocal, MatchFibDaddrLocal, MatchDNSAnswer:
 		return nil
 	case MatchAddrInSet:
 		// A map's keys can be matched too (the kernel allows a lookup

@@ -47,6 +47,7 @@ func sampleRuleset() *Ruleset {
 	for _, s := range []*Set{
 		setOf("pods-v4", SetIPv4, "pod addresses", elemIP("10.0.0.1"), elemIP("10.0.0.2")),
 		setOf("pods-v6", SetIPv6, "", elemIP("fd00::1"), elemIP("fd00::2")),
+		setOf("dns-clients-v4", SetIPv4, "", elemIP("10.0.0.1")),
 		setOf("blocks-v4", SetIPv4Interval, "x/allow ipBlock",
 			elemRange("10.1.0.0", "10.1.0.255"), elemRange("192.168.1.5", "192.168.1.5"), elemRange("172.16.0.0", "172.31.255.255")),
 		setOf("blocks-v6", SetIPv6Interval, "", elemRange("fd00::", "fd00::ffff:ffff:ffff:ffff"), elemRange("2001:db8::1", "2001:db8::1")),
@@ -75,6 +76,9 @@ func sampleRuleset() *Ruleset {
 	rs.AddChain(&Chain{Name: "nftpolicy-output", Hook: &Hook{Hook: "output", Priority: 10}, Rules: []*Rule{
 		ruleOf("egress dispatch v4", Verdict{Kind: Vmap, Map: "dispatch-v4", Family: IPv4, Src: true}),
 		ruleOf("egress dispatch v6", Verdict{Kind: Vmap, Map: "dispatch-v6", Family: IPv6, Src: true}),
+	}})
+	rs.AddChain(&Chain{Name: "nftpolicy-dns", Hook: &Hook{Hook: "prerouting", Priority: -150}, Rules: []*Rule{
+		{Matches: []Match{MatchDNSAnswer{}, MatchAddrInSet{Family: IPv4, Set: "dns-clients-v4"}}, Log: &Log{Group: 101, Prefix: "dns"}, Comment: "dns answers"},
 	}})
 	rs.AddChain(&Chain{Name: "pod-a", Rules: []*Rule{
 		withCounter(ruleOf("x/allow ingress rule 0", Verdict{Kind: Accept},

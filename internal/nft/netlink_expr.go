@@ -118,6 +118,17 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 			&expr.Fib{Register: reg32(0), FlagDADDR: true, ResultADDRTYPE: true},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		}, nil
+	case MatchDNSAnswer:
+		// What nft sends for `udp sport 53 ct direction reply`: the
+		// protocol, the source port, the direction (IP_CT_DIR_REPLY).
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Payload{DestRegister: reg32(0), Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: binaryutil.BigEndian.PutUint16(53)},
+			&expr.Ct{Register: reg32(0), Key: expr.CtKeyDIRECTION},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg32(0), Data: []byte{1}},
+		}, nil
 	}
 	return nil, fmt.Errorf("unsupported match %T", m)
 }

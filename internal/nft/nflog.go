@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -19,6 +20,9 @@ type LogEvent struct {
 	Proto    uint8
 	Port     uint16 // destination port; 0 for protocols without ports
 	Time     time.Time
+	// L4 is the transport header and what follows it, as far as the kernel
+	// copied it (ReadPackets' copyBytes); a copy the reader may keep.
+	L4 []byte
 }
 
 // logCopyBytes is how much of each packet the kernel copies: an IPv6
@@ -32,11 +36,17 @@ const logCopyBytes = 64
 // copies (the socket's buffer overflows), never delays traffic. It returns
 // once the group is bound; reading goes on in its own goroutine.
 func ReadLogs(ctx context.Context, netnsFD int, group uint16, fn func(LogEvent)) error {
+	return ReadPackets(ctx, netnsFD, group, logCopyBytes, fn)
+}
+
+// ReadPackets is ReadLogs with copies of up to copyBytes of each packet,
+// which the events carry from the transport header on (LogEvent.L4).
+func ReadPackets(ctx context.Context, netnsFD int, group uint16, copyBytes uint32, fn func(LogEvent)) error {
 	ns := 0
 	if netnsFD >= 0 {
 		ns = netnsFD
 	}
-	nf, err := nflog.Open(&nflog.Config{NetNS: ns, Group: group, Copymode: nflog.CopyPacket, Bufsize: logCopyBytes})
+	nf, err := nflog.Open(&nflog.Config{NetNS: ns, Group: group, Copymode: nflog.CopyPacket, Bufsize: copyBytes})
 	if err != nil {
 		return fmt.Errorf("nflog: open group %d: %w", group, err)
 	}
@@ -54,7 +64,11 @@ func ReadLogs(ctx context.Context, netnsFD int, group uint16, fn func(LogEvent))
 			ev.Time = *a.Timestamp
 		}
 		if a.Payload != nil {
-			ev.Src, ev.Dst, ev.Proto, ev.Port = parseHeaders(*a.Payload)
+			var l4 []byte
+			ev.Src, ev.Dst, ev.Proto, ev.Port, l4 = parseHeaders(*a.Payload)
+			if copyBytes > logCopyBytes {
+				ev.L4 = bytes.Clone(l4)
+			}
 		}
 		fn(ev)
 		return 0
@@ -80,12 +94,11 @@ func ReadLogs(ctx context.Context, netnsFD int, group uint16, fn func(LogEvent))
 
 // parseHeaders reads the addresses, the protocol and the destination port
 // from the start of an IPv4 or IPv6 packet (IPv6 extension headers are not
-// walked: their port reads as 0).
-func parseHeaders(b []byte) (src, dst netip.Addr, proto uint8, port uint16) {
+// walked: their port reads as 0), and returns what follows the IP header.
+func parseHeaders(b []byte) (src, dst netip.Addr, proto uint8, port uint16, l4 []byte) {
 	if len(b) < 1 {
 		return
 	}
-	var l4 []byte
 	switch b[0] >> 4 {
 	case 4:
 		if len(b) < 20 {

@@ -196,7 +196,7 @@ func keys(m map[Elem]struct{}) []Elem {
 
 // Hook makes a chain a base chain.
 type Hook struct {
-	Hook     string // "forward", "input" or "output"
+	Hook     string // "prerouting", "forward", "input" or "output"
 	Priority int    // relative to the filter priority (0)
 }
 
@@ -299,6 +299,10 @@ type MatchFibSaddrLocal struct{}
 // addresses.
 type MatchFibDaddrLocal struct{}
 
+// MatchDNSAnswer matches UDP packets from port 53 in the reply direction of
+// their connection: the answers to DNS queries a client sent.
+type MatchDNSAnswer struct{}
+
 func (m MatchCtState) matchText() string { return "ct state " + strings.Join(m.States, ",") }
 
 func (m MatchAddrInSet) matchText() string {
@@ -350,6 +354,8 @@ func (MatchICMPv6ND) matchText() string {
 func (MatchFibSaddrLocal) matchText() string { return "fib saddr type local" }
 
 func (MatchFibDaddrLocal) matchText() string { return "fib daddr type local" }
+
+func (MatchDNSAnswer) matchText() string { return "udp sport 53 ct direction reply" }
 
 func addrProto(f Family) string {
 	if f == IPv6 {

@@ -171,6 +171,8 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		return p.FromLocal
 	case MatchFibDaddrLocal:
 		return p.ToLocal
+	case MatchDNSAnswer:
+		return false // a Packet is a flow's first packet, never a reply
 	}
 	return false
 }
