@@ -9,6 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -303,7 +304,42 @@ func randomCluster(t *testing.T, r *rand.Rand) *model.Cluster {
 			t.Fatal(err)
 		}
 	}
+	randomDomains(t, rand.New(rand.NewSource(r.Int63())), c)
 	return c
+}
+
+// randomDomains adds, in one cluster of two, a policy with domain peers,
+// and binds names to outside hosts and pods as learned answers would. Its
+// own random source leaves the rest of the cluster as it was.
+func randomDomains(t *testing.T, r *rand.Rand, c *model.Cluster) {
+	if r.Intn(2) == 0 {
+		return
+	}
+	patterns := []v1alpha2.DomainName{"*.example.com", "example.com", "api.example.com"}
+	p := &v1alpha2.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fqdn", Annotations: randomEnforcement(r)}}
+	p.Spec.Tier = []v1alpha2.Tier{v1alpha2.AdminTier, v1alpha2.BaselineTier}[r.Intn(2)]
+	p.Spec.Subject.Namespaces = randomSelector(r)
+	p.Spec.Egress = []v1alpha2.ClusterNetworkPolicyEgressRule{
+		{Action: "Accept", To: []v1alpha2.ClusterNetworkPolicyEgressPeer{{DomainNames: patterns[r.Intn(3):]}}, Protocols: randomProtocols(r)},
+		{Action: "Deny", To: []v1alpha2.ClusterNetworkPolicyEgressPeer{{Networks: []v1alpha2.CIDR{"0.0.0.0/0", "::/0"}}}},
+	}
+	if err := c.Set(p); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []netip.Addr
+	addrs = append(addrs, outsideHosts...)
+	for _, pod := range c.SortedPods() {
+		addrs = append(addrs, pod.IPs...)
+	}
+	for _, name := range []string{"www.example.com", "example.com", "api.example.com", "a.b.example.com"} {
+		var bound []netip.Addr
+		for _, a := range addrs {
+			if r.Intn(4) == 0 {
+				bound = append(bound, a)
+			}
+		}
+		c.SetDomain(name, bound)
+	}
 }
 
 // randomObjects is a random small cluster: namespaces, pods on two nodes,

@@ -381,7 +381,7 @@ func familyOf(ms []nft.Match) nft.Family {
 // peerMatches: the pod peers of a rule share one set per family, so do its
 // node peers, and its ipBlock peers one interval set per family.
 func (e *Engine) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Match {
-	var pods, nodes, blocks []model.Peer
+	var pods, nodes, blocks, domains []model.Peer
 	for _, peer := range peers {
 		switch {
 		case peer.Invalid:
@@ -389,6 +389,8 @@ func (e *Engine) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Ma
 			pods = append(pods, peer)
 		case peer.Nodes:
 			nodes = append(nodes, peer)
+		case len(peer.Domains) > 0:
+			domains = append(domains, peer)
 		default:
 			blocks = append(blocks, peer)
 		}
@@ -401,6 +403,9 @@ func (e *Engine) peerMatches(dir model.Direction, peers []model.Peer) [][]nft.Ma
 		}
 		if len(nodes) > 0 {
 			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: e.nodePeerSet(fam, nodes)}})
+		}
+		if len(domains) > 0 {
+			out = append(out, []nft.Match{nft.MatchAddrInSet{Family: fam, Src: src, Set: e.domainSet(fam, domains)}})
 		}
 		if len(blocks) > 0 {
 			if set := e.cidrSet(fam, blocks); set != "" {

@@ -38,9 +38,12 @@ type Engine struct {
 	podSetsAny  map[string]*liveSet
 	namedSets   map[string]*liveSet // named ports: by the pods' own ports
 	nodeSets    map[string]*liveSet
+	domainSets  map[string]*liveSet // fqdn.go
 
 	local map[string][]entry      // local pod key -> its map elements
 	known map[string][]netip.Addr // local pod key -> its addresses in the local-pods sets
+	// dnsClients: local pod key -> its addresses in the DNS client sets.
+	dnsClients map[string][]netip.Addr
 	tiers [2][]*model.TierPolicy  // by Tier, in evaluation order
 
 	touched *nft.Touched
@@ -87,6 +90,8 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		podSetsAny:  map[string]*liveSet{},
 		namedSets:   map[string]*liveSet{},
 		nodeSets:    map[string]*liveSet{},
+		domainSets:  map[string]*liveSet{},
+		dnsClients:  map[string][]netip.Addr{},
 		local:       map[string][]entry{},
 		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
@@ -256,12 +261,16 @@ func (e *Engine) sortTiers() {
 // ones go, so a chain both use is never dropped and rebuilt.
 func (e *Engine) reclassify(key string) {
 	var now []entry
-	var ips []netip.Addr
+	var ips, dnsIPs []netip.Addr
 	if pod := e.c.Pods[key]; pod != nil && pod.Node == e.node && pod.Active() {
 		now = e.classify(pod)
 		ips = pod.IPs
+		if e.opts.DNSGroup != 0 && e.isDNSClient(pod) {
+			dnsIPs = pod.IPs
+		}
 	}
 	e.know(key, ips)
+	e.dnsClient(key, dnsIPs)
 	was := e.local[key]
 	if slices.EqualFunc(was, now, sameEntry) {
 		return
@@ -378,6 +387,8 @@ func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
 			addIndex(e.podSetsByNS, ns, s.Name, ls)
 		}
 		e.fill(ls, def.namespaces)
+	case def.domains != nil:
+		e.fillDomains(ls)
 	case def.named != nil:
 		e.namedSets[s.Name] = ls
 		for _, pod := range e.c.PodsWithPort(def.named.Name) {
@@ -414,6 +425,7 @@ func (e *Engine) releaseSet(name string) {
 	delete(e.podSetsAny, name)
 	delete(e.namedSets, name)
 	delete(e.nodeSets, name)
+	delete(e.domainSets, name)
 	if ls.def != nil {
 		for _, ns := range ls.def.namespaces {
 			removeIndex(e.podSetsByNS, ns, name)

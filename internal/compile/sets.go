@@ -244,6 +244,8 @@ type setDef struct {
 	pods  []model.Peer // pod peers: the addresses of the pods any selects
 	nodes []model.Peer // node peers: the addresses of the nodes any selects
 	named *model.Port  // a named port: address . proto . port where declared
+	// domains: the addresses bound to a name one of these patterns matches.
+	domains []string
 	// namespaces, when not nil, are the only namespaces whose pods can be
 	// members (every pod peer names its own namespace).
 	namespaces []string

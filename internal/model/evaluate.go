@@ -96,6 +96,10 @@ type Options struct {
 	Logs LogMode
 	// LogGroup is the NFLOG group; 0 means DefaultLogGroup.
 	LogGroup uint16
+	// DNSGroup is the NFLOG group the kernel copies the DNS answers of
+	// domainNames policies' subjects to (the compiler's only); 0 copies
+	// none, and domain peers match only the bindings set by hand.
+	DNSGroup uint16
 }
 
 // LogMode selects the verdicts the kernel logs.
