@@ -44,7 +44,7 @@ type Engine struct {
 	known map[string][]netip.Addr // local pod key -> its addresses in the local-pods sets
 	// dnsClients: local pod key -> its addresses in the DNS client sets.
 	dnsClients map[string][]netip.Addr
-	tiers [2][]*model.TierPolicy  // by Tier, in evaluation order
+	tiers      [2][]*model.TierPolicy // by Tier, in evaluation order
 
 	touched *nft.Touched
 }
