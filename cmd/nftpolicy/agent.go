@@ -52,6 +52,10 @@ type agentOptions struct {
 	logGroup      uint16
 	logRate       float64
 	countersEvery time.Duration
+	dnsGroup      uint16
+	dnsMinTTL     time.Duration
+	dnsMaxTTL     time.Duration
+	dnsMax        int
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -81,6 +85,10 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.Uint16Var(&o.logGroup, "verdict-log-group", model.DefaultLogGroup, "NFLOG group of the verdict logs (1-65535)")
 	fs.Float64Var(&o.logRate, "verdict-log-rate", 50, "most verdict lines per second the agent writes (burst twice that); the kernel also limits each logged rule to 10 copies per second")
 	fs.DurationVar(&o.countersEvery, "policy-counters-interval", 30*time.Second, "period of reading the rules' counters into nftpolicy_policy_packets_total; 0 disables")
+	fs.Uint16Var(&o.dnsGroup, "fqdn-log-group", model.DefaultDNSGroup, "NFLOG group the kernel copies the DNS answers of domainNames policies' subjects to, for the agent to learn names' addresses; 0: none (domainNames peers then match nothing)")
+	fs.DurationVar(&o.dnsMinTTL, "fqdn-min-ttl", 30*time.Second, "shortest time a learned name-to-address binding is kept, whatever its record's TTL (short TTLs would otherwise flap between a client's lookups)")
+	fs.DurationVar(&o.dnsMaxTTL, "fqdn-max-ttl", time.Hour, "longest time a learned binding is kept without a new answer, whatever its record's TTL")
+	fs.IntVar(&o.dnsMax, "fqdn-max-bindings", 65536, "most learned bindings kept on the node; answers beyond it are not learned (nftpolicy_dns_bindings_dropped)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -161,8 +169,19 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		MinSyncInterval:   o.minSyncPeriod,
 		ResyncInterval:    o.resyncPeriod,
 		Metrics:           agent.NewMetrics(reg),
-		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup},
+		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup, DNSGroup: o.dnsGroup},
 		LogLinesPerSecond: o.logRate,
+		DNSMinTTL:         o.dnsMinTTL,
+		DNSMaxTTL:         o.dnsMaxTTL,
+		DNSMaxBindings:    o.dnsMax,
+	}
+	if o.dnsGroup != 0 {
+		if o.dnsGroup == o.logGroup {
+			return fmt.Errorf("--fqdn-log-group and --verdict-log-group must differ")
+		}
+		acfg.DNSAnswers = func(ctx context.Context, group uint16, copyBytes uint32, fn func(nft.LogEvent)) error {
+			return nft.ReadPackets(ctx, kernelFD, group, copyBytes, fn)
+		}
 	}
 	if logs != model.LogNone {
 		acfg.Logs = func(ctx context.Context, group uint16, fn func(nft.LogEvent)) error {

@@ -75,6 +75,13 @@ type Config struct {
 	// into nftpolicy_policy_packets_total and _bytes_total.
 	Counters         nft.CounterReader
 	CountersInterval time.Duration
+	// DNSAnswers, when set, reads the copies of DNS answers the kernel sends
+	// to Model.DNSGroup (fqdn.go); nil: domainNames peers match nothing.
+	DNSAnswers PacketSource
+	// DNSMinTTL and DNSMaxTTL clamp how long a learned binding lives;
+	// DNSMaxBindings bounds how many are kept.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	DNSMaxBindings       int
 }
 
 // Agent programs one node.
@@ -115,6 +122,7 @@ type Agent struct {
 	notify  chan struct{} // closed and replaced after every successful sync
 
 	verdicts verdictState // verdicts.go
+	dns      dnsState     // fqdn.go
 	stats    Stats
 }
 
@@ -205,6 +213,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	logger.V(1).Info("Informers synced; starting the sync loop")
 	a.watchTamper(ctx, logger)
 	a.startVerdicts(ctx, logger)
+	a.startDNS(ctx, logger)
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -222,6 +231,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.takeRepair()
 	changes := a.tracker.take()
 	a.apply(logger, changes)
+	dnsSince := a.applyDomains()
 	desired := a.engine.Ruleset()
 	touched := a.engine.TakeTouched()
 
@@ -272,6 +282,9 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	a.shadow.ApplyOps(tx)
 	done := time.Now() // the rules are in force: the programming latency ends here
+	if !dnsSince.IsZero() {
+		a.metrics.DNSLatency.Observe(done.Sub(dnsSince).Seconds())
+	}
 	a.indexOrigins(full, desired, touched)
 	a.cutDenied(ctx, logger, tx)
 	a.observe(full, start, done)

@@ -27,6 +27,12 @@ type Metrics struct {
 	Chains             prometheus.Gauge
 	LastSync           prometheus.Gauge
 	Ready              prometheus.Gauge
+	// DNS answers and the bindings learned from them (fqdn.go).
+	DNSAnswers           prometheus.Counter
+	DNSAnswersUnreadable prometheus.Counter
+	DNSBindings          prometheus.Gauge
+	DNSBindingsDropped   prometheus.Gauge
+	DNSLatency           prometheus.Histogram
 	policy             *policyCollector // verdicts.go
 }
 
@@ -124,6 +130,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "ready",
 			Help: "1 once the first sync after startup has succeeded (what /readyz reports), else 0.",
+		}),
+		DNSAnswers: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "dns_answers_total",
+			Help: "DNS answers to domainNames policies' subjects the kernel copied to the agent.",
+		}),
+		DNSAnswersUnreadable: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "dns_answers_unreadable_total",
+			Help: "Copied DNS answers the agent could not parse (they bind nothing).",
+		}),
+		DNSBindings: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "dns_bindings",
+			Help: "Name to address bindings learned from DNS answers whose records have not expired.",
+		}),
+		DNSBindingsDropped: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "dns_bindings_dropped",
+			Help: "Bindings refused since the start because --fqdn-max-bindings were held.",
+		}),
+		DNSLatency: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "dns_programming_latency_seconds",
+			Help:    "From a DNS answer (or a record's expiry) changing a name's addresses to the kernel's commit of the domain sets.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1 ms .. 3.3 s
 		}),
 	}
 	m.policy = newPolicyCollector()

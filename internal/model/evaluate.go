@@ -102,6 +102,9 @@ type Options struct {
 	DNSGroup uint16
 }
 
+// DefaultDNSGroup is the agent's NFLOG group for DNS answers.
+const DefaultDNSGroup = 101
+
 // LogMode selects the verdicts the kernel logs.
 type LogMode uint8
 
