@@ -33,7 +33,7 @@ type Metrics struct {
 	DNSBindings          prometheus.Gauge
 	DNSBindingsDropped   prometheus.Gauge
 	DNSLatency           prometheus.Histogram
-	policy             *policyCollector // verdicts.go
+	policy               *policyCollector // verdicts.go
 }
 
 // Sync types, the label of the per-sync series.
