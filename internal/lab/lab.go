@@ -33,6 +33,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 )
@@ -186,6 +187,7 @@ type run struct {
 	// with Services), proxyBin kube-proxy's binary.
 	cp       *controlPlane
 	proxyBin string
+	names    *nameServer // the scenario's name server (dns.go), if any
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -204,6 +206,9 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		if err := r.net.AddExternal(e.Name, e.IPs); err != nil {
 			return fmt.Errorf("external %s: %w", e.Name, err)
 		}
+	}
+	if err := r.startNameServer(); err != nil {
+		return fmt.Errorf("name server: %w", err)
 	}
 	for _, obj := range r.sc.Objects {
 		if err := r.apply(ctx, obj); err != nil {
@@ -231,7 +236,10 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
 		c := r.be.agentClients()
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
+		fd := int(f.Fd())
+		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
+			Model:      model.Options{DNSGroup: model.DefaultDNSGroup},
+			DNSAnswers: dnsAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {

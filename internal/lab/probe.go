@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,9 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 			fail(err)
 		}
 	}
+	if st.DNSChange {
+		r.names.update(st.DNS)
+	}
 	if len(st.Apply) > 0 || len(st.Delete) > 0 {
 		if r.cp != nil {
 			if err := r.syncServices(ctx); err != nil {
@@ -37,6 +41,13 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 		if err := r.barrier(ctx); err != nil {
 			fail(err)
 			return
+		}
+	}
+	if st.Wait > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(st.Wait):
 		}
 	}
 	if st.Probe != nil {
@@ -53,7 +64,7 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 // endpoints lists what exists now, as patterns see it: pods (not
 // hostNetwork ones, which are their node), nodes, externals and Service
 // targets, as scenario.EndpointsOf orders them.
-func (r *run) endpoints() []scenario.Endpoint {
+func (r *run) endpoints(step int) []scenario.Endpoint {
 	var objs []runtime.Object
 	for _, n := range r.sc.Nodes {
 		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
@@ -64,7 +75,7 @@ func (r *run) endpoints() []scenario.Endpoint {
 			objs = append(objs, obj)
 		}
 	}
-	return scenario.EndpointsOf(objs, r.sc.Externals)
+	return append(scenario.EndpointsOf(objs, r.sc.Externals), scenario.DNSEndpoints(r.sc.Cluster, step)...)
 }
 
 const (
@@ -74,7 +85,7 @@ const (
 
 func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family) (scenario.ProbeReport, error) {
 	pr := scenario.NewProbeReport(st, fam)
-	results, err := st.Probe.Plan(r.endpoints())
+	results, err := st.Probe.Plan(r.endpoints(st.Number))
 	if err != nil {
 		return pr, err
 	}
@@ -86,6 +97,16 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 	var wg sync.WaitGroup
 	for i := range results {
 		res := &results[i]
+		if res.To.Kind == scenario.KindDNS {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				r.probeName(ctx, st.Probe, family, res)
+			}()
+			continue
+		}
 		if res.To.IsTarget() {
 			r.probeTarget(ctx, st.Probe, fam, res, &wg, sem)
 			continue

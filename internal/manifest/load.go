@@ -72,7 +72,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 		l.Errorf(1, "empty file: a scenario needs at least a name")
 		return s
 	}
-	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "steps")
+	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "dns", "steps")
 	if top == nil {
 		return s
 	}
@@ -97,6 +97,9 @@ func (l *loader) cluster(root *Value) *Cluster {
 	}
 	if v, ok := top["externals"]; ok {
 		s.Externals = l.externals(v)
+	}
+	if v, ok := top["dns"]; ok {
+		s.DNS = l.dns(v, s.Externals)
 	}
 	if v, ok := top["steps"]; ok {
 		for i, item := range l.List(v, "steps", false) {
@@ -271,7 +274,7 @@ func (l *loader) stepAt(num int, v *Value) Step {
 	l.Step = num
 	defer func() { l.Step = 0 }()
 	st := Step{Number: num, Line: v.Line}
-	f := l.Fields(v, "a step", "note", "apply", "delete", "probe")
+	f := l.Fields(v, "a step", "note", "apply", "delete", "dns", "wait", "probe")
 	if f == nil {
 		return st
 	}
@@ -289,12 +292,21 @@ func (l *loader) stepAt(num int, v *Value) Step {
 			}
 		}
 	}
+	if dv, ok := f["dns"]; ok {
+		if df := l.Fields(dv, "a step's dns", "records"); df != nil && df["records"] != nil {
+			st.DNS = l.dnsRecords(df["records"])
+		}
+		st.DNSChange = true
+	}
+	if wv, ok := f["wait"]; ok {
+		st.Wait = l.duration(wv, "wait")
+	}
 	if pv, ok := f["probe"]; ok {
 		_, st.ProbeLine, _ = v.Get("probe")
 		st.Probe = pv
 	}
-	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil {
-		l.Errorf(v.Line, "a step needs apply, delete or probe")
+	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil && f["dns"] == nil && f["wait"] == nil {
+		l.Errorf(v.Line, "a step needs apply, delete, dns, wait or probe")
 	}
 	return st
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -35,6 +36,7 @@ type Cluster struct {
 	// file uses it) come first, then the file's objects in file order.
 	Objects   []runtime.Object
 	Externals []External
+	DNS       *DNS // the name server, if the file has one (dns.go)
 	Steps     []Step
 
 	// Where objects and delete entries are, for the checks of Walk.
@@ -53,6 +55,12 @@ type Step struct {
 	// over, and a new Pod without spec.nodeName has been placed round-robin.
 	Apply  []runtime.Object
 	Delete []ObjectRef
+	// DNS replaces the server's records of the names it lists (a record
+	// with neither ips nor cname removes the name); DNSChange says the step
+	// has a dns key. Wait is a pause after the changes, before the probe.
+	DNS       []DNSRecord
+	DNSChange bool
+	Wait      time.Duration
 	// Probe is the step's probe as written (nil: none), ProbeLine the line
 	// of its key; internal/scenario reads them.
 	Probe     *Value

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -95,7 +96,7 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	s := &Scenario{Cluster: c}
 	l := &probeReader{Reader: &manifest.Reader{File: file}, fams: c.IPFamilies}
 	for _, cs := range c.Steps {
-		st := Step{Number: cs.Number, Line: cs.Line, Note: cs.Note, Apply: cs.Apply, Delete: cs.Delete}
+		st := Step{Number: cs.Number, Line: cs.Line, Note: cs.Note, Apply: cs.Apply, Delete: cs.Delete, DNS: cs.DNS, DNSChange: cs.DNSChange, Wait: cs.Wait}
 		if cs.Probe != nil {
 			l.Step = cs.Number
 			st.Probe = l.probe(cs.Probe, cs.ProbeLine)
@@ -105,7 +106,8 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	errs = append(errs, l.Errs...)
 	if len(errs) == 0 {
 		errs = c.Walk(func(r *manifest.Reader, cs *manifest.Step, st *manifest.State) {
-			checkProbe(r, s.Steps[cs.Number-1].Probe, Endpoints(st, s.Externals))
+			eps := append(Endpoints(st, s.Externals), DNSEndpoints(s.Cluster, cs.Number)...)
+			checkProbe(r, s.Steps[cs.Number-1].Probe, eps)
 		})
 	}
 	if len(errs) > 0 {
@@ -151,7 +153,7 @@ type probeReader struct {
 // probe reads a probe; line is that of its key, which errors name.
 func (l *probeReader) probe(v *manifest.Value, line int) *Probe {
 	p := &Probe{Line: line, Protocol: corev1.ProtocolTCP, Denied: DeniedAny, file: l.File, step: l.Step}
-	f := l.Fields(v, "a probe", "port", "protocol", "family", "from", "to", "expect", "denied")
+	f := l.Fields(v, "a probe", "port", "protocol", "family", "from", "to", "expect", "denied", "resolve")
 	if f == nil {
 		return p
 	}
@@ -184,6 +186,15 @@ func (l *probeReader) probe(v *manifest.Value, line int) *Probe {
 			p.Denied = d
 		default:
 			l.Errorf(dv.Line, "denied %q is not any or drop", s)
+		}
+	}
+	if rv, ok := f["resolve"]; ok {
+		switch s, _ := l.Str(rv, "resolve"); s {
+		case "true":
+		case "false":
+			p.NoResolve = true
+		default:
+			l.Errorf(rv.Line, "resolve %q is not true or false", s)
 		}
 	}
 	p.From, p.fromLine = l.patterns(f["from"], "from")
@@ -292,6 +303,37 @@ func (l *probeReader) expectLine(v *manifest.Value) (ExpectLine, bool) {
 // the node port of every NodePort Service on every node.
 func Endpoints(s *manifest.State, externals []External) []Endpoint {
 	return EndpointsOf(s.Objects(), externals)
+}
+
+// DNSRecordsAt are the name server's records after step n's changes (n
+// 0: the file's own), by name.
+func DNSRecordsAt(c *manifest.Cluster, n int) map[string]manifest.DNSRecord {
+	if c.DNS == nil {
+		return nil
+	}
+	out := map[string]manifest.DNSRecord{}
+	for _, r := range c.DNS.Records {
+		out[r.Name] = r
+	}
+	for _, st := range c.Steps[:min(n, len(c.Steps))] {
+		for _, r := range st.DNS {
+			if len(r.IPs) == 0 && r.CNAME == "" {
+				delete(out, r.Name)
+			} else {
+				out[r.Name] = r
+			}
+		}
+	}
+	return out
+}
+
+// DNSEndpoints are the names the name server answers for after step n.
+func DNSEndpoints(c *manifest.Cluster, n int) []Endpoint {
+	var out []Endpoint
+	for _, name := range slices.Sorted(maps.Keys(DNSRecordsAt(c, n))) {
+		out = append(out, DNSEndpoint(name))
+	}
+	return out
 }
 
 // EndpointsOf is Endpoints over a list of objects (nodes in list order).

@@ -164,7 +164,7 @@ func TestLoadErrors(t *testing.T) {
 		{"delete-cluster-ns.yaml", []string{"delete-cluster-ns.yaml:6: step 1: delete Namespace x: a Namespace has no namespace"}},
 		{"delete-missing.yaml", []string{"delete-missing.yaml:13: step 3: delete: NetworkPolicy x/p does not exist"}},
 		{"duplicate-key.yaml", []string{`duplicate-key.yaml:7: duplicate key "name" (first at line 6)`}},
-		{"empty-step.yaml", []string{"empty-step.yaml:3: step 1: a step needs apply, delete or probe"}},
+		{"empty-step.yaml", []string{"empty-step.yaml:3: step 1: a step needs apply, delete, dns, wait or probe"}},
 		{"external-ip.yaml", []string{"external-ip.yaml:3: external ext: 2001:db8::10 is IPv6, not in ipFamilies [IPv4]"}},
 		{"merge-key.yaml", []string{"merge-key.yaml:4: merge keys (<<) exist only in YAML 1.1"}},
 		{"missing-endpoint.yaml", []string{"missing-endpoint.yaml:12: step 2: to x/b: no such endpoint at this step"}},

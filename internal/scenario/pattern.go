@@ -23,6 +23,9 @@ const (
 	// node. They answer probes (through the service proxy) but never send.
 	KindService  EndpointKind = "svc"
 	KindNodePort EndpointKind = "nodeport"
+	// KindDNS is a name of the scenario's name server: the prober asks the
+	// server for it, then connects to the answer (a target only).
+	KindDNS EndpointKind = "dns"
 )
 
 // Endpoint is something that sends or answers probes.
@@ -54,9 +57,14 @@ func NodePortEndpoint(node, namespace, name string) Endpoint {
 	return Endpoint{Kind: KindNodePort, Node: node, Namespace: namespace, Name: name}
 }
 
+// DNSEndpoint is a name the scenario's name server answers for.
+func DNSEndpoint(name string) Endpoint { return Endpoint{Kind: KindDNS, Name: name} }
+
 // IsTarget reports whether the endpoint only answers probes (a Service
-// target) and never sends them.
-func (e Endpoint) IsTarget() bool { return e.Kind == KindService || e.Kind == KindNodePort }
+// target or a name) and never sends them.
+func (e Endpoint) IsTarget() bool {
+	return e.Kind == KindService || e.Kind == KindNodePort || e.Kind == KindDNS
+}
 
 // String gives "ns/name", "external/name", "node/name", "svc/ns/name" or
 // "nodeport/node/ns/name", as patterns spell it.
@@ -100,7 +108,7 @@ var ErrPattern = errors.New("bad endpoint pattern")
 func ParsePattern(s string) (Pattern, error) {
 	parts := strings.Split(s, "/")
 	bad := func() (Pattern, error) {
-		return Pattern{}, fmt.Errorf("%w %q: want NAMESPACE/POD, external/NAME, node/NAME, svc/NAMESPACE/NAME or nodeport/NODE/NAMESPACE/NAME", ErrPattern, s)
+		return Pattern{}, fmt.Errorf("%w %q: want NAMESPACE/POD, external/NAME, node/NAME, svc/NAMESPACE/NAME, nodeport/NODE/NAMESPACE/NAME or dns/NAME", ErrPattern, s)
 	}
 	var p Pattern
 	var err error
@@ -133,6 +141,9 @@ func ParsePattern(s string) (Pattern, error) {
 	case parts[0] == "node":
 		p = Pattern{Kind: KindNode}
 		part(&p.Name, parts[1], "node name", validation.IsDNS1123Subdomain)
+	case parts[0] == string(KindDNS):
+		p = Pattern{Kind: KindDNS}
+		part(&p.Name, parts[1], "DNS name", validation.IsDNS1123Subdomain)
 	default:
 		p = Pattern{Kind: KindPod}
 		part(&p.Namespace, parts[0], "namespace", validation.IsDNS1123Label)

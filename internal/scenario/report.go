@@ -31,6 +31,9 @@ const (
 	DetailReset   = "reset"        // TCP reset, SCTP ABORT, ICMP port unreachable
 	DetailICMP    = "icmp"         // an ICMP error came back
 	DetailNoPort  = "no such port" // a named port the destination does not declare: nothing was sent
+	// DetailNoAddress: the name server gave the name no address of the
+	// probe's family; nothing was sent.
+	DetailNoAddress = "no address"
 )
 
 // Outcome is a verdict with an optional detail.

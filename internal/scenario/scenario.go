@@ -13,6 +13,7 @@ package scenario
 
 import (
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,7 +62,12 @@ type Step struct {
 	// over, and a new Pod without spec.nodeName has been placed round-robin.
 	Apply  []runtime.Object
 	Delete []ObjectRef
-	Probe  *Probe
+	// DNS, DNSChange and Wait are manifest.Step's: the name server's
+	// record changes, and a pause before the probe.
+	DNS       []manifest.DNSRecord
+	DNSChange bool
+	Wait      time.Duration
+	Probe     *Probe
 }
 
 // DeniedMode says which denials satisfy an expected "denied".
@@ -83,6 +89,9 @@ type Probe struct {
 	From, To []Pattern
 	Expect   []ExpectLine
 	Denied   DeniedMode // DeniedAny by default
+	// NoResolve: dns/ targets are reached at the addresses the name server
+	// holds now, without a query (nothing for an agent to learn from).
+	NoResolve bool
 
 	// Where the probe is, so that errors from Pairs and Expected point
 	// into the file on their own. Empty for probes built by hand.

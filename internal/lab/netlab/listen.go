@@ -114,6 +114,24 @@ func (l *Lab) closeListeners(endpoint string) {
 // listen opens one listening socket in the namespace at path and starts
 // serving it.
 func listen(path string, family int, proto string, port uint16) (*os.File, error) {
+	typ, _, err := protoNumbers(proto)
+	if err != nil {
+		return nil, err
+	}
+	f, err := openListener(path, family, proto, port)
+	if err != nil {
+		return nil, err
+	}
+	if typ == unix.SOCK_DGRAM {
+		go echo(f)
+	} else {
+		go acceptAndClose(f)
+	}
+	return f, nil
+}
+
+// openListener opens one listening socket in the namespace at path.
+func openListener(path string, family int, proto string, port uint16) (*os.File, error) {
 	typ, ipproto, err := protoNumbers(proto)
 	if err != nil {
 		return nil, err
@@ -126,13 +144,7 @@ func listen(path string, family int, proto string, port uint16) (*os.File, error
 		unix.Close(fd)
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), fmt.Sprintf("listen-%s-%d-v%d", proto, port, family))
-	if typ == unix.SOCK_DGRAM {
-		go echo(f)
-	} else {
-		go acceptAndClose(f)
-	}
-	return f, nil
+	return os.NewFile(uintptr(fd), fmt.Sprintf("listen-%s-%d-v%d", proto, port, family)), nil
 }
 
 func setupListener(fd, family, typ int, port uint16) error {
