@@ -11,6 +11,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/fqdn"
+	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -26,15 +27,22 @@ import (
 // watch a record expire within seconds.
 const dnsMinTTL = time.Second
 
-// nameServer holds the records the server answers with now.
-type nameServer struct {
+// NameServer answers DNS queries from the records it holds now.
+type NameServer struct {
 	mu      sync.Mutex
 	records map[string]manifest.DNSRecord
 }
 
-// update replaces the records of the names in rs (no ips and no cname:
+// NewNameServer holds records.
+func NewNameServer(records []manifest.DNSRecord) *NameServer {
+	s := &NameServer{records: map[string]manifest.DNSRecord{}}
+	s.Update(records)
+	return s
+}
+
+// Update replaces the records of the names in rs (no ips and no cname:
 // the name goes).
-func (s *nameServer) update(rs []manifest.DNSRecord) {
+func (s *NameServer) Update(rs []manifest.DNSRecord) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rs {
@@ -48,7 +56,7 @@ func (s *nameServer) update(rs []manifest.DNSRecord) {
 
 // resolve follows name's CNAMEs (at most 8) and returns the chain's
 // records, the last one holding the addresses.
-func (s *nameServer) resolve(name string) []manifest.DNSRecord {
+func (s *NameServer) resolve(name string) []manifest.DNSRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var chain []manifest.DNSRecord
@@ -67,7 +75,7 @@ func (s *nameServer) resolve(name string) []manifest.DNSRecord {
 }
 
 // addrs is what the server answers for name in family now.
-func (s *nameServer) addrs(name string, family int) []netip.Addr {
+func (s *NameServer) addrs(name string, family int) []netip.Addr {
 	var out []netip.Addr
 	chain := s.resolve(name)
 	if len(chain) == 0 {
@@ -81,9 +89,9 @@ func (s *nameServer) addrs(name string, family int) []netip.Addr {
 	return out
 }
 
-// answer answers one query: the CNAME chain and the addresses of its end
+// Answer answers one query: the CNAME chain and the addresses of its end
 // of the type asked; NXDOMAIN for a name it has no record of.
-func (s *nameServer) answer(query []byte) []byte {
+func (s *NameServer) Answer(query []byte) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil || h.Response {
@@ -141,19 +149,23 @@ func (r *run) startNameServer() error {
 	if d == nil {
 		return nil
 	}
-	r.names = &nameServer{records: map[string]manifest.DNSRecord{}}
-	r.names.update(d.Records)
-	return r.net.ServeUDP("external/"+d.Server, 53, r.names.answer)
+	r.names = NewNameServer(d.Records)
+	return r.net.ServeUDP("external/"+d.Server, 53, r.names.Answer)
 }
 
-// lookup asks the name server for name from the endpoint from, as a stub
-// resolver does (one query of the family's type), and returns the
-// addresses the answer gives the name.
+// lookup asks the scenario's name server for name from the endpoint from.
 func (r *run) lookup(ctx context.Context, from, name string, family int) ([]netip.Addr, error) {
 	server, ok := r.serverAddr(family)
 	if !ok {
 		return nil, fmt.Errorf("the name server %s has no IPv%d address", r.sc.DNS.Server, family)
 	}
+	return Resolve(ctx, r.net, from, server, name, family, r.opts.ProbeTimeout)
+}
+
+// Resolve asks the name server at server for name from the lab endpoint
+// from, as a stub resolver does (one query of the family's type), and
+// returns the addresses the answer gives the name.
+func Resolve(ctx context.Context, n *netlab.Lab, from string, server netip.Addr, name string, family int, timeout time.Duration) ([]netip.Addr, error) {
 	qtype := dnsmessage.TypeA
 	if family == 6 {
 		qtype = dnsmessage.TypeAAAA
@@ -173,7 +185,7 @@ func (r *run) lookup(ctx context.Context, from, name string, family int) ([]neti
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.net.Exchange(ctx, from, netip.AddrPortFrom(server, 53), query, r.opts.ProbeTimeout)
+	resp, err := n.Exchange(ctx, from, netip.AddrPortFrom(server, 53), query, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +247,8 @@ func (r *run) probeName(ctx context.Context, p *scenario.Probe, family int, res 
 	}
 }
 
-// dnsAnswersIn reads the copies of DNS answers in the node namespace fd.
-func dnsAnswersIn(fd int) agent.PacketSource {
+// DNSAnswersIn reads the copies of DNS answers in the node namespace fd.
+func DNSAnswersIn(fd int) agent.PacketSource {
 	return func(ctx context.Context, group uint16, copyBytes uint32, fn func(nft.LogEvent)) error {
 		return nft.ReadPackets(ctx, fd, group, copyBytes, fn)
 	}

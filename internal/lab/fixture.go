@@ -80,6 +80,10 @@ func (f *Fixture) Create(obj runtime.Object) error {
 	return nil
 }
 
+// Expect records for Barrier an object the caller put in another API
+// client (a fake policy clientset it hands the agents).
+func (f *Fixture) Expect(obj runtime.Object) { f.objects[agent.ObjectKey(obj)] = obj }
+
 // StartAgents starts one agent per node of the fixture, each programming its
 // node's namespace over netlink; configure (may be nil) adjusts each
 // agent's Config, given the node's namespace descriptor.

@@ -187,7 +187,7 @@ type run struct {
 	// with Services), proxyBin kube-proxy's binary.
 	cp       *controlPlane
 	proxyBin string
-	names    *nameServer // the scenario's name server (dns.go), if any
+	names    *NameServer // the scenario's name server (dns.go), if any
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -239,7 +239,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		fd := int(f.Fd())
 		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
 			Model:      model.Options{DNSGroup: model.DefaultDNSGroup},
-			DNSAnswers: dnsAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}, c.Kube)
+			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {

@@ -30,7 +30,7 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 		}
 	}
 	if st.DNSChange {
-		r.names.update(st.DNS)
+		r.names.Update(st.DNS)
 	}
 	if len(st.Apply) > 0 || len(st.Delete) > 0 {
 		if r.cp != nil {

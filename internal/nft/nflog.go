@@ -46,7 +46,10 @@ func ReadPackets(ctx context.Context, netnsFD int, group uint16, copyBytes uint3
 	if netnsFD >= 0 {
 		ns = netnsFD
 	}
-	nf, err := nflog.Open(&nflog.Config{NetNS: ns, Group: group, Copymode: nflog.CopyPacket, Bufsize: copyBytes})
+	// QThresh 1: the kernel sends each copy at once. Its default batches
+	// up to 100 copies or 1 s, which delayed every verdict line and every
+	// DNS answer the agent learns from by up to a second.
+	nf, err := nflog.Open(&nflog.Config{NetNS: ns, Group: group, Copymode: nflog.CopyPacket, Bufsize: copyBytes, QThresh: 1})
 	if err != nil {
 		return fmt.Errorf("nflog: open group %d: %w", group, err)
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	// cache on first use).
 	TKE    bool
 	NewPod bool      // measure how soon a new pod is reachable (newpod.go)
+	FQDN   bool      // measure the first-connection race of domainNames (fqdnrace.go)
 	Rounds int       // rounds of events per size; 0: the plan's
 	Log    io.Writer // progress lines
 }

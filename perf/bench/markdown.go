@@ -103,6 +103,16 @@ func Markdown(r *Results) string {
 		w("| address → programmed (barrier) | %s | %s | %s | %s |\n", fmtMs(np.Programmed.P50), fmtMs(np.Programmed.P99), fmtMs(np.Programmed.Min), fmtMs(np.Programmed.Max))
 		w("\nProbes from a pod the policy does not allow: %d, of which %d got through (must be 0).\n", np.DeniedProbes, np.DeniedThrough)
 	}
+	if fr := r.FQDN; fr != nil {
+		w("\n## domainNames: the first connection after a lookup\n\n")
+		w("One client pod selected by a ClusterNetworkPolicy that accepts `*.race.example` and denies the rest; %d names, each with an address of its own, each resolved once (from the lab's name server in an external namespace) and connected to at once, as a client does; then the same names again, their bindings learned (the control). Every answer is copied by the kernel to the agent, which learns the binding and commits it; a SYN that meets the rules first is dropped, and TCP sends it again after 1 s.\n\n", fr.Names)
+		w("| | first SYNs dropped | connect p50 | p99 | max |\n|---|---|---|---|---|\n")
+		w("| new names | %d of %d (%.0f%%) | %s | %s | %s |\n", fr.FirstSYNDropped, fr.Names, 100*float64(fr.FirstSYNDropped)/float64(max(fr.Names, 1)), fmtMs(fr.Connect.P50), fmtMs(fr.Connect.P99), fmtMs(fr.Connect.Max))
+		w("| names already learned | — | %s | %s | %s |\n", fmtMs(fr.Known.P50), fmtMs(fr.Known.P99), fmtMs(fr.Known.Max))
+		if fr.Failed > 0 {
+			w("\n%d connections did not complete within 3 s.\n", fr.Failed)
+		}
+	}
 	if t := r.TKE; t != nil {
 		w("\n## Data path through a Service: the TKE setup (real kube-proxy, nftables mode)\n\n")
 		w("%d Services with %d endpoints in kube-proxy's tables (%d lines of `nft list table ip kube-proxy`); our ruleset for %d pods and one NetworkPolicy selecting every pod: %d sets, %d elements, %d rules. ",

@@ -17,6 +17,7 @@ type Results struct {
 	Sizes    []*SizeResult   `json:"sizes"`
 	DataPath *DataPathResult `json:"data_path,omitempty"`
 	NewPod   *NewPodResult   `json:"new_pod,omitempty"`
+	FQDN     *FQDNRaceResult `json:"fqdn_race,omitempty"`
 	TKE      *TKEResult      `json:"tke,omitempty"`
 	Targets  []Target        `json:"targets"`
 	Notes    []string        `json:"notes,omitempty"`

@@ -51,6 +51,14 @@ func Run(ctx context.Context, cfg Config, j *Janitor) (*Results, error) {
 		}
 		res.NewPod = np
 	}
+	if cfg.FQDN && ctx.Err() == nil {
+		cfg.logf("domainNames: the first-connection race")
+		fr, err := fqdnRace(ctx, j, cfg)
+		if err != nil {
+			fail("fqdn race", err)
+		}
+		res.FQDN = fr
+	}
 	if cfg.TKE && ctx.Err() == nil {
 		tke, err := tkeDataPath(ctx, j, cfg)
 		if err != nil {

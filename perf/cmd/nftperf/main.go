@@ -78,6 +78,7 @@ func run() int {
 	dpSize := fs.String("datapath-size", "M", "cluster size whose ruleset the data path loads")
 	rounds := fs.Int("rounds", 0, "rounds of events per size (0: 20 at S and M, 10 at L)")
 	newPod := fs.Bool("newpod", true, "measure how soon a new pod is reachable (its address existing to reachable where policy allows)")
+	fqdn := fs.Bool("fqdn", true, "measure the first-connection race of domainNames policies (a lookup, then a connection at once)")
 	tke := fs.Bool("tke", false, "also measure the TKE data path: the real kube-proxy with 1,000 Services and 8,000 pods (builds kube-apiserver and kube-proxy into the cache on first use); -sizes none -datapath=false -tke measures it alone")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -86,7 +87,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "nftperf: needs root (network namespaces, nftables)")
 		return 2
 	}
-	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, Rounds: *rounds, TKE: *tke, NewPod: *newPod, Log: os.Stderr}
+	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, Rounds: *rounds, TKE: *tke, NewPod: *newPod, FQDN: *fqdn, Log: os.Stderr}
 	if *quick {
 		*sizes, *dpSize = "S", "S"
 	}
