@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
@@ -39,6 +40,9 @@ type FQDNRaceResult struct {
 	Known   Dist `json:"known"`
 	// Failed counts connections that did not complete within 3 s.
 	Failed int `json:"failed"`
+	// LearnMeanMs is the agent's own mean time from an answer changing a
+	// name's addresses to the commit (nftpolicy_dns_programming_latency).
+	LearnMeanMs float64 `json:"learn_mean_ms"`
 }
 
 const (
@@ -91,7 +95,9 @@ func fqdnRace(ctx context.Context, j *Janitor, cfg Config) (*FQDNRaceResult, err
 	cnp := raceCNP()
 	policies := policyfake.NewSimpleClientset(cnp)
 	f.Expect(cnp)
+	metrics := agent.NewMetrics(nil)
 	if err := f.StartAgents(ctx, []string{"perf"}, func(c *agent.Config, fd int) {
+		c.Metrics = metrics
 		c.PolicyClient, c.AdminKinds = policies, []string{model.KindCNP}
 		c.Model.DNSGroup = model.DefaultDNSGroup
 		c.DNSAnswers, c.DNSMinTTL, c.DNSMaxTTL, c.DNSMaxBindings = lab.DNSAnswersIn(fd), time.Second, time.Hour, 65536
@@ -143,6 +149,11 @@ func fqdnRace(ctx context.Context, j *Janitor, cfg Config) (*FQDNRaceResult, err
 		return nil, err
 	}
 	res.Connect, res.Known = DistOf(fresh), DistOf(known)
+	var m dto.Metric
+	if err := metrics.DNSLatency.Write(&m); err == nil && m.GetHistogram().GetSampleCount() > 0 {
+		h := m.GetHistogram()
+		res.LearnMeanMs = 1000 * h.GetSampleSum() / float64(h.GetSampleCount())
+	}
 	cfg.logf("fqdn race: %d of %d first SYNs dropped; connect p50 %v (known names %v)", res.FirstSYNDropped, n,
 		time.Duration(res.Connect.P50*float64(time.Millisecond)), time.Duration(res.Known.P50*float64(time.Millisecond)))
 	return res, nil

@@ -109,6 +109,7 @@ func Markdown(r *Results) string {
 		w("| | first SYNs dropped | connect p50 | p99 | max |\n|---|---|---|---|---|\n")
 		w("| new names | %d of %d (%.0f%%) | %s | %s | %s |\n", fr.FirstSYNDropped, fr.Names, 100*float64(fr.FirstSYNDropped)/float64(max(fr.Names, 1)), fmtMs(fr.Connect.P50), fmtMs(fr.Connect.P99), fmtMs(fr.Connect.Max))
 		w("| names already learned | — | %s | %s | %s |\n", fmtMs(fr.Known.P50), fmtMs(fr.Known.P99), fmtMs(fr.Known.Max))
+		w("\nThe agent's own time from an answer to the commit of its binding (nftpolicy_dns_programming_latency_seconds): mean %s.\n", fmtMs(fr.LearnMeanMs))
 		if fr.Failed > 0 {
 			w("\n%d connections did not complete within 3 s.\n", fr.Failed)
 		}
