@@ -247,6 +247,14 @@ func (r *run) probeName(ctx context.Context, p *scenario.Probe, family int, res 
 	}
 }
 
+// dnsGroup is the agents' NFLOG group of DNS answers (0: none).
+func (r *run) dnsGroup() uint16 {
+	if r.opts.NoDNSLearning {
+		return 0
+	}
+	return model.DefaultDNSGroup
+}
+
 // DNSAnswersIn reads the copies of DNS answers in the node namespace fd.
 func DNSAnswersIn(fd int) agent.PacketSource {
 	return func(ctx context.Context, group uint16, copyBytes uint32, fn func(nft.LogEvent)) error {

@@ -59,6 +59,10 @@ type Options struct {
 	// a scenario with Services creates in its own API server; default:
 	// deploy/ in the working directory or a parent.
 	DeployDir string
+	// NoDNSLearning runs the agents with --fqdn-log-group 0: they learn no
+	// DNS answer, so domainNames peers match nothing (a test's broken
+	// variant).
+	NoDNSLearning bool
 }
 
 // Result is a run's report plus what the options asked for.
@@ -238,7 +242,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		c := r.be.agentClients()
 		fd := int(f.Fd())
 		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
-			Model:      model.Options{DNSGroup: model.DefaultDNSGroup},
+			Model:      model.Options{DNSGroup: r.dnsGroup()},
 			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)

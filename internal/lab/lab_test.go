@@ -139,3 +139,22 @@ func testFixture(t *testing.T) (*Fixture, func(error)) {
 		}
 	}
 }
+
+// TestDomainNamesNeedLearning: the fqdn scenarios pass because the agents
+// learn the answers the kernel copies them, not by accident: with learning
+// off, every connection a learned name allows is denied.
+func TestDomainNamesNeedLearning(t *testing.T) {
+	testutil.NeedKernel(t)
+	t.Parallel()
+	sc, err := scenario.Load("../../test/scenarios/fqdn/01-exact-name.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Run(context.Background(), sc, Options{NoDNSLearning: true}).Report
+	s := rep.Summary()
+	var b bytes.Buffer
+	scenario.WriteText(&b, []scenario.Report{rep})
+	if s.Failed != 1 || !strings.Contains(b.String(), "web/client -> dns/www.example.com: want allowed") {
+		t.Fatalf("summary %s, want exactly the learned name failing:\n%s", s, b.String())
+	}
+}
