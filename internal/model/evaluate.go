@@ -96,6 +96,10 @@ type Options struct {
 	Logs LogMode
 	// LogGroup is the NFLOG group; 0 means DefaultLogGroup.
 	LogGroup uint16
+	// Bridge, for the table of a secondary network (docs/multinetwork.md):
+	// its base chains judge only what is bridged on this bridge (through
+	// bridge netfilter) and let everything else pass.
+	Bridge string
 }
 
 // LogMode selects the verdicts the kernel logs.

@@ -22,6 +22,9 @@ type Kind struct {
 	// network-policy-api ones among them, watched through their own client,
 	// with status conditions the agent writes.
 	Policy, Tier bool
+	// Dynamic marks the kinds of CRDs that may not be installed, watched
+	// through the dynamic client only when they are (multinet.go).
+	Dynamic bool
 
 	goType reflect.Type
 	set    func(c *Cluster, obj any)
@@ -77,6 +80,18 @@ var kinds = []Kind{
 		goType: reflect.TypeFor[*v1alpha2.ClusterNetworkPolicy](),
 		set:    func(c *Cluster, obj any) { c.setTier(CNPFromAPI(obj.(*v1alpha2.ClusterNetworkPolicy))) },
 		del:    func(c *Cluster, _, name string) { delete(c.TierPolicies, KindCNP+"/"+name) },
+	},
+	{
+		Name: KindNAD, Namespaced: true, Dynamic: true, Resource: NADVersion.WithResource("network-attachment-definitions"),
+		goType: reflect.TypeFor[*NetworkAttachmentDefinition](),
+		set:    func(c *Cluster, obj any) { c.setNetwork(NetworkFromAPI(obj.(*NetworkAttachmentDefinition))) },
+		del:    (*Cluster).deleteNetwork,
+	},
+	{
+		Name: KindMNP, Namespaced: true, Policy: true, Dynamic: true, Resource: MNPVersion.WithResource("multi-networkpolicies"),
+		goType: reflect.TypeFor[*MultiNetworkPolicy](),
+		set:    func(c *Cluster, obj any) { c.setMulti(MultiPolicyFromAPI(obj.(*MultiNetworkPolicy))) },
+		del:    (*Cluster).deleteMulti,
 	},
 }
 
