@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -75,6 +77,13 @@ type Config struct {
 	// into nftpolicy_policy_packets_total and _bytes_total.
 	Counters         nft.CounterReader
 	CountersInterval time.Duration
+	// Dynamic, with NetworkKernel, watches the secondary networks' kinds
+	// (MultiNetworkPolicy, NetworkAttachmentDefinition; DynamicKinds limits
+	// them to the CRDs installed, nil: all) and programs a table per
+	// network (multinet.go). nil: secondary networks are not enforced.
+	Dynamic       dynamic.Interface
+	DynamicKinds  []string
+	NetworkKernel func(table string) nft.Kernel
 }
 
 // Agent programs one node.
@@ -83,6 +92,7 @@ type Agent struct {
 	client        kubernetes.Interface
 	factory       informers.SharedInformerFactory
 	policyFactory policyinformers.SharedInformerFactory
+	dynFactory    dynamicinformer.DynamicSharedInformerFactory
 	watched       []watched
 	runner        *runner
 	metrics       *Metrics
@@ -113,6 +123,11 @@ type Agent struct {
 	applied map[string]string // object key -> resourceVersion of the last applied sync
 	synced  bool
 	notify  chan struct{} // closed and replaced after every successful sync
+
+	// Secondary networks (multinet.go), touched only by the sync loop.
+	networks map[string]*netTable
+	netDirty bool
+	netLog   map[string]string
 
 	verdicts verdictState // verdicts.go
 	stats    Stats
@@ -154,6 +169,8 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		versions:   map[string]*string{},
 		counts:     map[string]int{},
 		applied:    map[string]string{},
+		networks:   map[string]*netTable{},
+		netLog:     map[string]string{},
 	}
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
 	if err := a.newInformers(); err != nil {
@@ -192,6 +209,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.policyFactory.Start(ctx.Done())
 		defer a.policyFactory.Shutdown()
 	}
+	if a.dynFactory != nil {
+		a.dynFactory.Start(ctx.Done())
+		defer a.dynFactory.Shutdown()
+	}
 	a.guardStartup(ctx, logger, nodes, nodesSynced)
 	logger.V(1).Info("Waiting for the informers to sync")
 	for i, w := range a.watched {
@@ -222,6 +243,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.takeRepair()
 	changes := a.tracker.take()
 	a.apply(logger, changes)
+	a.skipBridges() // multinet.go
 	desired := a.engine.Ruleset()
 	touched := a.engine.TakeTouched()
 
@@ -274,6 +296,10 @@ func (a *Agent) sync(ctx context.Context) error {
 	done := time.Now() // the rules are in force: the programming latency ends here
 	a.indexOrigins(full, desired, touched)
 	a.cutDenied(ctx, logger, tx)
+	if err := a.syncNetworks(ctx, logger, full); err != nil {
+		a.fail(logger, failApply, err, nil)
+		return err
+	}
 	a.observe(full, start, done)
 	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
 		// Written before the sync counts as applied: the next change a
@@ -356,6 +382,9 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 			a.counts[ch.kind]++
 		case ch.old != nil && ch.new == nil:
 			a.counts[ch.kind]--
+		}
+		if netChange(ch.kind) {
+			a.netDirty = true
 		}
 		switch ch.kind {
 		case "NetworkPolicy":

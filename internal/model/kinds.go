@@ -1,10 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"reflect"
 
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -128,4 +130,13 @@ func KindNamed(name string) (Kind, bool) {
 		return Kind{}, false
 	}
 	return *k, true
+}
+
+// New returns a new, empty object of the kind.
+func (k Kind) New() (runtime.Object, error) {
+	obj, ok := reflect.New(k.goType.Elem()).Interface().(runtime.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a runtime.Object", k.Name)
+	}
+	return obj, nil
 }

@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+)
+
+// Secondary networks (docs/multinetwork.md). Each network a pod of this
+// node is attached to, whose NetworkAttachmentDefinition names a bridge,
+// gets its own table, `inet nftpolicy-net-NAMESPACE.NAME`, compiled by its
+// own compile.Engine from the projection of the model onto the network
+// (model.Project) with the bridge guard, and programmed by the same diff
+// and netlink code as the primary table. The primary table's forward
+// chains let those bridges' packets pass (compile.SetSkipBridges).
+//
+// A network's table is compiled from scratch when a change that can
+// affect it (a pod, namespace, node, MultiNetworkPolicy or
+// NetworkAttachmentDefinition) arrives: secondary networks hold VMs and a
+// few pods, not the cluster's thousands (measured in docs/multinetwork.md).
+
+// NetworkTablePrefix starts the name of every secondary network's table.
+const NetworkTablePrefix = nft.TableName + "-net-"
+
+// NetworkTable is the table of a network "namespace/name": namespaces
+// have no dots, so the name is unambiguous.
+func NetworkTable(network string) string {
+	ns, name, _ := cutNetwork(network)
+	return NetworkTablePrefix + ns + "." + name
+}
+
+func cutNetwork(network string) (string, string, bool) {
+	for i := range len(network) {
+		if network[i] == '/' {
+			return network[:i], network[i+1:], true
+		}
+	}
+	return "", network, false
+}
+
+// netTable is one secondary network's table on this node.
+type netTable struct {
+	bridge string
+	kernel nft.Kernel
+	shadow *nft.Ruleset // nil: read it back first
+}
+
+// dynamicKinds reports whether the agent watches the dynamic kind k.
+func (a *Agent) watchesDynamic(k model.Kind) bool {
+	return a.cfg.Dynamic != nil && a.cfg.NetworkKernel != nil &&
+		(a.cfg.DynamicKinds == nil || slices.Contains(a.cfg.DynamicKinds, k.Name))
+}
+
+// dynamicInformer is the informer of a CRD kind, through the dynamic
+// client: its objects are converted to the model's types before they are
+// cached, so the rest of the agent sees typed objects as for any kind.
+func (a *Agent) dynamicInformer(k model.Kind) (cache.SharedIndexInformer, error) {
+	if a.dynFactory == nil {
+		a.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(a.cfg.Dynamic, 0)
+	}
+	inf := a.dynFactory.ForResource(k.Resource).Informer()
+	if err := inf.SetTransform(func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return Transform(obj)
+		}
+		typed, err := k.New()
+		if err != nil {
+			return nil, err
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {
+			// The API server validated it against the CRD's schema; what
+			// still does not convert is not enforced (never opened): log.
+			return nil, fmt.Errorf("%s %s/%s: %w", k.Name, u.GetNamespace(), u.GetName(), err)
+		}
+		return Transform(typed)
+	}); err != nil {
+		return nil, err
+	}
+	return inf, nil
+}
+
+// syncNetworks brings every secondary network's table to what the model
+// says. Called by sync after the primary table is programmed (whose
+// forward chains then already let the networks' bridges pass).
+func (a *Agent) syncNetworks(ctx context.Context, logger klog.Logger, full bool) error {
+	if a.cfg.NetworkKernel == nil {
+		return nil
+	}
+	if !full && !a.netDirty {
+		return nil
+	}
+	c := a.engine.Cluster()
+	want := map[string]string{} // network -> bridge
+	for _, net := range c.SecondaryNetworks(a.cfg.NodeName) {
+		n := c.Networks[net]
+		if n == nil || n.Bridge == "" {
+			a.logNetwork(logger, net, n)
+			continue
+		}
+		want[net] = n.Bridge
+	}
+	for net, t := range a.networks {
+		if _, ok := want[net]; ok {
+			continue
+		}
+		// No pod of this node is on it any more: its table goes.
+		tx := &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpAddTable}, {Kind: nft.OpDeleteTable}}}
+		if err := t.kernel.Apply(ctx, tx); err != nil {
+			return fmt.Errorf("network %s: delete its table: %w", net, err)
+		}
+		delete(a.networks, net)
+	}
+	nets := make([]string, 0, len(want))
+	for net := range want {
+		nets = append(nets, net)
+	}
+	slices.Sort(nets)
+	for _, net := range nets {
+		t := a.networks[net]
+		if t == nil || t.bridge != want[net] {
+			t = &netTable{bridge: want[net], kernel: a.cfg.NetworkKernel(NetworkTable(net))}
+			a.networks[net] = t
+		}
+		desired := compile.NewEngineWith(model.Project(c, net), a.cfg.NodeName, model.Options{Bridge: t.bridge, OpenUnknown: true}).Ruleset()
+		if full || t.shadow == nil {
+			cur, err := t.kernel.Dump(ctx)
+			if err != nil {
+				t.shadow = nil
+				return fmt.Errorf("network %s: %w", net, err)
+			}
+			t.shadow = cur
+		}
+		tx := diff.Diff(t.shadow, desired)
+		if tx.Empty() {
+			continue
+		}
+		if err := t.kernel.Apply(ctx, tx); err != nil {
+			t.shadow = nil
+			return fmt.Errorf("network %s: %w", net, err)
+		}
+		if t.shadow == nil {
+			t.shadow = nft.NewRuleset()
+		}
+		t.shadow.ApplyOps(tx)
+		logger.V(2).Info("Programmed a secondary network", "network", net, "bridge", t.bridge, "operations", diff.Count(tx).Ops)
+	}
+	a.netDirty = false
+	return nil
+}
+
+// skipBridges is what the primary table's forward chains let pass: the
+// bridges of the networks this node enforces.
+func (a *Agent) skipBridges() {
+	if a.cfg.NetworkKernel == nil {
+		return
+	}
+	c := a.engine.Cluster()
+	var bridges []string
+	for _, net := range c.SecondaryNetworks(a.cfg.NodeName) {
+		if n := c.Networks[net]; n != nil && n.Bridge != "" {
+			bridges = append(bridges, n.Bridge)
+		}
+	}
+	a.engine.SetSkipBridges(bridges)
+}
+
+// logNetwork says once why a network a local pod is on is not enforced.
+func (a *Agent) logNetwork(logger klog.Logger, net string, n *model.Network) {
+	why := "no NetworkAttachmentDefinition"
+	if n != nil {
+		why = n.Problem
+	}
+	if a.netLog[net] == why {
+		return
+	}
+	a.netLog[net] = why
+	logger.Info("Secondary network not enforced", "network", net, "reason", why)
+}
+
+// netChange reports whether a change of kind can change a secondary
+// network's table.
+func netChange(kind string) bool {
+	switch kind {
+	case "Pod", "Namespace", "Node", model.KindMNP, model.KindNAD:
+		return true
+	}
+	return false
+}
