@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -186,6 +187,7 @@ type run struct {
 	// with Services), proxyBin kube-proxy's binary.
 	cp       *controlPlane
 	proxyBin string
+	nets     netState // networks.go
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -200,7 +202,13 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			return fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	}
+	if err := r.setupNetworks(ctx); err != nil {
+		return err
+	}
 	for _, e := range r.sc.Externals {
+		if e.Network != "" {
+			continue // on its VLAN (setupNetworks)
+		}
 		if err := r.net.AddExternal(e.Name, e.IPs); err != nil {
 			return fmt.Errorf("external %s: %w", e.Name, err)
 		}
@@ -231,7 +239,11 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
 		c := r.be.agentClients()
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
+		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}
+		if c.Dynamic != nil {
+			cfg.Dynamic, cfg.NetworkKernel = c.Dynamic, networkKernel(f)
+		}
+		a := agent.New(cfg, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -281,11 +293,15 @@ func (r *run) placePod(pod *corev1.Pod) error {
 	if pod.Spec.HostNetwork {
 		return nil
 	}
+	first := !r.pods[id]
 	if !r.pods[id] {
 		if err := r.net.AddPod(id, pod.Spec.NodeName, manifest.PodIPs(pod)); err != nil {
 			return err
 		}
 		r.pods[id] = true
+	}
+	if err := r.attachNetworks(pod, first); err != nil {
+		return err
 	}
 	return r.listen(id, pod)
 }
@@ -354,6 +370,8 @@ func (r *run) barrier(ctx context.Context) error {
 type Clients struct {
 	Kube   kubernetes.Interface
 	Policy policyclient.Interface
+	// Dynamic watches the CRD kinds of secondary networks; nil: none.
+	Dynamic dynamic.Interface
 }
 
 // Server runs a scenario against a real API server instead of the fake

@@ -61,7 +61,8 @@ func ReadCluster(file string, data []byte) (*Cluster, []error) {
 // line of each object and delete entry for the checks of Walk.
 type loader struct {
 	Reader
-	fams        []Family // the file's ipFamilies, once read
+	fams        []Family  // the file's ipFamilies, once read
+	nets        []Network // the file's networks, once read
 	lines       map[runtime.Object]int
 	deleteLines map[[2]int]int // {step, index} -> line
 }
@@ -72,7 +73,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 		l.Errorf(1, "empty file: a scenario needs at least a name")
 		return s
 	}
-	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "steps")
+	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "networks", "objects", "externals", "steps")
 	if top == nil {
 		return s
 	}
@@ -90,6 +91,10 @@ func (l *loader) cluster(root *Value) *Cluster {
 	var listed []string
 	if v, ok := top["nodes"]; ok {
 		listed = l.nodeNames(v)
+	}
+	if v, ok := top["networks"]; ok {
+		s.Networks = l.networks(v)
+		l.nets = s.Networks
 	}
 	var objects []runtime.Object
 	if v, ok := top["objects"]; ok {
@@ -221,7 +226,7 @@ func (l *loader) checkAddresses(obj runtime.Object, v *Value) {
 func (l *loader) externals(v *Value) []External {
 	var out []External
 	for _, item := range l.List(v, "externals", false) {
-		f := l.Fields(item, "an external", "name", "ips")
+		f := l.Fields(item, "an external", "name", "ips", "network")
 		if f == nil {
 			continue
 		}
@@ -236,6 +241,12 @@ func (l *loader) externals(v *Value) []External {
 		if slices.ContainsFunc(out, func(o External) bool { return o.Name == e.Name }) {
 			l.Errorf(item.Line, "external %q declared twice", e.Name)
 			continue
+		}
+		if nv, ok := f["network"]; ok {
+			e.Network, _ = l.Str(nv, "network")
+			if !slices.ContainsFunc(l.nets, func(n Network) bool { return n.Name == e.Network }) {
+				l.Errorf(nv.Line, "external %s: no network %q", e.Name, e.Network)
+			}
 		}
 		ips, ok := f["ips"]
 		if !ok {

@@ -35,7 +35,9 @@ type Cluster struct {
 	// file uses it) come first, then the file's objects in file order.
 	Objects   []runtime.Object
 	Externals []External
-	Steps     []Step
+	// Networks are the secondary networks (networks.go).
+	Networks []Network
+	Steps    []Step
 
 	// Where objects and delete entries are, for the checks of Walk.
 	lines       map[runtime.Object]int
@@ -80,6 +82,9 @@ func FamilyOf(a netip.Addr) Family {
 type External struct {
 	Name string
 	IPs  []netip.Addr
+	// Network, when set, puts it on that secondary network only (its VLAN),
+	// not on the fabric.
+	Network string
 }
 
 // ObjectRef names an object as a delete step does. Namespace is empty for
