@@ -139,3 +139,20 @@ func testFixture(t *testing.T) (*Fixture, func(error)) {
 		}
 	}
 }
+
+// TestWrongExpectationFailsOnANetwork: the same on a secondary network,
+// where the denial comes from the network's own table judging bridged
+// traffic.
+func TestWrongExpectationFailsOnANetwork(t *testing.T) {
+	testutil.NeedKernel(t)
+	rep := runFile(t, "testdata/wrong-expectation-multinetwork.yaml")
+	s := rep.Summary()
+	if s.OK() || s.Failed != 1 || s.Passed != 1 {
+		t.Fatalf("summary %s, want one pass (x/a -> x/b) and one failure (x/b -> x/a)", s)
+	}
+	var b bytes.Buffer
+	scenario.WriteText(&b, []scenario.Report{rep})
+	if !strings.Contains(b.String(), "x/b@vlan10 -> x/a@vlan10: want allowed") {
+		t.Errorf("the mismatch is not listed:\n%s", b.String())
+	}
+}
