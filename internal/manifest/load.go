@@ -102,6 +102,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 	}
 	if v, ok := top["externals"]; ok {
 		s.Externals = l.externals(v)
+		l.checkExternals(s.Externals, v)
 	}
 	if v, ok := top["steps"]; ok {
 		for i, item := range l.List(v, "steps", false) {
@@ -174,6 +175,7 @@ func (l *loader) objects(v *Value, what string) []runtime.Object {
 		seen[ref] = item.Line
 		l.lines[obj] = item.Line
 		l.checkAddresses(obj, item)
+		l.checkNetworks(obj, item)
 		out = append(out, obj)
 	}
 	return out

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
@@ -186,6 +187,62 @@ func (l *loader) networks(v *Value) []Network {
 func (c *Cluster) NetworkNamed(s string) (Network, bool) {
 	for _, n := range c.Networks {
 		if n.Key() == s || n.Name == s {
+			return n, true
+		}
+	}
+	return Network{}, false
+}
+
+// checkNetworks checks a pod's network requests: the annotation reads, each
+// network is one of the file's, and addresses it gives are in the
+// network's range and of the scenario's families.
+func (l *loader) checkNetworks(obj runtime.Object, v *Value) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	line := orLine(v.Lookup([]any{"metadata", "annotations", AnnotationNetworks}), v.Line)
+	reqs, err := Requests(pod)
+	if err != nil {
+		l.Errorf(line, "%s: %v", RefOf(obj), err)
+		return
+	}
+	if len(reqs) > 0 && pod.Spec.HostNetwork {
+		l.Errorf(line, "%s: a hostNetwork pod is on no secondary network", RefOf(obj))
+	}
+	for _, r := range reqs {
+		n, ok := l.network(r.Network)
+		if !ok {
+			l.Errorf(line, "%s: network %s is not in the file's networks", RefOf(obj), r.Network)
+			continue
+		}
+		for _, a := range r.IPs {
+			if !n.CIDR.Contains(a) {
+				l.Errorf(line, "%s: %s is not in network %s's range %s", RefOf(obj), a, n.Name, n.CIDR)
+			}
+		}
+	}
+}
+
+// checkExternals checks that an external on a network has its addresses
+// in the network's range.
+func (l *loader) checkExternals(exts []External, v *Value) {
+	for _, e := range exts {
+		n, ok := l.network(e.Network)
+		if e.Network == "" || !ok {
+			continue
+		}
+		for _, a := range e.IPs {
+			if !n.CIDR.Contains(a) {
+				l.Errorf(v.Line, "external %s: %s is not in network %s's range %s", e.Name, a, n.Name, n.CIDR)
+			}
+		}
+	}
+}
+
+func (l *loader) network(key string) (Network, bool) {
+	for _, n := range l.nets {
+		if n.Key() == key || n.Name == key {
 			return n, true
 		}
 	}
