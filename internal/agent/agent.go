@@ -383,7 +383,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		case ch.old != nil && ch.new == nil:
 			a.counts[ch.kind]--
 		}
-		if netChange(ch.kind) {
+		if netChange(ch) {
 			a.netDirty = true
 		}
 		switch ch.kind {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -26,8 +27,7 @@ import (
 // chains let those bridges' packets pass (compile.SetSkipBridges).
 //
 // A network's table is compiled from scratch when a change that can
-// affect it (a pod, namespace, node, MultiNetworkPolicy or
-// NetworkAttachmentDefinition) arrives: secondary networks hold VMs and a
+// affect it (netChange) arrives: secondary networks hold VMs and a
 // few pods, not the cluster's thousands (measured in docs/multinetwork.md).
 
 // NetworkTablePrefix starts the name of every secondary network's table.
@@ -189,12 +189,31 @@ func (a *Agent) logNetwork(logger klog.Logger, net string, n *model.Network) {
 	logger.Info("Secondary network not enforced", "network", net, "reason", why)
 }
 
-// netChange reports whether a change of kind can change a secondary
-// network's table.
-func netChange(kind string) bool {
-	switch kind {
-	case "Pod", "Namespace", "Node", model.KindMNP, model.KindNAD:
+// netChange reports whether a change can change a secondary network's
+// table: a pod that is (or was) on some secondary network, a namespace (its
+// labels select peers), a MultiNetworkPolicy or a NAD. Pods on the primary
+// network only, nodes (no node peers on secondary networks) and the
+// primary network's policies cannot.
+func netChange(ch *change) bool {
+	switch ch.kind {
+	case "Namespace", model.KindMNP, model.KindNAD:
 		return true
+	case "Pod":
+		return onSecondary(ch.old) || onSecondary(ch.new)
 	}
 	return false
+}
+
+// onSecondary reports whether a pod's network-status names a network
+// other than the default one.
+func onSecondary(obj metav1.Object) bool {
+	if obj == nil {
+		return false
+	}
+	s, ok := obj.GetAnnotations()[model.AnnotationNetworkStatus]
+	if !ok {
+		return false
+	}
+	nets, _ := model.ParseNetworkStatus(obj.GetNamespace(), s)
+	return len(nets) > 0
 }
