@@ -205,6 +205,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		}
 		acfg.Dynamic, acfg.DynamicKinds = dc, netKinds
 		acfg.NetworkKernel = func(table string) nft.Kernel { return nft.NewNetlinkTable(kernelFD, table) }
+		acfg.ListNetworkTables = func(ctx context.Context) ([]string, error) {
+			return nft.ListTables(ctx, kernelFD, nft.NetworkTablePrefix)
+		}
 		logger.Info("Secondary networks enforced", "watched", netKinds)
 	} else {
 		logger.Info("The MultiNetworkPolicy CRD is not installed: secondary networks are not enforced")

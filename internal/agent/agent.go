@@ -84,6 +84,10 @@ type Config struct {
 	Dynamic       dynamic.Interface
 	DynamicKinds  []string
 	NetworkKernel func(table string) nft.Kernel
+	// ListNetworkTables, when set, lists the secondary networks' tables in
+	// the kernel (nft.ListTables with NetworkTablePrefix): at the first
+	// sync, those of networks the node has no pod on are deleted.
+	ListNetworkTables func(ctx context.Context) ([]string, error)
 }
 
 // Agent programs one node.
@@ -125,9 +129,10 @@ type Agent struct {
 	notify  chan struct{} // closed and replaced after every successful sync
 
 	// Secondary networks (multinet.go), touched only by the sync loop.
-	networks map[string]*netTable
-	netDirty bool
-	netLog   map[string]string
+	networks  map[string]*netTable
+	netDirty  bool
+	netListed bool // stale network tables looked for (multinet.go)
+	netLog    map[string]string
 
 	verdicts verdictState // verdicts.go
 	stats    Stats

@@ -31,7 +31,7 @@ import (
 // few pods, not the cluster's thousands (measured in docs/multinetwork.md).
 
 // NetworkTablePrefix starts the name of every secondary network's table.
-const NetworkTablePrefix = nft.TableName + "-net-"
+const NetworkTablePrefix = nft.NetworkTablePrefix
 
 // NetworkTable is the table of a network "namespace/name": namespaces
 // have no dots, so the name is unambiguous.
@@ -103,6 +103,35 @@ func (a *Agent) syncNetworks(ctx context.Context, logger klog.Logger, full bool)
 	}
 	c := a.engine.Cluster()
 	want := map[string]string{} // network -> bridge
+	defer func() {
+		if a.netListed || a.cfg.ListNetworkTables == nil {
+			return
+		}
+		// Once: tables of networks this node no longer has a pod on, left
+		// by an earlier agent, go (they would keep judging the bridge).
+		names, err := a.cfg.ListNetworkTables(ctx)
+		if err != nil {
+			logger.Error(err, "Listing the secondary networks' tables; stale ones stay until the next start")
+			a.netListed = true
+			return
+		}
+		for _, name := range names {
+			stale := true
+			for net := range want {
+				stale = stale && NetworkTable(net) != name
+			}
+			if !stale {
+				continue
+			}
+			tx := &nft.Transaction{Ops: []nft.Op{{Kind: nft.OpAddTable}, {Kind: nft.OpDeleteTable}}}
+			if err := a.cfg.NetworkKernel(name).Apply(ctx, tx); err != nil {
+				logger.Error(err, "Deleting a stale secondary network's table", "table", name)
+				return // tried again next sync
+			}
+			logger.Info("Deleted the table of a network this node has no pod on", "table", name)
+		}
+		a.netListed = true
+	}()
 	for _, net := range c.SecondaryNetworks(a.cfg.NodeName) {
 		n := c.Networks[net]
 		if n == nil || n.Bridge == "" {

@@ -39,6 +39,11 @@ type netHarness struct {
 }
 
 func startNet(t *testing.T, objs ...runtime.Object) *netHarness {
+	return startNetWith(t, nil, objs...)
+}
+
+// startNetWith starts the agent with these tables already in the kernel.
+func startNetWith(t *testing.T, tables map[string]*nft.Fake, objs ...runtime.Object) *netHarness {
 	t.Helper()
 	lists := map[schema.GroupVersionResource]string{}
 	for _, k := range model.Kinds() {
@@ -48,6 +53,9 @@ func startNet(t *testing.T, objs ...runtime.Object) *netHarness {
 	}
 	h := &netHarness{t: t, client: fake.NewClientset(), dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists),
 		primary: nft.NewFake(), tables: map[string]*nft.Fake{}, objects: map[string]runtime.Object{}}
+	for name, k := range tables {
+		h.tables[name] = k
+	}
 	for _, o := range objs {
 		h.apply(o)
 	}
@@ -59,6 +67,17 @@ func startNet(t *testing.T, objs ...runtime.Object) *netHarness {
 				h.tables[table] = nft.NewFake()
 			}
 			return h.tables[table]
+		},
+		ListNetworkTables: func(ctx context.Context) ([]string, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			var out []string
+			for name, k := range h.tables {
+				if rs, err := k.Dump(ctx); err == nil && rs != nil {
+					out = append(out, name)
+				}
+			}
+			return out, nil
 		}}
 	h.agent = New(cfg, h.client)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -235,5 +254,27 @@ func TestSecondaryNetworkTables(t *testing.T) {
 	}
 	if n := guarded(); n != 0 {
 		t.Errorf("%d primary forward chains still guard the bridge", n)
+	}
+}
+
+// At its first sync the agent deletes the tables of networks its node has
+// no pod on (left by an earlier agent), and keeps the others.
+func TestStaleNetworkTablesDeleted(t *testing.T) {
+	stale := nft.NewFake()
+	rs := nft.NewRuleset()
+	rs.AddChain(&nft.Chain{Name: "forward-ingress", Hook: &nft.Hook{Hook: "forward", Priority: 20}, Rules: []*nft.Rule{
+		{Matches: []nft.Match{nft.MatchIfname{Name: "br-old", Out: true}}, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: "left from before"}}})
+	if err := stale.Apply(context.Background(), diff.Diff(nil, rs)); err != nil {
+		t.Fatal(err)
+	}
+	vm := onNetwork(tu.Pod("vms", "vm", node, nil, []string{"10.244.1.10"}), `[{"name":"default/vlan10","ips":["192.168.10.10"]}]`)
+	h := startNetWith(t, map[string]*nft.Fake{NetworkTablePrefix + "default.old": stale}, tu.Namespace("vms", nil), vm,
+		nad("default", "vlan10", `{"type":"bridge","bridge":"br-vlan10"}`))
+	h.wait()
+	if rs := h.table(NetworkTablePrefix + "default.old"); rs != nil {
+		t.Error("the stale table is still there")
+	}
+	if rs := h.table(NetworkTablePrefix + "default.vlan10"); rs == nil {
+		t.Error("the table of the node's network is missing")
 	}
 }

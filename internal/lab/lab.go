@@ -241,7 +241,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		c := r.be.agentClients()
 		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}
 		if c.Dynamic != nil {
-			cfg.Dynamic, cfg.NetworkKernel = c.Dynamic, networkKernel(f)
+			cfg.Dynamic, cfg.NetworkKernel, cfg.ListNetworkTables = c.Dynamic, networkKernel(f), listNetworkTables(f)
 		}
 		a := agent.New(cfg, c.Kube)
 		r.agents[n] = a

@@ -156,6 +156,14 @@ func networkKernel(f *os.File) func(table string) nft.Kernel {
 	return func(table string) nft.Kernel { return nft.NewNetlinkTable(int(f.Fd()), table) }
 }
 
+// listNetworkTables lists the secondary networks' tables in the node's
+// namespace (open as f).
+func listNetworkTables(f *os.File) func(ctx context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		return nft.ListTables(ctx, int(f.Fd()), nft.NetworkTablePrefix)
+	}
+}
+
 // newDynamicFake is the fake dynamic client of the CRD kinds.
 func newDynamicFake() *dynamicfake.FakeDynamicClient {
 	lists := map[schema.GroupVersionResource]string{}
