@@ -141,7 +141,7 @@ func (l *Lab) AttachPod(id, network, dev string, addrs []netip.Prefix) error {
 	}
 	lines := []string{fmt.Sprintf("link set %s up", dev)}
 	for _, a := range addrs {
-		lines = append(lines, fmt.Sprintf("addr add %s dev %s", a, dev))
+		lines = append(lines, prefixLine(a, dev))
 	}
 	return ipBatch(p.netns, lines)
 }
@@ -185,7 +185,16 @@ func (l *Lab) AddNetworkExternal(name, network string, addrs []netip.Prefix) err
 	}
 	lines := []string{"link set lo up"}
 	for _, a := range addrs {
-		lines = append(lines, fmt.Sprintf("addr add %s dev eth0", a))
+		lines = append(lines, prefixLine(a, "eth0"))
 	}
 	return ipBatch(m.netns, lines)
+}
+
+// prefixLine adds an on-link address; an IPv6 one without duplicate
+// address detection, usable at once, as the lab's other addresses.
+func prefixLine(a netip.Prefix, dev string) string {
+	if a.Addr().Is6() {
+		return fmt.Sprintf("addr add %s dev %s nodad", a, dev)
+	}
+	return fmt.Sprintf("addr add %s dev %s", a, dev)
 }
