@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -174,4 +175,57 @@ func TestProject(t *testing.T) {
 	if len(c.Policies) != 1 || c.Policies["vms/primary-deny"] == nil {
 		t.Errorf("primary policies %v", c.Policies)
 	}
+}
+
+// FuzzNetworkStatus: any annotation parses without panicking, and every
+// address it yields is written in it (nothing is made up); a pod built
+// with it projects onto each network it names with those addresses only.
+func FuzzNetworkStatus(f *testing.F) {
+	for _, s := range []string{vlan10Status, "", "[]", "null", `[{"name":"a","ips":["10.0.0.1","::1"]}]`, `[{"name":"a/b","ips":["1.2.3.4/24"],"default":false}]`, `[{"name":"","ips":["1.1.1.1"]}]`, `{"name":"a"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		atts, err := ParseNetworkStatus("ns", s)
+		if err != nil && len(atts) > 0 {
+			t.Fatalf("an error and %d attachments", len(atts))
+		}
+		// The addresses the entries' ips spell, however written.
+		written := map[netip.Addr]bool{}
+		var raw []struct{ IPs []string }
+		_ = json.Unmarshal([]byte(s), &raw)
+		for _, e := range raw {
+			for _, x := range e.IPs {
+				x, _, _ = strings.Cut(x, "/")
+				if a, err := netip.ParseAddr(x); err == nil {
+					written[a.Unmap()] = true
+				}
+			}
+		}
+		c := NewCluster()
+		pod := vm("p", "n1", nil, "10.244.1.5", s)
+		pod.Namespace = "ns"
+		if err := c.Set(pod); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range atts {
+			if a.Network == "" || strings.Count(a.Network, "/") != 1 {
+				t.Fatalf("network %q", a.Network)
+			}
+			for _, ip := range a.IPs {
+				if !written[ip] {
+					t.Fatalf("address %s is not in %q", ip, s)
+				}
+			}
+			p := Project(c, a.Network).Pods["ns/p"]
+			if len(a.IPs) == 0 {
+				if p != nil {
+					t.Fatalf("projection onto %s holds a pod without an address there", a.Network)
+				}
+				continue
+			}
+			if p == nil || len(p.IPs) != len(a.IPs) {
+				t.Fatalf("projection onto %s: %+v, want the attachment's %v", a.Network, p, a.IPs)
+			}
+		}
+	})
 }
