@@ -129,10 +129,13 @@ type Agent struct {
 	notify  chan struct{} // closed and replaced after every successful sync
 
 	// Secondary networks (multinet.go), touched only by the sync loop.
-	networks  map[string]*netTable
-	netDirty  bool
-	netListed bool // stale network tables looked for (multinet.go)
-	netLog    map[string]string
+	networks map[string]*netTable
+	netDirty bool
+	// netChanges are the changes since the last sync of the networks that
+	// can affect them, in order.
+	netChanges []*change
+	netListed  bool // stale network tables looked for (multinet.go)
+	netLog     map[string]string
 
 	verdicts verdictState // verdicts.go
 	stats    Stats
@@ -388,8 +391,9 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		case ch.old != nil && ch.new == nil:
 			a.counts[ch.kind]--
 		}
-		if netChange(ch) {
+		if a.cfg.NetworkKernel != nil && netChange(ch) {
 			a.netDirty = true
+			a.netChanges = append(a.netChanges, ch)
 		}
 		switch ch.kind {
 		case "NetworkPolicy":

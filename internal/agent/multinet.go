@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,9 +28,10 @@ import (
 // and netlink code as the primary table. The primary table's forward
 // chains let those bridges' packets pass (compile.SetSkipBridges).
 //
-// A network's table is compiled from scratch when a change that can
-// affect it (netChange) arrives: secondary networks hold VMs and a
-// few pods, not the cluster's thousands (measured in docs/multinetwork.md).
+// A network's engine is fed the changes that can affect it (netChange),
+// projected (projectChange), and only what they touched is diffed; a full
+// sync builds it again from the projection of the model and diffs all of
+// it against the kernel read back (measured in docs/multinetwork.md).
 
 // NetworkTablePrefix starts the name of every secondary network's table.
 const NetworkTablePrefix = nft.NetworkTablePrefix
@@ -53,7 +56,8 @@ func cutNetwork(network string) (string, string, bool) {
 type netTable struct {
 	bridge string
 	kernel nft.Kernel
-	shadow *nft.Ruleset // nil: read it back first
+	shadow *nft.Ruleset    // nil: read it back first
+	engine *compile.Engine // the projection's; nil: build it from the model
 }
 
 // dynamicKinds reports whether the agent watches the dynamic kind k.
@@ -162,30 +166,90 @@ func (a *Agent) syncNetworks(ctx context.Context, logger klog.Logger, full bool)
 			t = &netTable{bridge: want[net], kernel: a.cfg.NetworkKernel(NetworkTable(net))}
 			a.networks[net] = t
 		}
-		desired := compile.NewEngineWith(model.Project(c, net), a.cfg.NodeName, model.Options{Bridge: t.bridge, OpenUnknown: true}).Ruleset()
-		if full || t.shadow == nil {
-			cur, err := t.kernel.Dump(ctx)
-			if err != nil {
-				t.shadow = nil
-				return fmt.Errorf("network %s: %w", net, err)
-			}
-			t.shadow = cur
-		}
-		tx := diff.Diff(t.shadow, desired)
-		if tx.Empty() {
-			continue
-		}
-		if err := t.kernel.Apply(ctx, tx); err != nil {
-			t.shadow = nil
+		if err := a.syncNetwork(ctx, logger, c, net, t, full); err != nil {
+			t.shadow, t.engine = nil, nil // read back and rebuilt next time
 			return fmt.Errorf("network %s: %w", net, err)
 		}
-		if t.shadow == nil {
-			t.shadow = nft.NewRuleset()
-		}
-		t.shadow.ApplyOps(tx)
-		logger.V(2).Info("Programmed a secondary network", "network", net, "bridge", t.bridge, "operations", diff.Count(tx).Ops)
 	}
+	a.netChanges = nil
 	a.netDirty = false
+	return nil
+}
+
+// syncNetwork programs one network's table. Its engine is built from the
+// projection of the model on a full sync or when new, and otherwise fed
+// the changes since the last sync, projected (projectChange): then only
+// what they touched is diffed, as for the primary table.
+func (a *Agent) syncNetwork(ctx context.Context, logger klog.Logger, c *model.Cluster, net string, t *netTable, full bool) error {
+	var touched *nft.Touched // nil: everything
+	if full || t.engine == nil {
+		t.engine = compile.NewEngineWith(model.Project(c, net), a.cfg.NodeName, model.Options{Bridge: t.bridge, OpenUnknown: true})
+	} else {
+		for _, ch := range a.netChanges {
+			if err := projectChange(t.engine, ch, net); err != nil {
+				return err
+			}
+		}
+		touched = t.engine.TakeTouched()
+	}
+	if full || t.shadow == nil {
+		cur, err := t.kernel.Dump(ctx)
+		if err != nil {
+			return err
+		}
+		t.shadow, touched = cur, nil
+	}
+	desired := t.engine.Ruleset()
+	tx := diff.Partial(t.shadow, desired, touched)
+	if tx.Empty() {
+		return nil
+	}
+	if err := t.kernel.Apply(ctx, tx); err != nil {
+		return err
+	}
+	if t.shadow == nil {
+		t.shadow = nft.NewRuleset()
+	}
+	t.shadow.ApplyOps(tx)
+	logger.V(2).Info("Programmed a secondary network", "network", net, "bridge", t.bridge, "full", touched == nil, "operations", diff.Count(tx).Ops)
+	return nil
+}
+
+// projectChange feeds one change to a network's engine as the projection
+// sees it (model.Project): a pod with its addresses on the network, or
+// gone when it has none; a namespace as it is; a MultiNetworkPolicy for
+// the network as a NetworkPolicy of the same name, or gone when it is not
+// for it. Other kinds do not reach the projection.
+func projectChange(e *compile.Engine, ch *change, net string) error {
+	switch ch.kind {
+	case "Namespace":
+		if ch.new == nil {
+			return e.Delete("Namespace", "", ch.name)
+		}
+		return e.Set(ch.new)
+	case "Pod":
+		if pod, ok := ch.new.(*v1.Pod); ok {
+			atts, _ := model.ParseNetworkStatus(pod.Namespace, pod.Annotations[model.AnnotationNetworkStatus])
+			for _, at := range atts {
+				if at.Network != net || len(at.IPs) == 0 {
+					continue
+				}
+				p := pod.DeepCopy()
+				p.Annotations = nil
+				p.Status.PodIPs, p.Status.PodIP = nil, at.IPs[0].String()
+				for _, ip := range at.IPs {
+					p.Status.PodIPs = append(p.Status.PodIPs, v1.PodIP{IP: ip.String()})
+				}
+				return e.Set(p)
+			}
+		}
+		return e.Delete("Pod", ch.namespace, ch.name)
+	case model.KindMNP:
+		if o, ok := ch.new.(*model.MultiNetworkPolicy); ok && slices.Contains(model.MultiPolicyFromAPI(o).Networks, net) {
+			return e.Set(&networkingv1.NetworkPolicy{ObjectMeta: *o.ObjectMeta.DeepCopy(), Spec: *o.Spec.DeepCopy()})
+		}
+		return e.Delete("NetworkPolicy", ch.namespace, ch.name)
+	}
 	return nil
 }
 

@@ -278,3 +278,68 @@ func TestStaleNetworkTablesDeleted(t *testing.T) {
 		t.Error("the table of the node's network is missing")
 	}
 }
+
+// The networks' engines fed projected changes program exactly what a
+// from-scratch compile of the projection gives, after every change: pods
+// relabelled, added, given other addresses on the network, moved off it;
+// a namespace relabelled under a namespaceSelector; a MultiNetworkPolicy
+// changed, moved to another network and back, deleted.
+func TestNetworkTablesFollowChanges(t *testing.T) {
+	const net, table = "default/vlan10", "nftpolicy-net-default.vlan10"
+	status := func(ip string) string { return `[{"name":"default/vlan10","ips":["` + ip + `"]}]` }
+	mnp := func(policyFor string, from networkingv1.NetworkPolicyPeer) *model.MultiNetworkPolicy {
+		return &model.MultiNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "vms", Name: "db", Annotations: map[string]string{model.AnnotationPolicyFor: policyFor}},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: m{"app": "db"}},
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+				Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{from}}},
+				Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{tu.Block("192.168.10.0/25")}}},
+			},
+		}
+	}
+	db := onNetwork(tu.Pod("vms", "db", node, m{"app": "db"}, []string{"10.244.1.10"}), status("192.168.10.10"))
+	web := onNetwork(tu.Pod("vms", "web", "node-2", m{"app": "web"}, []string{"10.244.2.10"}), status("192.168.10.20"))
+	h := startNet(t, tu.Namespace("vms", m{"team": "a"}), tu.Namespace("other", m{"team": "b"}), db, web,
+		mnp("default/vlan10", tu.PodPeer(m{"app": "web"})),
+		nad("default", "vlan10", `{"type":"bridge","bridge":"br-vlan10"}`))
+	check := func(step string) {
+		t.Helper()
+		h.wait()
+		want := compile.NewEngineWith(model.Project(h.model(), net), node, model.Options{Bridge: "br-vlan10", OpenUnknown: true}).Ruleset()
+		got := h.table(table)
+		if got == nil {
+			t.Fatalf("%s: no table", step)
+		}
+		if tx := diff.Diff(got, want); !tx.Empty() {
+			t.Fatalf("%s: the table differs from the projection's compile by:\n%s", step, tx)
+		}
+	}
+	check("start")
+	full := h.agent.Stats().FullSyncs
+	h.apply(onNetwork(tu.Pod("vms", "web", "node-2", m{"app": "cache"}, []string{"10.244.2.10"}), status("192.168.10.20")))
+	check("peer relabelled")
+	h.apply(onNetwork(tu.Pod("vms", "web2", "node-2", m{"app": "web"}, []string{"10.244.2.11"}), status("192.168.10.21")))
+	check("peer added")
+	h.apply(onNetwork(tu.Pod("vms", "web2", "node-2", m{"app": "web"}, []string{"10.244.2.11"}), status("192.168.10.22")))
+	check("peer's address on the network changed")
+	h.apply(onNetwork(tu.Pod("vms", "db2", node, m{"app": "db"}, []string{"10.244.1.11"}), status("192.168.10.11")))
+	check("a second local subject")
+	h.apply(onNetwork(tu.Pod("vms", "db2", node, m{"app": "db"}, []string{"10.244.1.11"}), `[]`))
+	check("the second subject left the network")
+	h.apply(mnp("default/vlan10", tu.NSPeer(m{"team": "b"}, nil)))
+	check("policy changed to a namespace peer")
+	h.apply(onNetwork(tu.Pod("other", "x", "node-2", nil, []string{"10.244.2.12"}), status("192.168.10.30")))
+	check("a pod in the peer namespace")
+	h.apply(tu.Namespace("other", m{"team": "c"}))
+	check("namespace relabelled")
+	h.apply(mnp("default/vlan20", tu.PodPeer(nil)))
+	check("policy moved to another network")
+	h.apply(mnp("default/vlan10, default/vlan20", tu.PodPeer(nil)))
+	check("policy back, for two networks")
+	h.remove(h.objects["MultiNetworkPolicy/vms/db"])
+	check("policy deleted")
+	if got := h.agent.Stats().FullSyncs; got != full {
+		t.Errorf("%d full syncs during the changes, want none (the engines were fed the changes)", got-full)
+	}
+}

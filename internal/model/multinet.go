@@ -173,6 +173,9 @@ func NetworkFromAPI(o *NetworkAttachmentDefinition) *Network {
 type MultiPolicy struct {
 	*Policy
 	Networks []string // "namespace/name", sorted
+	// Ignored lists the entries of policy-for that name no network: they
+	// apply nowhere, and change nothing else.
+	Ignored []string
 }
 
 // MultiPolicyFromAPI converts a MultiNetworkPolicy. Its spec has
@@ -189,7 +192,7 @@ func MultiPolicyFromAPI(o *MultiNetworkPolicy) *MultiPolicy {
 		if ref, ok := NetworkRef(o.Namespace, s); ok && !slices.Contains(mp.Networks, ref) {
 			mp.Networks = append(mp.Networks, ref)
 		} else if !ok {
-			mp.problem("policy-for: %q is not a network name; ignored", s)
+			mp.Ignored = append(mp.Ignored, s)
 		}
 	}
 	sort.Strings(mp.Networks)
@@ -238,7 +241,9 @@ func (c *Cluster) SecondaryNetworks(node string) []string {
 // evaluating, never to be changed.
 func Project(c *Cluster, network string) *Cluster {
 	out := NewCluster()
-	out.Namespaces = c.Namespaces
+	for name, ns := range c.Namespaces {
+		out.Namespaces[name] = ns
+	}
 	for name, n := range c.Nodes {
 		out.Nodes[name] = &Node{Name: n.Name, Labels: n.Labels, Addresses: n.Addresses}
 	}

@@ -75,8 +75,8 @@ func TestMultiPolicyFromAPI(t *testing.T) {
 	if want := []string{"harvester/vlan20", "vms/vlan10"}; !reflect.DeepEqual(mp.Networks, want) {
 		t.Errorf("networks %v, want %v", mp.Networks, want)
 	}
-	if len(mp.Problems) != 1 || !strings.Contains(mp.Problems[0], "a/b/c") {
-		t.Errorf("problems %q", mp.Problems)
+	if len(mp.Ignored) != 1 || mp.Ignored[0] != "a/b/c" || !mp.Valid() {
+		t.Errorf("ignored %q, problems %q", mp.Ignored, mp.Problems)
 	}
 	if !mp.Isolates[Ingress] || mp.Isolates[Egress] || mp.Subject == nil {
 		t.Errorf("policy %+v", mp.Policy)
