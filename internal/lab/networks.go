@@ -34,6 +34,11 @@ type netState struct {
 }
 
 func (r *run) setupNetworks(ctx context.Context) error {
+	if _, fake := r.be.(*fakeBackend); !fake && (len(r.sc.Networks) > 0 || hasMNP(r.sc)) {
+		// A real API server here has no NetworkAttachmentDefinition CRD,
+		// and the run writes typed objects only.
+		return fmt.Errorf("secondary networks run against the fake API server only (no --apiserver, no Services)")
+	}
 	r.nets = netState{addrs: map[string]map[string][]netip.Addr{}, next: map[string]netip.Addr{}, used: map[string]map[netip.Addr]bool{}}
 	for _, n := range r.sc.Networks {
 		if err := r.net.AddNetwork(netlab.Network{Name: n.Name, Bridge: n.Bridge(), VLAN: n.VLAN}); err != nil {
@@ -63,6 +68,17 @@ func (r *run) setupNetworks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hasMNP reports whether any object of the scenario is a
+// MultiNetworkPolicy.
+func hasMNP(sc *scenario.Scenario) bool {
+	for _, obj := range allObjects(sc) {
+		if _, ok := obj.(*model.MultiNetworkPolicy); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // attachNetworks gives a pod (on first sight) its secondary interfaces and
