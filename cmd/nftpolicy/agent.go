@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -211,6 +213,24 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		}
 		logger.Info("Admin network policy kinds", "watched", kinds)
 	}
+	// Secondary networks (docs/multinetwork.md): watched when the
+	// MultiNetworkPolicy CRD is installed.
+	if netKinds, err := installedNetworkKinds(ctx, client.Discovery()); err != nil {
+		return err
+	} else if slices.Contains(netKinds, model.KindMNP) {
+		dc, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		acfg.Dynamic, acfg.DynamicKinds = dc, netKinds
+		acfg.NetworkKernel = func(table string) nft.Kernel { return nft.NewNetlinkTable(kernelFD, table) }
+		acfg.ListNetworkTables = func(ctx context.Context) ([]string, error) {
+			return nft.ListTables(ctx, kernelFD, nft.NetworkTablePrefix)
+		}
+		logger.Info("Secondary networks enforced", "watched", netKinds)
+	} else {
+		logger.Info("The MultiNetworkPolicy CRD is not installed: secondary networks are not enforced")
+	}
 	a := agent.New(acfg, client)
 
 	if o.metricsAddr != "" {
@@ -260,6 +280,31 @@ func installedAdminKinds(ctx context.Context, d discovery.DiscoveryInterface) ([
 				if r.Kind == k && r.Name != "" && !strings.Contains(r.Name, "/") {
 					kinds = append(kinds, k)
 				}
+			}
+		}
+	}
+	return kinds, ctx.Err()
+}
+
+// installedNetworkKinds asks the API server which of the secondary
+// networks' kinds (MultiNetworkPolicy, NetworkAttachmentDefinition) it
+// serves, as installedAdminKinds does for the admin kinds.
+func installedNetworkKinds(ctx context.Context, d discovery.DiscoveryInterface) ([]string, error) {
+	var kinds []string
+	for _, k := range model.Kinds() {
+		if !k.Dynamic {
+			continue
+		}
+		rl, err := d.ServerResourcesForGroupVersion(k.Resource.GroupVersion().String())
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("discovering %s: %w", k.Resource.GroupVersion(), err)
+		}
+		for _, r := range rl.APIResources {
+			if r.Kind == k.Name && r.Name == k.Resource.Resource {
+				kinds = append(kinds, k.Name)
 			}
 		}
 	}

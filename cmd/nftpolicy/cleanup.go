@@ -12,7 +12,8 @@ import (
 )
 
 // cleanupCmd removes everything nftpolicy created on this node: its one
-// table (docs/ruleset.md: nftpolicy writes to nothing else). For
+// table, and the secondary networks' tables (docs/ruleset.md: nftpolicy
+// writes to nothing else). For
 // uninstalling; a running agent would program the table again.
 func cleanupCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
@@ -42,6 +43,19 @@ func cleanupCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "removed table inet %s\n", nft.TableName)
 	} else {
 		fmt.Fprintf(stdout, "no table inet %s: nothing to remove\n", nft.TableName)
+	}
+	// The secondary networks' tables (docs/multinetwork.md).
+	names, err := nft.ListTables(ctx, fd, nft.NetworkTablePrefix)
+	if err != nil {
+		fmt.Fprintln(stderr, "nftpolicy cleanup:", err)
+		return 1
+	}
+	for _, name := range names {
+		if _, err := cleanup(ctx, nft.NewNetlinkTable(fd, name)); err != nil {
+			fmt.Fprintln(stderr, "nftpolicy cleanup:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "removed table inet %s\n", name)
 	}
 	return 0
 }

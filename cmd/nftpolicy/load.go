@@ -147,6 +147,8 @@ func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclie
 		var inf cache.SharedIndexInformer
 		var l cache.GenericLister
 		switch {
+		case k.Dynamic:
+			continue // secondary networks: the agent's only (docs/multinetwork.md)
 		case !k.Tier:
 			gi, err := factory.ForResource(k.Resource)
 			if err != nil {

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -82,6 +84,17 @@ type Config struct {
 	// DNSMaxBindings bounds how many are kept.
 	DNSMinTTL, DNSMaxTTL time.Duration
 	DNSMaxBindings       int
+	// Dynamic, with NetworkKernel, watches the secondary networks' kinds
+	// (MultiNetworkPolicy, NetworkAttachmentDefinition; DynamicKinds limits
+	// them to the CRDs installed, nil: all) and programs a table per
+	// network (multinet.go). nil: secondary networks are not enforced.
+	Dynamic       dynamic.Interface
+	DynamicKinds  []string
+	NetworkKernel func(table string) nft.Kernel
+	// ListNetworkTables, when set, lists the secondary networks' tables in
+	// the kernel (nft.ListTables with NetworkTablePrefix): at the first
+	// sync, those of networks the node has no pod on are deleted.
+	ListNetworkTables func(ctx context.Context) ([]string, error)
 }
 
 // Agent programs one node.
@@ -90,6 +103,7 @@ type Agent struct {
 	client        kubernetes.Interface
 	factory       informers.SharedInformerFactory
 	policyFactory policyinformers.SharedInformerFactory
+	dynFactory    dynamicinformer.DynamicSharedInformerFactory
 	watched       []watched
 	runner        *runner
 	metrics       *Metrics
@@ -120,6 +134,15 @@ type Agent struct {
 	applied map[string]string // object key -> resourceVersion of the last applied sync
 	synced  bool
 	notify  chan struct{} // closed and replaced after every successful sync
+
+	// Secondary networks (multinet.go), touched only by the sync loop.
+	networks map[string]*netTable
+	netDirty bool
+	// netChanges are the changes since the last sync of the networks that
+	// can affect them, in order.
+	netChanges []*change
+	netListed  bool // stale network tables looked for (multinet.go)
+	netLog     map[string]string
 
 	verdicts verdictState // verdicts.go
 	dns      dnsState     // fqdn.go
@@ -162,6 +185,8 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		versions:   map[string]*string{},
 		counts:     map[string]int{},
 		applied:    map[string]string{},
+		networks:   map[string]*netTable{},
+		netLog:     map[string]string{},
 	}
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
 	if err := a.newInformers(); err != nil {
@@ -200,6 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.policyFactory.Start(ctx.Done())
 		defer a.policyFactory.Shutdown()
 	}
+	if a.dynFactory != nil {
+		a.dynFactory.Start(ctx.Done())
+		defer a.dynFactory.Shutdown()
+	}
 	a.guardStartup(ctx, logger, nodes, nodesSynced)
 	logger.V(1).Info("Waiting for the informers to sync")
 	for i, w := range a.watched {
@@ -232,6 +261,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	changes := a.tracker.take()
 	a.apply(logger, changes)
 	dnsSince := a.applyDomains()
+	a.skipBridges() // multinet.go
 	desired := a.engine.Ruleset()
 	touched := a.engine.TakeTouched()
 
@@ -287,6 +317,10 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	a.indexOrigins(full, desired, touched)
 	a.cutDenied(ctx, logger, tx)
+	if err := a.syncNetworks(ctx, logger, full); err != nil {
+		a.fail(logger, failApply, err, nil)
+		return err
+	}
 	a.observe(full, start, done)
 	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
 		// Written before the sync counts as applied: the next change a
@@ -369,6 +403,10 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 			a.counts[ch.kind]++
 		case ch.old != nil && ch.new == nil:
 			a.counts[ch.kind]--
+		}
+		if a.cfg.NetworkKernel != nil && netChange(ch) {
+			a.netDirty = true
+			a.netChanges = append(a.netChanges, ch)
 		}
 		switch ch.kind {
 		case "NetworkPolicy":

@@ -45,6 +45,14 @@ func (a *Agent) newInformers() error {
 	for _, k := range model.Kinds() {
 		var inf cache.SharedIndexInformer
 		switch {
+		case k.Dynamic:
+			if !a.watchesDynamic(k) {
+				continue
+			}
+			var err error
+			if inf, err = a.dynamicInformer(k); err != nil {
+				return fmt.Errorf("informer of %s: %w", k.Name, err)
+			}
 		case !k.Tier:
 			gi, err := a.factory.ForResource(k.Resource)
 			if err != nil {
@@ -149,7 +157,7 @@ func Transform(obj any) (any, error) {
 		m.SetManagedFields(nil)
 		// Only nftpolicy's own annotations change what is compiled.
 		var keep map[string]string
-		for _, k := range []string{model.AnnotationEnforcement, model.AnnotationLogAccepts} {
+		for _, k := range []string{model.AnnotationEnforcement, model.AnnotationLogAccepts, model.AnnotationNetworkStatus, model.AnnotationPolicyFor} {
 			if v, ok := m.GetAnnotations()[k]; ok {
 				if keep == nil {
 					keep = map[string]string{}
@@ -184,6 +192,7 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		UID:               m.UID,
 		ResourceVersion:   m.ResourceVersion,
 		Labels:            m.Labels,
+		Annotations:       m.Annotations, // what Transform kept
 		DeletionTimestamp: m.DeletionTimestamp,
 	}
 }

@@ -97,6 +97,7 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		touched:     nft.NewTouched(),
 	}
 	e.baseChains()
+	e.guardBridge() // bridges.go
 	e.podCIDRs()
 	e.sortTiers()
 	for _, key := range sortedKeys(c.PodsOn(node)) {

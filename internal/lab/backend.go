@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
@@ -42,21 +43,27 @@ type backend interface {
 // those.
 type fakeBackend struct {
 	client *fake.Clientset
-	policy *policyfake.Clientset // the network-policy-api kinds
+	policy *policyfake.Clientset          // the network-policy-api kinds
+	dyn    *dynamicfake.FakeDynamicClient // the CRD kinds of secondary networks
 	rv     int64
 }
 
 func newFakeBackend() *fakeBackend {
 	// NewClientset needs schemas this module does not ship.
-	return &fakeBackend{client: fake.NewClientset(), policy: policyfake.NewSimpleClientset()}
+	return &fakeBackend{client: fake.NewClientset(), policy: policyfake.NewSimpleClientset(), dyn: newDynamicFake()}
 }
 
-func (f *fakeBackend) agentClients() Clients { return Clients{Kube: f.client, Policy: f.policy} }
+func (f *fakeBackend) agentClients() Clients {
+	return Clients{Kube: f.client, Policy: f.policy, Dynamic: f.dyn}
+}
 
 // tracker is the fake's object store that holds kind k: writing to it is
 // what the typed fake clients do, so one path serves every kind the model
 // knows.
 func (f *fakeBackend) tracker(k model.Kind) k8stesting.ObjectTracker {
+	if k.Dynamic {
+		return f.dyn.Tracker()
+	}
 	if k.Tier {
 		return f.policy.Tracker()
 	}
@@ -72,10 +79,18 @@ func (f *fakeBackend) write(ctx context.Context, exists bool, obj runtime.Object
 	f.rv++
 	m := obj.(metav1.Object)
 	m.SetResourceVersion(strconv.FormatInt(f.rv, 10))
-	if exists {
-		return obj, f.tracker(k).Update(k.Resource, obj, m.GetNamespace(), metav1.UpdateOptions{})
+	store := obj
+	if k.Dynamic {
+		u, err := unstructuredOf(k, obj)
+		if err != nil {
+			return nil, err
+		}
+		store = u
 	}
-	return obj, f.tracker(k).Create(k.Resource, obj, m.GetNamespace(), metav1.CreateOptions{})
+	if exists {
+		return obj, f.tracker(k).Update(k.Resource, store, m.GetNamespace(), metav1.UpdateOptions{})
+	}
+	return obj, f.tracker(k).Create(k.Resource, store, m.GetNamespace(), metav1.CreateOptions{})
 }
 
 func (f *fakeBackend) remove(ctx context.Context, ref scenario.ObjectRef) error {

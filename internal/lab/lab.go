@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -192,6 +193,7 @@ type run struct {
 	cp       *controlPlane
 	proxyBin string
 	names    *NameServer // the scenario's name server (dns.go), if any
+	nets     netState    // networks.go
 }
 
 func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
@@ -206,7 +208,13 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			return fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	}
+	if err := r.setupNetworks(ctx); err != nil {
+		return err
+	}
 	for _, e := range r.sc.Externals {
+		if e.Network != "" {
+			continue // on its VLAN (setupNetworks)
+		}
 		if err := r.net.AddExternal(e.Name, e.IPs); err != nil {
 			return fmt.Errorf("external %s: %w", e.Name, err)
 		}
@@ -241,9 +249,13 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 		c := r.be.agentClients()
 		fd := int(f.Fd())
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
+		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
 			Model:      model.Options{DNSGroup: r.dnsGroup()},
-			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}, c.Kube)
+			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}
+		if c.Dynamic != nil {
+			cfg.Dynamic, cfg.NetworkKernel, cfg.ListNetworkTables = c.Dynamic, networkKernel(f), listNetworkTables(f)
+		}
+		a := agent.New(cfg, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -293,11 +305,15 @@ func (r *run) placePod(pod *corev1.Pod) error {
 	if pod.Spec.HostNetwork {
 		return nil
 	}
+	first := !r.pods[id]
 	if !r.pods[id] {
 		if err := r.net.AddPod(id, pod.Spec.NodeName, manifest.PodIPs(pod)); err != nil {
 			return err
 		}
 		r.pods[id] = true
+	}
+	if err := r.attachNetworks(pod, first); err != nil {
+		return err
 	}
 	return r.listen(id, pod)
 }
@@ -366,6 +382,8 @@ func (r *run) barrier(ctx context.Context) error {
 type Clients struct {
 	Kube   kubernetes.Interface
 	Policy policyclient.Interface
+	// Dynamic watches the CRD kinds of secondary networks; nil: none.
+	Dynamic dynamic.Interface
 }
 
 // Server runs a scenario against a real API server instead of the fake

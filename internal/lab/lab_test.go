@@ -77,7 +77,7 @@ func scenarioFiles(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services", "fqdn"} {
+	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services", "fqdn", "multinetwork"} {
 		if perDir[dir] == 0 {
 			t.Errorf("no scenario files in %s", filepath.Join(root, dir))
 		}
@@ -156,5 +156,22 @@ func TestDomainNamesNeedLearning(t *testing.T) {
 	scenario.WriteText(&b, []scenario.Report{rep})
 	if s.Failed != 1 || !strings.Contains(b.String(), "web/client -> dns/www.example.com: want allowed") {
 		t.Fatalf("summary %s, want exactly the learned name failing:\n%s", s, b.String())
+	}
+}
+
+// TestWrongExpectationFailsOnANetwork: the same on a secondary network,
+// where the denial comes from the network's own table judging bridged
+// traffic.
+func TestWrongExpectationFailsOnANetwork(t *testing.T) {
+	testutil.NeedKernel(t)
+	rep := runFile(t, "testdata/wrong-expectation-multinetwork.yaml")
+	s := rep.Summary()
+	if s.OK() || s.Failed != 1 || s.Passed != 1 {
+		t.Fatalf("summary %s, want one pass (x/a -> x/b) and one failure (x/b -> x/a)", s)
+	}
+	var b bytes.Buffer
+	scenario.WriteText(&b, []scenario.Report{rep})
+	if !strings.Contains(b.String(), "x/b@vlan10 -> x/a@vlan10: want allowed") {
+		t.Errorf("the mismatch is not listed:\n%s", b.String())
 	}
 }

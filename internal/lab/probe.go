@@ -130,7 +130,7 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 			// again (as the upstream e2e prober does): a lost first SYN must
 			// not fail a run. An unexpected pass is never retried away.
 			for try := 0; try < probeTries; try++ {
-				res.Got = outcome(r.net.Probe(ctx, res.From.String(), res.To.String(), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout))
+				res.Got = r.probeOnce(ctx, res, family, string(st.Probe.Protocol), uint16(port))
 				if res.Want.Verdict != scenario.Allowed || res.Got.Detail != scenario.DetailTimeout {
 					break
 				}

@@ -61,7 +61,8 @@ func ReadCluster(file string, data []byte) (*Cluster, []error) {
 // line of each object and delete entry for the checks of Walk.
 type loader struct {
 	Reader
-	fams        []Family // the file's ipFamilies, once read
+	fams        []Family  // the file's ipFamilies, once read
+	nets        []Network // the file's networks, once read
 	lines       map[runtime.Object]int
 	deleteLines map[[2]int]int // {step, index} -> line
 }
@@ -72,7 +73,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 		l.Errorf(1, "empty file: a scenario needs at least a name")
 		return s
 	}
-	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "dns", "steps")
+	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "networks", "objects", "externals", "dns", "steps")
 	if top == nil {
 		return s
 	}
@@ -91,12 +92,17 @@ func (l *loader) cluster(root *Value) *Cluster {
 	if v, ok := top["nodes"]; ok {
 		listed = l.nodeNames(v)
 	}
+	if v, ok := top["networks"]; ok {
+		s.Networks = l.networks(v)
+		l.nets = s.Networks
+	}
 	var objects []runtime.Object
 	if v, ok := top["objects"]; ok {
 		objects = l.objects(v, "objects")
 	}
 	if v, ok := top["externals"]; ok {
 		s.Externals = l.externals(v)
+		l.checkExternals(s.Externals, v)
 	}
 	if v, ok := top["dns"]; ok {
 		s.DNS = l.dns(v, s.Externals)
@@ -172,6 +178,7 @@ func (l *loader) objects(v *Value, what string) []runtime.Object {
 		seen[ref] = item.Line
 		l.lines[obj] = item.Line
 		l.checkAddresses(obj, item)
+		l.checkNetworks(obj, item)
 		out = append(out, obj)
 	}
 	return out
@@ -224,7 +231,7 @@ func (l *loader) checkAddresses(obj runtime.Object, v *Value) {
 func (l *loader) externals(v *Value) []External {
 	var out []External
 	for _, item := range l.List(v, "externals", false) {
-		f := l.Fields(item, "an external", "name", "ips")
+		f := l.Fields(item, "an external", "name", "ips", "network")
 		if f == nil {
 			continue
 		}
@@ -239,6 +246,12 @@ func (l *loader) externals(v *Value) []External {
 		if slices.ContainsFunc(out, func(o External) bool { return o.Name == e.Name }) {
 			l.Errorf(item.Line, "external %q declared twice", e.Name)
 			continue
+		}
+		if nv, ok := f["network"]; ok {
+			e.Network, _ = l.Str(nv, "network")
+			if !slices.ContainsFunc(l.nets, func(n Network) bool { return n.Name == e.Network }) {
+				l.Errorf(nv.Line, "external %s: no network %q", e.Name, e.Network)
+			}
 		}
 		ips, ok := f["ips"]
 		if !ok {

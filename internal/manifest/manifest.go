@@ -37,7 +37,9 @@ type Cluster struct {
 	Objects   []runtime.Object
 	Externals []External
 	DNS       *DNS // the name server, if the file has one (dns.go)
-	Steps     []Step
+	// Networks are the secondary networks (networks.go).
+	Networks []Network
+	Steps    []Step
 
 	// Where objects and delete entries are, for the checks of Walk.
 	lines       map[runtime.Object]int
@@ -88,6 +90,9 @@ func FamilyOf(a netip.Addr) Family {
 type External struct {
 	Name string
 	IPs  []netip.Addr
+	// Network, when set, puts it on that secondary network only (its VLAN),
+	// not on the fabric.
+	Network string
 }
 
 // ObjectRef names an object as a delete step does. Namespace is empty for

@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
 // The kinds a scenario may hold, by kind name. A kind has exactly one
@@ -36,6 +38,7 @@ var kinds = map[string]struct {
 	"AdminNetworkPolicy":         {schema.GroupVersion(v1alpha1.GroupVersion), false},
 	"BaselineAdminNetworkPolicy": {schema.GroupVersion(v1alpha1.GroupVersion), false},
 	"ClusterNetworkPolicy":       {schema.GroupVersion(v1alpha2.GroupVersion), false},
+	"MultiNetworkPolicy":         {model.MNPVersion, true},
 }
 
 // codec decodes as the API server does with strict field validation
@@ -50,6 +53,7 @@ var scheme = func() *runtime.Scheme {
 	utilruntime.Must(networkingv1.AddToScheme(s))
 	utilruntime.Must(v1alpha1.Install(s))
 	utilruntime.Must(v1alpha2.Install(s))
+	utilruntime.Must(model.AddToScheme(s))
 	return s
 }()
 

@@ -48,6 +48,8 @@ func PodFromAPI(pod *v1.Pod) *Pod {
 	if len(pod.Status.PodIPs) == 0 && pod.Status.PodIP != "" {
 		add(pod.Status.PodIP)
 	}
+	// A bad annotation gives no attachment (multinet.go).
+	p.Networks, _ = ParseNetworkStatus(pod.Namespace, pod.Annotations[AnnotationNetworkStatus])
 	for _, c := range pod.Spec.Containers {
 		for _, cp := range c.Ports {
 			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {

@@ -100,6 +100,10 @@ type Options struct {
 	// domainNames policies' subjects to (the compiler's only); 0 copies
 	// none, and domain peers match only the bindings set by hand.
 	DNSGroup uint16
+	// Bridge, for the table of a secondary network (docs/multinetwork.md):
+	// its base chains judge only what is bridged on this bridge (through
+	// bridge netfilter) and let everything else pass.
+	Bridge string
 }
 
 // DefaultDNSGroup is the agent's NFLOG group for DNS answers.

@@ -1,10 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"reflect"
 
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -22,6 +24,9 @@ type Kind struct {
 	// network-policy-api ones among them, watched through their own client,
 	// with status conditions the agent writes.
 	Policy, Tier bool
+	// Dynamic marks the kinds of CRDs that may not be installed, watched
+	// through the dynamic client only when they are (multinet.go).
+	Dynamic bool
 
 	goType reflect.Type
 	set    func(c *Cluster, obj any)
@@ -78,6 +83,18 @@ var kinds = []Kind{
 		set:    func(c *Cluster, obj any) { c.setTier(CNPFromAPI(obj.(*v1alpha2.ClusterNetworkPolicy))) },
 		del:    func(c *Cluster, _, name string) { delete(c.TierPolicies, KindCNP+"/"+name) },
 	},
+	{
+		Name: KindNAD, Namespaced: true, Dynamic: true, Resource: NADVersion.WithResource("network-attachment-definitions"),
+		goType: reflect.TypeFor[*NetworkAttachmentDefinition](),
+		set:    func(c *Cluster, obj any) { c.setNetwork(NetworkFromAPI(obj.(*NetworkAttachmentDefinition))) },
+		del:    (*Cluster).deleteNetwork,
+	},
+	{
+		Name: KindMNP, Namespaced: true, Policy: true, Dynamic: true, Resource: MNPVersion.WithResource("multi-networkpolicies"),
+		goType: reflect.TypeFor[*MultiNetworkPolicy](),
+		set:    func(c *Cluster, obj any) { c.setMulti(MultiPolicyFromAPI(obj.(*MultiNetworkPolicy))) },
+		del:    (*Cluster).deleteMulti,
+	},
 }
 
 var (
@@ -113,4 +130,13 @@ func KindNamed(name string) (Kind, bool) {
 		return Kind{}, false
 	}
 	return *k, true
+}
+
+// New returns a new, empty object of the kind.
+func (k Kind) New() (runtime.Object, error) {
+	obj, ok := reflect.New(k.goType.Elem()).Interface().(runtime.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a runtime.Object", k.Name)
+	}
+	return obj, nil
 }

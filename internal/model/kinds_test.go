@@ -16,7 +16,7 @@ import (
 // watch one kind and feed the model another.
 func TestKindsTableMatchesTheAPI(t *testing.T) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, policyscheme.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, policyscheme.AddToScheme, AddToScheme} {
 		if err := add(s); err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,11 @@ func TestKindsTableMatchesTheAPI(t *testing.T) {
 		if gvk.Kind != k.Name || gvk.GroupVersion() != k.Resource.GroupVersion() {
 			t.Errorf("%s: the API registers %v, the table says %s in %v", k.Name, gvk, k.Name, k.Resource.GroupVersion())
 		}
-		if want, _ := meta.UnsafeGuessKindToResource(gvk); k.Resource != want {
+		want, _ := meta.UnsafeGuessKindToResource(gvk)
+		if plural, ok := crdPlurals[k.Name]; ok {
+			want.Resource = plural
+		}
+		if k.Resource != want {
 			t.Errorf("%s: resource %v, want %v", k.Name, k.Resource, want)
 		}
 		if got, ok := KindOf(obj); !ok || got.Name != k.Name {
@@ -76,4 +80,11 @@ func TestSetDeleteEveryKind(t *testing.T) {
 	if err := c.Delete("Service", "ns", "x"); err == nil {
 		t.Error("Delete of a kind the model does not know: no error")
 	}
+}
+
+// crdPlurals are the resource names of the CRDs whose plural is not the
+// lower-case kind plus "s" (the k8snetworkplumbingwg CRDs' spec.names).
+var crdPlurals = map[string]string{
+	KindMNP: "multi-networkpolicies",
+	KindNAD: "network-attachment-definitions",
 }

@@ -49,6 +49,8 @@ type Pod struct {
 	// peers: their IPs may already belong to someone else.
 	Terminal bool
 	Ports    []NamedPort
+	// Networks are its attachments to secondary networks (multinet.go).
+	Networks []Attachment
 }
 
 // Key is "namespace/name".
@@ -178,6 +180,11 @@ type Cluster struct {
 	Policies   map[string]*Policy // by Key
 	// TierPolicies are the admin and baseline tiers' policies, by Key.
 	TierPolicies map[string]*TierPolicy
+	// MultiPolicies (MultiNetworkPolicies) and Networks
+	// (NetworkAttachmentDefinitions), by Key; nil until one is set
+	// (multinet.go).
+	MultiPolicies map[string]*MultiPolicy
+	Networks      map[string]*Network
 
 	// Indexes kept by Set and Delete, so that an incremental compiler
 	// never scans the whole cluster for one change.

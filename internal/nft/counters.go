@@ -44,10 +44,10 @@ func (n *Netlink) Counters(ctx context.Context) (map[string]Count, error) {
 	}
 	defer stop()
 	out := map[string]Count{}
-	if ok, err := tableExists(c); !ok || err != nil {
+	if ok, err := tableExists(c, n.table); !ok || err != nil {
 		return out, err
 	}
-	msgs, err := dumpRequest(c, unix.NFT_MSG_GETRULE, netlink.Dump, strAttr(unix.NFTA_RULE_TABLE, TableName))
+	msgs, err := dumpRequest(c, unix.NFT_MSG_GETRULE, netlink.Dump, strAttr(unix.NFTA_RULE_TABLE, n.table))
 	if err != nil {
 		return nil, fmt.Errorf("nft: counters: %w", err)
 	}

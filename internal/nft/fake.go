@@ -374,6 +374,11 @@ func (st *fakeState) checkMatch(m Match) error {
 		return nil
 	case MatchICMPv6ND, MatchFibSaddrLocal, MatchFibDaddrLocal, MatchDNSAnswer:
 		return nil
+	case MatchIfname:
+		if _, err := ifnameExprs(m); err != nil {
+			return fakeErr(syscall.EINVAL, "%v", err)
+		}
+		return nil
 	case MatchAddrInSet:
 		// A map's keys can be matched too (the kernel allows a lookup
 		// without a destination register).

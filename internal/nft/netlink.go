@@ -23,6 +23,7 @@ import (
 // docs/nftables-notes.md, traps 7 and 11).
 type Netlink struct {
 	netnsFD int
+	table   string // the inet table it programs and reads: TableName unless NewNetlinkTable
 
 	mu       sync.Mutex
 	conn     *nftables.Conn // the lasting connection; nil: dial on the next Apply
@@ -33,7 +34,14 @@ type Netlink struct {
 
 // NewNetlink returns a Kernel for the network namespace open as netnsFD, or
 // for the caller's namespace when netnsFD is -1. It opens nothing yet.
-func NewNetlink(netnsFD int) *Netlink { return &Netlink{netnsFD: netnsFD} }
+func NewNetlink(netnsFD int) *Netlink { return NewNetlinkTable(netnsFD, TableName) }
+
+// NewNetlinkTable is NewNetlink for another inet table of nftpolicy's: the
+// table of one secondary network (docs/multinetwork.md) is programmed by
+// the same code as the primary one.
+func NewNetlinkTable(netnsFD int, table string) *Netlink {
+	return &Netlink{netnsFD: netnsFD, table: table}
+}
 
 // Close closes the lasting socket, if one is open.
 func (n *Netlink) Close() error {
@@ -101,7 +109,7 @@ func (n *Netlink) Apply(ctx context.Context, tx *Transaction) (err error) {
 			return fmt.Errorf("nft: %s: %w", txSize(tx), err)
 		}
 	}
-	b := &batch{conn: n.conn, sets: map[string]*nftables.Set{}}
+	b := &batch{conn: n.conn, table: n.table, sets: map[string]*nftables.Set{}}
 	for i, op := range tx.Ops {
 		if err := b.add(op); err != nil {
 			return fmt.Errorf("nft: %s not sent: op %d (%s): %w", txSize(tx), i, opLabel(op), err)
@@ -253,8 +261,8 @@ func opLabel(op Op) string {
 }
 
 // nftTable is the table every object lives in.
-func nftTable() *nftables.Table {
-	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+func nftTable(name string) *nftables.Table {
+	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 }
 
 // hookNums are the inet hooks a base chain may use.
@@ -268,8 +276,8 @@ var hookNums = map[string]nftables.ChainHook{
 
 // chainSpec declares a chain; with a hook it is a filter base chain at
 // priority filter (0) + Priority with policy accept.
-func chainSpec(name string, h *Hook) (*nftables.Chain, error) {
-	c := &nftables.Chain{Table: nftTable(), Name: name}
+func chainSpec(table, name string, h *Hook) (*nftables.Chain, error) {
+	c := &nftables.Chain{Table: nftTable(table), Name: name}
 	if h == nil {
 		return c, nil
 	}
@@ -287,7 +295,8 @@ func chainSpec(name string, h *Hook) (*nftables.Chain, error) {
 
 // batch encodes a transaction's ops into a Conn's pending messages.
 type batch struct {
-	conn *nftables.Conn
+	conn  *nftables.Conn
+	table string // the table every object of the batch is in
 	// sets added in this batch by name, for their batch IDs.
 	sets   map[string]*nftables.Set
 	lastID uint32
@@ -307,22 +316,22 @@ func (b *batch) add(op Op) error {
 	b.queued(opBytes)
 	switch op.Kind {
 	case OpAddTable:
-		b.conn.AddTable(nftTable())
+		b.conn.AddTable(nftTable(b.table))
 	case OpDeleteTable:
-		b.conn.DelTable(nftTable())
+		b.conn.DelTable(nftTable(b.table))
 	case OpDeleteSet:
 		delete(b.sets, op.Name)
 		b.conn.DelSet(b.setRef(op.Name))
 	case OpAddChain:
-		c, err := chainSpec(op.Name, op.Hook)
+		c, err := chainSpec(b.table, op.Name, op.Hook)
 		if err != nil {
 			return fmt.Errorf("declare chain: %w", err)
 		}
 		b.conn.AddChain(c)
 	case OpDeleteChain:
-		b.conn.DelChain(&nftables.Chain{Table: nftTable(), Name: op.Name})
+		b.conn.DelChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
 	case OpFlushChain:
-		b.conn.FlushChain(&nftables.Chain{Table: nftTable(), Name: op.Name})
+		b.conn.FlushChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
 	default:
 		return fmt.Errorf("unknown op kind %d", int(op.Kind))
 	}
@@ -340,6 +349,7 @@ func (b *batch) addSet(op Op) error {
 	if err != nil {
 		return fmt.Errorf("declare set: %w", err)
 	}
+	s.Table = nftTable(b.table)
 	s.ID = b.newID()
 	b.sets[op.Name] = s
 	b.queued(opBytes)
@@ -359,7 +369,7 @@ func (b *batch) setRef(name string) *nftables.Set {
 	if s, ok := b.sets[name]; ok {
 		return s
 	}
-	return &nftables.Set{Table: nftTable(), Name: name}
+	return &nftables.Set{Table: nftTable(b.table), Name: name}
 }
 
 func (b *batch) addRule(op Op) error {
@@ -372,8 +382,8 @@ func (b *batch) addRule(op Op) error {
 	}
 	b.queued(ruleBytes)
 	b.conn.AddRule(&nftables.Rule{
-		Table:    nftTable(),
-		Chain:    &nftables.Chain{Table: nftTable(), Name: op.Name},
+		Table:    nftTable(b.table),
+		Chain:    &nftables.Chain{Table: nftTable(b.table), Name: op.Name},
 		Exprs:    exprs,
 		UserData: ruleUserData(op.Rule),
 	})
@@ -383,7 +393,7 @@ func (b *batch) addRule(op Op) error {
 // addAnonSet adds a constant anonymous set for one rule. The kernel names it
 // and binds it to the rule that refers to it by its batch ID.
 func (b *batch) addAnonSet(t nftables.SetDatatype, keys []byte) (*nftables.Set, error) {
-	s := &nftables.Set{Table: nftTable(), Name: "__set%d", ID: b.newID(),
+	s := &nftables.Set{Table: nftTable(b.table), Name: "__set%d", ID: b.newID(),
 		Anonymous: true, Constant: true, KeyType: t}
 	elems := make([]nftables.SetElement, len(keys))
 	for i, k := range keys {

@@ -53,7 +53,7 @@ func (n *Netlink) Dump(ctx context.Context) (*Ruleset, error) {
 	}
 	defer stop()
 	for range maxDumpAttempts {
-		rs, consistent, err := dumpOnce(c)
+		rs, consistent, err := dumpOnce(c, n.table)
 		if !consistent {
 			continue
 		}
@@ -67,12 +67,12 @@ func (n *Netlink) Dump(ctx context.Context) (*Ruleset, error) {
 
 // dumpOnce reads the table between two reads of the ruleset generation and
 // reports whether nothing changed meanwhile.
-func dumpOnce(c *netlink.Conn) (*Ruleset, bool, error) {
+func dumpOnce(c *netlink.Conn, table string) (*Ruleset, bool, error) {
 	gen, err := generation(c)
 	if err != nil {
 		return nil, true, err
 	}
-	rs, err := dumpTable(c)
+	rs, err := dumpTable(c, table)
 	if errors.Is(err, errDumpInterrupted) {
 		return nil, false, err
 	}
@@ -83,18 +83,18 @@ func dumpOnce(c *netlink.Conn) (*Ruleset, bool, error) {
 	return rs, gen == after, err
 }
 
-func dumpTable(c *netlink.Conn) (*Ruleset, error) {
-	if ok, err := tableExists(c); !ok || err != nil {
+func dumpTable(c *netlink.Conn, table string) (*Ruleset, error) {
+	if ok, err := tableExists(c, table); !ok || err != nil {
 		return nil, err
 	}
 	rs := NewRuleset()
-	if err := dumpSets(c, rs); err != nil {
+	if err := dumpSets(c, table, rs); err != nil {
 		return nil, err
 	}
-	if err := dumpChains(c, rs); err != nil {
+	if err := dumpChains(c, table, rs); err != nil {
 		return nil, err
 	}
-	if err := dumpRules(c, rs); err != nil {
+	if err := dumpRules(c, table, rs); err != nil {
 		return nil, err
 	}
 	return rs, nil
@@ -166,8 +166,8 @@ func generation(c *netlink.Conn) (uint32, error) {
 	return 0, errors.New("read generation: no generation ID in the answer")
 }
 
-func tableExists(c *netlink.Conn) (bool, error) {
-	_, err := dumpRequest(c, unix.NFT_MSG_GETTABLE, 0, strAttr(unix.NFTA_TABLE_NAME, TableName))
+func tableExists(c *netlink.Conn, table string) (bool, error) {
+	_, err := dumpRequest(c, unix.NFT_MSG_GETTABLE, 0, strAttr(unix.NFTA_TABLE_NAME, table))
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return false, nil
@@ -197,20 +197,20 @@ var setTypesBySig = func() map[setSig]SetType {
 	return m
 }()
 
-func dumpSets(c *netlink.Conn, rs *Ruleset) error {
-	msgs, err := dumpRequest(c, unix.NFT_MSG_GETSET, netlink.Dump, strAttr(unix.NFTA_SET_TABLE, TableName))
+func dumpSets(c *netlink.Conn, table string, rs *Ruleset) error {
+	msgs, err := dumpRequest(c, unix.NFT_MSG_GETSET, netlink.Dump, strAttr(unix.NFTA_SET_TABLE, table))
 	if err != nil {
 		return fmt.Errorf("read sets: %w", err)
 	}
 	for _, m := range msgs {
-		s, err := decodeSet(m)
+		s, err := decodeSet(m, table)
 		if err != nil {
 			return fmt.Errorf("read sets: %w", err)
 		}
 		if s == nil {
 			continue // an anonymous set: part of a rule
 		}
-		if err := dumpElems(c, s); err != nil {
+		if err := dumpElems(c, table, s); err != nil {
 			return err
 		}
 		rs.Sets[s.Name] = s
@@ -222,7 +222,7 @@ func dumpSets(c *netlink.Conn, rs *Ruleset) error {
 // key type is the kernel's NFTA_SET_KEY_TYPE, which is right: only
 // google/nftables' decoder overwrites it with "verdict" (docs/nftables-notes.md,
 // trap 5).
-func decodeSet(m netlink.Message) (*Set, error) {
+func decodeSet(m netlink.Message, want string) (*Set, error) {
 	ad, err := msgDecoder(m, unix.NFT_MSG_NEWSET)
 	if err != nil {
 		return nil, err
@@ -253,7 +253,7 @@ func decodeSet(m netlink.Message) (*Set, error) {
 	if err := ad.Err(); err != nil {
 		return nil, err
 	}
-	if table != TableName || flags&unix.NFT_SET_ANONYMOUS != 0 {
+	if table != want || flags&unix.NFT_SET_ANONYMOUS != 0 {
 		return nil, nil
 	}
 	sig.interval = flags&unix.NFT_SET_INTERVAL != 0
@@ -294,9 +294,9 @@ type kernelElem struct {
 	chain       string // maps: the verdict's chain
 }
 
-func dumpElems(c *netlink.Conn, s *Set) error {
+func dumpElems(c *netlink.Conn, table string, s *Set) error {
 	msgs, err := dumpRequest(c, unix.NFT_MSG_GETSETELEM, netlink.Dump,
-		strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, TableName), strAttr(unix.NFTA_SET_ELEM_LIST_SET, s.Name))
+		strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, table), strAttr(unix.NFTA_SET_ELEM_LIST_SET, s.Name))
 	if err != nil {
 		return fmt.Errorf("read elements of set %s: %w", s.Name, err)
 	}
@@ -491,17 +491,17 @@ var hookNames = func() map[uint32]string {
 	return m
 }()
 
-func dumpChains(c *netlink.Conn, rs *Ruleset) error {
-	msgs, err := dumpRequest(c, unix.NFT_MSG_GETCHAIN, netlink.Dump, strAttr(unix.NFTA_CHAIN_TABLE, TableName))
+func dumpChains(c *netlink.Conn, table string, rs *Ruleset) error {
+	msgs, err := dumpRequest(c, unix.NFT_MSG_GETCHAIN, netlink.Dump, strAttr(unix.NFTA_CHAIN_TABLE, table))
 	if err != nil {
 		return fmt.Errorf("read chains: %w", err)
 	}
 	for _, m := range msgs {
-		ch, table, err := decodeChain(m)
+		ch, chTable, err := decodeChain(m)
 		if err != nil {
 			return fmt.Errorf("read chains: %w", err)
 		}
-		if table == TableName { // the kernel may list other tables' chains too
+		if chTable == table { // the kernel may list other tables' chains too
 			rs.Chains[ch.Name] = ch
 		}
 	}
@@ -539,8 +539,8 @@ func decodeChain(m netlink.Message) (*Chain, string, error) {
 	return ch, table, ad.Err()
 }
 
-func dumpRules(c *netlink.Conn, rs *Ruleset) error {
-	msgs, err := dumpRequest(c, unix.NFT_MSG_GETRULE, netlink.Dump, strAttr(unix.NFTA_RULE_TABLE, TableName))
+func dumpRules(c *netlink.Conn, table string, rs *Ruleset) error {
+	msgs, err := dumpRequest(c, unix.NFT_MSG_GETRULE, netlink.Dump, strAttr(unix.NFTA_RULE_TABLE, table))
 	if err != nil {
 		return fmt.Errorf("read rules: %w", err)
 	}

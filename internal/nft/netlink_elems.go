@@ -30,7 +30,7 @@ const (
 // declares it.
 func setSpec(name string, t SetType, comment string) (*nftables.Set, error) {
 	s := &nftables.Set{
-		Table:   nftTable(),
+		Table:   nftTable(TableName), // addSet puts it in its batch's table
 		Name:    name,
 		Comment: truncate(comment, MaxCommentLen),
 	}

@@ -108,6 +108,8 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 		), nil
 	case MatchICMPv6ND:
 		return b.icmpv6NDExprs()
+	case MatchIfname:
+		return ifnameExprs(m)
 	case MatchFibSaddrLocal:
 		return []expr.Any{
 			&expr.Fib{Register: reg32(0), FlagSADDR: true, ResultADDRTYPE: true},

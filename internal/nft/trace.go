@@ -15,6 +15,9 @@ type Packet struct {
 	FromLocal bool
 	// ToLocal: the destination is an address of the node itself.
 	ToLocal bool
+	// Iif and Oif name the input and output interfaces, for MatchIfname
+	// (a bridged packet has its bridge as both).
+	Iif, Oif string
 }
 
 // TraceResult is what a base chain decided and the rules that matched on
@@ -167,6 +170,8 @@ func (rs *Ruleset) match(m Match, p Packet) bool {
 		return FamilyOf(p.Dst) == m.Family && rs.contains(m.Set, Elem{Addr: p.Dst, Proto: p.Proto, Port: p.Port})
 	case MatchICMPv6ND:
 		return false // Packet models TCP, UDP and SCTP only
+	case MatchIfname:
+		return traceIfname(m, p)
 	case MatchFibSaddrLocal:
 		return p.FromLocal
 	case MatchFibDaddrLocal:

@@ -345,6 +345,12 @@ func EndpointsOf(objs []runtime.Object, externals []External) []Endpoint {
 		case *corev1.Pod:
 			if !o.Spec.HostNetwork {
 				pods = append(pods, PodEndpoint(o.Namespace, o.Name))
+				// Its secondary networks (a bad annotation is the loader's error).
+				reqs, _ := manifest.Requests(o)
+				for _, r := range reqs {
+					_, net, _ := strings.Cut(r.Network, "/")
+					pods = append(pods, Endpoint{Kind: KindPod, Namespace: o.Namespace, Name: o.Name, Network: net})
+				}
 			}
 		case *corev1.Node:
 			nodes = append(nodes, NodeEndpoint(o.Name))
@@ -356,7 +362,7 @@ func EndpointsOf(objs []runtime.Object, externals []External) []Endpoint {
 		}
 	}
 	byName := func(a, b Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Network, b.Network))
 	}
 	slices.SortFunc(pods, byName)
 	slices.SortFunc(svcs, byName)

@@ -34,6 +34,9 @@ type Endpoint struct {
 	Node      string // node ports only: the node whose address is probed
 	Namespace string // pods and Services
 	Name      string
+	// Network, for a pod, names the secondary network whose address is
+	// probed ("ns/pod@NETWORK"); empty: its primary one.
+	Network string
 }
 
 // PodEndpoint, ExternalEndpoint and NodeEndpoint build endpoints.
@@ -98,6 +101,7 @@ type Pattern struct {
 	Node      string // node ports only; a name or Wildcard
 	Namespace string // pods and Services; a name or Wildcard
 	Name      string // a name or Wildcard
+	Network   string // pods only: a secondary network's name, never Wildcard; empty: the primary network
 }
 
 // ErrPattern is wrapped by every pattern syntax error.
@@ -106,6 +110,20 @@ var ErrPattern = errors.New("bad endpoint pattern")
 // ParsePattern parses an endpoint pattern. A * stands for a whole part:
 // "x/*" is a pattern, "x/a*" is not.
 func ParsePattern(s string) (Pattern, error) {
+	if base, net, ok := strings.Cut(s, "@"); ok {
+		p, err := ParsePattern(base)
+		if err != nil {
+			return Pattern{}, err
+		}
+		if p.Kind != KindPod {
+			return Pattern{}, fmt.Errorf("%w %q: only pods have @NETWORK", ErrPattern, s)
+		}
+		if errs := validation.IsDNS1123Label(net); len(errs) > 0 {
+			return Pattern{}, fmt.Errorf("%w %q: network %q: %s", ErrPattern, s, net, strings.Join(errs, "; "))
+		}
+		p.Network = net
+		return p, nil
+	}
 	parts := strings.Split(s, "/")
 	bad := func() (Pattern, error) {
 		return Pattern{}, fmt.Errorf("%w %q: want NAMESPACE/POD, external/NAME, node/NAME, svc/NAMESPACE/NAME, nodeport/NODE/NAMESPACE/NAME or dns/NAME", ErrPattern, s)
@@ -171,6 +189,9 @@ func patternPart(s, part, what string, valid func(string) []string) (string, err
 func (p Pattern) String() string {
 	switch p.Kind {
 	case KindPod:
+		if p.Network != "" {
+			return p.Namespace + "/" + p.Name + "@" + p.Network
+		}
 		return p.Namespace + "/" + p.Name
 	case KindService:
 		return string(p.Kind) + "/" + p.Namespace + "/" + p.Name
@@ -204,7 +225,7 @@ func (p Pattern) Matches(e Endpoint) bool {
 		return false
 	}
 	match := func(pat, v string) bool { return pat == Wildcard || pat == v }
-	return match(p.Node, e.Node) && match(p.Namespace, e.Namespace) && match(p.Name, e.Name)
+	return p.Network == e.Network && match(p.Node, e.Node) && match(p.Namespace, e.Namespace) && match(p.Name, e.Name)
 }
 
 // AllPods returns */*: every pod, the default of from and to.

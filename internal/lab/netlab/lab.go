@@ -61,8 +61,11 @@ type Lab struct {
 	nMembers  int             // counters for MACs and link names; never reused
 	nPods     int
 	listeners map[listenKey]*listener
-	sctp      map[string]*sctpResponder // by endpoint id, on kernels without SCTP sockets
-	atClose   []func()
+	// Secondary networks (bridges.go): by name, and what was built of them.
+	networks map[string]Network
+	built    map[string]bool
+	sctp     map[string]*sctpResponder // by endpoint id, on kernels without SCTP sockets
+	atClose  []func()
 }
 
 // member is a node or an external host: a namespace with a leg on the fabric.

@@ -119,6 +119,13 @@ func (l *Lab) Probe(ctx context.Context, from, to string, family int, proto stri
 // ProbeAddr probes an address rather than an endpoint, such as a Service
 // address that a DNAT rule in a node rewrites.
 func (l *Lab) ProbeAddr(ctx context.Context, from string, dst netip.Addr, proto string, port uint16, timeout time.Duration) Outcome {
+	return l.ProbeFrom(ctx, from, netip.Addr{}, dst, proto, port, timeout)
+}
+
+// ProbeFrom is ProbeAddr from a chosen source address of the endpoint (its
+// address on a secondary network); an invalid src means its first address
+// of dst's family.
+func (l *Lab) ProbeFrom(ctx context.Context, from string, src, dst netip.Addr, proto string, port uint16, timeout time.Duration) Outcome {
 	proto = strings.ToUpper(proto)
 	typ, ipproto, err := protoNumbers(proto)
 	if err != nil {
@@ -128,9 +135,12 @@ func (l *Lab) ProbeAddr(ctx context.Context, from string, dst netip.Addr, proto 
 	if dst.Is6() {
 		family = 6
 	}
-	srcNS, src, err := l.probeEnd(from, family)
+	srcNS, first, err := l.probeEnd(from, family)
 	if err != nil {
 		return failed(err)
+	}
+	if !src.IsValid() {
+		src = first
 	}
 	if timeout <= 0 {
 		timeout = time.Second
