@@ -27,6 +27,7 @@ type Metrics struct {
 	Chains             prometheus.Gauge
 	LastSync           prometheus.Gauge
 	Ready              prometheus.Gauge
+	RemoteUp           *prometheus.GaugeVec
 	policy             *policyCollector // verdicts.go
 }
 
@@ -125,6 +126,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "ready",
 			Help: "1 once the first sync after startup has succeeded (what /readyz reports), else 0.",
 		}),
+		RemoteUp: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "remote_cluster_up",
+			Help: "1 when the remote cluster's API server answered the agent's last check, else 0 (its last known pods stay enforced), by cluster.",
+		}, []string{"cluster"}),
 	}
 	m.policy = newPolicyCollector()
 	if reg != nil {

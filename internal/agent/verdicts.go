@@ -73,7 +73,7 @@ func (a *Agent) origin(prefix string) *nft.Origin {
 // startVerdicts starts the log reader and the counter reader, if configured.
 func (a *Agent) startVerdicts(ctx context.Context, logger klog.Logger) {
 	for _, w := range a.watched {
-		if w.kind.Name == "Pod" {
+		if w.kind.Name == "Pod" && w.remote == nil {
 			a.verdicts.podIPs = w.informer.GetIndexer()
 		}
 	}
