@@ -52,6 +52,10 @@ type agentOptions struct {
 	logGroup      uint16
 	logRate       float64
 	countersEvery time.Duration
+	clusterID     string
+	sameness      bool
+	remotes       []string
+	remotesDir    string
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -81,6 +85,10 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.Uint16Var(&o.logGroup, "verdict-log-group", model.DefaultLogGroup, "NFLOG group of the verdict logs (1-65535)")
 	fs.Float64Var(&o.logRate, "verdict-log-rate", 50, "most verdict lines per second the agent writes (burst twice that); the kernel also limits each logged rule to 10 copies per second")
 	fs.DurationVar(&o.countersEvery, "policy-counters-interval", 30*time.Second, "period of reading the rules' counters into nftpolicy_policy_packets_total; 0 disables")
+	fs.StringVar(&o.clusterID, "cluster-id", os.Getenv("NFTPOLICY_CLUSTER_ID"), "(default $NFTPOLICY_CLUSTER_ID) this cluster's id in its ClusterSet: local namespaces and nodes without the label "+model.ClusterLabel+" are treated as labelled with it (docs/multicluster.md)")
+	fs.BoolVar(&o.sameness, "remote-namespace-sameness", false, "every peer namespace selector also matches remote clusters' namespaces (default: only selectors that name the label "+model.ClusterLabel+")")
+	fs.StringArrayVar(&o.remotes, "remote-kubeconfig", nil, "NAME=PATH: watch the pods, namespaces and nodes of remote cluster NAME (read-only, with the kubeconfig at PATH) as peers; repeatable")
+	fs.StringVar(&o.remotesDir, "remote-kubeconfig-dir", "", "a directory of kubeconfig files, one per remote cluster, each named by its cluster's id (a mounted Secret)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -151,6 +159,14 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if o.logGroup == 0 {
 		return fmt.Errorf("--verdict-log-group: 0 is not a group the agent can use")
 	}
+	rks, err := remoteKubeconfigs(o.remotes, o.remotesDir, o.clusterID)
+	if err != nil {
+		return err
+	}
+	remotes, err := remoteClients(rks, cfg.UserAgent)
+	if err != nil {
+		return err
+	}
 	kernel := nft.NewNetlink(kernelFD)
 	defer kernel.Close()
 	reg := prometheus.NewRegistry()
@@ -163,6 +179,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		Metrics:           agent.NewMetrics(reg),
 		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup},
 		LogLinesPerSecond: o.logRate,
+		Remotes:           remotes,
+		ClusterSet:        model.ClusterSet{LocalID: o.clusterID, Sameness: o.sameness},
 	}
 	if logs != model.LogNone {
 		acfg.Logs = func(ctx context.Context, group uint16, fn func(nft.LogEvent)) error {
@@ -202,7 +220,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery, "clusterID", o.clusterID, "remoteClusters", len(remotes), "remoteNamespaceSameness", o.sameness)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.
