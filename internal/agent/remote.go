@@ -115,7 +115,7 @@ func (a *Agent) checkRemote(ctx context.Context, rc *remoteCluster) {
 func (a *Agent) setRemoteUp(rc *remoteCluster, err error) {
 	up := err == nil
 	rc.mu.Lock()
-	changed := !rc.seen || rc.up != up
+	first, changed := !rc.seen, !rc.seen || rc.up != up
 	rc.up, rc.seen = up, true
 	rc.mu.Unlock()
 	v := 0.0
@@ -126,9 +126,12 @@ func (a *Agent) setRemoteUp(rc *remoteCluster, err error) {
 	if !changed {
 		return
 	}
-	if up {
-		a.remoteLog.Info("Remote cluster reachable; its changes are synced again", "cluster", rc.Name)
-	} else {
+	switch {
+	case up && first:
+		a.remoteLog.V(1).Info("Remote cluster reachable", "cluster", rc.Name)
+	case up:
+		a.remoteLog.Info("Remote cluster reachable again; its changes are synced", "cluster", rc.Name)
+	default:
 		a.remoteLog.Error(err, "Remote cluster unreachable; enforcing its last known pods, namespaces and nodes", "cluster", rc.Name)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -37,33 +38,49 @@ type Outage struct {
 func Install(clients ...Client) *Outage {
 	o := &Outage{}
 	for _, c := range clients {
-		tracker := c.Tracker()
-		c.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
-			if o.Down() {
-				return true, nil, ErrUnreachable
-			}
-			return false, nil, nil
-		})
-		c.PrependWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
-			o.mu.Lock()
-			defer o.mu.Unlock()
-			if o.down {
-				return true, nil, ErrUnreachable
-			}
-			var opts metav1.ListOptions
-			if wa, ok := action.(k8stesting.WatchActionImpl); ok {
-				opts = wa.ListOptions
-			}
-			w, err := tracker.Watch(action.GetResource(), action.GetNamespace(), opts)
-			if err != nil {
-				return true, nil, err
-			}
-			s := newStoppable(w)
-			o.watches = append(o.watches, s)
-			return true, s, nil
-		})
+		o.install(c, c.Tracker())
 	}
 	return o
+}
+
+// NewReader is a clientset of the core kinds over another fake
+// clientset's objects (its tracker), behind an outage of its own: one
+// cluster's API server as one client sees it, so that it can be taken
+// away from that client alone.
+func NewReader(tracker k8stesting.ObjectTracker) (*fake.Clientset, *Outage) {
+	c := fake.NewClientset()
+	c.ReactionChain, c.WatchReactionChain = nil, nil
+	c.AddReactor("*", "*", k8stesting.ObjectReaction(tracker))
+	o := &Outage{}
+	o.install(c, tracker)
+	return c, o
+}
+
+func (o *Outage) install(c Client, tracker k8stesting.ObjectTracker) {
+	c.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if o.Down() {
+			return true, nil, ErrUnreachable
+		}
+		return false, nil, nil
+	})
+	c.PrependWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.down {
+			return true, nil, ErrUnreachable
+		}
+		var opts metav1.ListOptions
+		if wa, ok := action.(k8stesting.WatchActionImpl); ok {
+			opts = wa.ListOptions
+		}
+		w, err := tracker.Watch(action.GetResource(), action.GetNamespace(), opts)
+		if err != nil {
+			return true, nil, err
+		}
+		s := newStoppable(w)
+		o.watches = append(o.watches, s)
+		return true, s, nil
+	})
 }
 
 // Down reports whether the server is down.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,9 @@ func (f *fakeBackend) barrier(ctx context.Context, r *run) error {
 	want := map[string]string{}
 	for _, obj := range r.state {
 		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
+	}
+	if r.remoteWant != nil {
+		maps.Copy(want, r.remoteWant())
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
 	defer cancel()

@@ -71,6 +71,9 @@ type Result struct {
 // Run executes one scenario. Scenario errors and mismatches are in the
 // report; the lab is cleaned up whatever happens unless opts.Keep.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) {
+	if sc.Members != nil {
+		return runClusterSet(ctx, sc, opts)
+	}
 	// res is named: the deferred cleanup adds its errors and KeptPrefix.
 	r := newRun(sc, opts)
 	res = Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
@@ -153,7 +156,8 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 		net:    netlab.New(""),
 		be:     newFakeBackend(),
 		state:  map[scenario.ObjectRef]runtime.Object{},
-		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)),
+		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)).WithNodeBase(sc.NodeBase),
+		ports:  sc.ProbedPorts(),
 		pods:   map[string]bool{},
 		agents: map[string]*agent.Agent{},
 	}
@@ -182,6 +186,14 @@ type run struct {
 	addrs  *manifest.Addresses // the addresses of nodes and pods, as nftpolicy compile gives them
 	pods   map[string]bool     // ids of the pods whose namespaces exist
 	agents map[string]*agent.Agent
+	ports  []scenario.PortProtocol // what every endpoint listens on
+	// In a file with clusters (clusterset.go), each cluster is a run on
+	// the one lab: cluster names it (and qualifies its names in the lab),
+	// remoteWant adds the other clusters' objects to its barrier, and
+	// agentConfig adds what its agents need to watch them.
+	cluster     string
+	remoteWant  func() map[string]string
+	agentConfig func(*agent.Config)
 	// cp is the run's own control plane and kube-proxies (a scenario
 	// with Services), proxyBin kube-proxy's binary.
 	cp       *controlPlane
@@ -196,7 +208,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			continue
 		}
 		// The node object gets its addresses when it is applied, below.
-		if err := r.net.AddNode(node.Name, r.addrs.Node(node.Name, manifest.NodeInternalIPs(node))); err != nil {
+		if err := r.net.AddNode(r.qualify(node.Name), r.addrs.Node(node.Name, manifest.NodeInternalIPs(node))); err != nil {
 			return fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	}
@@ -216,7 +228,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 	}
 	for _, n := range r.sc.Nodes {
-		if err := r.listen("node/"+n, nil); err != nil {
+		if err := r.listen("node/"+r.qualify(n), nil); err != nil {
 			return err
 		}
 	}
@@ -226,12 +238,16 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 	}
 	for _, n := range r.sc.Nodes {
-		f, err := os.Open(r.net.NodeNetNSPath(n))
+		f, err := os.Open(r.net.NodeNetNSPath(r.qualify(n)))
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
 		c := r.be.agentClients()
-		a := agent.New(agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}, c.Kube)
+		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(int(f.Fd())), ResyncInterval: time.Hour, PolicyClient: c.Policy}
+		if r.agentConfig != nil {
+			r.agentConfig(&cfg)
+		}
+		a := agent.New(cfg, c.Kube)
 		r.agents[n] = a
 		agents.Add(1)
 		go func() {
@@ -282,18 +298,18 @@ func (r *run) placePod(pod *corev1.Pod) error {
 		return nil
 	}
 	if !r.pods[id] {
-		if err := r.net.AddPod(id, pod.Spec.NodeName, manifest.PodIPs(pod)); err != nil {
+		if err := r.net.AddPod(r.qualify(id), r.qualify(pod.Spec.NodeName), manifest.PodIPs(pod)); err != nil {
 			return err
 		}
 		r.pods[id] = true
 	}
-	return r.listen(id, pod)
+	return r.listen(r.qualify(id), pod)
 }
 
 // listen makes an endpoint listen on every probed port, and a pod also on
 // its declared container ports (which named-port probes resolve to).
 func (r *run) listen(endpoint string, pod *corev1.Pod) error {
-	for _, pp := range r.sc.ProbedPorts() {
+	for _, pp := range r.ports {
 		if err := r.net.Listen(endpoint, string(pp.Protocol), uint16(pp.Port)); err != nil {
 			return err
 		}
@@ -328,12 +344,22 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		id := ref.Namespace + "/" + ref.Name
 		delete(r.pods, id)
 		r.addrs.Release(id)
-		if err := r.net.RemovePod(id); err != nil {
+		if err := r.net.RemovePod(r.qualify(id)); err != nil {
 			return fmt.Errorf("delete %s: %w", ref, err)
 		}
 	}
 	delete(r.state, ref)
 	return nil
+}
+
+// qualify is a node's name or a pod's "namespace/name" in the lab: as it
+// is, or in a file with clusters "CLUSTER.name" (a node) and
+// "CLUSTER.namespace/name" (a pod), so that clusters' names never collide.
+func (r *run) qualify(name string) string {
+	if r.cluster == "" {
+		return name
+	}
+	return r.cluster + "." + name
 }
 
 // barrier waits until every agent has applied exactly the objects that

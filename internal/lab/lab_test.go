@@ -77,7 +77,7 @@ func scenarioFiles(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services"} {
+	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services", "multicluster"} {
 		if perDir[dir] == 0 {
 			t.Errorf("no scenario files in %s", filepath.Join(root, dir))
 		}

@@ -18,17 +18,7 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 	fail := func(err error) {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: step %d (line %d): %v", r.sc.File, st.Number, st.Line, err))
 	}
-	for _, obj := range st.Apply {
-		if err := r.apply(ctx, obj); err != nil {
-			fail(err)
-		}
-	}
-	for _, ref := range st.Delete {
-		if err := r.delete(ctx, ref); err != nil {
-			fail(err)
-		}
-	}
-	if len(st.Apply) > 0 || len(st.Delete) > 0 {
+	if r.change(ctx, st, fail) {
 		if r.cp != nil {
 			if err := r.syncServices(ctx); err != nil {
 				fail(err)
@@ -48,6 +38,22 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 			rep.Probes = append(rep.Probes, pr)
 		}
 	}
+}
+
+// change runs a step's applies and deletes, and reports whether it has
+// any.
+func (r *run) change(ctx context.Context, st *scenario.Step, fail func(error)) bool {
+	for _, obj := range st.Apply {
+		if err := r.apply(ctx, obj); err != nil {
+			fail(err)
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := r.delete(ctx, ref); err != nil {
+			fail(err)
+		}
+	}
+	return len(st.Apply) > 0 || len(st.Delete) > 0
 }
 
 // endpoints lists what exists now, as patterns see it: pods (not
@@ -73,8 +79,18 @@ const (
 )
 
 func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family) (scenario.ProbeReport, error) {
+	return r.probeAmong(ctx, st, fam, r.endpoints(), func(e scenario.Endpoint) *corev1.Pod {
+		pod, _ := r.state[scenario.ObjectRef{Kind: "Pod", Namespace: e.Namespace, Name: e.Name}].(*corev1.Pod)
+		return pod
+	}, scenario.Endpoint.String)
+}
+
+// probeAmong probes st's pairs among endpoints: podOf finds a pod
+// endpoint's Pod (its named ports), labID names an endpoint in the lab.
+func (r *run) probeAmong(ctx context.Context, st *scenario.Step, fam scenario.Family, endpoints []scenario.Endpoint,
+	podOf func(scenario.Endpoint) *corev1.Pod, labID func(scenario.Endpoint) string) (scenario.ProbeReport, error) {
 	pr := scenario.NewProbeReport(st, fam)
-	results, err := st.Probe.Plan(r.endpoints())
+	results, err := st.Probe.Plan(endpoints)
 	if err != nil {
 		return pr, err
 	}
@@ -92,7 +108,7 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 		}
 		var dstPod *corev1.Pod
 		if res.To.Kind == scenario.KindPod {
-			dstPod, _ = r.state[scenario.ObjectRef{Kind: "Pod", Namespace: res.To.Namespace, Name: res.To.Name}].(*corev1.Pod)
+			dstPod = podOf(res.To)
 		}
 		port, ok := scenario.ResolvePort(dstPod, st.Probe.Port, st.Probe.Protocol)
 		if !ok {
@@ -109,7 +125,7 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 			// again (as the upstream e2e prober does): a lost first SYN must
 			// not fail a run. An unexpected pass is never retried away.
 			for try := 0; try < probeTries; try++ {
-				res.Got = outcome(r.net.Probe(ctx, res.From.String(), res.To.String(), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout))
+				res.Got = outcome(r.net.Probe(ctx, labID(res.From), labID(res.To), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout))
 				if res.Want.Verdict != scenario.Allowed || res.Got.Detail != scenario.DetailTimeout {
 					break
 				}

@@ -62,6 +62,7 @@ func ReadCluster(file string, data []byte) (*Cluster, []error) {
 type loader struct {
 	Reader
 	fams        []Family // the file's ipFamilies, once read
+	clusterSet  *Cluster // the file's Cluster, when it has clusters
 	lines       map[runtime.Object]int
 	deleteLines map[[2]int]int // {step, index} -> line
 }
@@ -72,7 +73,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 		l.Errorf(1, "empty file: a scenario needs at least a name")
 		return s
 	}
-	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "steps")
+	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "objects", "externals", "steps", "clusters", "clusterSet")
 	if top == nil {
 		return s
 	}
@@ -87,6 +88,13 @@ func (l *loader) cluster(root *Value) *Cluster {
 	}
 	s.IPFamilies = l.families(top["ipFamilies"])
 	l.fams = s.IPFamilies
+	if v, ok := top["clusters"]; ok {
+		l.members(s, top, v)
+		return s
+	}
+	if v, ok := top["clusterSet"]; ok {
+		l.Errorf(v.Line, "clusterSet needs clusters")
+	}
 	var listed []string
 	if v, ok := top["nodes"]; ok {
 		listed = l.nodeNames(v)
@@ -271,9 +279,16 @@ func (l *loader) stepAt(num int, v *Value) Step {
 	l.Step = num
 	defer func() { l.Step = 0 }()
 	st := Step{Number: num, Line: v.Line}
-	f := l.Fields(v, "a step", "note", "apply", "delete", "probe")
+	known := []string{"note", "apply", "delete", "probe"}
+	if l.clusterSet != nil {
+		known = append(known, "cluster", "disconnect", "reconnect")
+	}
+	f := l.Fields(v, "a step", known...)
 	if f == nil {
 		return st
+	}
+	if l.clusterSet != nil {
+		l.stepCluster(&st, f)
 	}
 	if nv, ok := f["note"]; ok {
 		st.Note, _ = l.Str(nv, "note")
@@ -293,7 +308,7 @@ func (l *loader) stepAt(num int, v *Value) Step {
 		_, st.ProbeLine, _ = v.Get("probe")
 		st.Probe = pv
 	}
-	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil {
+	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil && f["disconnect"] == nil && f["reconnect"] == nil {
 		l.Errorf(v.Line, "a step needs apply, delete or probe")
 	}
 	return st
@@ -382,6 +397,14 @@ func assemble(listed []string, objects []runtime.Object, steps []Step) ([]string
 // (State.Apply), in the objects themselves. visit, when set, sees each step
 // with the State the step leaves, and records its own findings on r.
 func (c *Cluster) Walk(visit func(r *Reader, step *Step, st *State)) []error {
+	if c.Members != nil {
+		// Each cluster on its own; visit sees each cluster's steps.
+		var errs []error
+		for _, m := range c.Members {
+			errs = append(errs, m.Walk(visit)...)
+		}
+		return errs
+	}
 	r := &Reader{File: c.File}
 	st := NewState()
 	c.applyAll(r, st, c.Objects)
@@ -421,7 +444,7 @@ func (c *Cluster) applyAll(r *Reader, st *State, objs []runtime.Object) {
 // order. A pod deleted by a step frees its addresses, as in the lab.
 func (c *Cluster) ObjectsAt(step int) ([]runtime.Object, error) {
 	st := NewState()
-	addrs := NewAddresses(c.Nodes, c.IPFamilies, c.AllObjects())
+	addrs := NewAddresses(c.Nodes, c.IPFamilies, c.AllObjects()).WithNodeBase(c.NodeBase)
 	apply := func(objs []runtime.Object, where string) error {
 		for _, o := range objs {
 			o = o.DeepCopyObject()
