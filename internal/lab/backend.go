@@ -95,7 +95,11 @@ func (f *fakeBackend) barrier(ctx context.Context, r *run) error {
 		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
 	}
 	if r.remoteWant != nil {
-		maps.Copy(want, r.remoteWant())
+		remote, err := r.remoteWant(ctx)
+		if err != nil {
+			return err
+		}
+		maps.Copy(want, remote)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
 	defer cancel()

@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/fakeapi"
@@ -30,7 +35,7 @@ type clusterSet struct {
 	// readers are, by cluster, the outages of the other clusters' clients
 	// of its API server; frozen, by disconnected cluster, the versions of
 	// its objects the others last saw (what their barrier expects).
-	readers map[string][]*fakeapi.Outage
+	readers map[string][]interface{ SetDown(bool) }
 	frozen  map[string]map[string]string
 }
 
@@ -38,7 +43,7 @@ func runClusterSet(ctx context.Context, sc *scenario.Scenario, opts Options) (re
 	net := netlab.New("")
 	res = Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: net.Prefix()}
 	if opts.Server != nil || opts.RulesetOf != "" {
-		res.Report.Errors = append(res.Report.Errors, "a file with clusters runs on fake API servers only, and names no one node's ruleset")
+		res.Report.Errors = append(res.Report.Errors, "a file with clusters runs on fake API servers or on Options.Servers (one per cluster), and names no one node's ruleset")
 		return res
 	}
 	if opts.Log != nil {
@@ -59,8 +64,12 @@ func runClusterSet(ctx context.Context, sc *scenario.Scenario, opts Options) (re
 			res.Report.Errors = append(res.Report.Errors, "cleanup: "+err.Error())
 		}
 	}()
-	cs := newClusterSet(sc, opts, net)
-	if err := cs.start(ctx, &agents); err != nil {
+	cs, err := newClusterSet(sc, opts, net)
+	if err == nil {
+		defer cs.cleanup(&res.Report)
+		err = cs.start(ctx, &agents)
+	}
+	if err != nil {
 		res.Report.Errors = append(res.Report.Errors, err.Error())
 		return res
 	}
@@ -70,14 +79,16 @@ func runClusterSet(ctx context.Context, sc *scenario.Scenario, opts Options) (re
 	return res
 }
 
-func newClusterSet(sc *scenario.Scenario, opts Options, net *netlab.Lab) *clusterSet {
-	cs := &clusterSet{sc: sc, byName: map[string]*run{}, readers: map[string][]*fakeapi.Outage{}, frozen: map[string]map[string]string{}}
+func newClusterSet(sc *scenario.Scenario, opts Options, net *netlab.Lab) (*clusterSet, error) {
+	cs := &clusterSet{sc: sc, byName: map[string]*run{}, readers: map[string][]interface{ SetDown(bool) }{}, frozen: map[string]map[string]string{}}
 	for _, m := range sc.Members {
 		msc := &scenario.Scenario{Cluster: m}
 		for _, st := range m.Steps {
 			msc.Steps = append(msc.Steps, scenario.Step{Number: st.Number, Line: st.Line, Note: st.Note, Apply: st.Apply, Delete: st.Delete})
 		}
-		r := newRun(msc, opts)
+		mopts := opts
+		mopts.Server = opts.Servers[m.Name]
+		r := newRun(msc, mopts)
 		r.net, r.cluster, r.ports = net, m.Name, sc.ProbedPorts()
 		cs.members = append(cs.members, r)
 		cs.byName[m.Name] = r
@@ -88,7 +99,10 @@ func newClusterSet(sc *scenario.Scenario, opts Options, net *netlab.Lab) *cluste
 			if o == r {
 				continue
 			}
-			client, outage := fakeapi.NewReader(o.be.(*fakeBackend).client.Tracker())
+			client, outage, err := o.remoteReader()
+			if err != nil {
+				return nil, fmt.Errorf("cluster %s: %w", o.cluster, err)
+			}
 			remotes = append(remotes, agent.Remote{Name: o.cluster, Client: client})
 			cs.readers[o.cluster] = append(cs.readers[o.cluster], outage)
 		}
@@ -97,7 +111,7 @@ func newClusterSet(sc *scenario.Scenario, opts Options, net *netlab.Lab) *cluste
 			cfg.ClusterSet = model.ClusterSet{LocalID: r.cluster, Sameness: sc.NamespaceSameness}
 			cfg.RemoteCheckInterval = time.Second
 		}
-		r.remoteWant = func() map[string]string {
+		r.remoteWant = func(ctx context.Context) (map[string]string, error) {
 			want := map[string]string{}
 			for _, o := range cs.members {
 				switch {
@@ -105,22 +119,60 @@ func newClusterSet(sc *scenario.Scenario, opts Options, net *netlab.Lab) *cluste
 				case cs.frozen[o.cluster] != nil:
 					maps.Copy(want, cs.frozen[o.cluster])
 				default:
-					maps.Copy(want, o.seenRemotely())
+					seen, err := o.seenRemotely(ctx)
+					if err != nil {
+						return nil, err
+					}
+					maps.Copy(want, seen)
 				}
 			}
-			return want
+			return want, nil
 		}
 	}
-	return cs
+	return cs, nil
+}
+
+// remoteReader is a client of this cluster's API server for another
+// cluster's agents, which a disconnect cuts: over the fake's objects, or
+// a real server's reader account through a dialer that can be cut.
+func (r *run) remoteReader() (kubernetes.Interface, interface{ SetDown(bool) }, error) {
+	switch be := r.be.(type) {
+	case *fakeBackend:
+		c, o := fakeapi.NewReader(be.client.Tracker())
+		return c, o, nil
+	case *serverBackend:
+		srv := r.opts.Server
+		if srv.Remote == nil {
+			return nil, nil, errors.New("the server has no remote reader's credentials (Server.Remote)")
+		}
+		cfg := rest.CopyConfig(srv.Remote)
+		d := &cutDial{dial: cfg.Dial}
+		cfg.Dial = d.DialContext
+		c, err := kubernetes.NewForConfig(cfg)
+		return c, d, err
+	}
+	return nil, nil, fmt.Errorf("no remote reader for %T", r.be)
 }
 
 // seenRemotely is what the other clusters' agents hold of this cluster's
 // objects when they are up to date: its namespaces, nodes and pods under
-// their remote names, at their versions.
-func (r *run) seenRemotely() map[string]string {
+// their remote names, at their versions (a real server's own namespaces
+// included).
+func (r *run) seenRemotely(ctx context.Context) (map[string]string, error) {
+	var objs []runtime.Object
+	if sb, ok := r.be.(*serverBackend); ok {
+		var err error
+		if objs, err = sb.peers(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, obj := range r.state {
+			objs = append(objs, obj)
+		}
+	}
 	want := map[string]string{}
 	transform := agent.RemoteTransform(r.cluster)
-	for _, obj := range r.state {
+	for _, obj := range objs {
 		switch obj.(type) {
 		case *corev1.Namespace, *corev1.Node, *corev1.Pod:
 			seen, err := transform(obj.DeepCopyObject())
@@ -129,7 +181,57 @@ func (r *run) seenRemotely() map[string]string {
 			}
 		}
 	}
-	return want
+	return want, nil
+}
+
+// cleanup removes each cluster's objects from its real server, if any.
+func (cs *clusterSet) cleanup(rep *scenario.Report) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, r := range cs.members {
+		if err := r.be.cleanup(ctx, r.state); err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("cleanup of cluster %s: %v", r.cluster, err))
+		}
+	}
+}
+
+// cutDial dials as dial (net.Dialer's when nil) until cut: then dials
+// fail and the connections it made are closed, as when a real API server
+// becomes unreachable for one client.
+type cutDial struct {
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+}
+
+func (d *cutDial) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down {
+		return nil, fmt.Errorf("dial %s: the lab has disconnected this cluster", addr)
+	}
+	dial := d.dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+	c, err := dial(ctx, network, addr)
+	if err == nil {
+		d.conns = append(d.conns, c)
+	}
+	return c, err
+}
+
+func (d *cutDial) SetDown(down bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = down
+	if down {
+		for _, c := range d.conns {
+			c.Close()
+		}
+		d.conns = nil
+	}
 }
 
 // start sets every cluster up, then waits for every agent to have the
@@ -165,7 +267,11 @@ func (cs *clusterSet) step(ctx context.Context, i int, rep *scenario.Report) {
 	}
 	changed := len(st.Disconnect) > 0 || len(st.Reconnect) > 0
 	for _, c := range st.Disconnect {
-		cs.frozen[c] = cs.byName[c].seenRemotely()
+		seen, err := cs.byName[c].seenRemotely(ctx)
+		if err != nil {
+			fail(err)
+		}
+		cs.frozen[c] = seen
 		for _, o := range cs.readers[c] {
 			o.SetDown(true)
 		}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
@@ -51,6 +53,9 @@ type Options struct {
 	// Server, when set, runs the scenario against a real API server
 	// instead of the fake clientset (nftlab run --apiserver).
 	Server *Server
+	// Servers, for a file with clusters, run each cluster named there
+	// against its real API server (the others on fake ones).
+	Servers map[string]*Server
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
 	Log io.Writer
@@ -192,7 +197,7 @@ type run struct {
 	// remoteWant adds the other clusters' objects to its barrier, and
 	// agentConfig adds what its agents need to watch them.
 	cluster     string
-	remoteWant  func() map[string]string
+	remoteWant  func(context.Context) (map[string]string, error)
 	agentConfig func(*agent.Config)
 	// cp is the run's own control plane and kube-proxies (a scenario
 	// with Services), proxyBin kube-proxy's binary.
@@ -392,6 +397,9 @@ type Clients struct {
 type Server struct {
 	Writer Clients
 	Agent  Clients
+	// Remote is how the agents of other clusters read this one (a file
+	// with clusters): deploy/30-clusterset-reader.yaml's account.
+	Remote *rest.Config
 }
 
 // agentClients are the clients the agents watch with: Agent's, or
@@ -656,6 +664,35 @@ func (s *serverBackend) versions(ctx context.Context) (map[string]string, error)
 	return want, nil
 }
 
+// peers lists the server's namespaces, nodes and pods: what other
+// clusters' agents watch of it.
+func (s *serverBackend) peers(ctx context.Context) ([]runtime.Object, error) {
+	k := s.c.Kube
+	var out []runtime.Object
+	nss, err := k.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nss.Items {
+		out = append(out, &nss.Items[i])
+	}
+	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes.Items {
+		out = append(out, &nodes.Items[i])
+	}
+	pods, err := k.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		out = append(out, &pods.Items[i])
+	}
+	return out, nil
+}
+
 // barrier waits until every agent has applied what the server holds.
 // The server's state may still move after a step (an agent writing a
 // policy's status, then every agent syncing that): so it lists, waits a
@@ -674,6 +711,14 @@ func (s *serverBackend) barrier(ctx context.Context, r *run) error {
 			return fmt.Errorf("listing the API server's objects: %w", err)
 		}
 		slice, cancelSlice := context.WithTimeout(ctx, time.Second)
+		if r.remoteWant != nil {
+			remote, err := r.remoteWant(ctx)
+			if err != nil {
+				cancelSlice()
+				return fmt.Errorf("listing the other clusters' objects: %w", err)
+			}
+			maps.Copy(want, remote)
+		}
 		var errs []error
 		for _, n := range r.sc.Nodes {
 			if a, ok := r.agents[n]; ok {
@@ -708,8 +753,13 @@ func ServerFor(e *integration.Env) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	remote, err := e.Cluster.ServiceAccountKubeconfig(context.Background(), "kube-system", "nftpolicy-clusterset-reader", filepath.Join(e.Dir, "clusterset-reader.kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
 		Writer: Clients{Kube: e.Cluster.Admin, Policy: writer},
 		Agent:  Clients{Kube: kube, Policy: pol},
+		Remote: remote,
 	}, nil
 }

@@ -443,6 +443,9 @@ func (c *Cluster) applyAll(r *Reader, st *State, objs []runtime.Object) {
 // with the addresses the lab gives nodes and pods (Addresses), in creation
 // order. A pod deleted by a step frees its addresses, as in the lab.
 func (c *Cluster) ObjectsAt(step int) ([]runtime.Object, error) {
+	if c.Members != nil {
+		return nil, fmt.Errorf("%s holds several clusters (clusters:); this reads one cluster's objects: run it with nftlab", c.File)
+	}
 	st := NewState()
 	addrs := NewAddresses(c.Nodes, c.IPFamilies, c.AllObjects()).WithNodeBase(c.NodeBase)
 	apply := func(objs []runtime.Object, where string) error {
