@@ -56,6 +56,7 @@ type agentOptions struct {
 	sameness      bool
 	remotes       []string
 	remotesDir    string
+	remoteCheck   time.Duration
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -88,6 +89,7 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.StringVar(&o.clusterID, "cluster-id", os.Getenv("NFTPOLICY_CLUSTER_ID"), "(default $NFTPOLICY_CLUSTER_ID) this cluster's id in its ClusterSet: local namespaces and nodes without the label "+model.ClusterLabel+" are treated as labelled with it (docs/multicluster.md)")
 	fs.BoolVar(&o.sameness, "remote-namespace-sameness", false, "every peer namespace selector also matches remote clusters' namespaces (default: only selectors that name the label "+model.ClusterLabel+")")
 	fs.StringArrayVar(&o.remotes, "remote-kubeconfig", nil, "NAME=PATH: watch the pods, namespaces and nodes of remote cluster NAME (read-only, with the kubeconfig at PATH) as peers; repeatable")
+	fs.DurationVar(&o.remoteCheck, "remote-check-interval", 10*time.Second, "period of the check of each remote cluster's API server (nftpolicy_remote_cluster_up)")
 	fs.StringVar(&o.remotesDir, "remote-kubeconfig-dir", "", "a directory of kubeconfig files, one per remote cluster, each named by its cluster's id (a mounted Secret)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
@@ -172,15 +174,16 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := agent.Config{
-		NodeName:          node,
-		Kernel:            kernel,
-		MinSyncInterval:   o.minSyncPeriod,
-		ResyncInterval:    o.resyncPeriod,
-		Metrics:           agent.NewMetrics(reg),
-		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup},
-		LogLinesPerSecond: o.logRate,
-		Remotes:           remotes,
-		ClusterSet:        model.ClusterSet{LocalID: o.clusterID, Sameness: o.sameness},
+		NodeName:            node,
+		Kernel:              kernel,
+		MinSyncInterval:     o.minSyncPeriod,
+		ResyncInterval:      o.resyncPeriod,
+		Metrics:             agent.NewMetrics(reg),
+		Model:               model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup},
+		LogLinesPerSecond:   o.logRate,
+		Remotes:             remotes,
+		RemoteCheckInterval: o.remoteCheck,
+		ClusterSet:          model.ClusterSet{LocalID: o.clusterID, Sameness: o.sameness},
 	}
 	if logs != model.LogNone {
 		acfg.Logs = func(ctx context.Context, group uint16, fn func(nft.LogEvent)) error {

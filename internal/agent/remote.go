@@ -81,6 +81,12 @@ func (a *Agent) newRemoteInformers() error {
 				return fmt.Errorf("informer of %s in cluster %s: %w", k.Name, r.Name, err)
 			}
 			inf := gi.Informer()
+			if k.Name == "Pod" && a.cfg.Logs != nil {
+				// Verdict lines name remote pods too.
+				if err := inf.AddIndexers(cache.Indexers{podIPIndex: podIPIndexer}); err != nil {
+					return err
+				}
+			}
 			// A failed list or watch keeps the cache as it is: the last
 			// known objects stay enforced until the cluster answers again
 			// (client-go's reflector relists then, and the differences
