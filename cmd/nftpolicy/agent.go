@@ -58,6 +58,11 @@ type agentOptions struct {
 	dnsMinTTL     time.Duration
 	dnsMaxTTL     time.Duration
 	dnsMax        int
+	clusterID     string
+	sameness      bool
+	remotes       []string
+	remotesDir    string
+	remoteCheck   time.Duration
 	logging       *logsapi.LoggingConfiguration
 	features      featuregate.MutableVersionedFeatureGate
 }
@@ -91,6 +96,11 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.DurationVar(&o.dnsMinTTL, "fqdn-min-ttl", 30*time.Second, "shortest time a learned name-to-address binding is kept, whatever its record's TTL (short TTLs would otherwise flap between a client's lookups)")
 	fs.DurationVar(&o.dnsMaxTTL, "fqdn-max-ttl", time.Hour, "longest time a learned binding is kept without a new answer, whatever its record's TTL")
 	fs.IntVar(&o.dnsMax, "fqdn-max-bindings", 65536, "most learned bindings kept on the node; answers beyond it are not learned (nftpolicy_dns_bindings_dropped)")
+	fs.StringVar(&o.clusterID, "cluster-id", os.Getenv("NFTPOLICY_CLUSTER_ID"), "(default $NFTPOLICY_CLUSTER_ID) this cluster's id in its ClusterSet: local namespaces and nodes without the label "+model.ClusterLabel+" are treated as labelled with it (docs/multicluster.md)")
+	fs.BoolVar(&o.sameness, "remote-namespace-sameness", false, "every peer namespace selector also matches remote clusters' namespaces (default: only selectors that name the label "+model.ClusterLabel+")")
+	fs.StringArrayVar(&o.remotes, "remote-kubeconfig", nil, "NAME=PATH: watch the pods, namespaces and nodes of remote cluster NAME (read-only, with the kubeconfig at PATH) as peers; repeatable")
+	fs.DurationVar(&o.remoteCheck, "remote-check-interval", 10*time.Second, "period of the check of each remote cluster's API server (nftpolicy_remote_cluster_up)")
+	fs.StringVar(&o.remotesDir, "remote-kubeconfig-dir", "", "a directory of kubeconfig files, one per remote cluster, each named by its cluster's id (a mounted Secret)")
 	o.features.AddFlag(fs)
 	logsapi.AddFlags(o.logging, fs)
 	return fs, o, nil
@@ -161,21 +171,32 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if o.logGroup == 0 {
 		return fmt.Errorf("--verdict-log-group: 0 is not a group the agent can use")
 	}
+	rks, err := remoteKubeconfigs(o.remotes, o.remotesDir, o.clusterID)
+	if err != nil {
+		return err
+	}
+	remotes, err := remoteClients(rks, cfg.UserAgent)
+	if err != nil {
+		return err
+	}
 	kernel := nft.NewNetlink(kernelFD)
 	defer kernel.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := agent.Config{
-		NodeName:          node,
-		Kernel:            kernel,
-		MinSyncInterval:   o.minSyncPeriod,
-		ResyncInterval:    o.resyncPeriod,
-		Metrics:           agent.NewMetrics(reg),
-		Model:             model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup, DNSGroup: o.dnsGroup},
-		LogLinesPerSecond: o.logRate,
-		DNSMinTTL:         o.dnsMinTTL,
-		DNSMaxTTL:         o.dnsMaxTTL,
-		DNSMaxBindings:    o.dnsMax,
+		NodeName:            node,
+		Kernel:              kernel,
+		MinSyncInterval:     o.minSyncPeriod,
+		ResyncInterval:      o.resyncPeriod,
+		Metrics:             agent.NewMetrics(reg),
+		Model:               model.Options{OpenUnknown: !o.protectNew, Logs: logs, LogGroup: o.logGroup, DNSGroup: o.dnsGroup},
+		LogLinesPerSecond:   o.logRate,
+		DNSMinTTL:           o.dnsMinTTL,
+		DNSMaxTTL:           o.dnsMaxTTL,
+		DNSMaxBindings:      o.dnsMax,
+		Remotes:             remotes,
+		RemoteCheckInterval: o.remoteCheck,
+		ClusterSet:          model.ClusterSet{LocalID: o.clusterID, Sameness: o.sameness},
 	}
 	if o.dnsGroup != 0 {
 		if o.dnsGroup == o.logGroup {
@@ -241,7 +262,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery, "clusterID", o.clusterID, "remoteClusters", len(remotes), "remoteNamespaceSameness", o.sameness)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

@@ -95,6 +95,16 @@ type Config struct {
 	// the kernel (nft.ListTables with NetworkTablePrefix): at the first
 	// sync, those of networks the node has no pod on are deleted.
 	ListNetworkTables func(ctx context.Context) ([]string, error)
+	// Remotes are the other clusters of a flat ClusterSet whose pods,
+	// namespaces and nodes are peers here (remote.go,
+	// docs/multicluster.md); ClusterSet says how selectors match them.
+	Remotes    []Remote
+	ClusterSet model.ClusterSet
+	// RemoteCheckInterval spaces the checks of each remote cluster's API
+	// server (default 10 s), each bounded by RemoteCheckTimeout (default
+	// 5 s); RemoteSyncTimeout bounds the wait for a remote cluster's
+	// objects at startup (default 30 s).
+	RemoteCheckInterval, RemoteCheckTimeout, RemoteSyncTimeout time.Duration
 }
 
 // Agent programs one node.
@@ -105,6 +115,9 @@ type Agent struct {
 	policyFactory policyinformers.SharedInformerFactory
 	dynFactory    dynamicinformer.DynamicSharedInformerFactory
 	watched       []watched
+	remotes       []*remoteCluster
+	remoteCtx     context.Context // Run's, for the checks a watch error starts
+	remoteLog     klog.Logger
 	runner        *runner
 	metrics       *Metrics
 
@@ -169,6 +182,14 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = time.Minute
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.RemoteCheckInterval, 10 * time.Second}, {&cfg.RemoteCheckTimeout, 5 * time.Second}, {&cfg.RemoteSyncTimeout, 30 * time.Second}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	m := cfg.Metrics
 	if m == nil {
 		m = NewMetrics(nil)
@@ -189,7 +210,7 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		netLog:     map[string]string{},
 	}
 	a.runner = newRunner(a.sync, cfg.MinSyncInterval, cfg.ResyncInterval)
-	if err := a.newInformers(); err != nil {
+	if err := errors.Join(a.newInformers(), a.newRemoteInformers()); err != nil {
 		// The kinds table and client-go disagree: a build error, caught
 		// by every agent test, never an input's.
 		panic(err)
@@ -214,6 +235,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("informer of %s: %w", w.kind.Name, err)
 		}
+		if w.remote != nil {
+			w.remote.synced = append(w.remote.synced, reg.HasSynced)
+			continue
+		}
 		synced = append(synced, reg.HasSynced)
 		if w.kind.Name == "Node" {
 			nodes, nodesSynced = w.informer, reg.HasSynced
@@ -230,8 +255,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.dynFactory.Shutdown()
 	}
 	a.guardStartup(ctx, logger, nodes, nodesSynced)
+	defer a.shutdownRemotes()
+	a.startRemotes(ctx, logger)
 	logger.V(1).Info("Waiting for the informers to sync")
-	for i, w := range a.watched {
+	for i, w := range a.local() {
 		if !cache.WaitForCacheSync(ctx.Done(), synced[i]) {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -246,6 +273,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
+}
+
+// local returns the informers of this cluster's objects.
+func (a *Agent) local() []watched {
+	var out []watched
+	for _, w := range a.watched {
+		if w.remote == nil {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // sync is one pass: apply the changes the informers recorded to the
@@ -373,6 +411,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 	statusDirty := false
 	if a.engine == nil {
 		c := model.NewCluster()
+		c.ClusterSet = a.cfg.ClusterSet
 		for _, ch := range changes {
 			if ch.new != nil {
 				a.setErr(logger, ch, c.Set(ch.new))
@@ -399,6 +438,8 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		}
 		a.versions[ch.key()] = rv
 		switch {
+		case ch.remote():
+			// Remote objects are not this cluster's: not counted.
 		case ch.old == nil && ch.new != nil:
 			a.counts[ch.kind]++
 		case ch.old != nil && ch.new == nil:
@@ -412,7 +453,7 @@ func (a *Agent) apply(logger klog.Logger, changes []*change) {
 		case "NetworkPolicy":
 			a.logProblems(logger, ch.namespace+"/"+ch.name)
 		case "Node", model.KindANP, model.KindBANP, model.KindCNP:
-			statusDirty = true
+			statusDirty = statusDirty || !ch.remote()
 		}
 	}
 	if statusDirty && a.cfg.PolicyClient != nil {

@@ -30,6 +30,7 @@ func AdminKinds() []string {
 type watched struct {
 	kind     model.Kind
 	informer cache.SharedIndexInformer
+	remote   *remoteCluster // nil: this cluster's
 }
 
 // newInformers builds (but does not start) an informer for every kind the
@@ -74,7 +75,7 @@ func (a *Agent) newInformers() error {
 				return fmt.Errorf("informer of %s: %w", k.Name, err)
 			}
 		}
-		a.watched = append(a.watched, watched{k, inf})
+		a.watched = append(a.watched, watched{kind: k, informer: inf})
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type Metrics struct {
 	DNSBindings          prometheus.Gauge
 	DNSBindingsDropped   prometheus.Gauge
 	DNSLatency           prometheus.Histogram
+	RemoteUp             *prometheus.GaugeVec
 	policy               *policyCollector // verdicts.go
 }
 
@@ -152,6 +153,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "From a DNS answer (or a record's expiry) changing a name's addresses to the kernel's commit of the domain sets.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1 ms .. 3.3 s
 		}),
+		RemoteUp: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "remote_cluster_up",
+			Help: "1 when the remote cluster's API server answered the agent's last check, else 0 (its last known pods stay enforced), by cluster.",
+		}, []string{"cluster"}),
 	}
 	m.policy = newPolicyCollector()
 	if reg != nil {

@@ -18,8 +18,8 @@ import (
 // one whose node sorts first among the nodes writes them, so a thousand
 // nodes do not fight over one status.
 func (a *Agent) statusWriter(c *model.Cluster) bool {
-	for name := range c.Nodes {
-		if name < a.cfg.NodeName {
+	for name, n := range c.Nodes {
+		if n.Cluster == "" && name < a.cfg.NodeName { // a remote node's agent writes its own cluster's
 			return false
 		}
 	}

@@ -29,6 +29,13 @@ type change struct {
 // key names the object as WaitApplied's versions do.
 func (c *change) key() string { return objectKey(c.kind, c.namespace, c.name) }
 
+// remote reports whether the object is a remote cluster's (RemoteTransform
+// qualified its name or namespace).
+func (c *change) remote() bool {
+	cl, _ := model.SplitRemote(c.namespace + c.name)
+	return cl != ""
+}
+
 func newTracker() *tracker { return &tracker{changes: map[string]*change{}} }
 
 // record notes that an object went from old to new (either may be nil).

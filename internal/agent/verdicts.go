@@ -36,7 +36,7 @@ type LogSource func(ctx context.Context, group uint16, fn func(nft.LogEvent)) er
 type verdictState struct {
 	mu      sync.Mutex
 	origins *compile.Origins
-	podIPs  cache.Indexer // the pod informer's, indexed by address
+	podIPs  []cache.Indexer // the pod informers', indexed by address: this cluster's first, then the remote ones
 }
 
 const podIPIndex = "ip"
@@ -73,8 +73,8 @@ func (a *Agent) origin(prefix string) *nft.Origin {
 // startVerdicts starts the log reader and the counter reader, if configured.
 func (a *Agent) startVerdicts(ctx context.Context, logger klog.Logger) {
 	for _, w := range a.watched {
-		if w.kind.Name == "Pod" {
-			a.verdicts.podIPs = w.informer.GetIndexer()
+		if w.kind.Name == "Pod" && a.cfg.Logs != nil {
+			a.verdicts.podIPs = append(a.verdicts.podIPs, w.informer.GetIndexer())
 		}
 	}
 	if a.cfg.Logs != nil {
@@ -133,7 +133,9 @@ func (a *Agent) endpoint(addr netip.Addr) string {
 	if !addr.IsValid() {
 		return ""
 	}
-	if idx := a.verdicts.podIPs; idx != nil {
+	// A remote pod is named by its model name, "cluster/namespace/name";
+	// a local pod comes first, as it owns an address both list.
+	for _, idx := range a.verdicts.podIPs {
 		objs, _ := idx.ByIndex(podIPIndex, addr.String())
 		for _, o := range objs {
 			if p, ok := o.(*v1.Pod); ok && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {

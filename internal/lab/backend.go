@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,6 +108,13 @@ func (f *fakeBackend) barrier(ctx context.Context, r *run) error {
 	want := map[string]string{}
 	for _, obj := range r.state {
 		want[agent.ObjectKey(obj)] = obj.(metav1.Object).GetResourceVersion()
+	}
+	if r.remoteWant != nil {
+		remote, err := r.remoteWant(ctx)
+		if err != nil {
+			return err
+		}
+		maps.Copy(want, remote)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.BarrierTimeout)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
@@ -53,6 +55,9 @@ type Options struct {
 	// Server, when set, runs the scenario against a real API server
 	// instead of the fake clientset (nftlab run --apiserver).
 	Server *Server
+	// Servers, for a file with clusters, run each cluster named there
+	// against its real API server (the others on fake ones).
+	Servers map[string]*Server
 	// Log, when set, gets a line naming the run's namespace prefix as the
 	// run starts, so a person (or `lab down` after a kill) can find it.
 	Log io.Writer
@@ -77,6 +82,9 @@ type Result struct {
 // Run executes one scenario. Scenario errors and mismatches are in the
 // report; the lab is cleaned up whatever happens unless opts.Keep.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) {
+	if sc.Members != nil {
+		return runClusterSet(ctx, sc, opts)
+	}
 	// res is named: the deferred cleanup adds its errors and KeptPrefix.
 	r := newRun(sc, opts)
 	res = Result{Report: scenario.Report{Scenario: sc.Name, File: sc.File}, Prefix: r.net.Prefix()}
@@ -159,7 +167,8 @@ func newRun(sc *scenario.Scenario, opts Options) *run {
 		net:    netlab.New(""),
 		be:     newFakeBackend(),
 		state:  map[scenario.ObjectRef]runtime.Object{},
-		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)),
+		addrs:  manifest.NewAddresses(sc.Nodes, sc.IPFamilies, allObjects(sc)).WithNodeBase(sc.NodeBase),
+		ports:  sc.ProbedPorts(),
 		pods:   map[string]bool{},
 		agents: map[string]*agent.Agent{},
 	}
@@ -188,6 +197,14 @@ type run struct {
 	addrs  *manifest.Addresses // the addresses of nodes and pods, as nftpolicy compile gives them
 	pods   map[string]bool     // ids of the pods whose namespaces exist
 	agents map[string]*agent.Agent
+	ports  []scenario.PortProtocol // what every endpoint listens on
+	// In a file with clusters (clusterset.go), each cluster is a run on
+	// the one lab: cluster names it (and qualifies its names in the lab),
+	// remoteWant adds the other clusters' objects to its barrier, and
+	// agentConfig adds what its agents need to watch them.
+	cluster     string
+	remoteWant  func(context.Context) (map[string]string, error)
+	agentConfig func(*agent.Config)
 	// cp is the run's own control plane and kube-proxies (a scenario
 	// with Services), proxyBin kube-proxy's binary.
 	cp       *controlPlane
@@ -204,7 +221,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			continue
 		}
 		// The node object gets its addresses when it is applied, below.
-		if err := r.net.AddNode(node.Name, r.addrs.Node(node.Name, manifest.NodeInternalIPs(node))); err != nil {
+		if err := r.net.AddNode(r.qualify(node.Name), r.addrs.Node(node.Name, manifest.NodeInternalIPs(node))); err != nil {
 			return fmt.Errorf("node %s: %w", node.Name, err)
 		}
 	}
@@ -233,7 +250,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 	}
 	for _, n := range r.sc.Nodes {
-		if err := r.listen("node/"+n, nil); err != nil {
+		if err := r.listen("node/"+r.qualify(n), nil); err != nil {
 			return err
 		}
 	}
@@ -243,7 +260,7 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 	}
 	for _, n := range r.sc.Nodes {
-		f, err := os.Open(r.net.NodeNetNSPath(n))
+		f, err := os.Open(r.net.NodeNetNSPath(r.qualify(n)))
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n, err)
 		}
@@ -254,6 +271,9 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}
 		if c.Dynamic != nil {
 			cfg.Dynamic, cfg.NetworkKernel, cfg.ListNetworkTables = c.Dynamic, networkKernel(f), listNetworkTables(f)
+		}
+		if r.agentConfig != nil {
+			r.agentConfig(&cfg)
 		}
 		a := agent.New(cfg, c.Kube)
 		r.agents[n] = a
@@ -307,7 +327,7 @@ func (r *run) placePod(pod *corev1.Pod) error {
 	}
 	first := !r.pods[id]
 	if !r.pods[id] {
-		if err := r.net.AddPod(id, pod.Spec.NodeName, manifest.PodIPs(pod)); err != nil {
+		if err := r.net.AddPod(r.qualify(id), r.qualify(pod.Spec.NodeName), manifest.PodIPs(pod)); err != nil {
 			return err
 		}
 		r.pods[id] = true
@@ -315,13 +335,13 @@ func (r *run) placePod(pod *corev1.Pod) error {
 	if err := r.attachNetworks(pod, first); err != nil {
 		return err
 	}
-	return r.listen(id, pod)
+	return r.listen(r.qualify(id), pod)
 }
 
 // listen makes an endpoint listen on every probed port, and a pod also on
 // its declared container ports (which named-port probes resolve to).
 func (r *run) listen(endpoint string, pod *corev1.Pod) error {
-	for _, pp := range r.sc.ProbedPorts() {
+	for _, pp := range r.ports {
 		if err := r.net.Listen(endpoint, string(pp.Protocol), uint16(pp.Port)); err != nil {
 			return err
 		}
@@ -356,12 +376,22 @@ func (r *run) delete(ctx context.Context, ref scenario.ObjectRef) error {
 		id := ref.Namespace + "/" + ref.Name
 		delete(r.pods, id)
 		r.addrs.Release(id)
-		if err := r.net.RemovePod(id); err != nil {
+		if err := r.net.RemovePod(r.qualify(id)); err != nil {
 			return fmt.Errorf("delete %s: %w", ref, err)
 		}
 	}
 	delete(r.state, ref)
 	return nil
+}
+
+// qualify is a node's name or a pod's "namespace/name" in the lab: as it
+// is, or in a file with clusters "CLUSTER.name" (a node) and
+// "CLUSTER.namespace/name" (a pod), so that clusters' names never collide.
+func (r *run) qualify(name string) string {
+	if r.cluster == "" {
+		return name
+	}
+	return r.cluster + "." + name
 }
 
 // barrier waits until every agent has applied exactly the objects that
@@ -396,6 +426,9 @@ type Clients struct {
 type Server struct {
 	Writer Clients
 	Agent  Clients
+	// Remote is how the agents of other clusters read this one (a file
+	// with clusters): deploy/30-clusterset-reader.yaml's account.
+	Remote *rest.Config
 }
 
 // agentClients are the clients the agents watch with: Agent's, or
@@ -660,6 +693,35 @@ func (s *serverBackend) versions(ctx context.Context) (map[string]string, error)
 	return want, nil
 }
 
+// peers lists the server's namespaces, nodes and pods: what other
+// clusters' agents watch of it.
+func (s *serverBackend) peers(ctx context.Context) ([]runtime.Object, error) {
+	k := s.c.Kube
+	var out []runtime.Object
+	nss, err := k.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nss.Items {
+		out = append(out, &nss.Items[i])
+	}
+	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes.Items {
+		out = append(out, &nodes.Items[i])
+	}
+	pods, err := k.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		out = append(out, &pods.Items[i])
+	}
+	return out, nil
+}
+
 // barrier waits until every agent has applied what the server holds.
 // The server's state may still move after a step (an agent writing a
 // policy's status, then every agent syncing that): so it lists, waits a
@@ -678,6 +740,14 @@ func (s *serverBackend) barrier(ctx context.Context, r *run) error {
 			return fmt.Errorf("listing the API server's objects: %w", err)
 		}
 		slice, cancelSlice := context.WithTimeout(ctx, time.Second)
+		if r.remoteWant != nil {
+			remote, err := r.remoteWant(ctx)
+			if err != nil {
+				cancelSlice()
+				return fmt.Errorf("listing the other clusters' objects: %w", err)
+			}
+			maps.Copy(want, remote)
+		}
 		var errs []error
 		for _, n := range r.sc.Nodes {
 			if a, ok := r.agents[n]; ok {
@@ -712,8 +782,13 @@ func ServerFor(e *integration.Env) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	remote, err := e.Cluster.ServiceAccountKubeconfig(context.Background(), "kube-system", "nftpolicy-clusterset-reader", filepath.Join(e.Dir, "clusterset-reader.kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
 		Writer: Clients{Kube: e.Cluster.Admin, Policy: writer},
 		Agent:  Clients{Kube: kube, Policy: pol},
+		Remote: remote,
 	}, nil
 }

@@ -77,7 +77,7 @@ func scenarioFiles(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services", "fqdn", "multinetwork"} {
+	for _, dir := range []string{".", "examples", "netpol", "anp", "cnp", "services", "fqdn", "multinetwork", "multicluster"} {
 		if perDir[dir] == 0 {
 			t.Errorf("no scenario files in %s", filepath.Join(root, dir))
 		}

@@ -19,20 +19,7 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 	fail := func(err error) {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: step %d (line %d): %v", r.sc.File, st.Number, st.Line, err))
 	}
-	for _, obj := range st.Apply {
-		if err := r.apply(ctx, obj); err != nil {
-			fail(err)
-		}
-	}
-	for _, ref := range st.Delete {
-		if err := r.delete(ctx, ref); err != nil {
-			fail(err)
-		}
-	}
-	if st.DNSChange {
-		r.names.Update(st.DNS)
-	}
-	if len(st.Apply) > 0 || len(st.Delete) > 0 {
+	if r.change(ctx, st, fail) {
 		if r.cp != nil {
 			if err := r.syncServices(ctx); err != nil {
 				fail(err)
@@ -61,6 +48,25 @@ func (r *run) step(ctx context.Context, st *scenario.Step, rep *scenario.Report)
 	}
 }
 
+// change runs a step's applies and deletes, and reports whether it has
+// any.
+func (r *run) change(ctx context.Context, st *scenario.Step, fail func(error)) bool {
+	for _, obj := range st.Apply {
+		if err := r.apply(ctx, obj); err != nil {
+			fail(err)
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := r.delete(ctx, ref); err != nil {
+			fail(err)
+		}
+	}
+	if st.DNSChange {
+		r.names.Update(st.DNS) // the name server's: no agent waits for it
+	}
+	return len(st.Apply) > 0 || len(st.Delete) > 0
+}
+
 // endpoints lists what exists now, as patterns see it: pods (not
 // hostNetwork ones, which are their node), nodes, externals and Service
 // targets, as scenario.EndpointsOf orders them.
@@ -84,8 +90,18 @@ const (
 )
 
 func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family) (scenario.ProbeReport, error) {
+	return r.probeAmong(ctx, st, fam, r.endpoints(st.Number), func(e scenario.Endpoint) *corev1.Pod {
+		pod, _ := r.state[scenario.ObjectRef{Kind: "Pod", Namespace: e.Namespace, Name: e.Name}].(*corev1.Pod)
+		return pod
+	}, scenario.Endpoint.String)
+}
+
+// probeAmong probes st's pairs among endpoints: podOf finds a pod
+// endpoint's Pod (its named ports), labID names an endpoint in the lab.
+func (r *run) probeAmong(ctx context.Context, st *scenario.Step, fam scenario.Family, endpoints []scenario.Endpoint,
+	podOf func(scenario.Endpoint) *corev1.Pod, labID func(scenario.Endpoint) string) (scenario.ProbeReport, error) {
 	pr := scenario.NewProbeReport(st, fam)
-	results, err := st.Probe.Plan(r.endpoints(st.Number))
+	results, err := st.Probe.Plan(endpoints)
 	if err != nil {
 		return pr, err
 	}
@@ -113,7 +129,7 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 		}
 		var dstPod *corev1.Pod
 		if res.To.Kind == scenario.KindPod {
-			dstPod, _ = r.state[scenario.ObjectRef{Kind: "Pod", Namespace: res.To.Namespace, Name: res.To.Name}].(*corev1.Pod)
+			dstPod = podOf(res.To)
 		}
 		port, ok := scenario.ResolvePort(dstPod, st.Probe.Port, st.Probe.Protocol)
 		if !ok {
@@ -130,7 +146,11 @@ func (r *run) probe(ctx context.Context, st *scenario.Step, fam scenario.Family)
 			// again (as the upstream e2e prober does): a lost first SYN must
 			// not fail a run. An unexpected pass is never retried away.
 			for try := 0; try < probeTries; try++ {
-				res.Got = r.probeOnce(ctx, res, family, string(st.Probe.Protocol), uint16(port))
+				if res.From.Network == "" && res.To.Network == "" {
+					res.Got = outcome(r.net.Probe(ctx, labID(res.From), labID(res.To), family, string(st.Probe.Protocol), uint16(port), r.opts.ProbeTimeout))
+				} else {
+					res.Got = r.probeOnce(ctx, res, family, string(st.Probe.Protocol), uint16(port))
+				}
 				if res.Want.Verdict != scenario.Allowed || res.Got.Detail != scenario.DetailTimeout {
 					break
 				}

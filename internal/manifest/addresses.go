@@ -31,6 +31,16 @@ type Addresses struct {
 	pods    map[string][]netip.Addr
 	nodeIPs map[string][]netip.Addr
 	next    map[string]int // node -> last host number tried for its pods
+	base    int            // nodes before the first one (WithNodeBase)
+}
+
+// WithNodeBase numbers the nodes from base+1 and starts their addresses
+// base after the first: a cluster of a file with clusters, whose nodes
+// come after those of the clusters before it (Cluster.NodeBase), gets pod
+// CIDRs and node addresses of its own on the one flat network.
+func (a *Addresses) WithNodeBase(base int) *Addresses {
+	a.base = base
+	return a
 }
 
 // NewAddresses plans addresses for a cluster of nodes (in Cluster.Nodes
@@ -67,9 +77,17 @@ func (a *Addresses) Node(name string, given []netip.Addr) []netip.Addr {
 		}
 		a.nodeIPs[name] = given
 	case a.nodeIPs[name] == nil:
-		a.nodeIPs[name] = []netip.Addr{a.pick(owner, firstNode4), a.pick(owner, firstNode6)}
+		a.nodeIPs[name] = []netip.Addr{a.pick(owner, nth(firstNode4, a.base)), a.pick(owner, nth(firstNode6, a.base))}
 	}
 	return a.nodeIPs[name]
+}
+
+// nth is the address n after a.
+func nth(a netip.Addr, n int) netip.Addr {
+	for ; n > 0; n-- {
+		a = a.Next()
+	}
+	return a
 }
 
 func (a *Addresses) pick(owner string, start netip.Addr) netip.Addr {
@@ -127,7 +145,7 @@ func (a *Addresses) nodeNumber(node string) int {
 			n = i + 1
 		}
 	}
-	return n
+	return a.base + n
 }
 
 func (a *Addresses) allocate(node string) []netip.Addr {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // addressesOf returns each pod's and node's addresses, "ns/name" or
@@ -123,9 +124,24 @@ func TestScenarioPodsLieInTheirNodesPodCIDRs(t *testing.T) {
 			continue // files that must not load are the loader tests' business
 		}
 		for step := 0; step <= len(c.Steps); step++ {
-			objs, err := c.ObjectsAt(step)
-			if err != nil {
-				continue
+			// A file with clusters: every cluster's pods against every
+			// cluster's nodes (one flat network), node names qualified.
+			var objs []runtime.Object
+			for _, m := range append([]*Cluster{c}, c.Members...) {
+				mobjs, err := m.ObjectsAt(step)
+				if err != nil {
+					continue
+				}
+				for _, o := range mobjs {
+					o = o.DeepCopyObject()
+					if n, ok := o.(*corev1.Node); ok && m != c {
+						n.Name = m.Name + "/" + n.Name
+					}
+					if p, ok := o.(*corev1.Pod); ok && m != c {
+						p.Spec.NodeName = m.Name + "/" + p.Spec.NodeName
+					}
+					objs = append(objs, o)
+				}
 			}
 			cidrs := map[string][]netip.Prefix{}
 			for _, o := range objs {

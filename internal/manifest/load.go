@@ -63,6 +63,7 @@ type loader struct {
 	Reader
 	fams        []Family  // the file's ipFamilies, once read
 	nets        []Network // the file's networks, once read
+	clusterSet  *Cluster  // the file's Cluster, when it has clusters
 	lines       map[runtime.Object]int
 	deleteLines map[[2]int]int // {step, index} -> line
 }
@@ -73,7 +74,7 @@ func (l *loader) cluster(root *Value) *Cluster {
 		l.Errorf(1, "empty file: a scenario needs at least a name")
 		return s
 	}
-	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "networks", "objects", "externals", "dns", "steps")
+	top := l.Fields(root, "a scenario", "name", "description", "nodes", "ipFamilies", "networks", "objects", "externals", "dns", "steps", "clusters", "clusterSet")
 	if top == nil {
 		return s
 	}
@@ -88,6 +89,13 @@ func (l *loader) cluster(root *Value) *Cluster {
 	}
 	s.IPFamilies = l.families(top["ipFamilies"])
 	l.fams = s.IPFamilies
+	if v, ok := top["clusters"]; ok {
+		l.members(s, top, v)
+		return s
+	}
+	if v, ok := top["clusterSet"]; ok {
+		l.Errorf(v.Line, "clusterSet needs clusters")
+	}
 	var listed []string
 	if v, ok := top["nodes"]; ok {
 		listed = l.nodeNames(v)
@@ -287,9 +295,16 @@ func (l *loader) stepAt(num int, v *Value) Step {
 	l.Step = num
 	defer func() { l.Step = 0 }()
 	st := Step{Number: num, Line: v.Line}
-	f := l.Fields(v, "a step", "note", "apply", "delete", "dns", "wait", "probe")
+	known := []string{"note", "apply", "delete", "dns", "wait", "probe"}
+	if l.clusterSet != nil {
+		known = append(known, "cluster", "disconnect", "reconnect")
+	}
+	f := l.Fields(v, "a step", known...)
 	if f == nil {
 		return st
+	}
+	if l.clusterSet != nil {
+		l.stepCluster(&st, f)
 	}
 	if nv, ok := f["note"]; ok {
 		st.Note, _ = l.Str(nv, "note")
@@ -318,7 +333,7 @@ func (l *loader) stepAt(num int, v *Value) Step {
 		_, st.ProbeLine, _ = v.Get("probe")
 		st.Probe = pv
 	}
-	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil && f["dns"] == nil && f["wait"] == nil {
+	if f["apply"] == nil && f["delete"] == nil && f["probe"] == nil && f["dns"] == nil && f["wait"] == nil && f["disconnect"] == nil && f["reconnect"] == nil {
 		l.Errorf(v.Line, "a step needs apply, delete, dns, wait or probe")
 	}
 	return st
@@ -407,6 +422,14 @@ func assemble(listed []string, objects []runtime.Object, steps []Step) ([]string
 // (State.Apply), in the objects themselves. visit, when set, sees each step
 // with the State the step leaves, and records its own findings on r.
 func (c *Cluster) Walk(visit func(r *Reader, step *Step, st *State)) []error {
+	if c.Members != nil {
+		// Each cluster on its own; visit sees each cluster's steps.
+		var errs []error
+		for _, m := range c.Members {
+			errs = append(errs, m.Walk(visit)...)
+		}
+		return errs
+	}
 	r := &Reader{File: c.File}
 	st := NewState()
 	c.applyAll(r, st, c.Objects)
@@ -445,8 +468,11 @@ func (c *Cluster) applyAll(r *Reader, st *State, objs []runtime.Object) {
 // with the addresses the lab gives nodes and pods (Addresses), in creation
 // order. A pod deleted by a step frees its addresses, as in the lab.
 func (c *Cluster) ObjectsAt(step int) ([]runtime.Object, error) {
+	if c.Members != nil {
+		return nil, fmt.Errorf("%s holds several clusters (clusters:); this reads one cluster's objects: run it with nftlab", c.File)
+	}
 	st := NewState()
-	addrs := NewAddresses(c.Nodes, c.IPFamilies, c.AllObjects())
+	addrs := NewAddresses(c.Nodes, c.IPFamilies, c.AllObjects()).WithNodeBase(c.NodeBase)
 	apply := func(objs []runtime.Object, where string) error {
 		for _, o := range objs {
 			o = o.DeepCopyObject()

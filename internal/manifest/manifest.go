@@ -40,6 +40,17 @@ type Cluster struct {
 	// Networks are the secondary networks (networks.go).
 	Networks []Network
 	Steps    []Step
+	// Members are the clusters of a file with clusters (clusterset.go):
+	// each has its own nodes, objects and steps' applies and deletes; the
+	// file's Cluster then has none of those, and its Steps keep the probes,
+	// the disconnects and the reconnects. NamespaceSameness is the file's
+	// clusterSet.namespaceSameness, for the agents.
+	Members           []*Cluster
+	NamespaceSameness bool
+	// NodeBase is the number of nodes of the members before this one: its
+	// nodes' pod CIDRs and addresses come after theirs (Addresses), so
+	// that the clusters' networks are disjoint on one flat network.
+	NodeBase int
 
 	// Where objects and delete entries are, for the checks of Walk.
 	lines       map[runtime.Object]int
@@ -67,6 +78,11 @@ type Step struct {
 	// of its key; internal/scenario reads them.
 	Probe     *Value
 	ProbeLine int
+	// In a file with clusters: the cluster Apply and Delete are for (the
+	// first by default), and the clusters whose API servers the step
+	// takes away from the other clusters' agents and brings back.
+	Cluster               string
+	Disconnect, Reconnect []string
 }
 
 // Family is an IP family as the file spells it.

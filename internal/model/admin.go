@@ -94,7 +94,7 @@ type TierRule struct {
 
 // Selects reports whether the policy applies to pod.
 func (p *TierPolicy) Selects(c *Cluster, pod *Pod) bool {
-	if !pod.Active() || p.NamespaceSelector == nil {
+	if !pod.Active() || pod.Remote() || p.NamespaceSelector == nil {
 		return false
 	}
 	ns, ok := c.Namespaces[pod.Namespace]

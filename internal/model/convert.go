@@ -19,8 +19,12 @@ func NamespaceFromAPI(ns *v1.Namespace) *Namespace {
 	}
 	// The API server always sets this label; objects built by hand (tests,
 	// offline compile) may lack it.
-	l[v1.LabelMetadataName] = ns.Name
-	return &Namespace{Name: ns.Name, Labels: l}
+	cluster, name := SplitRemote(ns.Name)
+	l[v1.LabelMetadataName] = name
+	if cluster != "" {
+		l[ClusterLabel] = cluster // its own cluster's id, whatever it says
+	}
+	return &Namespace{Name: ns.Name, Labels: l, Cluster: cluster}
 }
 
 // PodFromAPI normalises a Pod. Addresses that do not parse are left out.
@@ -32,6 +36,14 @@ func PodFromAPI(pod *v1.Pod) *Pod {
 		Labels:      labels.Set(pod.Labels),
 		HostNetwork: pod.Spec.HostNetwork,
 		Terminal:    pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed,
+	}
+	if cluster, _ := SplitRemote(pod.Namespace); cluster != "" {
+		// A remote pod's node is the remote cluster's, even under a
+		// local node's name: it is never this cluster's to enforce.
+		p.Cluster = cluster
+		if c, _ := SplitRemote(p.Node); c == "" && p.Node != "" {
+			p.Node = RemoteName(cluster, p.Node)
+		}
 	}
 	seen := map[netip.Addr]bool{}
 	add := func(s string) {
@@ -64,6 +76,9 @@ func PodFromAPI(pod *v1.Pod) *Pod {
 // NodeFromAPI normalises a Node.
 func NodeFromAPI(node *v1.Node) *Node {
 	n := &Node{Name: node.Name, Labels: labels.Set(node.Labels)}
+	if cluster, _ := SplitRemote(node.Name); cluster != "" {
+		n.Cluster, n.Labels = cluster, withCluster(n.Labels, cluster, true)
+	}
 	for _, a := range node.Status.Addresses {
 		if a.Type != v1.NodeInternalIP && a.Type != v1.NodeExternalIP {
 			continue

@@ -179,7 +179,7 @@ func NewEvaluatorWith(c *Cluster, opts Options) *Evaluator {
 			continue
 		}
 		for _, ip := range p.IPs {
-			if e.byAddr[ip] == nil { // the first key owns it (Cluster.Owns)
+			if c.Owns(p, ip) {
 				e.byAddr[ip] = p
 			}
 			if e.known[p.Node] == nil {
@@ -215,8 +215,8 @@ func (e *Evaluator) unknownOn(addr netip.Addr, nodes ...string) string {
 	}
 	for _, name := range nodes {
 		n := e.c.Nodes[name]
-		if n == nil {
-			continue
+		if n == nil || n.Cluster != "" {
+			continue // a remote node's new pods are its own cluster's agents' to protect
 		}
 		for _, p := range n.PodCIDRs {
 			if p.Contains(addr) && !e.known[n.Name][addr] && !e.isNodeAddr(addr, n.Name) {

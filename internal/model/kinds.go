@@ -56,7 +56,7 @@ var kinds = []Kind{
 	{
 		Name: "Node", Resource: core.WithResource("nodes"),
 		goType: reflect.TypeFor[*v1.Node](),
-		set:    func(c *Cluster, obj any) { c.Nodes[obj.(*v1.Node).Name] = NodeFromAPI(obj.(*v1.Node)) },
+		set:    func(c *Cluster, obj any) { c.setNode(obj.(*v1.Node)) },
 		del:    func(c *Cluster, _, name string) { delete(c.Nodes, name) },
 	},
 	{

@@ -28,6 +28,9 @@ const (
 type Namespace struct {
 	Name   string
 	Labels labels.Set
+	// Cluster is the remote cluster the namespace is in (its Name is then
+	// RemoteName(Cluster, name)); "" for a local one.
+	Cluster string
 }
 
 // NamedPort is a container port a pod declares, for named-port rules.
@@ -51,7 +54,14 @@ type Pod struct {
 	Ports    []NamedPort
 	// Networks are its attachments to secondary networks (multinet.go).
 	Networks []Attachment
+	// Cluster is the remote cluster the pod is in ("" for a local pod):
+	// Namespace and Node are then remote names (RemoteName). A remote pod
+	// is a peer, never a subject.
+	Cluster string
 }
+
+// Remote reports whether the pod is in another cluster.
+func (p *Pod) Remote() bool { return p.Cluster != "" }
 
 // Key is "namespace/name".
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
@@ -81,6 +91,10 @@ type Node struct {
 	// (spec.podCIDRs): an address there that no pod of the node has yet is
 	// a pod the agent does not know, denied until it does.
 	PodCIDRs []netip.Prefix
+	// Cluster is the remote cluster of the node ("" for a local one):
+	// its addresses are node peers' only, and only of selectors that
+	// name ClusterLabel.
+	Cluster string
 }
 
 // Direction is ingress or egress.
@@ -185,6 +199,9 @@ type Cluster struct {
 	// (multinet.go).
 	MultiPolicies map[string]*MultiPolicy
 	Networks      map[string]*Network
+	// ClusterSet: how remote clusters' objects are matched. Set it before
+	// the first Set.
+	ClusterSet ClusterSet
 
 	// Indexes kept by Set and Delete, so that an incremental compiler
 	// never scans the whole cluster for one change.
@@ -240,7 +257,8 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 }
 
 // Owns reports whether addr is pod's: pod is active, lists addr, and no
-// active pod whose key sorts before it lists addr too. Two pods list one
+// active pod that comes before it lists addr too: a local pod before a
+// remote one, then by key. Two pods list one
 // address when it is reused before the informer has seen its previous
 // pod go; exactly one of them owns it, the same on every node and in the
 // evaluator, and only the owner is judged or matched by it (a kernel map
@@ -249,8 +267,8 @@ func (c *Cluster) Owns(pod *Pod, addr netip.Addr) bool {
 	if !pod.Active() || c.podsByAddr[addr][pod.Key()] == nil {
 		return false
 	}
-	for key, other := range c.podsByAddr[addr] {
-		if key < pod.Key() && other.Active() {
+	for _, other := range c.podsByAddr[addr] {
+		if other.Active() && ownerBefore(other, pod) {
 			return false
 		}
 	}
@@ -328,7 +346,7 @@ func (c *Cluster) SortedPods() []*Pod {
 
 // Selects reports whether the policy applies to pod.
 func (p *Policy) Selects(c *Cluster, pod *Pod) bool {
-	return pod.Active() && pod.Namespace == p.Namespace && p.Subject != nil && p.Subject.Matches(pod.Labels)
+	return pod.Active() && !pod.Remote() && pod.Namespace == p.Namespace && p.Subject != nil && p.Subject.Matches(pod.Labels)
 }
 
 // MatchesPod reports whether a pod peer selects pod.
@@ -345,13 +363,17 @@ func (peer *Peer) MatchesPod(c *Cluster, pod *Pod) bool {
 		if !ok || !peer.NamespaceSelector.Matches(ns.Labels) {
 			return false
 		}
+		if ns.Cluster != "" && !c.ClusterSet.Sameness && !NamesCluster(peer.NamespaceSelector) {
+			return false // docs/multicluster.md: remote only when asked for
+		}
 	}
 	return peer.PodSelector == nil || peer.PodSelector.Matches(pod.Labels)
 }
 
 // MatchesNode reports whether a node peer selects node.
 func (peer *Peer) MatchesNode(node *Node) bool {
-	return peer.Nodes && !peer.Invalid && peer.NodeSelector != nil && peer.NodeSelector.Matches(node.Labels)
+	return peer.Nodes && !peer.Invalid && peer.NodeSelector != nil && peer.NodeSelector.Matches(node.Labels) &&
+		(node.Cluster == "" || NamesCluster(peer.NodeSelector))
 }
 
 // MatchesAddr reports whether an ipBlock peer contains addr.
@@ -399,7 +421,21 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 	return nil
 }
 
-func (c *Cluster) setNamespace(o *v1.Namespace) { c.Namespaces[o.Name] = NamespaceFromAPI(o) }
+func (c *Cluster) setNamespace(o *v1.Namespace) {
+	ns := NamespaceFromAPI(o)
+	if ns.Cluster == "" {
+		ns.Labels = withCluster(ns.Labels, c.ClusterSet.LocalID, false)
+	}
+	c.Namespaces[o.Name] = ns
+}
+
+func (c *Cluster) setNode(o *v1.Node) {
+	n := NodeFromAPI(o)
+	if n.Cluster == "" {
+		n.Labels = withCluster(n.Labels, c.ClusterSet.LocalID, false)
+	}
+	c.Nodes[o.Name] = n
+}
 
 func (c *Cluster) setPod(o *v1.Pod) {
 	p := PodFromAPI(o)

@@ -96,7 +96,7 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	s := &Scenario{Cluster: c}
 	l := &probeReader{Reader: &manifest.Reader{File: file}, fams: c.IPFamilies}
 	for _, cs := range c.Steps {
-		st := Step{Number: cs.Number, Line: cs.Line, Note: cs.Note, Apply: cs.Apply, Delete: cs.Delete, DNS: cs.DNS, DNSChange: cs.DNSChange, Wait: cs.Wait}
+		st := Step{Number: cs.Number, Line: cs.Line, Note: cs.Note, Apply: cs.Apply, Delete: cs.Delete, DNS: cs.DNS, DNSChange: cs.DNSChange, Wait: cs.Wait, Disconnect: cs.Disconnect, Reconnect: cs.Reconnect}
 		if cs.Probe != nil {
 			l.Step = cs.Number
 			st.Probe = l.probe(cs.Probe, cs.ProbeLine)
@@ -104,7 +104,9 @@ func Parse(file string, data []byte) (*Scenario, error) {
 		s.Steps = append(s.Steps, st)
 	}
 	errs = append(errs, l.Errs...)
-	if len(errs) == 0 {
+	if len(errs) == 0 && c.Members != nil {
+		errs = s.checkClusterSetProbes()
+	} else if len(errs) == 0 {
 		errs = c.Walk(func(r *manifest.Reader, cs *manifest.Step, st *manifest.State) {
 			eps := append(Endpoints(st, s.Externals), DNSEndpoints(s.Cluster, cs.Number)...)
 			checkProbe(r, s.Steps[cs.Number-1].Probe, eps)
@@ -114,6 +116,35 @@ func Parse(file string, data []byte) (*Scenario, error) {
 		return nil, errors.Join(sortedByLine(errs)...)
 	}
 	return s, nil
+}
+
+// checkClusterSetProbes walks every cluster of a file with clusters and
+// checks each probe against the endpoints of all of them at its step.
+func (s *Scenario) checkClusterSetProbes() []error {
+	var errs []error
+	eps := make([][]Endpoint, len(s.Steps)+1)
+	for _, m := range s.Members {
+		errs = append(errs, m.Walk(func(_ *manifest.Reader, cs *manifest.Step, st *manifest.State) {
+			eps[cs.Number] = append(eps[cs.Number], InCluster(m.Name, Endpoints(st, nil))...)
+		})...)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	r := &manifest.Reader{File: s.File}
+	for _, st := range s.Steps {
+		r.Step = st.Number
+		checkProbe(r, st.Probe, eps[st.Number])
+	}
+	return r.Errs
+}
+
+// InCluster returns eps as endpoints of cluster.
+func InCluster(cluster string, eps []Endpoint) []Endpoint {
+	for i := range eps {
+		eps[i].Cluster = cluster
+	}
+	return eps
 }
 
 // sortedByLine orders errors as the file does: the cluster's and the

@@ -30,6 +30,9 @@ const (
 
 // Endpoint is something that sends or answers probes.
 type Endpoint struct {
+	// Cluster names the endpoint's cluster in a file with clusters
+	// (docs/multicluster.md); "" in a file without.
+	Cluster   string
 	Kind      EndpointKind
 	Node      string // node ports only: the node whose address is probed
 	Namespace string // pods and Services
@@ -97,6 +100,10 @@ const Wildcard = "*"
 // external/NAME or node/NAME (NAME may be *), svc/NAMESPACE/NAME or
 // nodeport/NODE/NAMESPACE/NAME (any part may be *).
 type Pattern struct {
+	// Cluster is "CLUSTER:" before the rest: a cluster's name or Wildcard;
+	// "" (no prefix) matches every cluster's endpoints, but a literal
+	// pattern without it names an endpoint of a file without clusters.
+	Cluster   string
 	Kind      EndpointKind
 	Node      string // node ports only; a name or Wildcard
 	Namespace string // pods and Services; a name or Wildcard
@@ -110,6 +117,18 @@ var ErrPattern = errors.New("bad endpoint pattern")
 // ParsePattern parses an endpoint pattern. A * stands for a whole part:
 // "x/*" is a pattern, "x/a*" is not.
 func ParsePattern(s string) (Pattern, error) {
+	if cluster, rest, ok := strings.Cut(s, ":"); ok && !strings.Contains(cluster, "/") {
+		c, err := patternPart(s, cluster, "cluster name", validation.IsDNS1123Label)
+		if err != nil {
+			return Pattern{}, err
+		}
+		p, err := ParsePattern(rest)
+		if err != nil || p.Cluster != "" {
+			return Pattern{}, fmt.Errorf("%w %q: want CLUSTER:PATTERN", ErrPattern, s)
+		}
+		p.Cluster = c
+		return p, nil
+	}
 	if base, net, ok := strings.Cut(s, "@"); ok {
 		p, err := ParsePattern(base)
 		if err != nil {
@@ -187,6 +206,11 @@ func patternPart(s, part, what string, valid func(string) []string) (string, err
 }
 
 func (p Pattern) String() string {
+	if p.Cluster != "" {
+		c := p
+		c.Cluster = ""
+		return p.Cluster + ":" + c.String()
+	}
 	switch p.Kind {
 	case KindPod:
 		if p.Network != "" {
@@ -203,7 +227,7 @@ func (p Pattern) String() string {
 
 // Literal reports whether the pattern names one endpoint (has no *).
 func (p Pattern) Literal() bool {
-	return p.Name != Wildcard && p.Namespace != Wildcard && p.Node != Wildcard
+	return p.Name != Wildcard && p.Namespace != Wildcard && p.Node != Wildcard && p.Cluster != Wildcard
 }
 
 // IsTarget reports whether the pattern matches Service targets only.
@@ -225,7 +249,7 @@ func (p Pattern) Matches(e Endpoint) bool {
 		return false
 	}
 	match := func(pat, v string) bool { return pat == Wildcard || pat == v }
-	return p.Network == e.Network && match(p.Node, e.Node) && match(p.Namespace, e.Namespace) && match(p.Name, e.Name)
+	return p.Network == e.Network && (p.Cluster == "" || match(p.Cluster, e.Cluster)) && match(p.Node, e.Node) && match(p.Namespace, e.Namespace) && match(p.Name, e.Name)
 }
 
 // AllPods returns */*: every pod, the default of from and to.

@@ -68,6 +68,11 @@ type Step struct {
 	DNSChange bool
 	Wait      time.Duration
 	Probe     *Probe
+	// In a file with clusters (docs/multicluster.md) Apply and Delete are
+	// empty here: each cluster's are in its member's steps. Disconnect and
+	// Reconnect name the clusters whose API servers the step takes away
+	// from the other clusters' agents, and brings back.
+	Disconnect, Reconnect []string
 }
 
 // DeniedMode says which denials satisfy an expected "denied".
