@@ -89,6 +89,9 @@ func (f *Fake) Seed(rs *Ruleset) {
 	f.rs = nil
 	if rs != nil {
 		f.rs = rs.Clone()
+		for _, s := range f.rs.Sets {
+			s.Comment = truncate(s.Comment, MaxCommentLen) // as the kernel holds it
+		}
 	}
 }
 

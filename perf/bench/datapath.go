@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,9 +36,6 @@ import (
 //	           plus the lab pods, with the server selected by 2, 50 or 500
 //	           policies whose rules it must try before the one that allows
 //	           the client
-//	identity   the 500-policy ruleset with the server's ingress judged by
-//	           a hand-built prototype of the peer-identity layout (issue 13):
-//	           see identityPrototype
 
 const (
 	dpNamespace = "perf-dp"
@@ -62,7 +58,6 @@ const (
 	stateFew       = "nftpolicy, 2 policies"
 	stateMany      = "nftpolicy, 50 policies"
 	stateHuge      = "nftpolicy, 500 policies"
-	stateIdentity  = "identity layout prototype, 500 policies"
 )
 
 func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, error) {
@@ -87,8 +82,6 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	hugeRS := compile.Node(huge, gen.NodeUnderTest)
 	res := &DataPathResult{Size: size, Ruleset: rulesetStats(rs, rs.Text()), Rounds: p.rounds, PerRound: p.conns,
 		ClassPolicies: classPolicies(mc), ClassPoliciesBig: classPolicies(huge)}
-	proto, protoStats := identityPrototype(huge, hugeRS, gen.NodeUnderTest)
-	res.Prototype = protoStats
 
 	// netlab names its namespaces nplab-<hex>-…; its Close (and `nftlab down`)
 	// removes them.
@@ -127,7 +120,6 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
 		{stateMany, full},
 		{stateHuge, diff.Diff(nil, hugeRS)},
-		{stateIdentity, diff.Diff(nil, proto)},
 	}
 	rates := make([][]float64, len(states))
 	lats := make([][]time.Duration, len(states))
@@ -162,8 +154,7 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		res.States = append(res.States, DPState{Name: st.name, Rate: r, Connect: DistOf(lats[i]),
 			Ratio: ratio(r.P50, none), RatioCT: ratio(r.P50, ct)})
 	}
-	res.Enforcing = checkEnforcing(ctx, lab, kernel, full, counterRE, clientNS, client, server) +
-		"; the identity prototype: " + checkEnforcing(ctx, lab, kernel, diff.Diff(nil, proto), protoCounterRE, clientNS, client, server)
+	res.Enforcing = checkEnforcing(ctx, lab, kernel, full, clientNS, client, server)
 	return res, setState(ctx, kernel, nil)
 }
 
@@ -176,94 +167,6 @@ func classPolicies(mc *model.Cluster) int {
 		}
 	}
 	return n
-}
-
-// Names of the prototype's objects.
-const (
-	protoIDs     = "proto-ingress-ids-v4"
-	protoIDChain = "proto-id-"
-	protoGroup   = "proto-grp-server"
-	protoPorts   = "proto-grp-server-ports"
-	protoAllow   = "proto-v-allow"
-	protoDecoy   = "proto-v-decoy"
-	protoIDCount = 64 // identity chains the cluster's addresses are spread over
-)
-
-// identityPrototype measures, before the compiler emits it, what the
-// peer-identity layout costs a new connection: the compiled ruleset rs of
-// mc, with the server's ingress decided by the layout's four lookups in
-// front of the compiled dispatch:
-//
-//	forward-ingress:  ip saddr vmap @proto-ingress-ids-v4     every pod of the cluster -> one of 64 identity chains
-//	proto-id-N:       ip daddr vmap @proto-id-N-v4            every local pod -> its group chain
-//	proto-grp-server: meta l4proto . th dport vmap @…-ports   one element per decoy's port, and 8080
-//	                  counter drop                            no rule of this identity covers the port
-//	proto-v-allow:    counter accept comment "… zz-allow-client ingress rule 0"
-//
-// The group's port map is the worst case for the client: as if its
-// identity matched every decoy's rule, so the pipapo map holds one range
-// per policy rather than the one element the client's real identity needs.
-func identityPrototype(mc *model.Cluster, rs *nft.Ruleset, node string) (*nft.Ruleset, PrototypeStats) {
-	out := rs.Clone()
-	var st PrototypeStats
-	ids := out.AddSet(nft.NewSet(protoIDs, nft.MapIPv4Verdict, "prototype: peer address -> identity"))
-	local := sortedKeys(mc.PodsOn(node))
-	for i := range protoIDCount {
-		name := fmt.Sprintf("%s%02d", protoIDChain, i)
-		m := out.AddSet(nft.NewSet(name+"-v4", nft.MapIPv4Verdict, "prototype: local pod -> group"))
-		for _, key := range local {
-			for _, ip := range mc.Pods[key].IPs {
-				if ip.Is4() {
-					m.Add(nft.Elem{Addr: ip, Chain: protoGroup})
-				}
-			}
-		}
-		out.AddChain(&nft.Chain{Name: name, Rules: []*nft.Rule{{
-			Verdict: nft.Verdict{Kind: nft.Vmap, Map: name + "-v4", Family: nft.IPv4}, Comment: "prototype identity"}}})
-		st.IdentityElems += len(m.Elements)
-	}
-	i := 0
-	for _, key := range sortedKeys(mc.Pods) {
-		for _, ip := range mc.Pods[key].IPs {
-			if !ip.Is4() {
-				continue
-			}
-			ids.Add(nft.Elem{Addr: ip, Chain: fmt.Sprintf("%s%02d", protoIDChain, i%protoIDCount)})
-			i++
-		}
-	}
-	st.IDsElems = len(ids.Elements)
-	ports := out.AddSet(nft.NewSet(protoPorts, nft.MapProtoPortVerdict, "prototype: first match per port"))
-	ports.Add(nft.Elem{Proto: nft.ProtoTCP, Port: dpPort, PortEnd: dpPort, Chain: protoAllow})
-	for d := range dpDecoysBig {
-		if p := uint16(9000 + d); p != dpPort {
-			ports.Add(nft.Elem{Proto: nft.ProtoTCP, Port: p, PortEnd: p, Chain: protoDecoy})
-		}
-	}
-	st.PortElems = len(ports.Elements)
-	out.AddChain(&nft.Chain{Name: protoGroup, Rules: []*nft.Rule{
-		{Verdict: nft.Verdict{Kind: nft.Vmap, Map: protoPorts, ProtoPort: true}, Comment: "prototype group: first match per port"},
-		{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: "prototype group: no rule matched"},
-	}})
-	out.AddChain(&nft.Chain{Name: protoAllow, Rules: []*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept},
-		Comment: dpNamespace + "/zz-allow-client ingress rule 0 (prototype)"}}})
-	out.AddChain(&nft.Chain{Name: protoDecoy, Rules: []*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept},
-		Comment: dpNamespace + "/decoy ingress rule 0 (prototype)"}}})
-	// In front of the compiled dispatch, after conntrack, invalid and ND.
-	base := out.Chains[compile.ChainForwardIngress]
-	lookup := &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: protoIDs, Family: nft.IPv4, Src: true}, Comment: "prototype: peer identity"}
-	rules := append([]*nft.Rule{}, base.Rules[:3]...)
-	base.Rules = append(append(rules, lookup), base.Rules[3:]...)
-	return out, st
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // state finds a data-path state by name.
@@ -416,16 +319,13 @@ func connectWait(fd int, dst unix.Sockaddr) error {
 	return nil
 }
 
-var (
-	counterRE      = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0 ["))
-	protoCounterRE = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0 (prototype)"))
-)
+var counterRE = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0 ["))
 
 // checkEnforcing shows the ruleset was live during the measurements: with
 // it loaded, the allowing rule counts the client's connections and a port
 // no policy allows is dropped (a timeout, not the refusal the closed port
 // gives without it).
-func checkEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, full *nft.Transaction, counterRE *regexp.Regexp, clientNS int, client, server string) string {
+func checkEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, full *nft.Transaction, clientNS int, client, server string) string {
 	if err := setState(ctx, k, full); err != nil {
 		return "not checked: " + err.Error()
 	}

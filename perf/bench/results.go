@@ -143,20 +143,11 @@ type DataPathResult struct {
 	Ruleset       RulesetStats `json:"ruleset"`
 	ClassPolicies int          `json:"class_policies"` // policies the target's ingress class jumps through
 	// ClassPoliciesBig is the same in the 500-policy state.
-	ClassPoliciesBig int `json:"class_policies_big"`
-	// Prototype is the size of the identity-layout prototype's maps.
-	Prototype PrototypeStats `json:"identity_prototype"`
-	Rounds    int            `json:"rounds"`
-	PerRound  int            `json:"connections_per_round"`
-	States    []DPState      `json:"states"`
-	Enforcing string         `json:"enforcing"` // the sanity checks' outcome
-}
-
-// PrototypeStats are the element counts of the identity-layout prototype.
-type PrototypeStats struct {
-	IDsElems      int `json:"ids_elements"`      // peer address -> identity
-	IdentityElems int `json:"identity_elements"` // local pod -> group, over all identity chains
-	PortElems     int `json:"port_elements"`     // the server's group: port -> verdict
+	ClassPoliciesBig int       `json:"class_policies_big"`
+	Rounds           int       `json:"rounds"`
+	PerRound         int       `json:"connections_per_round"`
+	States           []DPState `json:"states"`
+	Enforcing        string    `json:"enforcing"` // the sanity checks' outcome
 }
 
 // DPState is one state of the node's ruleset.
