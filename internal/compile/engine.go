@@ -60,6 +60,7 @@ type Engine struct {
 	pinned       []string
 	dry          bool // peerMatches only names sets: newSet makes none
 	peerNames    map[peerKey][]string
+	groupNames   map[groupKey]string
 
 	touched *nft.Touched
 }
@@ -119,6 +120,7 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		npClass:     map[string][2][]string{},
 		npAddrs:     map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
+		groupNames:  map[groupKey]string{},
 	}
 	e.baseChains()
 	e.identityBase()

@@ -61,20 +61,43 @@ type identity struct {
 	refs int // addresses in the ids maps, ranges in the cidr maps; the empty one is pinned
 	// elems, per direction: a local pod's elements in the identity's map.
 	elems [2]map[string][]nft.Elem
+	// Names, per direction (and family), made once: hashing and cleaning
+	// the long description was a third of an event's time.
+	chains [2]string
+	maps   [2][2]string
 }
 
-func (id *identity) chain(dir model.Direction) string {
-	if id.desc == noneID {
-		return dir.String() + "-id-none"
+func newIdentity(desc string, fam nft.Family, sets map[string]bool) *identity {
+	id := &identity{desc: desc, fam: fam, sets: sets}
+	for _, dir := range directions {
+		d := dirIndex(dir)
+		if desc == noneID {
+			id.chains[d] = dir.String() + "-id-none"
+		} else {
+			id.chains[d] = nft.Name(dir.String()+"-id", desc)
+		}
+		for _, f := range families {
+			if desc == noneID {
+				id.maps[d][famIndex(f)] = fmt.Sprintf("%s-id-none-v%d", dir, f)
+			} else {
+				id.maps[d][famIndex(f)] = nft.Name(fmt.Sprintf("%s-idmap-v%d", dir, f), desc)
+			}
+		}
 	}
-	return nft.Name(dir.String()+"-id", id.desc)
+	return id
 }
+
+func famIndex(f nft.Family) int {
+	if f == nft.IPv6 {
+		return 1
+	}
+	return 0
+}
+
+func (id *identity) chain(dir model.Direction) string { return id.chains[dirIndex(dir)] }
 
 func (id *identity) idMap(dir model.Direction, fam nft.Family) string {
-	if id.desc == noneID {
-		return fmt.Sprintf("%s-id-none-v%d", dir, fam)
-	}
-	return nft.Name(fmt.Sprintf("%s-idmap-v%d", dir, fam), id.desc)
+	return id.maps[dirIndex(dir)][famIndex(fam)]
 }
 
 func (id *identity) families() []nft.Family {
@@ -222,7 +245,8 @@ func (e *Engine) acquireID(desc string, fam nft.Family, sets map[string]bool) *i
 		id.refs++
 		return id
 	}
-	id := &identity{desc: desc, fam: fam, sets: sets, refs: 1}
+	id := newIdentity(desc, fam, sets)
+	id.refs = 1
 	e.ids[desc] = id
 	for _, dir := range directions {
 		id.elems[dirIndex(dir)] = map[string][]nft.Elem{}
@@ -278,14 +302,12 @@ func dirIndex(dir model.Direction) int {
 func (e *Engine) placeIn(id *identity, key string) {
 	for _, dir := range directions {
 		var now []nft.Elem
-		if cls := e.npClass[key][dirIndex(dir)]; cls != nil {
-			g := groupDef(dir, cls, id.desc)
-			if len(e.matched(dir, cls, id)) > 0 {
-				for _, f := range id.families() {
-					for _, ip := range e.npAddrs[key] {
-						if nft.FamilyOf(ip) == f {
-							now = append(now, nft.Elem{Addr: ip, Chain: g.name()})
-						}
+		if cls := e.npClass[key][dirIndex(dir)]; cls != nil && len(e.matched(dir, cls, id)) > 0 {
+			g := e.groupName(dir, cls, id.desc)
+			for _, f := range id.families() {
+				for _, ip := range e.npAddrs[key] {
+					if nft.FamilyOf(ip) == f {
+						now = append(now, nft.Elem{Addr: ip, Chain: g})
 					}
 				}
 			}
@@ -324,6 +346,25 @@ func (e *Engine) groupOf(dir model.Direction, key string, id *identity, name str
 		return lc.def
 	}
 	return groupDef(dir, e.npClass[key][dirIndex(dir)], id.desc)
+}
+
+// groupName is groupDef(…).name(), remembered.
+func (e *Engine) groupName(dir model.Direction, cls []string, id string) string {
+	k := groupKey{dir, strings.Join(cls, ","), id}
+	if n, ok := e.groupNames[k]; ok {
+		return n
+	}
+	n := groupDef(dir, cls, id).name()
+	if len(e.groupNames) >= 1<<16 {
+		clear(e.groupNames) // a cache, not a record: bounded
+	}
+	e.groupNames[k] = n
+	return n
+}
+
+type groupKey struct {
+	dir     model.Direction
+	cls, id string
 }
 
 func groupDef(dir model.Direction, cls []string, id string) chainDef {
