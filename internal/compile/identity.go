@@ -303,7 +303,7 @@ func (e *Engine) placeIn(id *identity, key string) {
 	for _, dir := range directions {
 		var now []nft.Elem
 		if cls := e.npClass[key][dirIndex(dir)]; cls != nil && len(e.matched(dir, cls, id)) > 0 {
-			g := e.groupName(dir, cls, id.desc)
+			g := e.groupName(dir, cls, signature(id, e.matched(dir, cls, id)))
 			for _, f := range id.families() {
 				for _, ip := range e.npAddrs[key] {
 					if nft.FamilyOf(ip) == f {
@@ -345,7 +345,39 @@ func (e *Engine) groupOf(dir model.Direction, key string, id *identity, name str
 	if lc, ok := e.chains[name]; ok {
 		return lc.def
 	}
-	return groupDef(dir, e.npClass[key][dirIndex(dir)], id.desc)
+	cls := e.npClass[key][dirIndex(dir)]
+	return groupDef(dir, cls, signature(id, e.matched(dir, cls, id)))
+}
+
+// signature says what a group chain holds: the families of its identity's
+// addresses and the rules (policy and index, in order) it matches. The
+// identities that match the same rules of a class share its group chain.
+func signature(id *identity, rules []matchedRule) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v%d", id.fam)
+	for _, r := range rules {
+		fmt.Fprintf(&b, " %s#%d", r.policy.Key(), r.rule.Index)
+	}
+	return b.String()
+}
+
+// parseSignature is signature's inverse: the families and the rules, by
+// policy key and index.
+func parseSignature(sig string) ([]nft.Family, map[string]bool) {
+	fields := strings.Fields(sig)
+	fams := families
+	if len(fields) > 0 && fields[0] != "v0" {
+		var f int
+		fmt.Sscanf(fields[0], "v%d", &f)
+		fams = []nft.Family{nft.Family(f)}
+	}
+	rules := map[string]bool{}
+	if len(fields) > 1 {
+		for _, r := range fields[1:] {
+			rules[r] = true
+		}
+	}
+	return fams, rules
 }
 
 // groupName is groupDef(…).name(), remembered.
@@ -450,11 +482,19 @@ type peerKey struct {
 // it matches, first match wins, each going to its verdict chain.
 func (e *Engine) groupChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
-	id := e.ids[d.id]
-	if id == nil {
-		return ch
+	fams, in := parseSignature(d.id)
+	var rules []matchedRule
+	for _, key := range d.keys {
+		p := e.c.Policies[key]
+		if p == nil {
+			continue
+		}
+		for _, r := range p.Rules[d.dir] {
+			if in[fmt.Sprintf("%s#%d", key, r.Index)] {
+				rules = append(rules, matchedRule{p, r})
+			}
+		}
 	}
-	rules := e.matched(d.dir, d.keys, id)
 	var run []matchedRule // numeric-port rules not yet emitted
 	flush := func(allPorts *matchedRule) {
 		if len(run) > 0 {
@@ -494,7 +534,7 @@ func (e *Engine) groupChain(d chainDef) *nft.Chain {
 		flush(nil)
 		v := e.verdictDef(d.dir, r.policy, r.rule.Index)
 		for _, port := range named {
-			for _, f := range id.families() {
+			for _, f := range fams {
 				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(f, port)}
 				ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{m}, Verdict: nft.Verdict{Kind: nft.Goto, Chain: v.name()}, Comment: ruleComment(r.policy, d.dir, r.rule.Index)})
 			}
