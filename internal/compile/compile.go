@@ -65,7 +65,7 @@ const (
 	chainTierPolicy                     // one admin or baseline policy, one direction
 	chainAuditClass                     // pods only audit NetworkPolicies isolate
 	chainAuditPolicy                    // one audit NetworkPolicy, one direction
-	chainGroup                          // a NetworkPolicy class's rules that one peer identity matches
+	chainGroup                          // a NetworkPolicy class's rules that peer identities match
 	chainVerdict                        // one NetworkPolicy rule's accept, counter and log
 )
 
@@ -77,7 +77,8 @@ type chainDef struct {
 	tier model.Tier // chainTierPolicy
 	// keys are the policies: sorted for class chains, one for a policy chain.
 	keys []string
-	// id is a group's identity, a verdict chain's rule index.
+	// id is a group's signature (its family and rules), a verdict
+	// chain's rule index.
 	id string
 }
 

@@ -29,8 +29,8 @@ import (
 //	<dir>-grp-…:    meta l4proto . th dport vmap @…                first rule per port -> goto v-…
 //	v-<dir>-…:      counter accept comment "ns/policy dir rule N"
 //
-// A group chain is (a class, an identity): the class's rules that the
-// identity matches, in the evaluator's order (policies by key, rules by
+// A group chain is a class's rules that an identity matches (identities
+// that match the same ones share it), in the evaluator's order (policies by key, rules by
 // index); runs of numeric-port rules become one port map whose elements
 // carry the first rule that covers each range, a rule with named ports stays
 // a set lookup of its own (its port depends on the pod that declares it).
@@ -302,8 +302,9 @@ func dirIndex(dir model.Direction) int {
 func (e *Engine) placeIn(id *identity, key string) {
 	for _, dir := range directions {
 		var now []nft.Elem
-		if cls := e.npClass[key][dirIndex(dir)]; cls != nil && len(e.matched(dir, cls, id)) > 0 {
-			g := e.groupName(dir, cls, signature(id, e.matched(dir, cls, id)))
+		cls := e.npClass[key][dirIndex(dir)]
+		if m := e.matched(dir, cls, id); cls != nil && len(m) > 0 {
+			g := e.groupName(dir, cls, signature(id, m))
 			for _, f := range id.families() {
 				for _, ip := range e.npAddrs[key] {
 					if nft.FamilyOf(ip) == f {
@@ -478,8 +479,9 @@ type peerKey struct {
 	dir   model.Direction
 }
 
-// groupChain judges the pods of one class against one identity: the rules
-// it matches, first match wins, each going to its verdict chain.
+// groupChain judges the pods of one class against the identities whose
+// signature it has: the rules they match, first match wins, each going to
+// its verdict chain.
 func (e *Engine) groupChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	fams, in := parseSignature(d.id)
