@@ -324,7 +324,8 @@ func TestRefusedTwiceReplacesTable(t *testing.T) {
 	}
 
 	// The kernel accepts minimal transactions again: the next change is
-	// one, the client's address added to the clients' peer set.
+	// one, the client's address added to the clients' peer set and to
+	// both ids maps.
 	refusing.Store(false)
 	seen = nil
 	h.apply(tu.Pod("x", "client3", "node-2", m{"role": "client"}, []string{"10.244.2.12"}))
@@ -333,8 +334,8 @@ func TestRefusedTwiceReplacesTable(t *testing.T) {
 	if diff := cmp.Diff([]string{"minimal"}, seen); diff != "" {
 		t.Errorf("transactions sent after the replacement (-want +got):\n%s", diff)
 	}
-	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 1, Elements: 1}) {
-		t.Errorf("the change after the replacement cost %+v, want 1 op and 1 element", got)
+	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 3, Elements: 3}) {
+		t.Errorf("the change after the replacement cost %+v, want 3 ops and 3 elements", got)
 	}
 	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
 		t.Errorf("nftpolicy_table_replacements_total = %v, want still 1", got)
@@ -701,20 +702,22 @@ func TestEventsCostExactOperations(t *testing.T) {
 		ops      int
 		elements int
 	}{
-		// A new client joins the peer set: one element added.
-		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 1, 1},
-		// Relabelled out of it: one element deleted.
-		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 1, 1},
+		// A new client joins the peer set, and its address the ids maps
+		// of both directions (the clients' identity): three elements added.
+		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 3, 3},
+		// Relabelled out of it: the same three deleted.
+		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 3, 3},
 		// A second server on this node: its dispatch element, its named
-		// port in the named-port set, and its address in the set of known
-		// local pods (no longer a pod not yet known).
-		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 3, 3},
-		// The policy's ports change: its chain is flushed and rewritten
-		// with one rule per family of the peer set, and a port set
-		// replaces the two named-port sets (add set, add its element,
-		// flush, two rules, delete two sets).
+		// port in the named-port set, its address in the set of known
+		// local pods (no longer a pod not yet known), and its element in
+		// the map of the clients' identity, to the group its class has.
+		{"local server added", tu.Pod("x", "server2", node, m{"role": "server"}, []string{"10.244.1.11"}, tu.WithPort("http", v1.ProtocolTCP, 8080)), 4, 4},
+		// The policy's ports change: the one group (servers, clients'
+		// identity) is flushed and rewritten with one port lookup; a port
+		// map with one element replaces the named-port set it used (add
+		// map, add its element, flush, one rule, delete the set).
 		{"policy edited", tu.Policy("x", "servers", m{"role": "server"},
-			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.Port(v1.ProtocolTCP, 8080, 0))), 7, 1},
+			tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.Port(v1.ProtocolTCP, 8080, 0))), 5, 1},
 	}
 	for _, s := range steps {
 		h.apply(s.obj)

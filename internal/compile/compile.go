@@ -62,10 +62,11 @@ const (
 	chainAdminClass                     // pods the same admin-tier policies select
 	chainBaselineClass                  // pods the same baseline policies select
 	chainAccept                         // the admin tier passed and nothing follows
-	chainNPPolicy                       // one NetworkPolicy, one direction
 	chainTierPolicy                     // one admin or baseline policy, one direction
 	chainAuditClass                     // pods only audit NetworkPolicies isolate
 	chainAuditPolicy                    // one audit NetworkPolicy, one direction
+	chainGroup                          // a NetworkPolicy class's rules that peer identities match
+	chainVerdict                        // one NetworkPolicy rule's accept, counter and log
 )
 
 // chainDef says how to build a chain: the engine builds it again from its
@@ -76,10 +77,9 @@ type chainDef struct {
 	tier model.Tier // chainTierPolicy
 	// keys are the policies: sorted for class chains, one for a policy chain.
 	keys []string
-}
-
-func npPolicyDef(key string, dir model.Direction) chainDef {
-	return chainDef{kind: chainNPPolicy, dir: dir, keys: []string{key}}
+	// id is a group's signature (its family and rules), a verdict
+	// chain's rule index.
+	id string
 }
 
 func (d chainDef) name() string {
@@ -92,12 +92,14 @@ func (d chainDef) name() string {
 		return nft.Name(d.dir.String()+"-baseline", strings.Join(d.keys, ","))
 	case chainAccept:
 		return ChainAccept
-	case chainNPPolicy:
-		return nft.Name("pol-"+d.dir.String(), d.keys[0])
 	case chainAuditClass:
 		return nft.Name(d.dir.String()+"-audit", strings.Join(d.keys, ","))
 	case chainAuditPolicy:
 		return nft.Name("aud-"+d.dir.String(), d.keys[0])
+	case chainGroup:
+		return nft.Name(d.dir.String()+"-grp", strings.Join(d.keys, ",")+"|"+d.id)
+	case chainVerdict:
+		return nft.Name("v-"+d.dir.String(), d.keys[0]+" rule "+d.id)
 	}
 	return nft.Name(fmt.Sprintf("%s-%s", d.tier, d.dir), d.keys[0])
 }
@@ -107,8 +109,6 @@ func (d chainDef) targets() []chainDef {
 	var out []chainDef
 	for _, k := range d.keys {
 		switch d.kind {
-		case chainNPClass:
-			out = append(out, npPolicyDef(k, d.dir))
 		case chainAuditClass:
 			out = append(out, auditPolicyDef(k, d.dir))
 		case chainAdminClass:
@@ -132,8 +132,10 @@ func (e *Engine) build(d chainDef) *nft.Chain {
 		return e.baselineChain(d, e.tierPolicies(d.keys))
 	case chainAccept:
 		return acceptChain()
-	case chainNPPolicy:
-		return e.policyChain(e.c.Policies[d.keys[0]], d)
+	case chainGroup:
+		return e.groupChain(d)
+	case chainVerdict:
+		return e.verdictChain(d)
 	case chainAuditClass:
 		return e.auditClassChain(d)
 	case chainAuditPolicy:
@@ -295,23 +297,25 @@ func (e *Engine) classChain(d chainDef) *nft.Chain {
 		// valid policy's isolation brings it (model.Policy.Valid).
 		ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the pod's own node"})
 	}
-	for _, t := range d.targets() {
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: t.name()}, Comment: t.keys[0]})
+	// The peer sets of its policies' rules: the matchers identities are
+	// made of, kept while the class lives.
+	for _, k := range d.keys {
+		if p := e.c.Policies[k]; p != nil {
+			for _, r := range p.Rules[d.dir] {
+				for _, ms := range e.peerMatches(d.dir, r.Peers) {
+					for _, m := range ms {
+						if a, ok := m.(nft.MatchAddrInSet); ok {
+							e.pinned = append(e.pinned, a.Set)
+						}
+					}
+				}
+			}
+		}
 	}
+	ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: peerChain(d.dir)}, Comment: "the peer's identity decides"})
 	ch.Rules = append(ch.Rules, e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
 		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))}},
 		isolationOrigin(d.dir, d.keys, VerdictDrop), false)...)
-	return ch
-}
-
-// policyChain holds one policy's rules for one direction; each accepts what
-// its rule allows.
-func (e *Engine) policyChain(p *model.Policy, d chainDef) *nft.Chain {
-	ch := &nft.Chain{Name: d.name()}
-	for _, r := range p.Rules[d.dir] {
-		comment := fmt.Sprintf("%s %s rule %d", p.Key(), d.dir, r.Index)
-		ch.Rules = append(ch.Rules, e.withOrigin(e.rules(d.dir, r.Match, comment, accept), npOrigin(d.dir, p.Key(), r.Index), p.LogAccepts)...)
-	}
 	return ch
 }
 

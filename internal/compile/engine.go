@@ -46,14 +46,34 @@ type Engine struct {
 	dnsClients map[string][]netip.Addr
 	tiers      [2][]*model.TierPolicy // by Tier, in evaluation order
 
+	// Peer identities (identity.go).
+	addrSets   map[netip.Addr]map[string]bool // address -> the dynamic address sets holding it
+	idOf       map[netip.Addr]string          // address in the ids maps -> its identity
+	ids        map[string]*identity           // live identities by description
+	dirty      map[netip.Addr]bool            // addresses whose memberships changed
+	podDirty   map[string]bool                // local pods whose NetworkPolicy class changed
+	cidrs      map[string][]span              // live ipBlock sets -> their ranges
+	cidrDirty  bool
+	cidrPieces map[nft.Family][]cidrPiece
+	npClass    map[string][2][]string  // local pod -> its NetworkPolicy class, per direction
+	npAddrs    map[string][]netip.Addr // local pod -> the addresses its class judges
+	// Filled while a chain is built: a group's verdict chains, a class's
+	// peer sets (which identities are made of).
+	groupTargets []chainDef
+	pinned       []string
+	dry          bool // peerMatches only names sets: newSet makes none
+	peerNames    map[peerKey][]string
+	groupNames   map[groupKey]string
+
 	touched *nft.Touched
 }
 
 // liveChain is a chain other than a base chain, and what keeps it alive.
 type liveChain struct {
-	refs int
-	def  chainDef
-	sets []string // the sets its rules use
+	refs    int
+	def     chainDef
+	sets    []string   // the sets its rules use (and a class's peer sets)
+	targets []chainDef // the chains it jumps or goes to
 }
 
 // liveSet is a set other than a dispatch map, and what keeps it alive.
@@ -95,14 +115,27 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		local:       map[string][]entry{},
 		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
+		addrSets:    map[netip.Addr]map[string]bool{},
+		idOf:        map[netip.Addr]string{},
+		ids:         map[string]*identity{},
+		dirty:       map[netip.Addr]bool{},
+		podDirty:    map[string]bool{},
+		cidrs:       map[string][]span{},
+		cidrPieces:  map[nft.Family][]cidrPiece{},
+		npClass:     map[string][2][]string{},
+		npAddrs:     map[string][]netip.Addr{},
+		peerNames:   map[peerKey][]string{},
+		groupNames:  map[groupKey]string{},
 	}
 	e.baseChains()
 	e.guardBridge() // bridges.go
+	e.identityBase()
 	e.podCIDRs()
 	e.sortTiers()
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
 	}
+	e.settle()
 	e.touched = nft.NewTouched()
 	return e
 }
@@ -162,6 +195,7 @@ func (e *Engine) Delete(kind, namespace, name string) error {
 // it lists, before or after (addrs), between the other pods that list it
 // (model.Cluster.Owns): those are re-evaluated with it.
 func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() error) error {
+	defer e.settle()
 	switch kind {
 	case "Pod":
 		key := ns + "/" + name
@@ -205,24 +239,22 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		}
 	case "NetworkPolicy":
 		key := ns + "/" + name
-		old := e.c.Policies[key]
 		if err := apply(); err != nil {
 			return err
 		}
+		clear(e.peerNames)
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {
 				e.reclassify(key)
+				e.podDirty[key] = true // its groups may gain or lose rules
 			}
 		}
 		for _, dir := range directions {
-			e.rebuild(npPolicyDef(key, dir).name())
 			e.rebuild(auditPolicyDef(key, dir).name())
 		}
-		if now := e.c.Policies[key]; old != nil && now != nil && old.Valid() != now.Valid() {
-			// The class chains it is part of gain or lose their own-node
-			// rule (classChain); rare enough to look for them all.
-			e.rebuildWith(key)
-		}
+		// Its class chains (their own-node rule, their peer sets) and the
+		// groups of its rules.
+		e.rebuildWith(key)
 	case model.KindANP, model.KindBANP, model.KindCNP:
 		if err := apply(); err != nil {
 			return err
@@ -240,15 +272,22 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 
 var directions = []model.Direction{model.Ingress, model.Egress}
 
-// rebuildWith builds again every live chain built from the policy key.
+// rebuildWith builds again every live chain built from the policy key:
+// class chains first, whose peer sets the groups' rules are matched by.
 func (e *Engine) rebuildWith(key string) {
-	var built []string
+	var built, later []string
 	for n, lc := range e.chains {
-		if slices.Contains(lc.def.keys, key) {
+		switch {
+		case !slices.Contains(lc.def.keys, key):
+		case lc.def.kind == chainGroup || lc.def.kind == chainVerdict:
+			later = append(later, n)
+		default:
 			built = append(built, n)
 		}
 	}
-	for _, n := range built {
+	slices.Sort(built)
+	slices.Sort(later)
+	for _, n := range append(built, later...) {
 		e.rebuild(n)
 	}
 }
@@ -272,6 +311,7 @@ func (e *Engine) reclassify(key string) {
 	}
 	e.know(key, ips)
 	e.dnsClient(key, dnsIPs)
+	e.notePlace(key, now)
 	was := e.local[key]
 	if slices.EqualFunc(was, now, sameEntry) {
 		return
@@ -303,17 +343,36 @@ func (e *Engine) ensure(def chainDef) {
 		lc.refs++
 		return
 	}
-	ch := e.build(def)
-	lc := &liveChain{refs: 1, def: def, sets: nft.ChainSets(ch)}
+	ch, sets, targets := e.buildAll(def)
+	lc := &liveChain{refs: 1, def: def, sets: sets, targets: targets}
 	e.chains[name] = lc
 	e.rs.AddChain(ch)
 	e.touched.Chain(name)
 	for _, s := range lc.sets {
 		e.sets[s].refs++
 	}
-	for _, t := range def.targets() {
+	for _, t := range targets {
 		e.ensure(t)
 	}
+}
+
+// buildAll builds a chain and says what it holds on to: the sets its rules
+// use (and, for a class chain, its peer sets) and its targets.
+func (e *Engine) buildAll(def chainDef) (*nft.Chain, []string, []chainDef) {
+	e.groupTargets, e.pinned = nil, nil
+	ch := e.build(def)
+	sets := nft.ChainSets(ch)
+	for _, s := range e.pinned {
+		if !slices.Contains(sets, s) {
+			sets = append(sets, s)
+		}
+	}
+	targets := def.targets()
+	if def.kind == chainGroup {
+		targets = e.groupTargets
+	}
+	e.groupTargets, e.pinned = nil, nil
+	return ch, sets, targets
 }
 
 // release drops a reference to a chain; the last one deletes it and
@@ -329,7 +388,7 @@ func (e *Engine) release(name string) {
 	for _, s := range lc.sets {
 		e.releaseSet(s)
 	}
-	for _, t := range lc.def.targets() {
+	for _, t := range lc.targets {
 		e.release(t.name())
 	}
 }
@@ -342,21 +401,32 @@ func (e *Engine) rebuild(name string) {
 		return
 	}
 	old := e.rs.Chains[name]
-	ch := e.build(lc.def)
-	if sameRuleIDs(old.Rules, ch.Rules) {
+	ch, sets, targets := e.buildAll(lc.def)
+	same := sameRuleIDs(old.Rules, ch.Rules)
+	if same && slices.Equal(sets, lc.sets) && slices.EqualFunc(targets, lc.targets, sameDef) {
 		return
 	}
-	e.rs.AddChain(ch)
-	e.touched.Chain(name)
-	was := lc.sets
-	lc.sets = nft.ChainSets(ch)
+	if !same {
+		e.rs.AddChain(ch)
+		e.touched.Chain(name)
+	}
+	was, wasTargets := lc.sets, lc.targets
+	lc.sets, lc.targets = sets, targets
 	for _, s := range lc.sets {
 		e.sets[s].refs++
+	}
+	for _, t := range targets {
+		e.ensure(t)
 	}
 	for _, s := range was {
 		e.releaseSet(s)
 	}
+	for _, t := range wasTargets {
+		e.release(t.name())
+	}
 }
+
+func sameDef(a, b chainDef) bool { return a.name() == b.name() }
 
 func sameRuleIDs(a, b []*nft.Rule) bool {
 	return slices.EqualFunc(a, b, func(x, y *nft.Rule) bool { return x.ID() == y.ID() })
@@ -365,8 +435,11 @@ func sameRuleIDs(a, b []*nft.Rule) bool {
 // newSet adds a set that a chain being built needs. A dynamic set (def not
 // nil) is filled with the pods or nodes that are members now.
 func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
-	if old, ok := e.rs.Sets[s.Name]; ok {
-		return old
+	if old, ok := e.rs.Sets[s.Name]; ok || e.dry {
+		if ok {
+			return old
+		}
+		return s
 	}
 	e.rs.AddSet(s)
 	ls := &liveSet{name: s.Name, def: def}
@@ -420,6 +493,15 @@ func (e *Engine) releaseSet(name string) {
 	if ls.refs--; ls.refs > 0 {
 		return
 	}
+	if isAddrSet(ls) {
+		for el := range e.counts[name] {
+			e.trackAddr(name, el.Addr, false)
+		}
+	}
+	if _, ok := e.cidrs[name]; ok {
+		delete(e.cidrs, name)
+		e.cidrDirty = true
+	}
 	delete(e.sets, name)
 	delete(e.rs.Sets, name)
 	delete(e.counts, name)
@@ -445,6 +527,9 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 	if m[el]++; m[el] == 1 {
 		e.rs.Sets[set].Add(el)
 		e.touched.Elem(set, el)
+		if isAddrSet(e.sets[set]) {
+			e.trackAddr(set, el.Addr, true)
+		}
 	}
 }
 
@@ -457,6 +542,9 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 	delete(m, el)
 	delete(e.rs.Sets[set].Elements, el)
 	e.touched.Elem(set, el)
+	if isAddrSet(e.sets[set]) {
+		e.trackAddr(set, el.Addr, false)
+	}
 }
 
 // member is one element a pod or node contributes to a dynamic set.

@@ -90,6 +90,7 @@ func (e *Engine) SetDomain(name string, addrs []netip.Addr) {
 	before := members()
 	e.c.SetDomain(name, addrs)
 	e.swap(before, members())
+	e.settle() // the addresses' identities follow their sets (identity.go)
 }
 
 // isDNSClient reports whether a policy with domain peers selects pod.

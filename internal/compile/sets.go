@@ -51,8 +51,13 @@ func (e *Engine) cidrSet(fam nft.Family, blocks []model.Peer) string {
 		return name
 	}
 	set := e.newSet(nft.NewSet(name, t, identity), nil)
-	for _, s := range merge(spans) {
+	merged := merge(spans)
+	for _, s := range merged {
 		set.Add(nft.Elem{Addr: s.lo, AddrEnd: s.hi})
+	}
+	if !e.dry {
+		e.cidrs[name] = merged
+		e.cidrDirty = true
 	}
 	return name
 }

@@ -113,8 +113,12 @@ func TestRelabelCostsTheSameAtAnySize(t *testing.T) {
 	}
 	// The pod leaves the server peer set and the servers' ingress dispatch
 	// (2 deletes), and joins the client peer set and the clients' egress
-	// dispatch (2 adds): one element each, no rule rewritten.
-	if want := (diff.Counts{Ops: 4, Elements: 4}); cost[10] != want {
+	// dispatch (2 adds); its address changes identity in both ids maps (a
+	// delete and an add each); as a local pod it leaves the maps of the two
+	// identities the servers' ingress rules match (the clients and the
+	// ipBlock) and joins the one the clients' egress rule matches (the
+	// servers): one element each, no rule rewritten.
+	if want := (diff.Counts{Ops: 11, Elements: 11}); cost[10] != want {
 		t.Errorf("a relabel costs %+v, want %+v", cost[10], want)
 	}
 }
@@ -129,36 +133,42 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		change func()
 		want   diff.Counts
 	}{
-		// A new ports set with its one range, the policy's chain flushed
-		// and its three rules re-added, the old ports set deleted.
-		{name: "policy edit rewrites only its chain", change: func() {
+		// A new port map with its one range, the one group chain whose
+		// identity (the ipBlock) that rule matches flushed and its one
+		// rule re-added, the old port map deleted.
+		{name: "policy edit rewrites only its group", change: func() {
 			c.Set(tu.Policy("x", "servers", m{"role": "server"},
 				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http")),
 				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/8", "10.1.0.0/16")}, tu.Port(v1.ProtocolTCP, 80, 91))))
-		}, want: diff.Counts{Ops: 7, Elements: 1}},
-		// Three chains (the policy's, and the classes deny-all and
-		// deny-all+servers) with seven rules (each class's drop preceded by
-		// its log rule); the five servers' dispatch
-		// elements replaced and the five clients' added (one delete, one
-		// add: 15 elements); the servers-only class flushed and deleted.
+		}, want: diff.Counts{Ops: 5, Elements: 1}},
+		// Four chains (the classes deny-all and deny-all+servers, and the
+		// latter's groups for the two identities its rules match) with
+		// eight rules (each class's jump, log and drop; each group's one);
+		// the five servers' dispatch elements replaced and the five
+		// clients' added (one delete, one add: 15 elements), the servers'
+		// elements in the two identities' maps replaced (20); the
+		// servers-only class and its two groups flushed and deleted.
 		{name: "new policy", change: func() {
 			c.Set(tu.Policy("x", "deny-all", nil, tu.Types(networkingv1.PolicyTypeIngress)))
-		}, want: diff.Counts{Ops: 14, Elements: 15}},
-		// The reverse: the servers-only class back with its three rules, ten
-		// dispatch elements deleted and five added, the two classes
-		// flushed and the three chains deleted.
-		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 11, Elements: 15}},
+		}, want: diff.Counts{Ops: 24, Elements: 35}},
+		// The reverse: the servers-only class and its groups back, the
+		// elements moved back, the four chains flushed and deleted.
+		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 22, Elements: 35}},
 		// p0 leaves the ingress dispatch, the named-port set, the server
-		// peer set and the set of known local pods.
-		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 4, Elements: 4}},
+		// peer set and the set of known local pods; its address leaves
+		// both ids maps, and the pod the maps of the two identities its
+		// class has rules for.
+		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 8, Elements: 8}},
 		{name: "namespace relabel", change: func() { c.Set(tu.Namespace("y", m{"ns": "y", "team": "blue"})) }},
 		// The nine remaining isolated pods leave both dispatch maps (2
-		// deletes); four chains flushed, eight sets deleted, then the four
-		// chains.
+		// deletes), the 19 addresses both ids maps and the ipBlock's two
+		// ranges both cidr maps (4 deletes); fourteen chains flushed
+		// (classes, groups, identities, verdicts), fourteen sets and maps
+		// deleted, then the fourteen chains.
 		{name: "every policy deleted", change: func() {
 			c.Delete("NetworkPolicy", "x", "servers")
 			c.Delete("NetworkPolicy", "x", "clients-egress")
-		}, want: diff.Counts{Ops: 18, Elements: 9}},
+		}, want: diff.Counts{Ops: 48, Elements: 51}},
 	}
 	for _, ch := range changes {
 		var counts diff.Counts
@@ -168,11 +178,13 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		}
 	}
 	// With no policy left only the static skeleton remains: the base
-	// chains, the dispatch maps, and the pod CIDR and known pod sets of
-	// the class of pods not yet known.
+	// chains, the dispatch maps, the pod CIDR and known pod sets of the
+	// class of pods not yet known, and the identity layout's fixed part
+	// (the two peer chains and the empty identity's two chains; the ids,
+	// cidr and empty identity's maps, four each).
 	back, _ := k.Dump(context.Background())
-	if len(back.Chains) != 5 || len(back.Sets) != 8 {
-		t.Errorf("after deleting every policy: %d chains, %d sets; want the 5 base chains, 4 dispatch maps and 4 sets of pods not yet known", len(back.Chains), len(back.Sets))
+	if len(back.Chains) != 9 || len(back.Sets) != 20 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want 5 base chains and 4 of the identity layout, 4 dispatch maps, 4 sets of pods not yet known and 12 maps of the identity layout", len(back.Chains), len(back.Sets))
 	}
 }
 

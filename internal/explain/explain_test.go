@@ -146,7 +146,7 @@ func TestBadQuestions(t *testing.T) {
 
 // TestCheckNodeDrift: a kernel (the Fake, which reads back like the real
 // one: rules by comment only) that holds exactly the compiled table agrees
-// with the model; one element deleted from a peer set makes the flow's
+// with the model; one element deleted from the ids map makes the flow's
 // verdict differ, and CheckNode says so and counts the repair.
 func TestCheckNodeDrift(t *testing.T) {
 	c := loadCluster(t, "cluster.yaml")
@@ -174,26 +174,20 @@ func TestCheckNodeDrift(t *testing.T) {
 	if nc.Drift || nc.TableDiffers || len(nc.Notes) > 0 || len(nc.Kernel) != 2 || nc.Kernel[0].Verdict != "accept" {
 		t.Fatalf("an untouched table: %+v", nc)
 	}
-	// Tamper: cart's address out of the peer set shop/web's egress rule
-	// matches (other sets hold it too: the baseline's, for instance).
-	var set string
-	for _, ch := range want.Chains {
-		for _, r := range ch.Rules {
-			if !strings.HasPrefix(r.Comment, "shop/web egress rule 0") {
-				continue
-			}
-			for _, m := range r.Matches {
-				if m, ok := m.(nft.MatchAddrInSet); ok && m.Family == nft.IPv4 {
-					set = m.Set
-				}
-			}
-		}
+	// Tamper: cart's address out of the egress ids map, which gives it the
+	// identity shop/web's egress rule 0 matches (without it the address
+	// has no identity: no rule of shop/web's groups matches it).
+	set := compile.IDsMap(model.Egress, nft.IPv4)
+	cart := nft.Elem{Addr: netip.MustParseAddr("10.244.2.10")}
+	found := false
+	for el := range want.Sets[set].Elements {
+		found = found || el.Addr == cart.Addr
 	}
-	if _, ok := want.Sets[set].Elements[nft.Elem{Addr: netip.MustParseAddr("10.244.2.10")}]; !ok {
-		t.Fatalf("shop/web's egress peer set %q does not hold shop/cart's address", set)
+	if !found {
+		t.Fatalf("the egress ids map does not hold shop/cart's address")
 	}
 	tx := &nft.Transaction{}
-	tx.Add(nft.Op{Kind: nft.OpDeleteElements, Name: set, SetType: want.Sets[set].Type, Elems: []nft.Elem{{Addr: netip.MustParseAddr("10.244.2.10")}}})
+	tx.Add(nft.Op{Kind: nft.OpDeleteElements, Name: set, SetType: want.Sets[set].Type, Elems: []nft.Elem{cart}})
 	if err := k.Apply(ctx, tx); err != nil {
 		t.Fatal(err)
 	}

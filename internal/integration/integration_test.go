@@ -481,18 +481,30 @@ func TestRestartKeepsRules(t *testing.T) {
 	}
 }
 
-// previousRelease is the last commit before the incremental engine: the
-// agent an upgrade replaces in TestUpgradeAdoptsPreviousTable.
-const previousRelease = "5c35878aef3efa8b3f1963e978991c3c0151ad13"
+// previousReleases are the agents an upgrade replaces in
+// TestUpgradeAdoptsPreviousTable: the last commit before the peer-identity
+// layout (class chains jumping to one chain per policy), and the last
+// before the incremental engine (no class of pods not yet known either).
+var previousReleases = []string{
+	"9dcefb10bad22fe86136f7fc70bbb3d173bde7ac",
+	"5c35878aef3efa8b3f1963e978991c3c0151ad13",
+}
 
-// TestUpgradeAdoptsPreviousTable: the previous release's agent programs a
+// TestUpgradeAdoptsPreviousTable: a previous release's agent programs a
 // node; it is killed and this one starts on the table it left. No probe
 // result changes across the upgrade (probed continuously), and the new
-// agent converges in exactly one transaction: the previous release had no
-// class of pods not yet known, so the sets and rules of that class are
-// added, atomically with the elements of every known pod, so that no known
-// pod is ever judged unknown.
+// agent converges in exactly one transaction: the new layout's chains and
+// maps, and (from the older release) the sets and rules of the class of
+// pods not yet known, are added atomically with the elements of every
+// known pod, so that no known pod is ever judged unknown and no flow
+// changes verdict in between.
 func TestUpgradeAdoptsPreviousTable(t *testing.T) {
+	for _, commit := range previousReleases {
+		t.Run(commit[:7], func(t *testing.T) { testUpgradeFrom(t, commit) })
+	}
+}
+
+func testUpgradeFrom(t *testing.T, previousRelease string) {
 	w := newWorld(t, 1, time.Minute)
 	old := buildRelease(t, previousRelease)
 	n := w.nodes[0]
@@ -523,7 +535,7 @@ func TestUpgradeAdoptsPreviousTable(t *testing.T) {
 	})
 	m := scrape(t, a2)
 	if got := m["nftpolicy_transactions_total"]; got != 1 {
-		t.Errorf("the upgraded agent sent %v transactions; want 1 (adding the class of pods not yet known)", got)
+		t.Errorf("the upgraded agent sent %v transactions; want 1 (the whole adoption)", got)
 	}
 	if out, err := w.nft(n, "list", "set", "inet", "nftpolicy", "local-pods-v4"); err != nil || strings.Count(out, "10.") < 3 {
 		t.Errorf("after the upgrade, the known local pods: %v\n%s; want the three pods", err, out)

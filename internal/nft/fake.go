@@ -89,6 +89,9 @@ func (f *Fake) Seed(rs *Ruleset) {
 	f.rs = nil
 	if rs != nil {
 		f.rs = rs.Clone()
+		for _, s := range f.rs.Sets {
+			s.Comment = truncate(s.Comment, MaxCommentLen) // as the kernel holds it
+		}
 	}
 }
 
@@ -384,7 +387,7 @@ func (st *fakeState) checkMatch(m Match) error {
 		// without a destination register).
 		name, ok = m.Set, func(t SetType) bool { return t.Family() == m.Family && keyLen(t) == addrLen(m.Family) }
 	case MatchProtoPortInSet:
-		name, ok = m.Set, func(t SetType) bool { return t == SetProtoPortInterval }
+		name, ok = m.Set, func(t SetType) bool { return t.IsProtoPort() }
 	case MatchDaddrProtoPortInSet:
 		name, ok = m.Set, func(t SetType) bool {
 			return t.Family() == m.Family && (t == SetIPv4ProtoPort || t == SetIPv6ProtoPort)
@@ -416,7 +419,7 @@ func (st *fakeState) checkVerdict(v Verdict) error {
 		if !s.Type.IsMap() {
 			return fakeErr(syscall.EINVAL, "vmap: set %s is not a map", v.Map)
 		}
-		if s.Type.Family() != v.Family {
+		if v.ProtoPort != (s.Type == MapProtoPortVerdict) || s.Type.Family() != v.Family && !v.ProtoPort {
 			return fakeErr(syscall.EINVAL, "vmap: map %s has type %q", v.Map, s.Type.Decl())
 		}
 		return nil
@@ -440,9 +443,7 @@ func (st *fakeState) checkTarget(name string) error {
 // keyOf is the part of an element the kernel identifies it by; for maps the
 // address without the verdict.
 func keyOf(t SetType, e Elem) Elem {
-	if t.IsMap() {
-		return Elem{Addr: e.Addr}
-	}
+	e.Chain = ""
 	return e
 }
 
@@ -454,8 +455,12 @@ func canonical(t SetType, e Elem) Elem {
 		return Elem{Addr: e.Addr}
 	case SetIPv4Interval, SetIPv6Interval:
 		return Elem{Addr: e.Addr, AddrEnd: e.AddrEnd}
+	case MapIPv4IntervalVerdict, MapIPv6IntervalVerdict:
+		return Elem{Addr: e.Addr, AddrEnd: e.AddrEnd, Chain: e.Chain}
 	case SetProtoPortInterval:
 		return Elem{Proto: e.Proto, Port: e.Port, PortEnd: e.PortEnd}
+	case MapProtoPortVerdict:
+		return Elem{Proto: e.Proto, Port: e.Port, PortEnd: e.PortEnd, Chain: e.Chain}
 	case SetIPv4ProtoPort, SetIPv6ProtoPort:
 		return Elem{Addr: e.Addr, Proto: e.Proto, Port: e.Port}
 	}
@@ -499,7 +504,7 @@ func overlapping(s *Set, e Elem) (Elem, bool) {
 		return Elem{}, false
 	}
 	for old := range s.Elements {
-		if s.Type == SetProtoPortInterval {
+		if s.Type.IsProtoPort() {
 			if old.Proto == e.Proto && old.Port <= e.PortEnd && e.Port <= old.PortEnd {
 				return old, true
 			}

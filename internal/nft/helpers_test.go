@@ -29,6 +29,20 @@ func elemNamed(a string, proto uint8, port uint16) Elem {
 // elemGoto is a verdict-map element.
 func elemGoto(a, chain string) Elem { return Elem{Addr: mustAddr(a), Chain: chain} }
 
+// elemRangeGoto is an interval verdict-map element.
+func elemRangeGoto(first, last, chain string) Elem {
+	e := elemRange(first, last)
+	e.Chain = chain
+	return e
+}
+
+// elemPortsGoto is a protocol . port-range verdict-map element.
+func elemPortsGoto(proto uint8, first, last uint16, chain string) Elem {
+	e := elemPorts(proto, first, last)
+	e.Chain = chain
+	return e
+}
+
 func setOf(name string, t SetType, comment string, elems ...Elem) *Set {
 	s := NewSet(name, t, comment)
 	s.Add(elems...)
@@ -57,6 +71,13 @@ func sampleRuleset() *Ruleset {
 		setOf("named-v6", SetIPv6ProtoPort, "", elemNamed("fd00::1", ProtoTCP, 443)),
 		setOf("dispatch-v4", MapIPv4Verdict, "pod dispatch", elemGoto("10.0.0.1", "pod-a"), elemGoto("10.0.0.2", "pod-b")),
 		setOf("dispatch-v6", MapIPv6Verdict, "", elemGoto("fd00::1", "pod-a")),
+		setOf("ranges-v4", MapIPv4IntervalVerdict, "ipBlocks -> identity",
+			elemRangeGoto("10.2.0.0", "10.2.0.127", "pod-a"), elemRangeGoto("10.2.0.128", "10.2.0.255", "verdict-a"),
+			elemRangeGoto("192.168.7.7", "192.168.7.7", "verdict-a")),
+		setOf("ranges-v6", MapIPv6IntervalVerdict, "", elemRangeGoto("fd01::", "fd01::ffff", "pod-a")),
+		setOf("port-verdicts", MapProtoPortVerdict, "first match per port",
+			elemPortsGoto(ProtoTCP, 80, 80, "pod-a"), elemPortsGoto(ProtoTCP, 81, 1023, "verdict-a"), elemPortsGoto(ProtoUDP, 53, 53, "verdict-a"),
+			elemPortsGoto(ProtoSCTP, 0, 65535, "pod-a")),
 	} {
 		rs.AddSet(s)
 	}
@@ -69,6 +90,9 @@ func sampleRuleset() *Ruleset {
 			MatchAddrInSet{Family: IPv6, Src: true, Set: "blocks-v6"}, MatchAddrInSet{Family: IPv6, Src: true, Set: "pods-v6", Not: true})),
 		ruleOf("ingress dispatch v4", Verdict{Kind: Vmap, Map: "dispatch-v4", Family: IPv4}),
 		ruleOf("ingress dispatch v6", Verdict{Kind: Vmap, Map: "dispatch-v6", Family: IPv6}),
+		ruleOf("ranges v4", Verdict{Kind: Vmap, Map: "ranges-v4", Family: IPv4, Src: true}),
+		ruleOf("ranges v6", Verdict{Kind: Vmap, Map: "ranges-v6", Family: IPv6}),
+		ruleOf("ports", Verdict{Kind: Vmap, Map: "port-verdicts", ProtoPort: true}),
 	}})
 	rs.AddChain(&Chain{Name: "nftpolicy-input", Hook: &Hook{Hook: "input", Priority: -5}, Rules: []*Rule{
 		ruleOf("to pods", Verdict{Kind: Jump, Chain: "pod-b"}, MatchAddrInSet{Family: IPv4, Set: "pods-v4"}),
@@ -94,6 +118,9 @@ func sampleRuleset() *Ruleset {
 		{Matches: []Match{MatchAddrInSet{Family: IPv4, Src: true, Set: "pods-v4"}}, Log: &Log{Group: 100, Prefix: "np D 1a2b3c4d", Rate: 10, Burst: 20}, Comment: "log, limited"},
 		{Log: &Log{Group: 65535, Prefix: ""}, Comment: "log, no limit"},
 		withCounter(ruleOf("default deny", Verdict{Kind: Drop})),
+	}})
+	rs.AddChain(&Chain{Name: "verdict-a", Rules: []*Rule{
+		withCounter(ruleOf("x/allow ingress rule 4", Verdict{Kind: Accept})),
 	}})
 	rs.AddChain(&Chain{Name: "pod-b", Rules: []*Rule{
 		ruleOf("same policy as pod-a", Verdict{Kind: Goto, Chain: "pod-a"}, MatchAddrInSet{Family: IPv4, Src: true, Set: "blocks-v4"}),

@@ -187,7 +187,7 @@ type setSig struct {
 // derived from setSpec so the two cannot drift apart.
 var setTypesBySig = func() map[setSig]SetType {
 	m := map[setSig]SetType{}
-	for t := SetIPv4; t <= MapIPv6Verdict; t++ {
+	for t := SetIPv4; t <= lastSetType; t++ {
 		s, err := setSpec("", t, "")
 		if err != nil {
 			panic(err)
@@ -388,7 +388,7 @@ func (ke *kernelElem) decodeVerdict(d *netlink.AttributeDecoder) error {
 
 // elemsFromKernel converts a set's kernel elements back to Elems.
 func elemsFromKernel(t SetType, kes []kernelElem) ([]Elem, error) {
-	if t == SetIPv4Interval || t == SetIPv6Interval {
+	if t.IsInterval() && t.Family() != 0 {
 		return intervalsFromKernel(t, kes)
 	}
 	out := make([]Elem, 0, len(kes))
@@ -410,26 +410,33 @@ func elemFromKernel(t SetType, ke kernelElem) (Elem, error) {
 	switch t {
 	case SetIPv4, SetIPv6:
 		return Elem{Addr: addrFrom(k)}, nil
-	case SetProtoPortInterval:
+	case SetProtoPortInterval, MapProtoPortVerdict:
 		e := Elem{Proto: k[0], Port: binary.BigEndian.Uint16(k[4:6])}
 		e.PortEnd = e.Port
 		if len(ke.keyEnd) == keyLenProtoPort {
 			e.PortEnd = binary.BigEndian.Uint16(ke.keyEnd[4:6])
+		}
+		if t.IsMap() {
+			e.Chain = ke.gotoChain()
 		}
 		return e, nil
 	case SetIPv4ProtoPort, SetIPv6ProtoPort:
 		n := len(k) - keyLenProtoPort
 		return Elem{Addr: addrFrom(k[:n]), Proto: k[n], Port: binary.BigEndian.Uint16(k[n+4 : n+6])}, nil
 	case MapIPv4Verdict, MapIPv6Verdict:
-		e := Elem{Addr: addrFrom(k)}
-		// Only goto is representable. Another verdict reads back with no
-		// chain, so it never equals a wanted element and gets replaced.
-		if ke.verdict == unix.NFT_GOTO {
-			e.Chain = ke.chain
-		}
-		return e, nil
+		return Elem{Addr: addrFrom(k), Chain: ke.gotoChain()}, nil
 	}
 	return Elem{}, fmt.Errorf("invalid set type %d", int(t))
+}
+
+// gotoChain is the element's goto target. Only goto is representable.
+// Another verdict reads back with no chain, so it never equals a wanted
+// element and gets replaced.
+func (ke kernelElem) gotoChain() string {
+	if ke.verdict == unix.NFT_GOTO {
+		return ke.chain
+	}
+	return ""
 }
 
 func addrFrom(b []byte) netip.Addr {
@@ -468,7 +475,11 @@ func intervalsFromKernel(t SetType, kes []kernelElem) ([]Elem, error) {
 		if i+1 < len(kes) {
 			last = addrFrom(kes[i+1].key).Prev()
 		}
-		out = append(out, Elem{Addr: addrFrom(ke.key), AddrEnd: last})
+		e := Elem{Addr: addrFrom(ke.key), AddrEnd: last}
+		if t.IsMap() {
+			e.Chain = ke.gotoChain()
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }

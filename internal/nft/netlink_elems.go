@@ -53,8 +53,15 @@ func setSpec(name string, t SetType, comment string) (*nftables.Set, error) {
 	case MapIPv4Verdict:
 		s.KeyType, s.KeyByteOrder = nftables.TypeIPAddr, binaryutil.BigEndian
 		s.IsMap, s.DataType = true, nftables.TypeVerdict
-	case MapIPv6Verdict:
+	case MapIPv6Verdict, MapIPv6IntervalVerdict:
 		s.KeyType, s.KeyByteOrder = nftables.TypeIP6Addr, binaryutil.BigEndian
+		s.IsMap, s.DataType = true, nftables.TypeVerdict
+	case MapIPv4IntervalVerdict:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIPAddr, binaryutil.BigEndian
+		s.IsMap, s.DataType = true, nftables.TypeVerdict
+	case MapProtoPortVerdict:
+		s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		s.Concatenation = true
 		s.IsMap, s.DataType = true, nftables.TypeVerdict
 	default:
 		return nil, fmt.Errorf("set %s: invalid set type %d", name, int(t))
@@ -87,11 +94,29 @@ func kernelElems(t SetType, e Elem, keyOnly bool) ([]nftables.SetElement, error)
 	case MapIPv4Verdict, MapIPv6Verdict:
 		el := nftables.SetElement{Key: e.Addr.AsSlice()}
 		if !keyOnly {
-			el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Chain}
+			el.VerdictData = gotoData(e.Chain)
+		}
+		return []nftables.SetElement{el}, nil
+	case MapIPv4IntervalVerdict, MapIPv6IntervalVerdict:
+		// The verdict rides on the range's start; its end is a plain
+		// IntervalEnd element, as nft sends it.
+		els := intervalElems(e.Addr, e.AddrEnd)
+		if !keyOnly {
+			els[0].VerdictData = gotoData(e.Chain)
+		}
+		return els, nil
+	case MapProtoPortVerdict:
+		el := nftables.SetElement{Key: protoPortKey(e.Proto, e.Port), KeyEnd: protoPortKey(e.Proto, e.PortEnd)}
+		if !keyOnly {
+			el.VerdictData = gotoData(e.Chain)
 		}
 		return []nftables.SetElement{el}, nil
 	}
 	return nil, fmt.Errorf("invalid set type %d", int(t))
+}
+
+func gotoData(chain string) *expr.Verdict {
+	return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}
 }
 
 // intervalElems encodes the inclusive range [first, last] the way the rbtree
@@ -123,7 +148,7 @@ func checkElem(t SetType, e Elem, keyOnly bool) error {
 		if !addrOfFamily(e.AddrEnd, t.Family()) || e.AddrEnd.Less(e.Addr) {
 			return bad("range end is before its start or of another family")
 		}
-	case t == SetProtoPortInterval && e.PortEnd < e.Port:
+	case t.IsProtoPort() && e.PortEnd < e.Port:
 		return bad("port range end is before its start")
 	case t.IsMap() && !keyOnly && e.Chain == "":
 		return bad("map element without a chain")
@@ -144,11 +169,11 @@ func addrOfFamily(a netip.Addr, f Family) bool {
 // keyLen is the kernel key length of a set type.
 func keyLen(t SetType) int {
 	switch t {
-	case SetIPv4, SetIPv4Interval, MapIPv4Verdict:
+	case SetIPv4, SetIPv4Interval, MapIPv4Verdict, MapIPv4IntervalVerdict:
 		return keyLenIPv4
-	case SetIPv6, SetIPv6Interval, MapIPv6Verdict:
+	case SetIPv6, SetIPv6Interval, MapIPv6Verdict, MapIPv6IntervalVerdict:
 		return keyLenIPv6
-	case SetProtoPortInterval:
+	case SetProtoPortInterval, MapProtoPortVerdict:
 		return keyLenProtoPort
 	case SetIPv4ProtoPort:
 		return keyLenIPv4ProtoPort

@@ -226,7 +226,7 @@ func TestIntervalsFromKernel(t *testing.T) {
 }
 
 func TestSetTypesReadBackDistinctly(t *testing.T) {
-	if got, want := len(setTypesBySig), int(MapIPv6Verdict)+1; got != want {
+	if got, want := len(setTypesBySig), int(lastSetType)+1; got != want {
 		t.Errorf("%d kernel set signatures for %d set types", got, want)
 	}
 }

@@ -90,15 +90,7 @@ func (b *batch) matchExprs(m Match) ([]expr.Any, error) {
 		l.Invert = m.Not // NFT_LOOKUP_F_INV, what nft sends for `!= @set`
 		return append(addrLoad(m.Family, m.Src), l), nil
 	case MatchProtoPortInSet:
-		return []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(0)},
-			// nft converts the one-byte protocol for the pipapo interval
-			// set; with size 2 and length 1 the kernel swaps nothing, but
-			// we send it so the rule is the one nft makes.
-			&expr.Byteorder{SourceRegister: reg32(0), DestRegister: reg32(0), Op: expr.ByteorderHton, Len: 1, Size: 2},
-			thDport(reg32(1)),
-			b.lookup(m.Set, false),
-		}, nil
+		return append(protoPortLoad(), b.lookup(m.Set, false)), nil
 	case MatchDaddrProtoPortInSet:
 		slot := addrLen(m.Family) / 4 // slots taken by the address
 		return append(addrLoad(m.Family, false),
@@ -206,6 +198,18 @@ func addrLen(f Family) int {
 	return keyLenIPv4
 }
 
+// protoPortLoad loads meta l4proto . th dport for a pipapo lookup.
+func protoPortLoad() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(0)},
+		// nft converts the one-byte protocol for the pipapo interval
+		// set; with size 2 and length 1 the kernel swaps nothing, but
+		// we send it so the rule is the one nft makes.
+		&expr.Byteorder{SourceRegister: reg32(0), DestRegister: reg32(0), Op: expr.ByteorderHton, Len: 1, Size: 2},
+		thDport(reg32(1)),
+	}
+}
+
 func thDport(reg uint32) *expr.Payload {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: thDportOff, Len: 2}
 }
@@ -247,6 +251,9 @@ func (b *batch) verdictExprs(v Verdict) ([]expr.Any, error) {
 		return []expr.Any{&expr.Verdict{Kind: kind[v.Kind], Chain: v.Chain}}, nil
 	case Vmap:
 		// The map's verdict goes straight to the verdict register (0).
+		if v.ProtoPort {
+			return append(protoPortLoad(), b.lookup(v.Map, true)), nil
+		}
 		return append(addrLoad(v.Family, v.Src), b.lookup(v.Map, true)), nil
 	}
 	return nil, fmt.Errorf("unknown verdict kind %d", int(v.Kind))

@@ -248,6 +248,57 @@ func TestNetlinkIntervalDatapath(t *testing.T) {
 	}
 }
 
+// (e2) The interval verdict maps (address ranges; protocol . port ranges,
+// pipapo) send a packet where the tracer says: a chain that drops or one
+// that accepts, by range edges, and nowhere (on to the next rule) outside
+// every range.
+func TestNetlinkIntervalVmapDatapath(t *testing.T) {
+	ns := newNetns(t)
+	ns.routeToLoopback(t)
+	k := ns.kernel()
+	rs := NewRuleset()
+	rs.AddChain(&Chain{Name: "deny", Rules: []*Rule{withCounter(ruleOf("deny", Verdict{Kind: Drop}))}})
+	rs.AddChain(&Chain{Name: "allow", Rules: []*Rule{withCounter(ruleOf("allow", Verdict{Kind: Accept}))}})
+	rs.AddChain(&Chain{Name: "by-port", Rules: []*Rule{
+		ruleOf("ports", Verdict{Kind: Vmap, Map: "ports", ProtoPort: true}),
+		ruleOf("no port matched", Verdict{Kind: Drop}),
+	}})
+	rs.AddSet(setOf("ranges-v4", MapIPv4IntervalVerdict, "", elemRangeGoto("10.0.0.0", "10.0.0.255", "deny"),
+		elemRangeGoto("10.0.1.0", "10.0.1.9", "by-port"), elemRangeGoto("10.0.1.10", "10.0.1.10", "allow")))
+	rs.AddSet(setOf("ranges-v6", MapIPv6IntervalVerdict, "", elemRangeGoto("fd00::", "fd00::ff", "by-port")))
+	rs.AddSet(setOf("ports", MapProtoPortVerdict, "", elemPortsGoto(ProtoUDP, 1000, 1999, "allow"),
+		elemPortsGoto(ProtoUDP, 2000, 2000, "deny"), elemPortsGoto(ProtoTCP, 3000, 3000, "allow")))
+	rs.AddChain(&Chain{Name: "out", Hook: &Hook{Hook: "output"}, Rules: []*Rule{
+		ruleOf("v4", Verdict{Kind: Vmap, Map: "ranges-v4", Family: IPv4}),
+		ruleOf("v6", Verdict{Kind: Vmap, Map: "ranges-v6", Family: IPv6}),
+	}})
+	mustApply(t, k, buildTx(rs))
+	assertDump(t, k, rs)
+	drops := 0
+	for _, dst := range []string{
+		"9.255.255.255:1000", "10.0.0.0:1000", "10.0.0.255:1000", "10.0.1.0:999", "10.0.1.0:1000",
+		"10.0.1.9:1999", "10.0.1.9:2000", "10.0.1.9:2001", "10.0.1.9:3000", "10.0.1.10:3000", "10.0.1.11:2000",
+		"[fd00::1]:1500", "[fd00::1]:2000", "[fd00::100]:2000",
+	} {
+		ap := netip.MustParseAddrPort(dst)
+		tr, err := rs.Trace("out", Packet{Src: ap.Addr(), Dst: ap.Addr(), Proto: ProtoUDP, Port: ap.Port(), CtState: "new"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ns.sendUDPTo(t, ap)
+		if dropped := errors.Is(err, syscall.EPERM); dropped != tr.Dropped || (err != nil && !dropped) {
+			t.Errorf("send to %s: %v, the tracer says dropped=%v (%v)", dst, err, tr.Dropped, tr.Matched)
+		}
+		if tr.Dropped {
+			drops++
+		}
+	}
+	// 10.0.0.x (2), 10.0.1.0:999, 10.0.1.9:2000, 2001, 3000 (tcp only), fd00::1:2000
+	if drops != 7 {
+		t.Errorf("the tracer dropped %d of the probes, want 7", drops)
+	}
+}
+
 // (f) docs/nftables-notes.md, trap 5: maps read back with their key family and
 // their chains, also when empty (there is no element to tell the key length by).
 func TestNetlinkVmapReadBack(t *testing.T) {

@@ -52,17 +52,22 @@ func (ns *testNetns) routeToLoopback(t *testing.T) {
 // sendUDP sends one datagram to dst from inside the namespace. A packet the
 // output hook drops fails with EPERM.
 func (ns *testNetns) sendUDP(t *testing.T, dst netip.Addr) error {
+	return ns.sendUDPTo(t, netip.AddrPortFrom(dst, 9))
+}
+
+// sendUDPTo is sendUDP to a given port.
+func (ns *testNetns) sendUDPTo(t *testing.T, dst netip.AddrPort) error {
 	t.Helper()
 	return netns.Do(int(ns.file.Fd()), func() error { return sendto(dst) })
 }
 
-func sendto(dst netip.Addr) error {
+func sendto(dst netip.AddrPort) error {
 	var sa unix.Sockaddr
 	family := unix.AF_INET
-	if dst.Is4() {
-		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	if dst.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
 	} else {
-		sa, family = &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}, unix.AF_INET6
+		sa, family = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}, unix.AF_INET6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -53,22 +53,48 @@ const (
 	// the per-pod dispatch.
 	MapIPv4Verdict
 	MapIPv6Verdict
+	// MapIPv4IntervalVerdict and MapIPv6IntervalVerdict map disjoint
+	// address ranges to a goto verdict (rbtree): ipBlocks to what they
+	// lead to.
+	MapIPv4IntervalVerdict
+	MapIPv6IntervalVerdict
+	// MapProtoPortVerdict maps protocol . port-range to a goto verdict
+	// (pipapo): a port lookup whose first match is resolved in the
+	// elements.
+	MapProtoPortVerdict
+
+	lastSetType = MapProtoPortVerdict
 )
 
 // IsMap reports whether the set is a verdict map.
-func (t SetType) IsMap() bool { return t == MapIPv4Verdict || t == MapIPv6Verdict }
+func (t SetType) IsMap() bool {
+	switch t {
+	case MapIPv4Verdict, MapIPv6Verdict, MapIPv4IntervalVerdict, MapIPv6IntervalVerdict, MapProtoPortVerdict:
+		return true
+	}
+	return false
+}
 
 // IsInterval reports whether elements are ranges.
 func (t SetType) IsInterval() bool {
-	return t == SetIPv4Interval || t == SetIPv6Interval || t == SetProtoPortInterval
+	switch t {
+	case SetIPv4Interval, SetIPv6Interval, SetProtoPortInterval,
+		MapIPv4IntervalVerdict, MapIPv6IntervalVerdict, MapProtoPortVerdict:
+		return true
+	}
+	return false
 }
 
-// Family is the address family of the set's key; zero for SetProtoPortInterval.
+// IsProtoPort reports whether the key is protocol . port-range.
+func (t SetType) IsProtoPort() bool { return t == SetProtoPortInterval || t == MapProtoPortVerdict }
+
+// Family is the address family of the set's key; zero for the
+// protocol . port types.
 func (t SetType) Family() Family {
 	switch t {
-	case SetIPv4, SetIPv4Interval, SetIPv4ProtoPort, MapIPv4Verdict:
+	case SetIPv4, SetIPv4Interval, SetIPv4ProtoPort, MapIPv4Verdict, MapIPv4IntervalVerdict:
 		return IPv4
-	case SetIPv6, SetIPv6Interval, SetIPv6ProtoPort, MapIPv6Verdict:
+	case SetIPv6, SetIPv6Interval, SetIPv6ProtoPort, MapIPv6Verdict, MapIPv6IntervalVerdict:
 		return IPv6
 	}
 	return 0
@@ -95,6 +121,12 @@ func (t SetType) Decl() string {
 		return "type ipv4_addr : verdict"
 	case MapIPv6Verdict:
 		return "type ipv6_addr : verdict"
+	case MapIPv4IntervalVerdict:
+		return "type ipv4_addr : verdict; flags interval"
+	case MapIPv6IntervalVerdict:
+		return "type ipv6_addr : verdict; flags interval"
+	case MapProtoPortVerdict:
+		return "type inet_proto . inet_service : verdict; flags interval"
 	}
 	return fmt.Sprintf("invalid set type %d", int(t))
 }
@@ -120,22 +152,47 @@ func (e Elem) Text(t SetType) string {
 	case SetIPv4, SetIPv6:
 		return e.Addr.String()
 	case SetIPv4Interval, SetIPv6Interval:
-		if e.Addr == e.AddrEnd {
-			return e.Addr.String()
-		}
-		return e.Addr.String() + "-" + e.AddrEnd.String()
+		return e.rangeText()
 	case SetProtoPortInterval:
-		ports := fmt.Sprint(e.Port)
-		if e.PortEnd != e.Port {
-			ports = fmt.Sprintf("%d-%d", e.Port, e.PortEnd)
-		}
-		return inet.ProtoName(e.Proto) + " . " + ports
+		return e.portsText()
 	case SetIPv4ProtoPort, SetIPv6ProtoPort:
 		return fmt.Sprintf("%s . %s . %d", e.Addr, inet.ProtoName(e.Proto), e.Port)
 	case MapIPv4Verdict, MapIPv6Verdict:
 		return e.Addr.String() + " : goto " + e.Chain
+	case MapIPv4IntervalVerdict, MapIPv6IntervalVerdict:
+		return e.rangeText() + " : goto " + e.Chain
+	case MapProtoPortVerdict:
+		return e.portsText() + " : goto " + e.Chain
 	}
 	return "?"
+}
+
+// KeyText is the element's key alone: what a delete names.
+func (e Elem) KeyText(t SetType) string {
+	switch t {
+	case MapIPv4Verdict, MapIPv6Verdict:
+		return e.Addr.String()
+	case MapIPv4IntervalVerdict, MapIPv6IntervalVerdict:
+		return e.rangeText()
+	case MapProtoPortVerdict:
+		return e.portsText()
+	}
+	return e.Text(t)
+}
+
+func (e Elem) rangeText() string {
+	if e.Addr == e.AddrEnd {
+		return e.Addr.String()
+	}
+	return e.Addr.String() + "-" + e.AddrEnd.String()
+}
+
+func (e Elem) portsText() string {
+	ports := fmt.Sprint(e.Port)
+	if e.PortEnd != e.Port {
+		ports = fmt.Sprintf("%d-%d", e.Port, e.PortEnd)
+	}
+	return inet.ProtoName(e.Proto) + " . " + ports
 }
 
 // IP protocol numbers (defined once, in inet).
@@ -383,8 +440,11 @@ type Verdict struct {
 	Kind   VerdictKind
 	Chain  string // Jump, Goto
 	Map    string // Vmap
-	Family Family // Vmap
+	Family Family // Vmap on an address
 	Src    bool   // Vmap: key on the source address
+	// ProtoPort keys a Vmap on meta l4proto . th dport instead of an
+	// address (a MapProtoPortVerdict).
+	ProtoPort bool
 }
 
 func (v Verdict) text() string {
@@ -400,6 +460,9 @@ func (v Verdict) text() string {
 	case Goto:
 		return "goto " + v.Chain
 	case Vmap:
+		if v.ProtoPort {
+			return "meta l4proto . th dport vmap @" + v.Map
+		}
 		dir := "daddr"
 		if v.Src {
 			dir = "saddr"

@@ -111,6 +111,17 @@ func (rs *Ruleset) missingSet(r *Rule) string {
 }
 
 func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
+	s, ok := rs.Sets[v.Map]
+	if !ok {
+		return "", false
+	}
+	if v.ProtoPort {
+		if s.Type != MapProtoPortVerdict {
+			return "", false
+		}
+		e, ok := s.find(Elem{Proto: p.Proto, Port: p.Port})
+		return e.Chain, ok
+	}
 	addr := p.Dst
 	if v.Src {
 		addr = p.Src
@@ -118,16 +129,30 @@ func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
 	if FamilyOf(addr) != v.Family {
 		return "", false
 	}
-	s, ok := rs.Sets[v.Map]
-	if !ok {
-		return "", false
-	}
+	e, ok := s.find(Elem{Addr: addr})
+	return e.Chain, ok
+}
+
+// find returns the element whose key holds key (an address, or a protocol
+// and port), honouring intervals; the set's elements are disjoint.
+func (s *Set) find(key Elem) (Elem, bool) {
 	for e := range s.Elements {
-		if e.Addr == addr {
-			return e.Chain, true
+		switch {
+		case s.Type.IsProtoPort():
+			if e.Proto == key.Proto && key.Port >= e.Port && key.Port <= e.PortEnd {
+				return e, true
+			}
+		case s.Type.IsInterval():
+			if !key.Addr.Less(e.Addr) && !e.AddrEnd.Less(key.Addr) {
+				return e, true
+			}
+		case s.Type.IsMap():
+			if e.Addr == key.Addr {
+				return e, true
+			}
 		}
 	}
-	return "", false
+	return Elem{}, false
 }
 
 // FamilyOf is the family of an address.
@@ -188,29 +213,11 @@ func (rs *Ruleset) contains(name string, key Elem) bool {
 	if !ok {
 		return false
 	}
-	switch s.Type {
-	case SetIPv4Interval, SetIPv6Interval:
-		for e := range s.Elements {
-			if !key.Addr.Less(e.Addr) && !e.AddrEnd.Less(key.Addr) {
-				return true
-			}
-		}
-		return false
-	case SetProtoPortInterval:
-		for e := range s.Elements {
-			if e.Proto == key.Proto && key.Port >= e.Port && key.Port <= e.PortEnd {
-				return true
-			}
-		}
-		return false
-	case MapIPv4Verdict, MapIPv6Verdict:
-		// A match on a map's keys (no verdict): any element of that key.
-		for e := range s.Elements {
-			if e.Addr == key.Addr {
-				return true
-			}
-		}
-		return false
+	if s.Type.IsInterval() || s.Type.IsMap() {
+		// A match on a map's keys (no verdict) holds for any element of
+		// that key.
+		_, ok := s.find(key)
+		return ok
 	}
 	_, ok = s.Elements[key]
 	return ok

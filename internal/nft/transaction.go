@@ -125,8 +125,8 @@ func priorityText(p int) string {
 func elemList(t SetType, elems []Elem, keyOnly bool) string {
 	parts := make([]string, len(elems))
 	for i, e := range elems {
-		if keyOnly && t.IsMap() {
-			parts[i] = e.Addr.String()
+		if keyOnly {
+			parts[i] = e.KeyText(t)
 		} else {
 			parts[i] = e.Text(t)
 		}

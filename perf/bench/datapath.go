@@ -33,13 +33,15 @@ import (
 //	conntrack  a table with only "ct state established accept" in forward:
 //	           conntrack's share, which any real node pays anyway (kube-proxy)
 //	nftpolicy  the node's whole compiled ruleset for a generated cluster,
-//	           plus the lab pods, with the server selected by many policies
-//	           whose rules it must try before the one that allows the client
+//	           plus the lab pods, with the server selected by 2, 50 or 500
+//	           policies whose rules it must try before the one that allows
+//	           the client
 
 const (
 	dpNamespace = "perf-dp"
 	dpPort      = 8080
-	dpDecoys    = 48 // policies selecting the server that do not allow the client
+	dpDecoys    = 48  // policies selecting the server that do not allow the client
+	dpDecoysBig = 498 // the same, for the target in 500 policies
 )
 
 var (
@@ -55,6 +57,7 @@ const (
 	stateConntrack = "conntrack"
 	stateFew       = "nftpolicy, 2 policies"
 	stateMany      = "nftpolicy, 50 policies"
+	stateHuge      = "nftpolicy, 500 policies"
 )
 
 func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, error) {
@@ -71,13 +74,14 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	if err != nil {
 		return nil, err
 	}
-	rs := compile.Node(mc, gen.NodeUnderTest)
-	res := &DataPathResult{Size: size, Ruleset: rulesetStats(rs, rs.Text()), Rounds: p.rounds, PerRound: p.conns}
-	for _, pol := range mc.Policies {
-		if pol.Namespace == dpNamespace && pol.Isolates[model.Ingress] && pol.Selects(mc, mc.Pods[dpNamespace+"/server"]) {
-			res.ClassPolicies++
-		}
+	huge, err := dataPathCluster(size, cfg.Seed, dpDecoysBig)
+	if err != nil {
+		return nil, err
 	}
+	rs := compile.Node(mc, gen.NodeUnderTest)
+	hugeRS := compile.Node(huge, gen.NodeUnderTest)
+	res := &DataPathResult{Size: size, Ruleset: rulesetStats(rs, rs.Text()), Rounds: p.rounds, PerRound: p.conns,
+		ClassPolicies: classPolicies(mc), ClassPoliciesBig: classPolicies(huge)}
 
 	// netlab names its namespaces nplab-<hex>-…; its Close (and `nftlab down`)
 	// removes them.
@@ -115,6 +119,7 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		{stateConntrack, conntrackOnly()},
 		{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
 		{stateMany, full},
+		{stateHuge, diff.Diff(nil, hugeRS)},
 	}
 	rates := make([][]float64, len(states))
 	lats := make([][]time.Duration, len(states))
@@ -153,6 +158,17 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	return res, setState(ctx, kernel, nil)
 }
 
+// classPolicies counts the policies that isolate the server's ingress.
+func classPolicies(mc *model.Cluster) int {
+	n := 0
+	for _, pol := range mc.Policies {
+		if pol.Namespace == dpNamespace && pol.Isolates[model.Ingress] && pol.Selects(mc, mc.Pods[dpNamespace+"/server"]) {
+			n++
+		}
+	}
+	return n
+}
+
 // state finds a data-path state by name.
 func (r *DataPathResult) state(name string) *DPState {
 	for i := range r.States {
@@ -186,8 +202,8 @@ func dataPathCluster(size gen.Size, seed uint64, decoys int) (*model.Cluster, er
 			tu.Ingress(peers{tu.PodPeer(m{"app": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http"))),
 	}
 	for i := range decoys {
-		objs = append(objs, tu.Policy(dpNamespace, fmt.Sprintf("decoy-%02d", i), m{"app": "server"},
-			tu.Ingress(peers{tu.PodPeer(m{"app": fmt.Sprintf("caller-%02d", i)})}, tu.Port(v1.ProtocolTCP, int32(9000+i), 0)),
+		objs = append(objs, tu.Policy(dpNamespace, fmt.Sprintf("decoy-%03d", i), m{"app": "server"},
+			tu.Ingress(peers{tu.PodPeer(m{"app": fmt.Sprintf("caller-%03d", i)})}, tu.Port(v1.ProtocolTCP, int32(9000+i), 0)),
 			tu.Ingress(peers{tu.NSPeer(m{"team": "platform"}, nil)}, tu.NamedPort(v1.ProtocolTCP, "metrics")),
 			tu.Ingress(peers{tu.Block("203.0.113.0/24", "203.0.113.128/25")}, tu.Port(v1.ProtocolTCP, 443, 0))))
 	}
@@ -303,7 +319,7 @@ func connectWait(fd int, dst unix.Sockaddr) error {
 	return nil
 }
 
-var counterRE = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0"))
+var counterRE = regexp.MustCompile(`counter packets (\d+) .*` + regexp.QuoteMeta(dpNamespace+"/zz-allow-client ingress rule 0 ["))
 
 // checkEnforcing shows the ruleset was live during the measurements: with
 // it loaded, the allowing rule counts the client's connections and a port

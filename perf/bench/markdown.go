@@ -86,8 +86,8 @@ func Markdown(r *Results) string {
 	}
 
 	if dp := r.DataPath; dp != nil {
-		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server's ingress class jumps through %d policies)\n\n",
-			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies)
+		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server's ingress class jumps through %d policies, or %d)\n\n",
+			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies, dp.ClassPoliciesBig)
 		w("%d rounds × %d connections per state, states alternating. Ruleset enforcing: %s.\n\n", dp.Rounds, dp.PerRound, dp.Enforcing)
 		w("| node's ruleset | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | connect p50 | p99 |\n|---|---|---|---|---|---|---|\n")
 		for _, st := range dp.States {

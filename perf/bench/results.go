@@ -143,10 +143,12 @@ type DataPathResult struct {
 	Size          gen.Size     `json:"size"`
 	Ruleset       RulesetStats `json:"ruleset"`
 	ClassPolicies int          `json:"class_policies"` // policies the target's ingress class jumps through
-	Rounds        int          `json:"rounds"`
-	PerRound      int          `json:"connections_per_round"`
-	States        []DPState    `json:"states"`
-	Enforcing     string       `json:"enforcing"` // the sanity checks' outcome
+	// ClassPoliciesBig is the same in the 500-policy state.
+	ClassPoliciesBig int       `json:"class_policies_big"`
+	Rounds           int       `json:"rounds"`
+	PerRound         int       `json:"connections_per_round"`
+	States           []DPState `json:"states"`
+	Enforcing        string    `json:"enforcing"` // the sanity checks' outcome
 }
 
 // DPState is one state of the node's ruleset.

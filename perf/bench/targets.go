@@ -23,6 +23,8 @@ const (
 	goalRSSMB          = 250.0  // agent RSS at L
 	goalBurstMs        = 1000.0 // 1,000 pod creations across the cluster at L, last write → last commit
 	goalConnRatio      = 0.95   // new connections/s, M loaded / none
+	goalConnRatioCT    = 0.95   // new connections/s, target in 50 and in 500 policies / conntrack alone
+	goalConnectP99     = 1.1    // connect p99, target in 500 policies / in 2
 )
 
 const (
@@ -140,6 +142,34 @@ func evaluate(r *Results) []Target {
 			out[len(out)-1].Status = notMeasured
 			out[len(out)-1].Why = "measured with the " + dp.Size.Name + " ruleset, not M"
 		}
+	} else {
+		skip(goal, "data path not run")
+	}
+
+	for _, st := range []string{stateMany, stateHuge} {
+		goal := fmt.Sprintf("new connections/s, target in %s, ≥ 0.95× of conntrack alone", strings.TrimPrefix(st, "nftpolicy, "))
+		dp := r.DataPath
+		if dp == nil || dp.state(st) == nil {
+			skip(goal, "data path not run")
+			continue
+		}
+		s, few := dp.state(st), dp.state(stateFew)
+		tg := Target{Goal: goal, Status: status(s.RatioCT >= goalConnRatioCT),
+			Measured: fmt.Sprintf("%.2f× (connect p50 %s)", s.RatioCT, fmtMs(s.Connect.P50))}
+		if s.RatioCT < goalConnRatioCT && few != nil {
+			// The identity layout's lookups do not grow with policies: a
+			// miss here is what the target in 2 policies pays too.
+			tg.Why = fmt.Sprintf("with the target in 2 policies %.2f×: the egress and ingress paths' fixed lookups, not the number of policies", few.RatioCT)
+		}
+		add(tg)
+	}
+	goal = "connect p99, target in 500 policies ÷ in 2, ≤ 1.1"
+	if dp := r.DataPath; dp != nil && dp.state(stateHuge) != nil && dp.state(stateFew) != nil {
+		huge, few := dp.state(stateHuge), dp.state(stateFew)
+		x := ratio(huge.Connect.P99, few.Connect.P99)
+		tg := Target{Goal: goal, Status: status(x <= goalConnectP99),
+			Measured: fmt.Sprintf("%.2f (p99 %s vs %s)", x, fmtMs(huge.Connect.P99), fmtMs(few.Connect.P99))}
+		add(tg)
 	} else {
 		skip(goal, "data path not run")
 	}
