@@ -18,6 +18,7 @@ type Results struct {
 	DataPath *DataPathResult `json:"data_path,omitempty"`
 	NewPod   *NewPodResult   `json:"new_pod,omitempty"`
 	TKE      *TKEResult      `json:"tke,omitempty"`
+	RealPeer *RealPeerResult `json:"real_kube_router,omitempty"`
 	Targets  []Target        `json:"targets"`
 	Notes    []string        `json:"notes,omitempty"`
 }
