@@ -257,9 +257,9 @@ func peerPlanFor(s gen.Size, quick bool) peerPlan {
 	case s.Pods >= gen.L.Pods:
 		return peerPlan{rounds: 5, fullReps: 1, cutoff: 10 * time.Minute, dpRounds: 6, dpConns: 1000}
 	case s.Pods >= gen.M.Pods:
-		return peerPlan{rounds: 10, fullReps: 2, cutoff: 5 * time.Minute, dpRounds: 8, dpConns: 1000}
+		return peerPlan{rounds: 10, fullReps: 3, cutoff: 5 * time.Minute, dpRounds: 20, dpConns: 2000}
 	}
-	return peerPlan{rounds: 10, fullReps: 3, cutoff: 2 * time.Minute, dpRounds: 8, dpConns: 1000}
+	return peerPlan{rounds: 10, fullReps: 3, cutoff: 2 * time.Minute, dpRounds: 20, dpConns: 2000}
 }
 
 func realPeerSize(ctx context.Context, j *Janitor, cfg Config, krBin string, size gen.Size) (*RealPeerSize, error) {
