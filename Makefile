@@ -126,7 +126,7 @@ $(KUBE_ROUTER):
 # M and L, the data path, the peers' strategies as baselines, and the real
 # kube-router next to the agent at S and M (-kube-router-real; it needs
 # kube-apiserver, make kube-binaries); writes perf/results/results.md and
-# results.json (~35 minutes on 2 cores). Installs iptables and ipset for
+# results.json (~40 minutes on 2 cores). Installs iptables and ipset for
 # kube-router when apt-get can; where they or kube-router's build are
 # missing, its tables say "skipped" and why.
 .PHONY: perf perf-quick
