@@ -135,6 +135,11 @@ type PeerEvent struct {
 	// while); Missed are events whose verdict never flipped in time.
 	Flaps  int `json:"flaps"`
 	Missed int `json:"missed"`
+	// FlapSeen describes the first flip with flaps: the outcome of its
+	// first probe with the new verdict and of the first that saw the old
+	// one after it (a "denied (timeout)" first under load may be a slow
+	// handshake, not a rule; kube-router's own denials are resets).
+	FlapSeen string `json:"flap_seen,omitempty"`
 }
 
 // PeerDataPath is new TCP connections/s through each node with its rules.
@@ -711,7 +716,7 @@ func (pl *peerLab) measureAgent(ctx context.Context, name string, p peerPlan) (*
 	}
 	res.Full = DistOf(fulls)
 	lat := map[string][]time.Duration{}
-	flaps, missed := map[string]int{}, map[string]int{}
+	flaps, missed, flapSeen := map[string]int{}, map[string]int{}, map[string]string{}
 	for round := range p.rounds {
 		for _, f := range pl.flips(n) {
 			if err := ctx.Err(); err != nil {
@@ -730,7 +735,10 @@ func (pl *peerLab) measureAgent(ctx context.Context, name string, p peerPlan) (*
 				}
 			}
 			d, fl, err := pl.measureFlip(ctx, f, time.Time{}, p.cutoff, agent)
-			flaps[f.kind] += fl
+			flaps[f.kind] += fl.n
+			if fl.n > 0 && flapSeen[f.kind] == "" {
+				flapSeen[f.kind] = fl.seen
+			}
 			if err != nil {
 				missed[f.kind]++
 				res.Errors = append(res.Errors, fmt.Sprintf("round %d %s: %v", round, f.kind, err))
@@ -750,7 +758,7 @@ func (pl *peerLab) measureAgent(ctx context.Context, name string, p peerPlan) (*
 		pl.cfg.logf("real kube-router: %s round %d/%d: %s", name, round+1, p.rounds, strings.Join(parts, ", "))
 	}
 	for _, k := range flipKinds() {
-		res.Events = append(res.Events, PeerEvent{Kind: k, Latency: DistOf(lat[k]), Flaps: flaps[k], Missed: missed[k]})
+		res.Events = append(res.Events, PeerEvent{Kind: k, Latency: DistOf(lat[k]), Flaps: flaps[k], Missed: missed[k], FlapSeen: flapSeen[k]})
 	}
 	if kr, ok := agent.(krAgent); ok {
 		s := parseKubeRouterLog(kr.p.Log())
@@ -818,11 +826,18 @@ func (pl *peerLab) waitIdle(ctx context.Context, a runningAgent, cutoff time.Dur
 	return nil
 }
 
+// flapCount is how many probes saw the old verdict again after the
+// first with the new one, and how the first of them showed.
+type flapCount struct {
+	n    int
+	seen string
+}
+
 // measureFlip probes f.from → f.to every peerProbeEvery, makes f's write
 // (none when f.write is nil: since is then the agent's start) and returns
 // the time to the first probe with the new verdict and how many probes
 // after it saw the old one (watched for peerProbeTimeout more).
-func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cutoff time.Duration, a runningAgent) (time.Duration, int, error) {
+func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cutoff time.Duration, a runningAgent) (time.Duration, flapCount, error) {
 	old := netlab.Allowed
 	if f.want == netlab.Allowed {
 		old = netlab.Denied
@@ -830,7 +845,7 @@ func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cut
 	if f.write != nil {
 		// The old verdict must hold before the write.
 		if v := pl.lab.ProbeAddr(ctx, f.from, f.to, "TCP", peerPort, peerProbeTimeout); v.Verdict != old {
-			return 0, 0, fmt.Errorf("%s: before the write %s → %v is %v, not %v", f.kind, f.from, f.to, v, old)
+			return 0, flapCount{}, fmt.Errorf("%s: before the write %s → %v is %v, not %v", f.kind, f.from, f.to, v, old)
 		}
 	}
 	pr := lab.StartProber(ctx, pl.lab, f.from, f.to, "TCP", peerPort, peerProbeEvery, peerProbeTimeout)
@@ -839,7 +854,7 @@ func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cut
 		since = time.Now()
 		if err := f.write(ctx); err != nil {
 			pr.Stop()
-			return 0, 0, fmt.Errorf("%s: write: %w", f.kind, err)
+			return 0, flapCount{}, fmt.Errorf("%s: write: %w", f.kind, err)
 		}
 	}
 	deadline := since.Add(cutoff)
@@ -856,7 +871,7 @@ func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cut
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || !a.running() {
 			pr.Stop()
-			return 0, 0, fmt.Errorf("%s: %s → %v not %v %v after the event", f.kind, f.from, f.to, f.want, time.Since(since).Round(time.Millisecond))
+			return 0, flapCount{}, fmt.Errorf("%s: %s → %v not %v %v after the event", f.kind, f.from, f.to, f.want, time.Since(since).Round(time.Millisecond))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -864,7 +879,7 @@ func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cut
 	time.Sleep(peerProbeTimeout + 10*peerProbeEvery)
 	recs := pr.Stop()
 	var first *lab.ProbeRecord
-	flaps := 0
+	var flaps flapCount
 	for i := range recs {
 		r := &recs[i]
 		if r.Start.Before(since) {
@@ -877,7 +892,11 @@ func (pl *peerLab) measureFlip(ctx context.Context, f flip, since time.Time, cut
 			continue
 		}
 		if r.Outcome.Verdict == old {
-			flaps++
+			if flaps.n == 0 {
+				flaps.seen = fmt.Sprintf("first %v at +%v, then %v at +%v", first.Outcome, first.Start.Sub(since).Round(time.Millisecond),
+					r.Outcome, r.Start.Sub(since).Round(time.Millisecond))
+			}
+			flaps.n++
 		}
 	}
 	if first == nil {
@@ -1034,6 +1053,11 @@ func realPeerMarkdown(r *RealPeerResult) string {
 			w(".\n")
 			for _, e := range a.Errors {
 				w("  - %s\n", e)
+			}
+			for _, e := range a.Events {
+				if e.FlapSeen != "" {
+					w("  - %s: %d flaps; the first: %s\n", e.Kind, e.Flaps, e.FlapSeen)
+				}
 			}
 		}
 		if dp := s.DataPath; dp != nil && len(dp.States) > 0 {

@@ -57,7 +57,7 @@ func TestRealKubeRouterEnforcesADeny(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, a.logTail())
 	}
-	t.Logf("kube-router denied newcomer → server %v after its start (%d flaps)", d.Round(time.Millisecond), flaps)
+	t.Logf("kube-router denied newcomer → server %v after its start (%d flaps %s)", d.Round(time.Millisecond), flaps.n, flaps.seen)
 	// kube-router's pod chains end in REJECT: the refusal is an ICMP port
 	// unreachable (Reset), where a drop would time out.
 	if o := probe("newcomer"); o.Verdict != netlab.Denied || o.Reason != netlab.Reset {
