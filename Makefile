@@ -106,17 +106,38 @@ image:
 	rm -f $(IMAGE_TAR)
 	$(PODMAN) save --quiet --format docker-archive -o $(IMAGE_TAR) $(IMAGE)
 
+# kube-router v2.1.0, the real peer perf compares with (only its firewall
+# controller, only inside lab namespaces; never shipped): built once from
+# the Go module proxy by its own module, perf/kuberouter, so none of its
+# dependencies reach nftpolicy's go.mod (~2.5 minutes on 2 cores, 82 MB).
+# A failed build is not fatal to make perf: the tables then say skipped.
+KUBE_ROUTER_VERSION := v2.1.0
+KUBE_ROUTER_DIR     := $(CACHE_DIR)/kube-router-$(KUBE_ROUTER_VERSION)-$(shell $(GO) env GOVERSION)-$(shell $(GO) env GOOS)_$(shell $(GO) env GOARCH)
+KUBE_ROUTER         := $(KUBE_ROUTER_DIR)/kube-router
+.PHONY: kube-router
+kube-router: $(KUBE_ROUTER)
+$(KUBE_ROUTER):
+	mkdir -p $(KUBE_ROUTER_DIR)
+	cd perf/kuberouter && GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" \
+	  -o $(KUBE_ROUTER).tmp github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+	mv $(KUBE_ROUTER).tmp $(KUBE_ROUTER)
+
 # The performance suite (root; everything in throwaway namespaces): sizes S,
-# M and L, the data path, and the peers' strategies as baselines; writes
-# perf/results/results.md and results.json (~10 minutes on 2 cores). Installs
-# iptables and ipset for the kube-router baseline when apt-get can.
+# M and L, the data path, the peers' strategies as baselines, and the real
+# kube-router next to the agent at S and M (-kube-router-real; it needs
+# kube-apiserver, make kube-binaries); writes perf/results/results.md and
+# results.json (~40 minutes on 2 cores). Installs iptables and ipset for
+# kube-router when apt-get can; where they or kube-router's build are
+# missing, its tables say "skipped" and why.
 .PHONY: perf perf-quick
-perf:
+perf: kube-binaries
 	@command -v ipset >/dev/null 2>&1 && command -v iptables-legacy-restore >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ipset; } || \
-	  echo "perf: no iptables/ipset: the kube-router baseline is skipped"
+	  echo "perf: no iptables/ipset: the kube-router baseline and the real kube-router are skipped"
+	@$(MAKE) --no-print-directory kube-router || \
+	  echo "perf: kube-router $(KUBE_ROUTER_VERSION) could not be built: the real-peer tables say skipped"
 	$(GO) build -o bin/nftperf ./perf/cmd/nftperf
-	./bin/nftperf -out perf/results
+	./bin/nftperf -kube-router-real -out perf/results
 
 # The suite as a smoke test: S only, few repetitions; asserts no timing.
 perf-quick:

@@ -39,6 +39,10 @@ type AgentSpec struct {
 	ResyncPeriod, MinSyncPeriod     time.Duration
 	LogDir                          string
 	Extra                           []string
+	// Enter runs the agent inside this network namespace (ip netns exec;
+	// a name under /run/netns), as a node's own process; NetNS is then
+	// usually empty: the agent programs the namespace it runs in.
+	Enter string
 }
 
 // StartAgent starts the agent binary; it dies with the test process.
@@ -56,7 +60,7 @@ func StartAgent(spec AgentSpec) (*AgentProcess, error) {
 	args := []string{"agent",
 		"--kubeconfig=" + spec.Kubeconfig,
 		"--hostname-override=" + spec.Node,
-		"--netns=" + spec.NetNS,
+		"--netns=" + spec.NetNS, // empty: its own
 		"--metrics-bind-address=" + addr,
 		"--v=2",
 	}
@@ -68,13 +72,20 @@ func StartAgent(spec AgentSpec) (*AgentProcess, error) {
 	}
 	args = append(args, spec.Extra...)
 	fmt.Fprintf(logf, "=== %s %s\n", spec.Binary, strings.Join(args, " "))
-	p, err := startProc(logf, spec.Binary, args...)
+	bin := spec.Binary
+	if spec.Enter != "" {
+		bin, args = "ip", append([]string{"netns", "exec", spec.Enter, spec.Binary}, args...)
+	}
+	p, err := startProc(logf, bin, args...)
 	if err != nil {
 		logf.Close()
 		return nil, err
 	}
 	return &AgentProcess{Node: spec.Node, MetricsURL: "http://" + addr, LogPath: logPath, proc: p, log: logf}, nil
 }
+
+// Running reports whether the process is still up.
+func (p *AgentProcess) Running() bool { return p.proc.running() }
 
 // Kill sends SIGKILL and reaps the process: no shutdown code runs.
 func (p *AgentProcess) Kill() {

@@ -48,13 +48,8 @@ func (c *Cluster) StartKubeProxy(spec KubeProxySpec) (_ *KubeProxy, err error) {
 			kp.Stop()
 		}
 	}()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["lab"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthority: c.CAFile}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: adminToken}
-	kc.Contexts["default"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: "admin"}
-	kc.CurrentContext = "default"
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+	if err := c.writeAdminKubeconfig(kubeconfig); err != nil {
 		return nil, err
 	}
 	config := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -117,4 +112,15 @@ func (kp *KubeProxy) Stop() error {
 	}
 	errs = append(errs, os.RemoveAll(kp.dir))
 	return errors.Join(errs...)
+}
+
+// writeAdminKubeconfig writes a kubeconfig for c's admin (the peers the
+// lab runs next to the agents: kube-proxy, kube-router).
+func (c *Cluster) writeAdminKubeconfig(path string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["lab"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthority: c.CAFile}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: adminToken}
+	kc.Contexts["default"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: "admin"}
+	kc.CurrentContext = "default"
+	return clientcmd.WriteToFile(*kc, path)
 }

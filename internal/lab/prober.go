@@ -89,6 +89,16 @@ func (p *Prober) Stop() []ProbeRecord {
 	return out
 }
 
+// Records are the probes finished so far, in the order they started; the
+// series goes on.
+func (p *Prober) Records() []ProbeRecord {
+	p.mu.Lock()
+	out := append([]ProbeRecord(nil), p.records...)
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
 // FirstReached is when a probe first got through: the earliest end of a
 // probe that reached its destination (an upper bound, by the handshake's
 // round trip; a start would be no bound at all, the packet leaving later);

@@ -24,11 +24,14 @@ type Config struct {
 	// TKE adds the TKE data path: real kube-proxy with 1,000 Services
 	// and 8,000 pods (needs kube-apiserver and kube-proxy, built into the
 	// cache on first use).
-	TKE    bool
-	NewPod bool      // measure how soon a new pod is reachable (newpod.go)
-	FQDN   bool      // measure the first-connection race of domainNames (fqdnrace.go)
-	Rounds int       // rounds of events per size; 0: the plan's
-	Log    io.Writer // progress lines
+	TKE bool
+	// RealPeer are the sizes at which the real kube-router runs next to
+	// nftpolicy's agent (realpeer.go); none: not run.
+	RealPeer []gen.Size
+	NewPod   bool      // measure how soon a new pod is reachable (newpod.go)
+	FQDN     bool      // measure the first-connection race of domainNames (fqdnrace.go)
+	Rounds   int       // rounds of events per size; 0: the plan's
+	Log      io.Writer // progress lines
 }
 
 // plan is how many times each thing is measured at a size: enough for

@@ -126,6 +126,9 @@ func Markdown(r *Results) string {
 		w("\nLoss with our ruleset, the median of the per-round ratios: %.1f%% from each round's median connect time (middle half of the rounds %.1f%% to %.1f%%), %.1f%% from each round's mean rate (%.1f%% to %.1f%%). TKE measured 10–20%% for kube-router at 8,000 pods.\n",
 			100*t.LatLoss, 100*t.LatLossP25, 100*t.LatLossP75, 100*t.Loss, 100*t.LossP25, 100*t.LossP75)
 	}
+	if r.RealPeer != nil {
+		b.WriteString(realPeerMarkdown(r.RealPeer))
+	}
 	if len(r.Notes) > 0 {
 		w("\n## Notes\n\n")
 		for _, n := range r.Notes {

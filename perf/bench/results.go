@@ -19,6 +19,7 @@ type Results struct {
 	NewPod   *NewPodResult   `json:"new_pod,omitempty"`
 	FQDN     *FQDNRaceResult `json:"fqdn_race,omitempty"`
 	TKE      *TKEResult      `json:"tke,omitempty"`
+	RealPeer *RealPeerResult `json:"real_kube_router,omitempty"`
 	Targets  []Target        `json:"targets"`
 	Notes    []string        `json:"notes,omitempty"`
 }

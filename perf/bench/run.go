@@ -59,6 +59,13 @@ func Run(ctx context.Context, cfg Config, j *Janitor) (*Results, error) {
 		}
 		res.FQDN = fr
 	}
+	if len(cfg.RealPeer) > 0 && ctx.Err() == nil {
+		rp, err := realPeer(ctx, j, cfg, cfg.RealPeer)
+		if err != nil {
+			fail("real kube-router", err)
+		}
+		res.RealPeer = rp
+	}
 	if cfg.TKE && ctx.Err() == nil {
 		tke, err := tkeDataPath(ctx, j, cfg)
 		if err != nil {

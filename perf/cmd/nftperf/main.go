@@ -21,7 +21,7 @@ import (
 const usage = `nftperf: nftpolicy's performance suite (needs root; creates npperf-* and nplab-* namespaces).
 
 Usage:
-  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M] [-newpod=false]
+  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M] [-newpod=false] [-kube-router-real]
   nftperf -sizes none -datapath=false -out DIR     only the new-pod measure
   nftperf down      remove the namespaces of runs that died without cleaning up
 `
@@ -80,6 +80,8 @@ func run() int {
 	newPod := fs.Bool("newpod", true, "measure how soon a new pod is reachable (its address existing to reachable where policy allows)")
 	fqdn := fs.Bool("fqdn", true, "measure the first-connection race of domainNames policies (a lookup, then a connection at once)")
 	tke := fs.Bool("tke", false, "also measure the TKE data path: the real kube-proxy with 1,000 Services and 8,000 pods (builds kube-apiserver and kube-proxy into the cache on first use); -sizes none -datapath=false -tke measures it alone")
+	realKR := fs.Bool("kube-router-real", false, "also run the real kube-router (v2.1.0, built by make kube-router) next to nftpolicy's agent on a real API server, measured by packets; -sizes none -datapath=false -newpod=false -kube-router-real measures it alone")
+	realKRSizes := fs.String("kube-router-real-sizes", "S,M", "cluster sizes of the real kube-router comparison")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -101,6 +103,19 @@ func run() int {
 			return 2
 		}
 		cfg.Sizes = append(cfg.Sizes, s)
+	}
+	if *realKR {
+		if *quick {
+			*realKRSizes = "S"
+		}
+		for _, name := range strings.Split(*realKRSizes, ",") {
+			s, err := gen.SizeByName(strings.TrimSpace(name))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "nftperf:", err)
+				return 2
+			}
+			cfg.RealPeer = append(cfg.RealPeer, s)
+		}
 	}
 	s, err := gen.SizeByName(*dpSize)
 	if err != nil {
