@@ -731,3 +731,33 @@ func TestEventsCostExactOperations(t *testing.T) {
 		t.Errorf("the events read the kernel back %d times, want 0", got-dumps)
 	}
 }
+
+// TestNoopUpdateDoesNotDelayTheNext: an update that changes nothing the
+// agent keeps (a kubelet setting a terminating pod's grace period to 0)
+// starts no sync of its own, so the removal that follows a moment later is
+// synced at once instead of waiting out --min-sync-period behind it; the
+// update's version still reaches the barrier.
+func TestNoopUpdateDoesNotDelayTheNext(t *testing.T) {
+	const minSync = time.Second
+	h := start(t, func(c *Config) { c.MinSyncInterval = minSync }, basic()...)
+	h.wait()
+	time.Sleep(minSync) // the first sync's interval is over
+	syncs := h.agent.Stats().Syncs
+	pod := h.objects["Pod/x/client"].(*v1.Pod).DeepCopy()
+	zero := int64(0)
+	pod.DeletionGracePeriodSeconds = &zero // dropped by Transform
+	h.apply(pod)
+	time.Sleep(100 * time.Millisecond)
+	if got := h.agent.Stats().Syncs; got != syncs {
+		t.Fatalf("the no-op update started %d syncs at once, want none", got-syncs)
+	}
+	if err := h.client.CoreV1().Pods("x").Delete(context.Background(), "client", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	delete(h.objects, "Pod/x/client")
+	ctx, cancel := context.WithTimeout(context.Background(), minSync/2)
+	defer cancel()
+	if err := h.agent.WaitApplied(ctx, h.versions()); err != nil {
+		t.Fatalf("the removal after a no-op update was not synced within %v: %v", minSync/2, err)
+	}
+}

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
@@ -91,6 +94,10 @@ func (a *Agent) handler() cache.ResourceEventHandler {
 		},
 		UpdateFunc: func(old, new any) {
 			a.tracker.record(old, new)
+			if sameButVersion(old, new) {
+				a.changedLater()
+				return
+			}
 			a.changed(true)
 		},
 		DeleteFunc: func(obj any) {
@@ -113,6 +120,44 @@ func (a *Agent) changed(timed bool) {
 		a.pendingMu.Unlock()
 	}
 	a.runner.Request()
+}
+
+// changedLater asks for a sync once MinSyncInterval has passed, not at
+// once: the change is a new version of an object with nothing the agent
+// keeps changed. A kubelet's final delete of a pod comes as such an update
+// (the grace period set to 0) and then, milliseconds later, the removal;
+// a sync started by the update made the removal wait out the whole
+// --min-sync-period (measured: pod deletes took 1.00 s, docs/performance.md).
+// The version still reaches the barrier by the next sync.
+func (a *Agent) changedLater() {
+	if a.cfg.MinSyncInterval <= 0 {
+		a.runner.Request()
+		return
+	}
+	time.AfterFunc(a.cfg.MinSyncInterval, a.runner.Request)
+}
+
+// sameButVersion reports whether two versions of an object, as the
+// informer keeps them (Transform), differ in their resourceVersion only.
+func sameButVersion(old, new any) bool {
+	o, ok1 := old.(runtime.Object)
+	n, ok2 := new.(runtime.Object)
+	if !ok1 || !ok2 {
+		return false
+	}
+	om, ok1 := o.(metav1.Object)
+	nm, ok2 := n.(metav1.Object)
+	if !ok1 || !ok2 || om.GetResourceVersion() == nm.GetResourceVersion() {
+		return false
+	}
+	// Compare copies without the version, nor the type (which informers
+	// fill in or not).
+	oc, nc := o.DeepCopyObject(), n.DeepCopyObject()
+	for _, c := range []runtime.Object{oc, nc} {
+		c.(metav1.Object).SetResourceVersion("")
+		c.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+	}
+	return equality.Semantic.DeepEqual(oc, nc)
 }
 
 // takePending removes and returns the change times observed before t.
