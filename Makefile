@@ -28,8 +28,12 @@ test: lint kube-binaries
 # the other; go test alone runs only their seeds and committed corpus. One
 # instrumented test binary per package, run in the package's directory with
 # go test's own corpus cache, so ten targets cost two links, not ten.
+# Go's coordinator can report its own -fuzztime deadline as "context
+# deadline exceeded" with nothing found (a race between the deadline's
+# parent and child contexts): that alone, with no failing input written,
+# is not a failure.
 FUZZTIME  ?= 8s
-FUZZ_PKGS := internal/compile internal/scenario internal/fqdn
+FUZZ_PKGS := internal/compile internal/scenario internal/fqdn internal/model
 .PHONY: fuzz-short
 fuzz-short:
 	@set -e; mkdir -p bin/fuzz; \
@@ -41,7 +45,10 @@ fuzz-short:
 	    echo "$$pkg $$t:"; \
 	    log=$(CURDIR)/bin/fuzz/$$t.log; \
 	    (cd $$pkg && $$bin -test.run='^$$' -test.fuzz="^$$t\$$" -test.fuzztime=$(FUZZTIME) \
-	      -test.fuzzcachedir=$$cache >$$log 2>&1) || { grep -v '^fuzz: elapsed' $$log; exit 1; }; \
+	      -test.fuzzcachedir=$$cache >$$log 2>&1) || \
+	    if grep -qx '    context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \
+	      echo "  (go's fuzz coordinator raced with its own -fuzztime deadline; no failing input: not a failure)"; \
+	    else grep -v '^fuzz: elapsed' $$log; exit 1; fi; \
 	    grep '^fuzz: elapsed' $$log | tail -1; \
 	  done; \
 	done
