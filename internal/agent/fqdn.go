@@ -109,9 +109,7 @@ func (a *Agent) expireDNS(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
+			timer.Stop() // Reset above starts it again; no stale tick stays (Go 1.23 timers)
 			continue
 		case <-timer.C:
 		}
