@@ -256,7 +256,9 @@ func projectChange(e *compile.Engine, ch *change, net string) error {
 // skipBridges is what the primary table's forward chains let pass: the
 // bridges of the networks this node enforces.
 func (a *Agent) skipBridges() {
-	if a.cfg.NetworkKernel == nil {
+	// The bridges change only with a change that can affect a network
+	// (netChange); any other sync leaves the guards as they are.
+	if a.cfg.NetworkKernel == nil || !a.netDirty {
 		return
 	}
 	c := a.engine.Cluster()

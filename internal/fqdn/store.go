@@ -20,6 +20,10 @@ type Store struct {
 
 	names map[string]map[netip.Addr]time.Time // name -> address -> expiry
 	count int
+	// next is no later than the earliest expiry (zero: none): an answer
+	// lowers it in O(1); Expire, which walks every binding anyway, makes it
+	// exact. A refresh can leave it early: Expire then finds nothing.
+	next time.Time
 	// Dropped counts bindings refused because the store was full.
 	Dropped int
 }
@@ -53,6 +57,9 @@ func (s *Store) Observe(recs []Record, now time.Time) []string {
 		}
 		addrs[r.Addr] = until
 		s.count++
+		if s.next.IsZero() || until.Before(s.next) {
+			s.next = until
+		}
 		if !slices.Contains(changed, r.Name) {
 			changed = append(changed, r.Name)
 		}
@@ -64,6 +71,7 @@ func (s *Store) Observe(recs []Record, now time.Time) []string {
 // names that lost addresses.
 func (s *Store) Expire(now time.Time) []string {
 	var changed []string
+	s.next = time.Time{}
 	for name, addrs := range s.names {
 		for a, until := range addrs {
 			if !until.After(now) {
@@ -72,6 +80,8 @@ func (s *Store) Expire(now time.Time) []string {
 				if !slices.Contains(changed, name) {
 					changed = append(changed, name)
 				}
+			} else if s.next.IsZero() || until.Before(s.next) {
+				s.next = until
 			}
 		}
 		if len(addrs) == 0 {
@@ -82,18 +92,9 @@ func (s *Store) Expire(now time.Time) []string {
 	return changed
 }
 
-// Next is when the next binding expires; false when there is none.
-func (s *Store) Next() (time.Time, bool) {
-	var next time.Time
-	for _, addrs := range s.names {
-		for _, until := range addrs {
-			if next.IsZero() || until.Before(next) {
-				next = until
-			}
-		}
-	}
-	return next, !next.IsZero()
-}
+// Next is when the next binding expires, or a little before; false when
+// there is none.
+func (s *Store) Next() (time.Time, bool) { return s.next, !s.next.IsZero() }
 
 // Addrs are the addresses a name is bound to now, sorted.
 func (s *Store) Addrs(name string) []netip.Addr {
