@@ -112,24 +112,13 @@ func (e *Engine) dnsClient(key string, ips []netip.Addr) {
 	if e.opts.DNSGroup == 0 {
 		return
 	}
-	was := e.dnsClients[key]
-	if slices.Equal(was, ips) {
+	if slices.Equal(e.dnsClients[key], ips) {
 		return
 	}
 	if len(e.dnsClients) == 0 && len(ips) > 0 {
 		e.dnsChain(true)
 	}
-	for _, ip := range ips {
-		e.addElem(DNSClientSet(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
-	}
-	for _, ip := range was {
-		e.delElem(DNSClientSet(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
-	}
-	if len(ips) == 0 {
-		delete(e.dnsClients, key)
-	} else {
-		e.dnsClients[key] = slices.Clone(ips)
-	}
+	e.hold(e.dnsClients, DNSClientSet, key, ips)
 	if len(e.dnsClients) == 0 {
 		e.dnsChain(false)
 	}

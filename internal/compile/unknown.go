@@ -102,19 +102,26 @@ func (e *Engine) know(key string, ips []netip.Addr) {
 	if e.opts.OpenUnknown {
 		return
 	}
-	was := e.known[key]
+	e.hold(e.known, LocalPodSet, key, ips)
+}
+
+// hold makes the sets named by set (per family) hold ips for key, as held
+// records: elements are counted, so two keys sharing an address keep it
+// until both let it go, and new addresses are added first.
+func (e *Engine) hold(held map[string][]netip.Addr, set func(nft.Family) string, key string, ips []netip.Addr) {
+	was := held[key]
 	if slices.Equal(was, ips) {
 		return
 	}
 	for _, ip := range ips {
-		e.addElem(LocalPodSet(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
+		e.addElem(set(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
 	}
 	for _, ip := range was {
-		e.delElem(LocalPodSet(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
+		e.delElem(set(nft.FamilyOf(ip)), nft.Elem{Addr: ip})
 	}
 	if len(ips) == 0 {
-		delete(e.known, key)
+		delete(held, key)
 	} else {
-		e.known[key] = slices.Clone(ips)
+		held[key] = slices.Clone(ips)
 	}
 }
