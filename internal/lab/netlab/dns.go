@@ -2,14 +2,11 @@ package netlab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/nftpolicy/nftpolicy/internal/netns"
 )
 
 // ServeUDP makes endpoint answer the datagrams it receives on port, in both
@@ -18,34 +15,11 @@ import (
 // (endpoint, port) twice is an error. Closing the lab or removing the
 // endpoint stops it.
 func (l *Lab) ServeUDP(endpoint string, port uint16, answer func(query []byte) []byte) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return ErrClosed
-	}
-	ns, _, err := l.lookup(endpoint)
-	if err != nil {
-		return err
-	}
-	key := listenKey{endpoint, "UDP", port}
-	if _, ok := l.listeners[key]; ok {
+	exists, err := l.addListener(endpoint, "UDP", port, answer)
+	if exists {
 		return fmt.Errorf("netlab: %s already listens on UDP/%d", endpoint, port)
 	}
-	ln := &listener{}
-	for _, family := range []int{4, 6} {
-		f, err := openListener(netns.Path(ns), family, "UDP", port)
-		if family == 6 && errors.Is(err, unix.EAFNOSUPPORT) {
-			continue
-		}
-		if err != nil {
-			ln.close()
-			return fmt.Errorf("netlab: serve %s UDP/%d IPv%d: %w", endpoint, port, family, err)
-		}
-		ln.files = append(ln.files, f)
-		go answerEach(f, answer)
-	}
-	l.listeners[key] = ln
-	return nil
+	return err
 }
 
 // Exchange sends one datagram from endpoint to dst and returns the first

@@ -43,27 +43,43 @@ func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 	if port == 0 {
 		return fmt.Errorf("netlab: listen on port 0")
 	}
+	_, err := l.addListener(endpoint, proto, port, nil)
+	return err
+}
+
+// addListener opens endpoint's sockets for (proto, port) in both families
+// and serves them: with answer, a UDP server that sends answer's reply to
+// each datagram; without, the echo and accept of Listen. It reports whether
+// the endpoint listened there already, in which case it does nothing.
+func (l *Lab) addListener(endpoint, proto string, port uint16, answer func([]byte) []byte) (exists bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	ns, _, err := l.lookup(endpoint)
 	if err != nil {
-		return err
+		return false, err
 	}
 	key := listenKey{endpoint, proto, port}
 	if _, ok := l.listeners[key]; ok {
-		return nil
+		return true, nil
 	}
 	ln := &listener{}
 	for _, family := range []int{4, 6} {
-		f, err := listen(netns.Path(ns), family, proto, port)
+		var f *os.File
+		if answer != nil {
+			if f, err = openListener(netns.Path(ns), family, proto, port); err == nil {
+				go answerEach(f, answer)
+			}
+		} else {
+			f, err = listen(netns.Path(ns), family, proto, port)
+		}
 		if noSCTP(proto, err) {
 			// No SCTP stack: the endpoint's raw responder answers INITs.
 			if err := l.listenRawSCTP(endpoint, netns.Path(ns), port); err != nil {
 				ln.close()
-				return fmt.Errorf("netlab: listen %s %s/%d: %w", endpoint, proto, port, err)
+				return false, fmt.Errorf("netlab: listen %s %s/%d: %w", endpoint, proto, port, err)
 			}
 			break
 		}
@@ -72,12 +88,12 @@ func (l *Lab) Listen(endpoint, proto string, port uint16) error {
 		}
 		if err != nil {
 			ln.close()
-			return fmt.Errorf("netlab: listen %s %s/%d IPv%d: %w", endpoint, proto, port, family, err)
+			return false, fmt.Errorf("netlab: listen %s %s/%d IPv%d: %w", endpoint, proto, port, family, err)
 		}
 		ln.files = append(ln.files, f)
 	}
 	l.listeners[key] = ln
-	return nil
+	return false, nil
 }
 
 // listenRawSCTP adds port to endpoint's raw SCTP responder, starting it
