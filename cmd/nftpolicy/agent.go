@@ -95,7 +95,7 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.Uint16Var(&o.dnsGroup, "fqdn-log-group", model.DefaultDNSGroup, "NFLOG group the kernel copies the DNS answers of domainNames policies' subjects to, for the agent to learn names' addresses; 0: none (domainNames peers then match nothing)")
 	fs.DurationVar(&o.dnsMinTTL, "fqdn-min-ttl", 30*time.Second, "shortest time a learned name-to-address binding is kept, whatever its record's TTL (short TTLs would otherwise flap between a client's lookups)")
 	fs.DurationVar(&o.dnsMaxTTL, "fqdn-max-ttl", time.Hour, "longest time a learned binding is kept without a new answer, whatever its record's TTL")
-	fs.IntVar(&o.dnsMax, "fqdn-max-bindings", 65536, "most learned bindings kept on the node; answers beyond it are not learned (nftpolicy_dns_bindings_dropped)")
+	fs.IntVar(&o.dnsMax, "fqdn-max-bindings", 65536, "most learned bindings kept on the node; answers beyond it are not learned (nftpolicy_dns_bindings_dropped_total)")
 	fs.StringVar(&o.clusterID, "cluster-id", os.Getenv("NFTPOLICY_CLUSTER_ID"), "(default $NFTPOLICY_CLUSTER_ID) this cluster's id in its ClusterSet: local namespaces and nodes without the label "+model.ClusterLabel+" are treated as labelled with it (docs/multicluster.md)")
 	fs.BoolVar(&o.sameness, "remote-namespace-sameness", false, "every peer namespace selector also matches remote clusters' namespaces (default: only selectors that name the label "+model.ClusterLabel+")")
 	fs.StringArrayVar(&o.remotes, "remote-kubeconfig", nil, "NAME=PATH: watch the pods, namespaces and nodes of remote cluster NAME (read-only, with the kubeconfig at PATH) as peers; repeatable")

@@ -74,11 +74,12 @@ func (a *Agent) learn(recs []fqdn.Record, now time.Time) {
 	d := &a.dns
 	d.mu.Lock()
 	before, _ := d.store.Next()
+	dropped := d.store.Dropped
 	changed := d.store.Observe(recs, now)
 	d.note(changed, now)
 	after, _ := d.store.Next()
 	a.metrics.DNSBindings.Set(float64(d.store.Len()))
-	a.metrics.DNSBindingsDropped.Set(float64(d.store.Dropped))
+	a.metrics.DNSBindingsDropped.Add(float64(d.store.Dropped - dropped))
 	d.mu.Unlock()
 	if len(changed) > 0 {
 		a.runner.RequestNow()

@@ -31,7 +31,7 @@ type Metrics struct {
 	DNSAnswers           prometheus.Counter
 	DNSAnswersUnreadable prometheus.Counter
 	DNSBindings          prometheus.Gauge
-	DNSBindingsDropped   prometheus.Gauge
+	DNSBindingsDropped   prometheus.Counter
 	DNSLatency           prometheus.Histogram
 	RemoteUp             *prometheus.GaugeVec
 	policy               *policyCollector // verdicts.go
@@ -144,9 +144,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "dns_bindings",
 			Help: "Name to address bindings learned from DNS answers whose records have not expired.",
 		}),
-		DNSBindingsDropped: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "dns_bindings_dropped",
-			Help: "Bindings refused since the start because --fqdn-max-bindings were held.",
+		DNSBindingsDropped: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "dns_bindings_dropped_total",
+			Help: "Bindings not learned because --fqdn-max-bindings were held.",
 		}),
 		DNSLatency: f.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "dns_programming_latency_seconds",
