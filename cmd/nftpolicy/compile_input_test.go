@@ -60,8 +60,8 @@ func TestCompileKubectlList(t *testing.T) {
 	}{
 		{"ingress-pods-v4", "", []string{"10.0.1.5 : goto ingress-admin-HASH-AdminNetworkPolicy/deny-sensitive"}},
 		{"ingress-rest-v4", "", []string{"10.0.1.5 : goto ingress-class-HASH-shop/web-from-client"}},
-		{"peers-v4-", "pods_app_client_in_shop", []string{"10.0.2.7"}},
-		{"named-v4-", "tcp/http", []string{"10.0.1.5 . tcp . 8080"}},
+		{"ingress-ids-v4", "", []string{"10.0.2.7 : goto ingress-id-HASH-peers-v4-HASH-pods_app_client_in_shop"}},
+		{"named-local-v4-", "tcp/http", []string{"10.0.1.5 . tcp . 8080"}},
 		{"egress-pods-v4", "", nil},
 	}
 	for _, tt := range tests {
@@ -83,12 +83,12 @@ func TestCompileScenarioGivesPodsAddresses(t *testing.T) {
 	}{
 		{"last step, node-1", "node-1", "0",
 			[]string{"10.244.1.7 : goto ingress-class-HASH-x/a-from-c", "10.244.1.102 : goto ingress-class-HASH-x/a-from-c", "10.244.1.104 : goto ingress-class-HASH-x/a-from-c"},
-			[]string{"10.244.2.102"}},
+			[]string{"10.244.2.102 : goto ingress-id-HASH-peers-v4-HASH-pods_app_c_in_x"}},
 		{"step 1, node-1", "node-1", "1",
 			[]string{"10.244.1.7 : goto ingress-class-HASH-x/a-from-c", "10.244.1.102 : goto ingress-class-HASH-x/a-from-c"},
-			[]string{"10.244.2.102"}},
+			[]string{"10.244.2.102 : goto ingress-id-HASH-peers-v4-HASH-pods_app_c_in_x"}},
 		// node-2's only pod is c, which no policy isolates: no dispatch,
-		// and no peer set to judge with.
+		// and no peer identity to judge with.
 		{"last step, node-2", "node-2", "0", nil, nil},
 	}
 	for _, tt := range tests {
@@ -100,8 +100,8 @@ func TestCompileScenarioGivesPodsAddresses(t *testing.T) {
 			if diff := cmp.Diff(tt.dispatch, elements(ruleset, "ingress-pods-v4", "")); diff != "" {
 				t.Errorf("ingress-pods-v4 (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.peers, elements(ruleset, "peers-v4-", "pods_app_c_in_x")); diff != "" {
-				t.Errorf("peers of app=c (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.peers, elements(ruleset, "ingress-ids-v4", "")); diff != "" {
+				t.Errorf("peer identities (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/fakeapi"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -82,20 +83,19 @@ func (rh *remoteHarness) deleteRemote(kind, ns, name string) {
 }
 
 // holding counts the kernel's sets that hold addr.
-func (rh *remoteHarness) holding(addr string) int {
+func (rh *remoteHarness) identified(addr string) bool {
 	rh.t.Helper()
 	rs, err := rh.kernel.Fake.Dump(context.Background())
 	if err != nil {
 		rh.t.Fatal(err)
 	}
 	a := netip.MustParseAddr(addr)
-	n := 0
-	for _, s := range rs.Sets {
-		if _, ok := s.Elements[nft.Elem{Addr: a}]; ok {
-			n++
+	for el := range rs.Sets[compile.IDsMap(model.Ingress, nft.IPv4)].Elements {
+		if el.Addr == a {
+			return true
 		}
 	}
-	return n
+	return false
 }
 
 // eventually polls cond for up to 10 s.
@@ -139,14 +139,14 @@ func TestRemoteCluster(t *testing.T) {
 	rh := startRemote(t, local, remote)
 	rh.wait()
 	rh.checkKernel()
-	if got, want := rh.holding(betaClient), 1; got != want {
-		t.Errorf("sets holding two's beta/client: %d, want %d (from-beta's peers)", got, want)
+	if !rh.identified(betaClient) {
+		t.Errorf("two's beta/client has no peer identity, want from-beta's peers")
 	}
-	if got := rh.holding(xClient); got != 0 {
-		t.Errorf("sets holding two's x/client: %d, want none", got)
+	if rh.identified(xClient) {
+		t.Errorf("two's x/client has a peer identity, want none")
 	}
-	if got := rh.holding("10.244.2.10"); got != 1 {
-		t.Errorf("sets holding the local client: %d, want 1 (clients' peers)", got)
+	if !rh.identified("10.244.2.10") {
+		t.Errorf("the local client has no peer identity, want clients' peers")
 	}
 	eventually(t, "the remote cluster up", func() bool { return rh.agent.RemoteUp("two") })
 	if got := gaugeValue(t, rh.reg, "nftpolicy_remote_cluster_up", "cluster", "two"); got != 1 {
@@ -167,20 +167,20 @@ func TestRemoteCluster(t *testing.T) {
 	rh.deleteRemote("Pod", "beta", "client")
 	rh.wait()
 	rh.checkKernel()
-	// The pod leaves its peer set and the two ids maps (3 elements); it was
+	// The pod leaves the two ids maps (2 elements); it was
 	// the only member of its identity, so the identity goes with it: its two
 	// chains (flushed, deleted), its two maps of local pods, and the group,
 	// port map and verdict chain only it led to (11 more). Still nothing
 	// that grows with the cluster.
-	if got := rh.agent.Stats().LastOps.Ops; got != 14 {
-		t.Errorf("a remote pod's deletion cost %d ops, want 14 (3 elements, its identity's 11)", got)
+	if got := rh.agent.Stats().LastOps.Ops; got != 13 {
+		t.Errorf("a remote pod's deletion cost %d ops, want 13 (2 elements, its identity's 11)", got)
 	}
 	if rh.kernel.dumps.Load() != dumps {
 		t.Error("a remote change caused a full sync")
 	}
 	rh.applyRemote(tu.Pod("beta", "client", node, m{"role": "client"}, []string{betaClient}))
 	rh.wait()
-	if rh.holding(betaClient) != 1 {
+	if !rh.identified(betaClient) {
 		t.Fatal("two's beta/client is not back")
 	}
 
@@ -192,7 +192,7 @@ func TestRemoteCluster(t *testing.T) {
 	}
 	rh.deleteRemote("Pod", "beta", "client") // unseen while down
 	time.Sleep(300 * time.Millisecond)
-	if rh.holding(betaClient) != 1 {
+	if !rh.identified(betaClient) {
 		t.Fatal("an unreachable cluster's last known pod was dropped")
 	}
 	if f := rh.agent.Stats().Failures; f != 0 {
@@ -203,7 +203,7 @@ func TestRemoteCluster(t *testing.T) {
 	rh.outage.SetDown(false)
 	rh.wait()
 	rh.checkKernel()
-	if rh.holding(betaClient) != 0 {
+	if rh.identified(betaClient) {
 		t.Error("a pod deleted while its cluster was away is still enforced after it came back")
 	}
 	eventually(t, "the remote cluster up again", func() bool { return rh.agent.RemoteUp("two") })

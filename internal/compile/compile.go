@@ -360,7 +360,7 @@ func (e *Engine) rules(dir model.Direction, m model.Match, comment string, verdi
 				if fam != 0 && fam != f {
 					continue
 				}
-				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(f, port)}
+				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(dir, f, port)}
 				add(concat(pm, []nft.Match{m}), f)
 			}
 		}

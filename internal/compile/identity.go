@@ -537,7 +537,7 @@ func (e *Engine) groupChain(d chainDef) *nft.Chain {
 		v := e.verdictDef(d.dir, r.policy, r.rule.Index)
 		for _, port := range named {
 			for _, f := range fams {
-				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(f, port)}
+				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(d.dir, f, port)}
 				ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{m}, Verdict: nft.Verdict{Kind: nft.Goto, Chain: v.name()}, Comment: ruleComment(r.policy, d.dir, r.rule.Index)})
 			}
 		}
@@ -623,7 +623,7 @@ func (e *Engine) portMapRule(d chainDef, run []matchedRule) *nft.Rule {
 	}
 	identity := strings.Join(desc, ", ")
 	name := nft.Name("ports-to", identity)
-	if _, ok := e.rs.Sets[name]; !ok {
+	if !e.hasSet(name) {
 		e.newSet(nft.NewSet(name, nft.MapProtoPortVerdict, "first rule per port: "+identity), nil).Add(elems...)
 	}
 	for _, k := range sortedKeys(targets) {

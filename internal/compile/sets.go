@@ -47,7 +47,7 @@ func (e *Engine) cidrSet(fam nft.Family, blocks []model.Peer) string {
 		t = nft.SetIPv6Interval
 	}
 	name := nft.Name(fmt.Sprintf("cidrs-v%d", fam), identity)
-	if _, ok := e.rs.Sets[name]; ok {
+	if e.hasSet(name) {
 		return name
 	}
 	set := e.newSet(nft.NewSet(name, t, identity), nil)
@@ -152,7 +152,7 @@ func (e *Engine) portSet(ports []model.Port) string {
 	}
 	identity := strings.Join(desc, ", ")
 	name := nft.Name("ports", identity)
-	if _, ok := e.rs.Sets[name]; !ok {
+	if !e.hasSet(name) {
 		e.newSet(nft.NewSet(name, nft.SetProtoPortInterval, identity), nil).Add(elems...)
 	}
 	return name
@@ -161,8 +161,12 @@ func (e *Engine) portSet(ports []model.Port) string {
 // namedPortSet holds address . protocol . number for every pod that declares
 // the port name for that protocol (for any protocol when port.Proto is 0, as
 // the tier policies' named ports): a named port matches where the
-// destination pod declares it, so one set per name serves every rule.
-func (e *Engine) namedPortSet(fam nft.Family, port model.Port) string {
+// destination pod declares it, so one set per name and direction serves
+// every rule. In ingress the destination is a pod of this node, so its set
+// holds this node's pods only: at L (50,000 pods, two port names on every
+// pod) the cluster-wide sets were 96,260 of the ruleset's 153,352 elements,
+// and every pod created anywhere changed them.
+func (e *Engine) namedPortSet(dir model.Direction, fam nft.Family, port model.Port) string {
 	proto := "any"
 	if port.Proto != 0 {
 		proto = inet.ProtoName(port.Proto)
@@ -172,9 +176,13 @@ func (e *Engine) namedPortSet(fam nft.Family, port model.Port) string {
 	if fam == nft.IPv6 {
 		t = nft.SetIPv6ProtoPort
 	}
-	name := nft.Name(fmt.Sprintf("named-v%d", fam), identity)
-	if _, ok := e.rs.Sets[name]; !ok {
-		e.newSet(nft.NewSet(name, t, "named port "+identity+" on the pods that declare it"), &setDef{fam: fam, named: &port})
+	prefix, def, where := "named", &setDef{fam: fam, named: &port}, ""
+	if dir == model.Ingress {
+		prefix, def.node, where = "named-local", e.node, " of this node"
+	}
+	name := nft.Name(fmt.Sprintf("%s-v%d", prefix, fam), identity)
+	if !e.hasSet(name) {
+		e.newSet(nft.NewSet(name, t, "named port "+identity+" on the pods"+where+" that declare it"), def)
 	}
 	return name
 }
@@ -200,7 +208,7 @@ func (e *Engine) addrSet(prefix string, fam nft.Family, desc []string, def *setD
 		t = nft.SetIPv6
 	}
 	name := nft.Name(fmt.Sprintf("%s-v%d", prefix, fam), identity)
-	if _, ok := e.rs.Sets[name]; !ok {
+	if !e.hasSet(name) {
 		e.newSet(nft.NewSet(name, t, identity), def)
 	}
 	return name
@@ -249,6 +257,7 @@ type setDef struct {
 	pods  []model.Peer // pod peers: the addresses of the pods any selects
 	nodes []model.Peer // node peers: the addresses of the nodes any selects
 	named *model.Port  // a named port: address . proto . port where declared
+	node  string       // named ports: only the pods of this node, when set
 	// domains: the addresses bound to a name one of these patterns matches.
 	domains []string
 	// namespaces, when not nil, are the only namespaces whose pods can be
@@ -297,6 +306,9 @@ func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
 	}
 	var out []nft.Elem
 	if d.named != nil {
+		if d.node != "" && pod.Node != d.node {
+			return nil
+		}
 		for _, np := range pod.Ports {
 			if np.Name != d.named.Name || (d.named.Proto != 0 && np.Proto != d.named.Proto) {
 				continue

@@ -63,7 +63,7 @@ func tierJumps(dir model.Direction, t model.Tier, ps []*model.TierPolicy) []*nft
 // restVerdict looks the subject pod up in the rest map, which exists (maybe
 // empty) as soon as a rule refers to it.
 func (e *Engine) restVerdict(dir model.Direction, fam nft.Family) nft.Verdict {
-	if name := RestMap(dir, fam); e.rs.Sets[name] == nil {
+	if name := RestMap(dir, fam); !e.hasSet(name) {
 		e.newSet(nft.NewSet(name, mapType(fam), fmt.Sprintf("local pods with admin %s policy -> the tiers after it", dir)), nil)
 	}
 	return nft.Verdict{Kind: nft.Vmap, Map: RestMap(dir, fam), Family: fam, Src: dir == model.Egress}

@@ -165,7 +165,7 @@ func auditPolicyDef(key string, dir model.Direction) chainDef {
 // afterVerdict looks the subject pod up in the after map, made (maybe
 // empty) when a rule first refers to it.
 func (e *Engine) afterVerdict(dir model.Direction, fam nft.Family) nft.Verdict {
-	if name := AfterMap(dir, fam); e.rs.Sets[name] == nil {
+	if name := AfterMap(dir, fam); !e.hasSet(name) {
 		e.newSet(nft.NewSet(name, mapType(fam), fmt.Sprintf("local pods only audit %s policies isolate -> where they go without them", dir)), nil)
 	}
 	return nft.Verdict{Kind: nft.Vmap, Map: AfterMap(dir, fam), Family: fam, Src: dir == model.Egress}
