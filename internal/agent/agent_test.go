@@ -324,8 +324,9 @@ func TestRefusedTwiceReplacesTable(t *testing.T) {
 	}
 
 	// The kernel accepts minimal transactions again: the next change is
-	// one, the client's address added to both ids maps (the clients'
-	// peer set, which identities are made of, is not in the kernel).
+	// one, the client's address added to the ingress ids map (only an
+	// ingress rule names clients; their peer set, which identities are
+	// made of, is not in the kernel).
 	refusing.Store(false)
 	seen = nil
 	h.apply(tu.Pod("x", "client3", "node-2", m{"role": "client"}, []string{"10.244.2.12"}))
@@ -334,8 +335,8 @@ func TestRefusedTwiceReplacesTable(t *testing.T) {
 	if diff := cmp.Diff([]string{"minimal"}, seen); diff != "" {
 		t.Errorf("transactions sent after the replacement (-want +got):\n%s", diff)
 	}
-	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 2, Elements: 2}) {
-		t.Errorf("the change after the replacement cost %+v, want 2 ops and 2 elements", got)
+	if got := h.agent.Stats().LastOps; got != (diff.Counts{Ops: 1, Elements: 1}) {
+		t.Errorf("the change after the replacement cost %+v, want 1 op and 1 element", got)
 	}
 	if got := counterValue(t, h.reg, "nftpolicy_table_replacements_total", "", ""); got != 1 {
 		t.Errorf("nftpolicy_table_replacements_total = %v, want still 1", got)
@@ -702,12 +703,13 @@ func TestEventsCostExactOperations(t *testing.T) {
 		ops      int
 		elements int
 	}{
-		// A new client joins the clients' identity: its address in the ids
-		// maps of both directions, two elements added (the peer set that
-		// identity is made of is not in the kernel: no rule reads it).
-		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 2, 2},
-		// Relabelled out of it: the same two deleted.
-		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 2, 2},
+		// A new client joins the clients' ingress identity: its address in
+		// the ingress ids map, one element (no egress rule names clients;
+		// the peer set the identity is made of is not in the kernel: no
+		// rule reads it).
+		{"client added", tu.Pod("x", "client2", "node-2", m{"role": "client"}, []string{"10.244.2.11"}), 1, 1},
+		// Relabelled out of it: the same one deleted.
+		{"client relabelled", tu.Pod("x", "client2", "node-2", m{"role": "other"}, []string{"10.244.2.11"}), 1, 1},
 		// A second server on this node: its dispatch element, its named
 		// port in this node's named-port set, its address in the set of known
 		// local pods (no longer a pod not yet known), and its element in

@@ -167,13 +167,13 @@ func TestRemoteCluster(t *testing.T) {
 	rh.deleteRemote("Pod", "beta", "client")
 	rh.wait()
 	rh.checkKernel()
-	// The pod leaves the two ids maps (2 elements); it was
-	// the only member of its identity, so the identity goes with it: its two
-	// chains (flushed, deleted), its two maps of local pods, and the group,
-	// port map and verdict chain only it led to (11 more). Still nothing
-	// that grows with the cluster.
-	if got := rh.agent.Stats().LastOps.Ops; got != 13 {
-		t.Errorf("a remote pod's deletion cost %d ops, want 13 (2 elements, its identity's 11)", got)
+	// The pod leaves the ingress ids map (1 element; only an ingress rule
+	// names it); it was the only member of its identity, so the identity
+	// goes with it: its chain (flushed, deleted), its map of local pods,
+	// and the group, port map and verdict chain only it led to (8 more).
+	// Still nothing that grows with the cluster.
+	if got := rh.agent.Stats().LastOps.Ops; got != 9 {
+		t.Errorf("a remote pod's deletion cost %d ops, want 9 (1 element, its identity's 8)", got)
 	}
 	if rh.kernel.dumps.Load() != dumps {
 		t.Error("a remote change caused a full sync")

@@ -48,15 +48,15 @@ type Engine struct {
 
 	// Peer identities (identity.go).
 	addrSets   map[netip.Addr]map[string]bool // address -> the dynamic address sets holding it
-	idOf       map[netip.Addr]string          // address in the ids maps -> its identity
-	ids        map[string]*identity           // live identities by description
+	idOf       [2]map[netip.Addr]string       // by direction: address in the ids map -> its identity
+	ids        [2]map[string]*identity        // by direction: live identities by description
 	dirty      map[netip.Addr]bool            // addresses whose memberships changed
 	podDirty   map[string]bool                // local pods whose NetworkPolicy class changed
 	cidrs      map[string][]span              // live ipBlock sets -> their ranges
 	cidrDirty  bool
-	cidrPieces map[nft.Family][]cidrPiece
-	npClass    map[string][2][]string  // local pod -> its NetworkPolicy class, per direction
-	npAddrs    map[string][]netip.Addr // local pod -> the addresses its class judges
+	cidrPieces [2]map[nft.Family][]cidrPiece // by direction
+	npClass    map[string][2][]string        // local pod -> its NetworkPolicy class, per direction
+	npAddrs    map[string][]netip.Addr       // local pod -> the addresses its class judges
 	// Filled while a chain is built: a group's verdict chains, a class's
 	// peer sets (which identities are made of).
 	groupTargets []chainDef
@@ -74,6 +74,7 @@ type liveChain struct {
 	def     chainDef
 	sets    []string   // the sets its rules use (and a class's peer sets)
 	reads   []string   // of sets, those its rules read in the kernel
+	peers   []string   // of sets, a class chain's peer sets (identities are made of them)
 	targets []chainDef // the chains it jumps or goes to
 }
 
@@ -89,6 +90,7 @@ type liveSet struct {
 	name    string
 	refs    int
 	readers int
+	uses    [2]int   // by direction: class chains that use it as peers (identity.go)
 	set     *nft.Set // in the ruleset while readers > 0
 	def     *setDef  // dynamic sets only: which pods or nodes are members
 }
@@ -126,12 +128,12 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
 		addrSets:    map[netip.Addr]map[string]bool{},
-		idOf:        map[netip.Addr]string{},
-		ids:         map[string]*identity{},
+		idOf:        [2]map[netip.Addr]string{{}, {}},
+		ids:         [2]map[string]*identity{{}, {}},
 		dirty:       map[netip.Addr]bool{},
 		podDirty:    map[string]bool{},
 		cidrs:       map[string][]span{},
-		cidrPieces:  map[nft.Family][]cidrPiece{},
+		cidrPieces:  [2]map[nft.Family][]cidrPiece{{}, {}},
 		npClass:     map[string][2][]string{},
 		npAddrs:     map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
@@ -353,8 +355,8 @@ func (e *Engine) ensure(def chainDef) {
 		lc.refs++
 		return
 	}
-	ch, sets, reads, targets := e.buildAll(def)
-	lc := &liveChain{refs: 1, def: def, sets: sets, reads: reads, targets: targets}
+	ch, sets, reads, peers, targets := e.buildAll(def)
+	lc := &liveChain{refs: 1, def: def, sets: sets, reads: reads, peers: peers, targets: targets}
 	e.chains[name] = lc
 	e.rs.AddChain(ch)
 	e.touched.Chain(name)
@@ -362,30 +364,34 @@ func (e *Engine) ensure(def chainDef) {
 		e.sets[s].refs++
 	}
 	e.readSets(lc.reads, 1)
+	e.useSets(lc.peers, def.dir, 1)
 	for _, t := range targets {
 		e.ensure(t)
 	}
 }
 
 // buildAll builds a chain and says what it holds on to: the sets its rules
-// use (and, for a class chain, its peer sets), those its rules read, and
-// its targets.
-func (e *Engine) buildAll(def chainDef) (*nft.Chain, []string, []string, []chainDef) {
+// use (and, for a class chain, its peer sets), those its rules read, the
+// peer sets, and its targets.
+func (e *Engine) buildAll(def chainDef) (ch *nft.Chain, sets, reads, peers []string, targets []chainDef) {
 	e.groupTargets, e.pinned = nil, nil
-	ch := e.build(def)
-	reads := nft.ChainSets(ch)
-	sets := slices.Clone(reads)
+	ch = e.build(def)
+	reads = nft.ChainSets(ch)
+	sets = slices.Clone(reads)
 	for _, s := range e.pinned {
 		if !slices.Contains(sets, s) {
 			sets = append(sets, s)
 		}
+		if !slices.Contains(peers, s) {
+			peers = append(peers, s)
+		}
 	}
-	targets := def.targets()
+	targets = def.targets()
 	if def.kind == chainGroup {
 		targets = e.groupTargets
 	}
 	e.groupTargets, e.pinned = nil, nil
-	return ch, sets, reads, targets
+	return ch, sets, reads, peers, targets
 }
 
 // release drops a reference to a chain; the last one deletes it and
@@ -399,6 +405,7 @@ func (e *Engine) release(name string) {
 	delete(e.rs.Chains, name)
 	e.touched.Chain(name)
 	e.readSets(lc.reads, -1)
+	e.useSets(lc.peers, lc.def.dir, -1)
 	for _, s := range lc.sets {
 		e.releaseSet(s)
 	}
@@ -415,22 +422,24 @@ func (e *Engine) rebuild(name string) {
 		return
 	}
 	old := e.rs.Chains[name]
-	ch, sets, reads, targets := e.buildAll(lc.def)
+	ch, sets, reads, peers, targets := e.buildAll(lc.def)
 	same := sameRuleIDs(old.Rules, ch.Rules)
-	if same && slices.Equal(sets, lc.sets) && slices.Equal(reads, lc.reads) && slices.EqualFunc(targets, lc.targets, sameDef) {
+	if same && slices.Equal(sets, lc.sets) && slices.Equal(reads, lc.reads) && slices.Equal(peers, lc.peers) && slices.EqualFunc(targets, lc.targets, sameDef) {
 		return
 	}
 	if !same {
 		e.rs.AddChain(ch)
 		e.touched.Chain(name)
 	}
-	was, wasReads, wasTargets := lc.sets, lc.reads, lc.targets
-	lc.sets, lc.reads, lc.targets = sets, reads, targets
+	was, wasReads, wasPeers, wasTargets := lc.sets, lc.reads, lc.peers, lc.targets
+	lc.sets, lc.reads, lc.peers, lc.targets = sets, reads, peers, targets
 	for _, s := range lc.sets {
 		e.sets[s].refs++
 	}
 	e.readSets(lc.reads, 1)
 	e.readSets(wasReads, -1)
+	e.useSets(lc.peers, lc.def.dir, 1)
+	e.useSets(wasPeers, lc.def.dir, -1)
 	for _, t := range targets {
 		e.ensure(t)
 	}

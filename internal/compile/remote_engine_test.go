@@ -50,10 +50,11 @@ func TestRemoteRelabelCostsTheSameAtAnySize(t *testing.T) {
 		}
 		cost[n] = diff.Count(tx)
 	}
-	// The pod leaves both directions' ids maps (peer identities,
-	// identity.go); the identity itself stays, the other clients still
-	// have it. The peer set it leaves is not in the kernel: no rule reads it.
-	if want := (diff.Counts{Ops: 2, Elements: 2}); cost[10] != want || cost[1000] != want {
+	// The pod leaves the ingress ids map (peer identities, identity.go;
+	// no egress rule names it, so it has no egress identity); the
+	// identity itself stays, the other clients still have it. The peer
+	// set it leaves is not in the kernel: no rule reads it.
+	if want := (diff.Counts{Ops: 1, Elements: 1}); cost[10] != want || cost[1000] != want {
 		t.Errorf("a remote relabel costs %+v with 10 remote pods and %+v with 1000, want %+v", cost[10], cost[1000], want)
 	}
 }

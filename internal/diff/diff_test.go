@@ -112,13 +112,15 @@ func TestRelabelCostsTheSameAtAnySize(t *testing.T) {
 		t.Errorf("a relabel costs %+v with 10 pods and %+v with 1000", cost[10], cost[1000])
 	}
 	// The pod leaves the servers' ingress dispatch and joins the clients'
-	// egress dispatch (a delete and an add); its address changes identity
-	// in both ids maps (a delete and an add each); as a local pod it leaves
-	// the maps of the two identities the servers' ingress rules match (the
-	// clients and the ipBlock) and joins the one the clients' egress rule
-	// matches (the servers): one element each, no rule rewritten. The peer
-	// sets it leaves and joins are not in the kernel (no rule reads them).
-	if want := (diff.Counts{Ops: 9, Elements: 9}); cost[10] != want {
+	// egress dispatch (a delete and an add); as a peer its address leaves
+	// the egress ids map (the clients' egress rule names servers) and
+	// joins the ingress one (the servers' ingress rule names clients); as
+	// a local pod it leaves the maps of the two identities the servers'
+	// ingress rules match (the clients and the ipBlock) and joins the one
+	// the clients' egress rule matches (the servers): one element each, no
+	// rule rewritten. The peer sets it leaves and joins are not in the
+	// kernel (no rule reads them).
+	if want := (diff.Counts{Ops: 7, Elements: 7}); cost[10] != want {
 		t.Errorf("a relabel costs %+v, want %+v", cost[10], want)
 	}
 }
@@ -155,21 +157,21 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		// elements moved back, the four chains flushed and deleted.
 		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 22, Elements: 35}},
 		// p0 leaves the ingress dispatch, this node's named-port set and
-		// the set of known local pods; its address leaves both ids maps,
-		// and the pod the maps of the two identities its class has rules
-		// for.
-		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 7, Elements: 7}},
+		// the set of known local pods; its address leaves the egress ids
+		// map (only the clients' egress rule names servers), and the pod
+		// the maps of the two identities its class has rules for.
+		{name: "pod delete", change: func() { c.Delete("Pod", "x", "p0") }, want: diff.Counts{Ops: 6, Elements: 6}},
 		{name: "namespace relabel", change: func() { c.Set(tu.Namespace("y", m{"ns": "y", "team": "blue"})) }},
-		// The nine remaining isolated pods leave both dispatch maps (2
-		// deletes), the 19 addresses both ids maps and the ipBlock's two
-		// ranges both cidr maps (4 deletes); fourteen chains flushed
-		// (classes, groups, identities, verdicts), nine sets and maps
-		// deleted (the peer sets were never in the kernel), then the
-		// fourteen chains.
+		// The nine remaining isolated pods leave both dispatch maps, the
+		// nine servers the egress ids map, the ten clients the ingress
+		// one and the ipBlock's two ranges the ingress cidr map (5
+		// deletes, 30 elements); eleven chains flushed (classes, groups,
+		// identities, verdicts), six sets and maps deleted (the peer sets
+		// were never in the kernel), then the eleven chains.
 		{name: "every policy deleted", change: func() {
 			c.Delete("NetworkPolicy", "x", "servers")
 			c.Delete("NetworkPolicy", "x", "clients-egress")
-		}, want: diff.Counts{Ops: 43, Elements: 51}},
+		}, want: diff.Counts{Ops: 33, Elements: 30}},
 	}
 	for _, ch := range changes {
 		var counts diff.Counts

@@ -643,14 +643,52 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Errorf("/healthz: %d %q %v", code, body, err)
 	}
 
+	// The API server is shared with the other tests: count what it holds.
+	nps, err := w.c.Admin.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnps, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants := map[string]float64{
+		"nftpolicy_ready":                                       1,
+		`nftpolicy_policies{kind="NetworkPolicy"}`:              float64(len(nps.Items)),
+		`nftpolicy_policies{kind="ClusterNetworkPolicy"}`:       float64(len(cnps.Items)),
+		`nftpolicy_policies{kind="AdminNetworkPolicy"}`:         0,
+		"nftpolicy_selected_pods":                               1,
+		`nftpolicy_sync_failures_total{reason="apply"}`:         0,
+		`nftpolicy_sync_duration_seconds_count{type="full"}`:    1,
+		"nftpolicy_network_programming_latency_seconds_count":   -1, // at least one
+		"nftpolicy_transaction_operations_count":                -1,
+		"nftpolicy_transaction_netlink_bytes_count":             -1,
+		`nftpolicy_sync_duration_seconds_count{type="partial"}`: -1,
+	}
+	// A sync sets its metrics one after another: scrape until the sync
+	// that applied the policy has set them all (a scrape between two of
+	// them once saw its transaction counted and the policy not yet).
 	var m map[string]float64
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m = scrape(t, a)
-		if m["nftpolicy_transactions_total"] >= 2 || time.Now().After(deadline) {
+	var problems []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		m, problems = scrape(t, a), nil
+		for series, want := range wants {
+			got, ok := m[series]
+			switch {
+			case !ok:
+				problems = append(problems, "no series "+series)
+			case want < 0 && got < 1:
+				problems = append(problems, fmt.Sprintf("%s = %v, want at least 1", series, got))
+			case want >= 0 && got != want:
+				problems = append(problems, fmt.Sprintf("%s = %v, want %v", series, got, want))
+			}
+		}
+		if len(problems) == 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range problems {
+		t.Error(p)
 	}
 	t.Logf("transactions %v, syncs %v/%v", m["nftpolicy_transactions_total"], m[`nftpolicy_syncs_total{type="full"}`], m[`nftpolicy_syncs_total{type="partial"}`])
 	families := map[string]bool{}
@@ -674,38 +712,6 @@ func TestMetricsDocumented(t *testing.T) {
 	for f := range families {
 		if strings.HasPrefix(f, "nftpolicy_") && !contains(documented, f) {
 			t.Errorf("/metrics has %s, but docs/metrics.md does not document it", f)
-		}
-	}
-	// The API server is shared with the other tests: count what it holds.
-	nps, err := w.c.Admin.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cnps, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for series, want := range map[string]float64{
-		"nftpolicy_ready":                                       1,
-		`nftpolicy_policies{kind="NetworkPolicy"}`:              float64(len(nps.Items)),
-		`nftpolicy_policies{kind="ClusterNetworkPolicy"}`:       float64(len(cnps.Items)),
-		`nftpolicy_policies{kind="AdminNetworkPolicy"}`:         0,
-		"nftpolicy_selected_pods":                               1,
-		`nftpolicy_sync_failures_total{reason="apply"}`:         0,
-		`nftpolicy_sync_duration_seconds_count{type="full"}`:    1,
-		"nftpolicy_network_programming_latency_seconds_count":   -1, // at least one
-		"nftpolicy_transaction_operations_count":                -1,
-		"nftpolicy_transaction_netlink_bytes_count":             -1,
-		`nftpolicy_sync_duration_seconds_count{type="partial"}`: -1,
-	} {
-		got, ok := m[series]
-		switch {
-		case !ok:
-			t.Errorf("no series %s", series)
-		case want < 0 && got < 1:
-			t.Errorf("%s = %v, want at least 1", series, got)
-		case want >= 0 && got != want:
-			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
 	if m["nftpolicy_pods"] < 2 || m["nftpolicy_set_elements"] < 2 || m["nftpolicy_rules"] < 1 {
