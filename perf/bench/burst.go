@@ -14,7 +14,8 @@ import (
 const BurstPods = 1000
 
 // burst creates pods across the whole cluster as fast as the API server
-// takes them and returns the time from the last write to the end of the
+// takes them (and the agent's informers read them: the fake's watchers
+// hold 100 events) and returns the time from the last write to the end of the
 // sync that applied them all (the agent coalesces them into few syncs).
 func burst(ctx context.Context, run *agentRun, pods []*v1.Pod) (time.Duration, error) {
 	want := make(map[string]string, len(pods))
@@ -38,6 +39,9 @@ func burst(ctx context.Context, run *agentRun, pods []*v1.Pod) (time.Duration, e
 		// The fake API server keeps the version it is given; the barrier
 		// needs one per object.
 		p.ResourceVersion = "burst-" + strconv.Itoa(i)
+		if err := run.throttle(ctx); err != nil {
+			return 0, err
+		}
 		if _, err := run.client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return 0, fmt.Errorf("burst: pod %d: %w", i, err)
 		}

@@ -35,6 +35,24 @@ func (k *timedKernel) Apply(ctx context.Context, tx *nft.Transaction) error {
 
 func (k *timedKernel) Dump(ctx context.Context) (*nft.Ruleset, error) { return k.inner.Dump(ctx) }
 
+// agentKernel is k as the agent is given it: with the inner kernel's
+// LastBatchBytes when it has one, so that the agent reads the batch's size
+// as the netlink kernel counted it, as on a node, instead of encoding every
+// batch a second time after the commit (its metric's fallback for kernels
+// without the count).
+func (k *timedKernel) agentKernel() nft.Kernel {
+	if _, ok := k.inner.(batchCounter); ok {
+		return countingTimedKernel{k}
+	}
+	return k
+}
+
+type batchCounter interface{ LastBatchBytes() int }
+
+type countingTimedKernel struct{ *timedKernel }
+
+func (k countingTimedKernel) LastBatchBytes() int { return k.inner.(batchCounter).LastBatchBytes() }
+
 // next waits for the agent's next Apply.
 func (k *timedKernel) next(ctx context.Context, timeout time.Duration) (applied, error) {
 	t := time.NewTimer(timeout)
