@@ -75,15 +75,24 @@ func start(t *testing.T, tweak func(*Config), objs ...runtime.Object) *harness {
 		tweak(&cfg)
 	}
 	h.agent = New(cfg, h.client)
+	runAgent(t, ctx, cancel, h.agent, nil)
+	return h
+}
+
+// runAgent runs a until the test ends (then runs before, if not nil, and
+// cancels ctx), and fails the test if Run returns an error.
+func runAgent(t *testing.T, ctx context.Context, cancel context.CancelFunc, a *Agent, before func()) {
 	done := make(chan error, 1)
-	go func() { done <- h.agent.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
+		if before != nil {
+			before()
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return h
 }
 
 // apply creates or updates obj with the next resourceVersion.

@@ -42,8 +42,6 @@ func guardLab(t *testing.T, opts model.Options, seed *nft.Ruleset) (*Agent, *nft
 	}
 	a := New(Config{NodeName: node, Kernel: k, ResyncInterval: time.Hour, Model: opts}, client)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	released := false
 	release := func() {
 		if !released {
@@ -51,13 +49,7 @@ func guardLab(t *testing.T, opts model.Options, seed *nft.Ruleset) (*Agent, *nft
 			close(gate)
 		}
 	}
-	t.Cleanup(func() {
-		release()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, ctx, cancel, a, release)
 	return a, k, release
 }
 

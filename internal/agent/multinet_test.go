@@ -81,14 +81,7 @@ func startNetWith(t *testing.T, tables map[string]*nft.Fake, objs ...runtime.Obj
 		}}
 	h.agent = New(cfg, h.client)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.agent.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, ctx, cancel, h.agent, nil)
 	return h
 }
 
