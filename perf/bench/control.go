@@ -21,6 +21,10 @@ type Config struct {
 	Sizes        []gen.Size
 	DataPath     bool
 	DataPathSize gen.Size
+	// DataPathBaseChains adds data-path states with 2 and 4 forward base
+	// chains that only accept established flows: what one more base chain
+	// costs every packet, next to what the ruleset costs.
+	DataPathBaseChains bool
 	// TKE adds the TKE data path: real kube-proxy with 1,000 Services
 	// and 8,000 pods (needs kube-apiserver and kube-proxy, built into the
 	// cache on first use).

@@ -32,6 +32,8 @@ import (
 //	none       no table: no nftables, no conntrack in the node's namespace
 //	conntrack  a table with only "ct state established accept" in forward:
 //	           conntrack's share, which any real node pays anyway (kube-proxy)
+//	           (with -datapath-base-chains also in 2 and 4 such base chains:
+//	           what each base chain costs every packet)
 //	nftpolicy  the node's whole compiled ruleset for a generated cluster,
 //	           plus the lab pods, with the server selected by 2, 50 or 500
 //	           policies whose rules it must try before the one that allows
@@ -111,16 +113,19 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	defer unix.Close(clientNS)
 	kernel := nft.NewNetlink(nodeNS)
 	full := diff.Diff(nil, rs)
-	states := []struct {
+	type state struct {
 		name string
 		tx   *nft.Transaction
-	}{
-		{stateNone, nil},
-		{stateConntrack, conntrackOnly()},
-		{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
-		{stateMany, full},
-		{stateHuge, diff.Diff(nil, hugeRS)},
 	}
+	states := []state{{stateNone, nil}, {stateConntrack, conntrackChains(1)}}
+	if cfg.DataPathBaseChains {
+		states = append(states, state{"conntrack, 2 base chains", conntrackChains(2)}, state{"conntrack, 4 base chains", conntrackChains(4)})
+	}
+	states = append(states,
+		state{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
+		state{stateMany, full},
+		state{stateHuge, diff.Diff(nil, hugeRS)},
+	)
 	rates := make([][]float64, len(states))
 	lats := make([][]time.Duration, len(states))
 	for round := range p.rounds {
@@ -215,14 +220,17 @@ func dataPathCluster(size gen.Size, seed uint64, decoys int) (*model.Cluster, er
 	return mc, nil
 }
 
-// conntrackOnly is a table whose forward chain only accepts established
-// flows: conntrack runs, nothing else.
-func conntrackOnly() *nft.Transaction {
+// conntrackChains is a table of n forward base chains that only accept
+// established flows: conntrack runs, and each packet meets n chains. One
+// is the "conntrack" state; nftpolicy's table has two forward chains.
+func conntrackChains(n int) *nft.Transaction {
 	rs := nft.NewRuleset()
-	rs.AddChain(&nft.Chain{Name: "forward", Hook: &nft.Hook{Hook: "forward"}, Rules: []*nft.Rule{{
-		Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
-		Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
-	}}})
+	for i := range n {
+		rs.AddChain(&nft.Chain{Name: fmt.Sprintf("forward-%d", i), Hook: &nft.Hook{Hook: "forward", Priority: 10 * i}, Rules: []*nft.Rule{{
+			Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
+			Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
+		}}})
+	}
 	return diff.Diff(nil, rs)
 }
 
