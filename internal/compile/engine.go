@@ -51,6 +51,7 @@ type Engine struct {
 	idOf       [2]map[netip.Addr]string       // by direction: address in the ids map -> its identity
 	ids        [2]map[string]*identity        // by direction: live identities by description
 	dirty      map[netip.Addr]bool            // addresses whose memberships changed
+	idNames    []string                       // identityOf's buffer
 	podDirty   map[string]bool                // local pods whose NetworkPolicy class changed
 	cidrs      map[string][]span              // live ipBlock sets -> their ranges
 	cidrDirty  bool

@@ -43,7 +43,14 @@ func peerChain(dir model.Direction) string { return dir.String() + "-peer" }
 
 // IDsMap is the hash verdict map from a peer address to its identity chain.
 func IDsMap(dir model.Direction, fam nft.Family) string {
-	return fmt.Sprintf("%s-ids-v%d", dir, fam)
+	return idsMaps[dirIndex(dir)][famIndex(fam)]
+}
+
+// idsMaps are the ids maps' names, by direction and family: made once,
+// they are named for every address an event moves.
+var idsMaps = [2][2]string{
+	{"ingress-ids-v4", "ingress-ids-v6"},
+	{"egress-ids-v4", "egress-ids-v6"},
 }
 
 // CidrIDsMap is the interval verdict map from the disjoint ranges of the
@@ -147,43 +154,40 @@ func (e *Engine) trackAddr(set string, a netip.Addr, in bool) {
 // isAddrSet: a dynamic set of pod or node addresses (not named ports).
 func isAddrSet(ls *liveSet) bool { return ls != nil && ls.def != nil && ls.def.named == nil }
 
-// identityOf is the identity an address has now in dir: "" when no
-// dynamic set that dir's classes use holds it (the cidr map or the empty
-// identity answers for it).
-func (e *Engine) identityOf(a netip.Addr, dir model.Direction) (string, map[string]bool) {
-	var sets map[string]bool
+// identityOf is the identity an address has now in dir, and its sets'
+// names, sorted (valid until the next call): "" when no dynamic set that
+// dir's classes use holds it (the cidr map or the empty identity answers
+// for it). It allocates only the description: an event can move
+// thousands of addresses.
+func (e *Engine) identityOf(a netip.Addr, dir model.Direction) (string, []string) {
+	d := dirIndex(dir)
+	names := e.idNames[:0]
 	for s := range e.addrSets[a] {
-		if e.sets[s].uses[dirIndex(dir)] > 0 {
-			if sets == nil {
-				sets = map[string]bool{}
-			}
-			sets[s] = true
+		if e.sets[s].uses[d] > 0 {
+			names = append(names, s)
 		}
 	}
-	if len(sets) == 0 {
+	if len(names) == 0 {
 		return "", nil
 	}
 	for name, spans := range e.cidrs {
-		if e.sets[name].uses[dirIndex(dir)] == 0 {
+		if e.sets[name].uses[d] == 0 {
 			continue
 		}
 		for _, s := range spans {
 			if !a.Less(s.lo) && !s.hi.Less(a) {
-				sets[name] = true
+				names = append(names, name)
 				break
 			}
 		}
 	}
-	return describeID(sets), sets
+	slices.Sort(names)
+	e.idNames = names
+	return strings.Join(names, ","), names
 }
 
 func describeID(sets map[string]bool) string {
-	names := make([]string, 0, len(sets))
-	for s := range sets {
-		names = append(names, s)
-	}
-	slices.Sort(names)
-	return strings.Join(names, ",")
+	return strings.Join(sortedKeys(sets), ",")
 }
 
 // settle brings identities up to date with what the change did: the
@@ -273,11 +277,15 @@ func (e *Engine) useSets(names []string, dir model.Direction, by int) {
 // acquireID takes a reference to an identity, making it (its chains and
 // maps, with an element for every local pod whose class it has a rule for)
 // when new: a new identity costs the node's local pods, not the cluster.
-func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, sets map[string]bool) *identity {
+func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, names []string) *identity {
 	d := dirIndex(dir)
 	if id, ok := e.ids[d][desc]; ok {
 		id.refs++
 		return id
+	}
+	sets := make(map[string]bool, len(names))
+	for _, n := range names {
+		sets[n] = true
 	}
 	id := newIdentity(dir, desc, fam, sets)
 	id.refs = 1
@@ -735,7 +743,7 @@ func (e *Engine) cidrMaps(dir model.Direction) {
 		old := e.cidrPieces[d][fam]
 		var now []cidrPiece
 		for _, p := range pieces {
-			id := e.acquireID(dir, p.desc, fam, p.sets)
+			id := e.acquireID(dir, p.desc, fam, sortedKeys(p.sets))
 			now = append(now, cidrPiece{p.s, p.desc})
 			e.addElem(CidrIDsMap(dir, fam), nft.Elem{Addr: p.s.lo, AddrEnd: p.s.hi, Chain: id.chainName})
 		}
