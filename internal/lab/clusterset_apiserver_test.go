@@ -1,16 +1,12 @@
 package lab_test
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab"
-	"github.com/nftpolicy/nftpolicy/internal/scenario"
 	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -32,24 +28,9 @@ func TestClusterSetAPIServers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{
+	runFiles(t, lab.Options{Servers: servers},
 		"../../test/scenarios/multicluster/allow-remote-namespace.yaml",
 		"../../test/scenarios/multicluster/remote-cluster-back.yaml",
 		"testdata/multicluster-wrong-expectation.yaml",
-	} {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			sc, err := scenario.Load(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := lab.Run(context.Background(), sc, lab.Options{Servers: servers}).Report
-			s := rep.Summary()
-			wrong := strings.Contains(f, "wrong")
-			if s.OK() == wrong || (wrong && s.Failed != 1) || len(rep.Errors) > 0 {
-				var b bytes.Buffer
-				scenario.WriteText(&b, []scenario.Report{rep})
-				t.Errorf("%s: %s (want %s)\n%s", f, s, map[bool]string{true: "exactly 1 failed", false: "no failure"}[wrong], b.String())
-			}
-		})
-	}
+	)
 }
