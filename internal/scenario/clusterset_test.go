@@ -3,7 +3,6 @@ package scenario
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -35,19 +34,7 @@ func TestClusterSetErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Parse(tt.file, data)
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tt.want) {
-				t.Errorf("got %d errors, want %d:\n%v", len(lines), len(tt.want), err)
-			}
-			for i, want := range tt.want {
-				if i < len(lines) && !strings.HasPrefix(lines[i], want) {
-					t.Errorf("error %d:\n got %s\nwant %s...", i, lines[i], want)
-				}
-			}
+			parseFails(t, tt.file, data, tt.want)
 		})
 	}
 }

@@ -208,19 +208,7 @@ func TestLoadErrors(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Parse(tt.file, data)
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tt.want) {
-				t.Errorf("got %d errors, want %d:\n%v", len(lines), len(tt.want), err)
-			}
-			for i, want := range tt.want {
-				if i < len(lines) && !strings.HasPrefix(lines[i], want) {
-					t.Errorf("error %d:\n got %s\nwant %s...", i, lines[i], want)
-				}
-			}
+			err = parseFails(t, tt.file, data, tt.want)
 			var e *Error
 			if !errors.As(err, &e) || e.File != tt.file || e.Line == 0 {
 				t.Errorf("error is not an *Error with file and line: %#v", err)
@@ -350,4 +338,24 @@ func TestEmptyFile(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want an error with file and line", data, err)
 		}
 	}
+}
+
+// parseFails parses data as file and checks that it fails with one error
+// per line, each starting with its want; it returns the error.
+func parseFails(t *testing.T, file string, data []byte, want []string) error {
+	t.Helper()
+	_, err := Parse(file, data)
+	if err == nil {
+		t.Fatal("Parse succeeded, want an error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("got %d errors, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if i < len(lines) && !strings.HasPrefix(lines[i], w) {
+			t.Errorf("error %d:\n got %s\nwant %s...", i, lines[i], w)
+		}
+	}
+	return err
 }
