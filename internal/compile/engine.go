@@ -73,10 +73,38 @@ type Engine struct {
 type liveChain struct {
 	refs    int
 	def     chainDef
-	sets    []string   // the sets its rules use (and a class's peer sets)
-	reads   []string   // of sets, those its rules read in the kernel
-	peers   []string   // of sets, a class chain's peer sets (identities are made of them)
+	reads   []string   // the sets its rules read in the kernel
+	peers   []string   // a class chain's peer sets: identities are made of them, no rule reads them
 	targets []chainDef // the chains it jumps or goes to
+}
+
+// holds are the sets a chain keeps alive: those its rules read and its
+// peer sets, each once.
+func (lc *liveChain) holds() []string {
+	out := slices.Clone(lc.reads)
+	for _, s := range lc.peers {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// keepSets takes (by 1) or lets go (by -1) of a chain's sets: a reference
+// each, and the counts of their readers and of their uses as peers.
+func (e *Engine) keepSets(lc *liveChain, by int) {
+	if by > 0 {
+		for _, s := range lc.holds() {
+			e.sets[s].refs++
+		}
+	}
+	e.readSets(lc.reads, by)
+	e.useSets(lc.peers, lc.def.dir, by)
+	if by < 0 {
+		for _, s := range lc.holds() {
+			e.releaseSet(s)
+		}
+	}
 }
 
 // liveSet is a set other than a dispatch map, and what keeps it alive.
@@ -356,33 +384,24 @@ func (e *Engine) ensure(def chainDef) {
 		lc.refs++
 		return
 	}
-	ch, sets, reads, peers, targets := e.buildAll(def)
-	lc := &liveChain{refs: 1, def: def, sets: sets, reads: reads, peers: peers, targets: targets}
+	ch, reads, peers, targets := e.buildAll(def)
+	lc := &liveChain{refs: 1, def: def, reads: reads, peers: peers, targets: targets}
 	e.chains[name] = lc
 	e.rs.AddChain(ch)
 	e.touched.Chain(name)
-	for _, s := range lc.sets {
-		e.sets[s].refs++
-	}
-	e.readSets(lc.reads, 1)
-	e.useSets(lc.peers, def.dir, 1)
+	e.keepSets(lc, 1)
 	for _, t := range targets {
 		e.ensure(t)
 	}
 }
 
 // buildAll builds a chain and says what it holds on to: the sets its rules
-// use (and, for a class chain, its peer sets), those its rules read, the
-// peer sets, and its targets.
-func (e *Engine) buildAll(def chainDef) (ch *nft.Chain, sets, reads, peers []string, targets []chainDef) {
+// read, its peer sets (a class chain's), and its targets.
+func (e *Engine) buildAll(def chainDef) (ch *nft.Chain, reads, peers []string, targets []chainDef) {
 	e.groupTargets, e.pinned = nil, nil
 	ch = e.build(def)
 	reads = nft.ChainSets(ch)
-	sets = slices.Clone(reads)
 	for _, s := range e.pinned {
-		if !slices.Contains(sets, s) {
-			sets = append(sets, s)
-		}
 		if !slices.Contains(peers, s) {
 			peers = append(peers, s)
 		}
@@ -392,7 +411,7 @@ func (e *Engine) buildAll(def chainDef) (ch *nft.Chain, sets, reads, peers []str
 		targets = e.groupTargets
 	}
 	e.groupTargets, e.pinned = nil, nil
-	return ch, sets, reads, peers, targets
+	return ch, reads, peers, targets
 }
 
 // release drops a reference to a chain; the last one deletes it and
@@ -405,11 +424,7 @@ func (e *Engine) release(name string) {
 	delete(e.chains, name)
 	delete(e.rs.Chains, name)
 	e.touched.Chain(name)
-	e.readSets(lc.reads, -1)
-	e.useSets(lc.peers, lc.def.dir, -1)
-	for _, s := range lc.sets {
-		e.releaseSet(s)
-	}
+	e.keepSets(lc, -1)
 	for _, t := range lc.targets {
 		e.release(t.name())
 	}
@@ -423,31 +438,23 @@ func (e *Engine) rebuild(name string) {
 		return
 	}
 	old := e.rs.Chains[name]
-	ch, sets, reads, peers, targets := e.buildAll(lc.def)
+	ch, reads, peers, targets := e.buildAll(lc.def)
 	same := sameRuleIDs(old.Rules, ch.Rules)
-	if same && slices.Equal(sets, lc.sets) && slices.Equal(reads, lc.reads) && slices.Equal(peers, lc.peers) && slices.EqualFunc(targets, lc.targets, sameDef) {
+	if same && slices.Equal(reads, lc.reads) && slices.Equal(peers, lc.peers) && slices.EqualFunc(targets, lc.targets, sameDef) {
 		return
 	}
 	if !same {
 		e.rs.AddChain(ch)
 		e.touched.Chain(name)
 	}
-	was, wasReads, wasPeers, wasTargets := lc.sets, lc.reads, lc.peers, lc.targets
-	lc.sets, lc.reads, lc.peers, lc.targets = sets, reads, peers, targets
-	for _, s := range lc.sets {
-		e.sets[s].refs++
-	}
-	e.readSets(lc.reads, 1)
-	e.readSets(wasReads, -1)
-	e.useSets(lc.peers, lc.def.dir, 1)
-	e.useSets(wasPeers, lc.def.dir, -1)
+	was := *lc
+	lc.reads, lc.peers, lc.targets = reads, peers, targets
+	e.keepSets(lc, 1) // the new first: a set both keep stays
 	for _, t := range targets {
 		e.ensure(t)
 	}
-	for _, s := range was {
-		e.releaseSet(s)
-	}
-	for _, t := range wasTargets {
+	e.keepSets(&was, -1)
+	for _, t := range was.targets {
 		e.release(t.name())
 	}
 }
