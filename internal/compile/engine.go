@@ -47,13 +47,12 @@ type Engine struct {
 	tiers      [2][]*model.TierPolicy // by Tier, in evaluation order
 
 	// Peer identities (identity.go).
-	addrSets   map[netip.Addr]map[string]bool // address -> the dynamic address sets holding it
-	idOf       [2]map[netip.Addr]string       // by direction: address in the ids map -> its identity
-	ids        [2]map[string]*identity        // by direction: live identities by description
-	dirty      map[netip.Addr]bool            // addresses whose memberships changed
-	idNames    []string                       // identityOf's buffer
-	podDirty   map[string]bool                // local pods whose NetworkPolicy class changed
-	cidrs      map[string][]span              // live ipBlock sets -> their ranges
+	addrs      map[netip.Addr]*peerAddr // addresses in dynamic address sets or ids maps
+	ids        [2]map[string]*identity  // by direction: live identities by description
+	dirty      []*peerAddr              // addresses whose memberships changed
+	idNames    []string                 // identityOf's buffer
+	podDirty   map[string]bool          // local pods whose NetworkPolicy class changed
+	cidrs      map[string][]span        // live ipBlock sets -> their ranges
 	cidrDirty  bool
 	cidrPieces [2]map[nft.Family][]cidrPiece // by direction
 	npClass    map[string][2][]string        // local pod -> its NetworkPolicy class, per direction
@@ -156,10 +155,8 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		local:       map[string][]entry{},
 		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
-		addrSets:    map[netip.Addr]map[string]bool{},
-		idOf:        [2]map[netip.Addr]string{{}, {}},
+		addrs:       map[netip.Addr]*peerAddr{},
 		ids:         [2]map[string]*identity{{}, {}},
-		dirty:       map[netip.Addr]bool{},
 		podDirty:    map[string]bool{},
 		cidrs:       map[string][]span{},
 		cidrPieces:  [2]map[nft.Family][]cidrPiece{{}, {}},
@@ -552,7 +549,7 @@ func (e *Engine) releaseSet(name string) {
 	}
 	if isAddrSet(ls) {
 		for el := range e.counts[name] {
-			e.trackAddr(name, el.Addr, false)
+			e.trackAddr(ls, el.Addr, false)
 		}
 	}
 	if _, ok := e.cidrs[name]; ok {
@@ -588,7 +585,7 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 			e.touched.Elem(set, el)
 		}
 		if isAddrSet(ls) {
-			e.trackAddr(set, el.Addr, true)
+			e.trackAddr(ls, el.Addr, true)
 		}
 	}
 }
@@ -606,7 +603,7 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 		e.touched.Elem(set, el)
 	}
 	if isAddrSet(ls) {
-		e.trackAddr(set, el.Addr, false)
+		e.trackAddr(ls, el.Addr, false)
 	}
 }
 

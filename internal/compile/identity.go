@@ -63,11 +63,12 @@ const noneID = "none"
 
 // identity is one live peer identity of one direction.
 type identity struct {
-	desc string // its sets, sorted and joined: the name's source
-	dir  model.Direction
-	fam  nft.Family // 0: the empty identity, of both families
-	sets map[string]bool
-	refs int // addresses in the ids map, ranges in the cidr map; the empty one is pinned
+	desc  string // its sets, sorted and joined: the name's source
+	dir   model.Direction
+	fam   nft.Family // 0: the empty identity, of both families
+	sets  map[string]bool
+	names []string // the sets, sorted
+	refs  int      // addresses in the ids map, ranges in the cidr map; the empty one is pinned
 	// elems: a local pod's elements in the identity's map.
 	elems map[string][]nft.Elem
 	// Names, made once: hashing and cleaning the long description was a
@@ -133,57 +134,81 @@ func (e *Engine) identityBase() {
 	}
 }
 
+// peerAddr is what the engine knows of one peer address: the dynamic
+// address sets that hold it and its identity in each direction. One
+// record, found once: an event that makes or uses a set of thousands of
+// pods visits each of them, and lookups in maps of 50,000 addresses were
+// most of that time.
+type peerAddr struct {
+	addr  netip.Addr
+	sets  []*liveSet   // by name
+	id    [2]*identity // by direction; nil: not in that ids map
+	dirty bool         // in Engine.dirty
+}
+
 // trackAddr records that an address joined or left a dynamic address set.
-func (e *Engine) trackAddr(set string, a netip.Addr, in bool) {
-	m := e.addrSets[a]
-	if in {
-		if m == nil {
-			m = map[string]bool{}
-			e.addrSets[a] = m
+func (e *Engine) trackAddr(ls *liveSet, a netip.Addr, in bool) {
+	pa := e.addrs[a]
+	if pa == nil {
+		if !in {
+			return
 		}
-		m[set] = true
-	} else {
-		delete(m, set)
-		if len(m) == 0 {
-			delete(e.addrSets, a)
-		}
+		pa = &peerAddr{addr: a}
+		e.addrs[a] = pa
 	}
-	e.dirty[a] = true
+	i, found := slices.BinarySearchFunc(pa.sets, ls.name, func(x *liveSet, name string) int { return strings.Compare(x.name, name) })
+	switch {
+	case in && !found:
+		pa.sets = slices.Insert(pa.sets, i, ls)
+	case !in && found:
+		pa.sets = slices.Delete(pa.sets, i, i+1)
+	}
+	e.markDirty(pa)
+}
+
+// markDirty queues an address whose identity may have changed.
+func (e *Engine) markDirty(pa *peerAddr) {
+	if !pa.dirty {
+		pa.dirty = true
+		e.dirty = append(e.dirty, pa)
+	}
 }
 
 // isAddrSet: a dynamic set of pod or node addresses (not named ports).
 func isAddrSet(ls *liveSet) bool { return ls != nil && ls.def != nil && ls.def.named == nil }
 
-// identityOf is the identity an address has now in dir, and its sets'
-// names, sorted (valid until the next call): "" when no dynamic set that
-// dir's classes use holds it (the cidr map or the empty identity answers
-// for it). It allocates only the description: an event can move
-// thousands of addresses.
-func (e *Engine) identityOf(a netip.Addr, dir model.Direction) (string, []string) {
+// identityOf names the sets that make an address's identity in dir now,
+// sorted (valid until the next call): none when no dynamic set that dir's
+// classes use holds it (the cidr map or the empty identity answers for
+// it).
+func (e *Engine) identityOf(pa *peerAddr, dir model.Direction) []string {
 	d := dirIndex(dir)
 	names := e.idNames[:0]
-	for s := range e.addrSets[a] {
-		if e.sets[s].uses[d] > 0 {
-			names = append(names, s)
+	for _, ls := range pa.sets {
+		if ls.uses[d] > 0 {
+			names = append(names, ls.name)
 		}
 	}
 	if len(names) == 0 {
-		return "", nil
+		return nil
 	}
+	n := len(names)
 	for name, spans := range e.cidrs {
 		if e.sets[name].uses[d] == 0 {
 			continue
 		}
 		for _, s := range spans {
-			if !a.Less(s.lo) && !s.hi.Less(a) {
+			if !pa.addr.Less(s.lo) && !s.hi.Less(pa.addr) {
 				names = append(names, name)
 				break
 			}
 		}
 	}
-	slices.Sort(names)
+	if len(names) > n {
+		slices.Sort(names) // the address sets' names are sorted already
+	}
 	e.idNames = names
-	return strings.Join(names, ","), names
+	return names
 }
 
 func describeID(sets map[string]bool) string {
@@ -214,38 +239,55 @@ func (e *Engine) settle() {
 func (e *Engine) settleAddrs() {
 	if e.cidrDirty {
 		e.cidrDirty = false
-		for _, idOf := range e.idOf {
-			for a := range idOf {
-				e.dirty[a] = true
+		for _, pa := range e.addrs {
+			if pa.id != [2]*identity{} {
+				e.markDirty(pa)
 			}
 		}
 		for _, dir := range directions {
 			e.cidrMaps(dir)
 		}
 	}
-	for a := range e.dirty {
-		delete(e.dirty, a)
-		fam := nft.FamilyOf(a)
+	for len(e.dirty) > 0 {
+		pa := e.dirty[len(e.dirty)-1]
+		e.dirty = e.dirty[:len(e.dirty)-1]
+		pa.dirty = false
+		fam := nft.FamilyOf(pa.addr)
 		for _, dir := range directions {
 			d := dirIndex(dir)
-			desc, sets := e.identityOf(a, dir)
-			old := e.idOf[d][a]
-			if desc == old {
+			names := e.identityOf(pa, dir)
+			old := pa.id[d]
+			if old == nil && len(names) == 0 || old != nil && slices.Equal(old.names, names) {
 				continue
 			}
-			if desc != "" {
-				id := e.acquireID(dir, desc, fam, sets)
-				e.addElem(IDsMap(dir, fam), nft.Elem{Addr: a, Chain: id.chainName})
-				e.idOf[d][a] = desc
-			} else {
-				delete(e.idOf[d], a)
+			var id *identity
+			if len(names) > 0 {
+				id = e.acquireID(dir, strings.Join(names, ","), fam, names)
+				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: id.chainName}, true)
 			}
-			if old != "" {
-				e.delElem(IDsMap(dir, fam), nft.Elem{Addr: a, Chain: e.ids[d][old].chainName})
-				e.releaseID(dir, old)
+			pa.id[d] = id
+			if old != nil {
+				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: old.chainName}, false)
+				e.releaseID(dir, old.desc)
 			}
 		}
+		if len(pa.sets) == 0 && pa.id == [2]*identity{} && !pa.dirty {
+			delete(e.addrs, pa.addr)
+		}
 	}
+}
+
+// idsElem adds or deletes an address's element in an ids map. Each address
+// has one element there, so no count is kept.
+func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
+	m := idsMaps[d][famIndex(fam)]
+	s := e.rs.Sets[m]
+	if in {
+		s.Add(el)
+	} else {
+		delete(s.Elements, el)
+	}
+	e.touched.Elem(m, el)
 }
 
 // useSets counts the class chains of dir that use sets as peers (by +1
@@ -269,7 +311,7 @@ func (e *Engine) useSets(names []string, dir model.Direction, by int) {
 			e.cidrDirty = true
 		}
 		for el := range e.counts[name] {
-			e.dirty[el.Addr] = true
+			e.markDirty(e.addrs[el.Addr])
 		}
 	}
 }
@@ -288,6 +330,7 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 		sets[n] = true
 	}
 	id := newIdentity(dir, desc, fam, sets)
+	id.names = slices.Clone(names)
 	id.refs = 1
 	e.ids[d][desc] = id
 	ch := &nft.Chain{Name: id.chainName}

@@ -63,6 +63,11 @@ type Pod struct {
 // Remote reports whether the pod is in another cluster.
 func (p *Pod) Remote() bool { return p.Cluster != "" }
 
+// sameKey reports whether a and b are the same pod (perhaps two versions).
+func sameKey(a, b *Pod) bool {
+	return a == b || a.Name == b.Name && a.Namespace == b.Namespace
+}
+
 // Key is "namespace/name".
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
 
@@ -205,11 +210,11 @@ type Cluster struct {
 
 	// Indexes kept by Set and Delete, so that an incremental compiler
 	// never scans the whole cluster for one change.
-	podsByNS     map[string]map[string]*Pod     // namespace -> pod key -> pod
-	podsByNode   map[string]map[string]*Pod     // node -> pod key -> pod
-	podsByPort   map[string]map[string]*Pod     // named port -> pod key -> pod
-	podsByAddr   map[netip.Addr]map[string]*Pod // address -> pod key -> pod
-	policiesByNS map[string]map[string]*Policy  // namespace -> policy key -> policy
+	podsByNS     map[string]map[string]*Pod    // namespace -> pod key -> pod
+	podsByNode   map[string]map[string]*Pod    // node -> pod key -> pod
+	podsByPort   map[string]map[string]*Pod    // named port -> pod key -> pod
+	podsByAddr   map[netip.Addr][]*Pod         // address -> the pods listing it (nearly always one)
+	policiesByNS map[string]map[string]*Policy // namespace -> policy key -> policy
 
 	dns dnsBindings // domains.go
 }
@@ -227,7 +232,7 @@ func NewCluster() *Cluster {
 		podsByNS:     map[string]map[string]*Pod{},
 		podsByNode:   map[string]map[string]*Pod{},
 		podsByPort:   map[string]map[string]*Pod{},
-		podsByAddr:   map[netip.Addr]map[string]*Pod{},
+		podsByAddr:   map[netip.Addr][]*Pod{},
 		policiesByNS: map[string]map[string]*Policy{},
 	}
 }
@@ -252,7 +257,15 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 		index(c.podsByPort, np.Name, p.Key(), p, remove)
 	}
 	for _, ip := range p.IPs {
-		index(c.podsByAddr, ip, p.Key(), p, remove)
+		pods := slices.DeleteFunc(c.podsByAddr[ip], func(q *Pod) bool { return sameKey(p, q) })
+		if !remove {
+			pods = append(pods, p)
+		}
+		if len(pods) == 0 {
+			delete(c.podsByAddr, ip)
+		} else {
+			c.podsByAddr[ip] = pods
+		}
 	}
 }
 
@@ -264,26 +277,39 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 // evaluator, and only the owner is judged or matched by it (a kernel map
 // holds one verdict per address).
 func (c *Cluster) Owns(pod *Pod, addr netip.Addr) bool {
-	if !pod.Active() || c.podsByAddr[addr][pod.Key()] == nil {
+	if !pod.Active() {
 		return false
 	}
+	// One pass, no key built: filling a set of thousands of pods asks this
+	// for every one.
+	listed := false
 	for _, other := range c.podsByAddr[addr] {
-		if other.Active() && ownerBefore(other, pod) {
+		if sameKey(other, pod) {
+			listed = true
+		} else if other.Active() && ownerBefore(other, pod) {
 			return false
 		}
 	}
-	return true
+	return listed
 }
 
-// OwnedIPs returns the addresses of pod that it owns (see Owns).
+// OwnedIPs returns the addresses of pod that it owns (see Owns). When it
+// owns all of them, which is nearly always, the slice is the pod's own:
+// callers only read it.
 func (c *Cluster) OwnedIPs(pod *Pod) []netip.Addr {
-	var out []netip.Addr
-	for _, ip := range pod.IPs {
+	for i, ip := range pod.IPs {
 		if c.Owns(pod, ip) {
-			out = append(out, ip)
+			continue
 		}
+		out := slices.Clip(slices.Clone(pod.IPs[:i]))
+		for _, ip := range pod.IPs[i+1:] {
+			if c.Owns(pod, ip) {
+				out = append(out, ip)
+			}
+		}
+		return out
 	}
-	return out
+	return slices.Clip(pod.IPs)
 }
 
 // PodsListing returns the pods other than the one of key that list any
@@ -291,8 +317,8 @@ func (c *Cluster) OwnedIPs(pod *Pod) []netip.Addr {
 func (c *Cluster) PodsListing(addrs []netip.Addr, key string) []*Pod {
 	var out []*Pod
 	for _, ip := range addrs {
-		for k, p := range c.podsByAddr[ip] {
-			if k != key && !slices.Contains(out, p) {
+		for _, p := range c.podsByAddr[ip] {
+			if p.Key() != key && !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		}
