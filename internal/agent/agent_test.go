@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
 	policyv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
@@ -49,22 +47,16 @@ func (k *countingKernel) Dump(ctx context.Context) (*nft.Ruleset, error) {
 }
 
 // harness is one agent on a Fake kernel, fed by client-go's fake clientset.
-// Like the lab it stamps resourceVersions itself (the fake clientset does
-// not) and keeps the objects it created, for the sync barrier.
 type harness struct {
-	t       *testing.T
-	client  *fake.Clientset
-	kernel  *countingKernel
-	agent   *Agent
-	reg     *prometheus.Registry
-	rv      int
-	objects map[string]runtime.Object
-	ctx     context.Context
+	fakeAPI
+	kernel *countingKernel
+	reg    *prometheus.Registry
+	ctx    context.Context
 }
 
 func start(t *testing.T, tweak func(*Config), objs ...runtime.Object) *harness {
 	t.Helper()
-	h := &harness{t: t, client: fake.NewClientset(), kernel: &countingKernel{Fake: nft.NewFake()}, reg: prometheus.NewRegistry(), objects: map[string]runtime.Object{}}
+	h := &harness{fakeAPI: newFakeAPI(t, nil), kernel: &countingKernel{Fake: nft.NewFake()}, reg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.ctx = ctx
 	for _, o := range objs {
@@ -95,82 +87,8 @@ func runAgent(t *testing.T, ctx context.Context, cancel context.CancelFunc, a *A
 	})
 }
 
-// apply creates or updates obj with the next resourceVersion.
-func (h *harness) apply(obj runtime.Object) {
-	h.t.Helper()
-	obj = obj.DeepCopyObject()
-	h.rv++
-	obj.(metav1.Object).SetResourceVersion(strconv.Itoa(h.rv))
-	key := ObjectKey(obj)
-	_, exists := h.objects[key]
-	ctx := context.Background()
-	var err error
-	switch o := obj.(type) {
-	case *v1.Namespace:
-		c := h.client.CoreV1().Namespaces()
-		if exists {
-			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
-		} else {
-			_, err = c.Create(ctx, o, metav1.CreateOptions{})
-		}
-	case *v1.Pod:
-		c := h.client.CoreV1().Pods(o.Namespace)
-		if exists {
-			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
-		} else {
-			_, err = c.Create(ctx, o, metav1.CreateOptions{})
-		}
-	case *v1.Node:
-		c := h.client.CoreV1().Nodes()
-		if exists {
-			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
-		} else {
-			_, err = c.Create(ctx, o, metav1.CreateOptions{})
-		}
-	case *networkingv1.NetworkPolicy:
-		c := h.client.NetworkingV1().NetworkPolicies(o.Namespace)
-		if exists {
-			_, err = c.Update(ctx, o, metav1.UpdateOptions{})
-		} else {
-			_, err = c.Create(ctx, o, metav1.CreateOptions{})
-		}
-	default:
-		h.t.Fatalf("harness cannot apply %T", obj)
-	}
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.objects[key] = obj
-}
-
-func (h *harness) versions() map[string]string {
-	want := map[string]string{}
-	for k, o := range h.objects {
-		want[k] = o.(metav1.Object).GetResourceVersion()
-	}
-	return want
-}
-
-// wait is the barrier: the agent has applied exactly the current objects.
-func (h *harness) wait() {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := h.agent.WaitApplied(ctx, h.versions()); err != nil {
-		h.t.Fatalf("%v (stats %+v)", err, h.agent.Stats())
-	}
-}
-
 // desired is what the kernel should hold for the current objects.
-func (h *harness) desired() *nft.Ruleset {
-	c := model.NewCluster()
-	for _, o := range h.objects {
-		if err := c.Set(o); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	return compile.Node(c, node)
-}
+func (h *harness) desired() *nft.Ruleset { return compile.Node(h.model(), node) }
 
 // checkKernel fails unless the Fake holds exactly the desired ruleset.
 func (h *harness) checkKernel() {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +10,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
@@ -27,15 +24,10 @@ import (
 // netHarness is an agent with secondary networks on Fake kernels, one per
 // table, fed by the fake clientset and the fake dynamic client.
 type netHarness struct {
-	t       *testing.T
-	client  *fake.Clientset
-	dyn     *dynamicfake.FakeDynamicClient
+	fakeAPI
 	primary *nft.Fake
 	mu      sync.Mutex
 	tables  map[string]*nft.Fake
-	agent   *Agent
-	rv      int
-	objects map[string]runtime.Object
 }
 
 func startNet(t *testing.T, objs ...runtime.Object) *netHarness {
@@ -51,8 +43,7 @@ func startNetWith(t *testing.T, tables map[string]*nft.Fake, objs ...runtime.Obj
 			lists[k.Resource] = k.Name + "List"
 		}
 	}
-	h := &netHarness{t: t, client: fake.NewClientset(), dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists),
-		primary: nft.NewFake(), tables: map[string]*nft.Fake{}, objects: map[string]runtime.Object{}}
+	h := &netHarness{fakeAPI: newFakeAPI(t, dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists)), primary: nft.NewFake(), tables: map[string]*nft.Fake{}}
 	for name, k := range tables {
 		h.tables[name] = k
 	}
@@ -85,67 +76,6 @@ func startNetWith(t *testing.T, tables map[string]*nft.Fake, objs ...runtime.Obj
 	return h
 }
 
-func (h *netHarness) apply(obj runtime.Object) {
-	h.t.Helper()
-	obj = obj.DeepCopyObject()
-	h.rv++
-	obj.(metav1.Object).SetResourceVersion(strconv.Itoa(h.rv))
-	key := ObjectKey(obj)
-	_, exists := h.objects[key]
-	k, _ := model.KindOf(obj)
-	ns := obj.(metav1.Object).GetNamespace()
-	var err error
-	if k.Dynamic {
-		m, cerr := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-		if cerr != nil {
-			h.t.Fatal(cerr)
-		}
-		u := &unstructured.Unstructured{Object: m}
-		u.SetAPIVersion(k.Resource.GroupVersion().String())
-		u.SetKind(k.Name)
-		if exists {
-			err = h.dyn.Tracker().Update(k.Resource, u, ns, metav1.UpdateOptions{})
-		} else {
-			err = h.dyn.Tracker().Create(k.Resource, u, ns, metav1.CreateOptions{})
-		}
-	} else if exists {
-		err = h.client.Tracker().Update(k.Resource, obj, ns, metav1.UpdateOptions{})
-	} else {
-		err = h.client.Tracker().Create(k.Resource, obj, ns, metav1.CreateOptions{})
-	}
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.objects[key] = obj
-}
-
-func (h *netHarness) remove(obj runtime.Object) {
-	h.t.Helper()
-	k, _ := model.KindOf(obj)
-	m := obj.(metav1.Object)
-	tr := h.client.Tracker()
-	if k.Dynamic {
-		tr = h.dyn.Tracker()
-	}
-	if err := tr.Delete(k.Resource, m.GetNamespace(), m.GetName(), metav1.DeleteOptions{}); err != nil {
-		h.t.Fatal(err)
-	}
-	delete(h.objects, ObjectKey(obj))
-}
-
-func (h *netHarness) wait() {
-	h.t.Helper()
-	want := map[string]string{}
-	for k, o := range h.objects {
-		want[k] = o.(metav1.Object).GetResourceVersion()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := h.agent.WaitApplied(ctx, want); err != nil {
-		h.t.Fatalf("%v (stats %+v)", err, h.agent.Stats())
-	}
-}
-
 func (h *netHarness) table(name string) *nft.Ruleset {
 	h.t.Helper()
 	h.mu.Lock()
@@ -159,17 +89,6 @@ func (h *netHarness) table(name string) *nft.Ruleset {
 		h.t.Fatal(err)
 	}
 	return rs
-}
-
-// model is the cluster of the current objects.
-func (h *netHarness) model() *model.Cluster {
-	c := model.NewCluster()
-	for _, o := range h.objects {
-		if err := c.Set(o); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	return c
 }
 
 func onNetwork(pod *v1.Pod, status string) *v1.Pod {
