@@ -154,9 +154,11 @@ func kernelAllows(t testing.TB, c *model.Cluster, ev *model.Evaluator, rulesets 
 	}
 	for _, n := range c.Nodes {
 		for _, a := range n.Addresses {
-			// When Node objects share an address, the sender's own node
-			// takes it as local (fib daddr type local), whatever others say.
-			if a == f.Dst && (!toNode || n.Name == srcNode) {
+			// The sender's own node takes its address as local (fib daddr
+			// type local), whatever others say; another node's address
+			// goes to that node unless a pod owns it (then the route to
+			// the pod's node wins).
+			if a == f.Dst && (n.Name == srcNode || !toNode && ev.PodByAddr(f.Dst) == nil) {
 				dstNode, toNode = n.Name, true
 			}
 		}

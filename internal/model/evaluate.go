@@ -239,8 +239,13 @@ func (e *Evaluator) unknownOn(addr netip.Addr, nodes ...string) string {
 func (e *Evaluator) forwardNodes(src, dst netip.Addr) []string {
 	srcNode, fromNode := e.endpointNode(src)
 	dstNode, toNode := e.endpointNode(dst)
-	if toNode && e.isNodeAddr(dst, srcNode) {
+	switch p := e.byAddr[dst]; {
+	case toNode && e.isNodeAddr(dst, srcNode):
 		dstNode = srcNode // Node objects share the address: the sender's own takes it
+	case toNode && p != nil:
+		// A pod's address that another node's object lists too goes to
+		// the pod: only the sender's own node takes it as local.
+		dstNode, toNode = p.Node, false
 	}
 	if toNode && srcNode == dstNode {
 		return nil
@@ -306,6 +311,9 @@ func (e *Evaluator) Judge(dir Direction, f Flow) Verdict {
 	}
 	if dir == Egress {
 		return e.judge(Egress, src, f.Dst, dst, f)
+	}
+	if n, _ := e.endpointNode(f.Src); dst != nil && e.isNodeAddr(f.Dst, n) {
+		dst = nil // the sender's own node takes its address as local: no pod receives it
 	}
 	return e.judge(Ingress, dst, f.Src, src, f)
 }
