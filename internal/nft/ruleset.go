@@ -4,9 +4,11 @@
 package nft
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -227,18 +229,17 @@ func (s *Set) Sorted() []Elem { return SortElems(s.Type, keys(s.Elements)) }
 
 // SortElems sorts elements by address, then protocol and port, then chain.
 func SortElems(t SetType, elems []Elem) []Elem {
-	sort.Slice(elems, func(i, j int) bool {
-		a, b := elems[i], elems[j]
+	slices.SortFunc(elems, func(a, b Elem) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
-			return c < 0
+			return c
 		}
-		if a.Proto != b.Proto {
-			return a.Proto < b.Proto
+		if c := cmp.Compare(a.Proto, b.Proto); c != 0 {
+			return c
 		}
-		if a.Port != b.Port {
-			return a.Port < b.Port
+		if c := cmp.Compare(a.Port, b.Port); c != 0 {
+			return c
 		}
-		return a.Chain < b.Chain
+		return strings.Compare(a.Chain, b.Chain)
 	})
 	return elems
 }
