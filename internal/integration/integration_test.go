@@ -199,6 +199,23 @@ func (w *world) relabel(name string, labels map[string]string) {
 	}
 }
 
+// rolePods starts a pod on node n for each role, named after it, labelled
+// role=<role>.
+func (w *world) rolePods(n string, roles ...string) {
+	for _, r := range roles {
+		w.pod(r, n, map[string]string{"role": r})
+	}
+}
+
+// enforce applies allowOnlyFrom and waits until the probes see want.
+func (w *world) enforce(want map[flow]netlab.Verdict) {
+	w.t.Helper()
+	if err := w.allowOnlyFrom(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+	w.expect(10*time.Second, want)
+}
+
 // allowOnlyFrom isolates the pods with role=server for ingress and allows
 // TCP 80 (by its name, http) from pods with role=client.
 func (w *world) allowOnlyFrom(ctx context.Context) error {
@@ -321,9 +338,7 @@ var (
 func TestEnforcement(t *testing.T) {
 	w := newWorld(t, 1, time.Minute)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "client", "other")
 	w.startAgent(n)
 	toServer := flow{"client", "server"}
 	fromOther := flow{"other", "server"}
@@ -453,16 +468,10 @@ func createErr[T any](_ T, err error) error { return err }
 func TestRestartKeepsRules(t *testing.T) {
 	w := newWorld(t, 1, time.Minute)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "client", "other")
 	a := w.startAgent(n)
-	ctx := context.Background()
-	if err := w.allowOnlyFrom(ctx); err != nil {
-		t.Fatal(err)
-	}
 	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied, {"server", "client"}: allowed}
-	w.expect(10*time.Second, want)
+	w.enforce(want)
 
 	var a2 *AgentProcess
 	w.probeAcross(want, func() {
@@ -508,9 +517,7 @@ func testUpgradeFrom(t *testing.T, previousRelease string) {
 	w := newWorld(t, 1, time.Minute)
 	old := buildRelease(t, previousRelease)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "client", "other")
 	a, err := StartAgent(AgentSpec{Binary: old, Kubeconfig: w.kubeconfig, Node: n, NetNS: w.lab.NodeNetNSPath(n),
 		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir, Extra: w.agentFlags})
 	if err != nil {
@@ -520,12 +527,8 @@ func testUpgradeFrom(t *testing.T, previousRelease string) {
 	if err := a.WaitReady(context.Background(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := w.allowOnlyFrom(ctx); err != nil {
-		t.Fatal(err)
-	}
 	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied, {"server", "client"}: allowed}
-	w.expect(10*time.Second, want)
+	w.enforce(want)
 	var a2 *AgentProcess
 	w.probeAcross(want, func() {
 		time.Sleep(500 * time.Millisecond)
@@ -571,16 +574,11 @@ func TestDriftRepaired(t *testing.T) {
 	const period = 3 * time.Second
 	w := newWorld(t, 1, period)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "client", "other")
 	a := w.startAgent(n)
-	ctx := context.Background()
-	if err := w.allowOnlyFrom(ctx); err != nil {
-		t.Fatal(err)
-	}
 	want := map[flow]netlab.Verdict{{"client", "server"}: allowed, {"other", "server"}: denied}
-	w.expect(10*time.Second, want)
+	w.enforce(want)
+	ctx := context.Background()
 
 	for _, c := range []struct {
 		what       string
@@ -615,8 +613,7 @@ func TestDriftRepaired(t *testing.T) {
 func TestMetricsDocumented(t *testing.T) {
 	w := newWorld(t, 1, time.Minute)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
+	w.rolePods(n, "server", "client")
 	ctx := context.Background()
 	// An admin-tier object through the API (its CRD is from deploy/),
 	// selecting nothing: the agent watches it and counts it.
@@ -724,8 +721,7 @@ func TestMetricsDocumented(t *testing.T) {
 func TestShutdownAndCleanup(t *testing.T) {
 	w := newWorld(t, 1, time.Minute)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "other")
 	a := w.startAgent(n)
 	ctx := context.Background()
 	if err := w.allowOnlyFrom(ctx); err != nil {

@@ -56,8 +56,7 @@ func TestRemoteCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
+	w.rolePods(n, "server", "client")
 	if _, err := w.c.Admin.NetworkingV1().NetworkPolicies(w.ns).Create(ctx, &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "from-two-beta"},
 		Spec: networkingv1.NetworkPolicySpec{

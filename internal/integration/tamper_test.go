@@ -33,14 +33,9 @@ func (w *world) startAgentWith(node string, extra ...string) *AgentProcess {
 func tamperWorld(t *testing.T, extra ...string) (*world, string, *nft.Netlink) {
 	w := newWorld(t, 1, time.Hour)
 	n := w.nodes[0]
-	w.pod("server", n, map[string]string{"role": "server"})
-	w.pod("client", n, map[string]string{"role": "client"})
-	w.pod("other", n, map[string]string{"role": "other"})
+	w.rolePods(n, "server", "client", "other")
 	w.startAgentWith(n, extra...)
-	if err := w.allowOnlyFrom(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	w.expect(10*time.Second, tamperWant)
+	w.enforce(tamperWant)
 	f, err := os.Open(w.lab.NodeNetNSPath(n))
 	if err != nil {
 		t.Fatal(err)

@@ -38,27 +38,14 @@ const kubeProxyNAT = `table ip kube-proxy-test {
 // is still refused through the Service address.
 func TestServiceNAT(t *testing.T) {
 	testutil.NeedKernel(t)
-	sc, err := scenario.Load("testdata/service-nat.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRun(sc, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var agents sync.WaitGroup
-	defer func() {
-		cancel()
-		agents.Wait()
-		if err := r.net.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if err := r.setup(ctx, &agents); err != nil {
+	r, ctx, agents := testRun(t, "testdata/service-nat.yaml", Options{})
+	if err := r.setup(ctx, agents); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range sc.Nodes {
+	for _, n := range r.sc.Nodes {
 		cmd := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath(n)), "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(kubeProxyNAT)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -92,4 +79,25 @@ func TestServiceNAT(t *testing.T) {
 	if o := probe("x/other"); o.Verdict != netlab.Allowed {
 		t.Errorf("x/other -> Service -> x/server without its policy: %v, want allowed", o)
 	}
+}
+
+// testRun loads a scenario file into a run whose lab is torn down when the
+// test ends; its agents run under ctx and join agents.
+func testRun(t *testing.T, path string, opts Options) (*run, context.Context, *sync.WaitGroup) {
+	t.Helper()
+	sc, err := scenario.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRun(sc, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	agents := &sync.WaitGroup{}
+	t.Cleanup(func() {
+		cancel()
+		agents.Wait()
+		if err := r.net.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r, ctx, agents
 }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -130,21 +129,8 @@ func parseBaseChains(t *testing.T, ruleset string) []baseChain {
 func TestKubeProxyOrdering(t *testing.T) {
 	testutil.NeedKernel(t)
 	t.Parallel()
-	sc, err := scenario.Load("../../test/scenarios/services/05-nodeport-cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRun(sc, Options{DeployDir: "../../deploy"})
-	ctx, cancel := context.WithCancel(context.Background())
-	var agents sync.WaitGroup
-	defer func() {
-		cancel()
-		agents.Wait()
-		if err := r.net.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if err := r.start(ctx, &agents); err != nil {
+	r, ctx, agents := testRun(t, "../../test/scenarios/services/05-nodeport-cluster.yaml", Options{DeployDir: "../../deploy"})
+	if err := r.start(ctx, agents); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath("node-1")), "nft", "list", "ruleset").CombinedOutput()
