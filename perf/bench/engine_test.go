@@ -70,3 +70,65 @@ func BenchmarkEngineEvent(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEngineNewSelector repeats the costliest pod-add of the L events
+// (the one that writes the most elements): a local pod added into a class
+// whose policies name a peer selector no class of the node used yet, so
+// the engine fills the selector's set and gives its thousands of members
+// new identities (docs/performance.md, "What the misses are"). Each
+// iteration deletes the pod and adds it again; it reports the add's and
+// the delete's p50 and the add's elements.
+//
+//	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
+func BenchmarkEngineNewSelector(b *testing.B) {
+	c := gen.Generate(gen.L, 1)
+	node := gen.NodeName(0)
+	m, err := c.Model()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := compile.NewEngine(m, node)
+	e.TakeTouched()
+	shadow := e.Ruleset().Clone()
+	var worst gen.Event
+	most := -1
+	for _, ev := range c.Events(node, 20) {
+		if ev.Op == gen.Delete {
+			kind, ns, name := ev.ModelKey()
+			err = e.Delete(kind, ns, name)
+		} else {
+			err = e.Set(ev.Object)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+		shadow.ApplyOps(tx)
+		if n := diff.Count(tx).Elements; ev.Kind == gen.PodAdd && n > most {
+			worst, most = ev, n
+		}
+	}
+	kind, ns, name := worst.ModelKey()
+	var adds, dels []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		if err := e.Delete(kind, ns, name); err != nil {
+			b.Fatal(err)
+		}
+		dels = append(dels, time.Since(t))
+		e.TakeTouched()
+		t = time.Now()
+		if err := e.Set(worst.Object); err != nil {
+			b.Fatal(err)
+		}
+		adds = append(adds, time.Since(t))
+		e.TakeTouched()
+	}
+	b.StopTimer()
+	slices.Sort(adds)
+	slices.Sort(dels)
+	b.ReportMetric(float64(adds[len(adds)/2].Microseconds()), "µs-p50-add")
+	b.ReportMetric(float64(dels[len(dels)/2].Microseconds()), "µs-p50-delete")
+	b.ReportMetric(float64(most), "elems-first-add")
+}
