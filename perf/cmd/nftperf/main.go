@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,6 +84,7 @@ func run() int {
 	tke := fs.Bool("tke", false, "also measure the TKE data path: the real kube-proxy with 1,000 Services and 8,000 pods (builds kube-apiserver and kube-proxy into the cache on first use); -sizes none -datapath=false -tke measures it alone")
 	realKR := fs.Bool("kube-router-real", false, "also run the real kube-router (v2.1.0, built by make kube-router) next to nftpolicy's agent on a real API server, measured by packets; -sizes none -datapath=false -newpod=false -kube-router-real measures it alone")
 	realKRSizes := fs.String("kube-router-real-sizes", "S,M", "cluster sizes of the real kube-router comparison")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (the agent runs in this process: go tool pprof -focus 'agent.*sync' shows its events)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -133,6 +135,18 @@ func run() int {
 	stop := j.CloseOnSignal()
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGHUP)
 	defer cancel()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nftperf:", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	res, runErr := bench.Run(ctx, cfg, j)
 	stop()
 	if err := j.Close(); err != nil {
