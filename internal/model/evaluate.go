@@ -280,6 +280,12 @@ func (e *Evaluator) endpointNode(addr netip.Addr) (node string, isNode bool) {
 	return "", false
 }
 
+// senderNode is the node a packet from src leaves (endpointNode's).
+func (e *Evaluator) senderNode(src netip.Addr) string {
+	n, _ := e.endpointNode(src)
+	return n
+}
+
 // isNodeAddr reports whether addr is an address of node.
 func (e *Evaluator) isNodeAddr(addr netip.Addr, node string) bool {
 	for _, n := range e.nodes[addr] {
@@ -312,7 +318,7 @@ func (e *Evaluator) Judge(dir Direction, f Flow) Verdict {
 	if dir == Egress {
 		return e.judge(Egress, src, f.Dst, dst, f)
 	}
-	if n, _ := e.endpointNode(f.Src); dst != nil && e.isNodeAddr(f.Dst, n) {
+	if dst != nil && e.isNodeAddr(f.Dst, e.senderNode(f.Src)) {
 		dst = nil // the sender's own node takes its address as local: no pod receives it
 	}
 	return e.judge(Ingress, dst, f.Src, src, f)

@@ -278,6 +278,28 @@ func TestOwnNodeAlwaysAllowedByNetworkPolicy(t *testing.T) {
 	}
 }
 
+// TestNodeListingAPodAddress: a Node object that lists a pod's address (a
+// misconfiguration the fuzzer found) takes it only for packets from that
+// node's own pods, as the kernel does (the address is local there); from
+// anywhere else the packet goes to the pod, whose ingress judges it.
+func TestNodeListingAPodAddress(t *testing.T) {
+	n2 := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: xa}}}}
+	c := cluster(t, n2, tu.Policy("x", "deny-ingress", nil, tu.Types(networkingv1.PolicyTypeIngress)))
+	ev := model.NewEvaluator(c)
+	for _, tc := range []struct {
+		from    string
+		allowed bool
+	}{
+		{"203.0.113.5", false}, // outside the cluster: to the pod
+		{xb, false},            // a pod of the pod's own node
+		{ya, true},             // a pod of n2: n2 takes the address as local
+	} {
+		if d := ev.Evaluate(flow(tc.from, xa, tcp, 80)); d.Allowed() != tc.allowed {
+			t.Errorf("%s -> %s (listed by node n2): %v, want allowed=%v", tc.from, xa, d.Ingress, tc.allowed)
+		}
+	}
+}
+
 // TestPodsNotYetKnown: an address of a node's pod CIDRs that no active pod
 // of that node has (a new pod, a finished one's) is denied both ways, but
 // not with its own node; a known pod no policy selects stays allowed, and
