@@ -8,6 +8,7 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
 
@@ -22,15 +23,7 @@ import (
 func BenchmarkEngineEvent(b *testing.B) {
 	for _, size := range gen.Sizes() {
 		b.Run(size.Name, func(b *testing.B) {
-			c := gen.Generate(size, 1)
-			node := gen.NodeName(0)
-			m, err := c.Model()
-			if err != nil {
-				b.Fatal(err)
-			}
-			e := compile.NewEngine(m, node)
-			e.TakeTouched()
-			shadow := e.Ruleset().Clone()
+			c, node, e, shadow := engineOn(b, size)
 			events := c.Events(node, 20)
 			times := map[gen.EventKind][]time.Duration{}
 			elems := map[gen.EventKind][]int{}
@@ -38,12 +31,7 @@ func BenchmarkEngineEvent(b *testing.B) {
 			for range b.N {
 				for _, ev := range events {
 					t := time.Now()
-					if ev.Op == gen.Delete {
-						kind, ns, name := ev.ModelKey()
-						err = e.Delete(kind, ns, name)
-					} else {
-						err = e.Set(ev.Object)
-					}
+					err := applyEvent(e, ev)
 					touched := e.TakeTouched()
 					times[ev.Kind] = append(times[ev.Kind], time.Since(t))
 					if err != nil {
@@ -81,25 +69,11 @@ func BenchmarkEngineEvent(b *testing.B) {
 //
 //	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
 func BenchmarkEngineNewSelector(b *testing.B) {
-	c := gen.Generate(gen.L, 1)
-	node := gen.NodeName(0)
-	m, err := c.Model()
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := compile.NewEngine(m, node)
-	e.TakeTouched()
-	shadow := e.Ruleset().Clone()
+	c, node, e, shadow := engineOn(b, gen.L)
 	var worst gen.Event
 	most := -1
 	for _, ev := range c.Events(node, 20) {
-		if ev.Op == gen.Delete {
-			kind, ns, name := ev.ModelKey()
-			err = e.Delete(kind, ns, name)
-		} else {
-			err = e.Set(ev.Object)
-		}
-		if err != nil {
+		if err := applyEvent(e, ev); err != nil {
 			b.Fatal(err)
 		}
 		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
@@ -131,4 +105,28 @@ func BenchmarkEngineNewSelector(b *testing.B) {
 	b.ReportMetric(float64(adds[len(adds)/2].Microseconds()), "µs-p50-add")
 	b.ReportMetric(float64(dels[len(dels)/2].Microseconds()), "µs-p50-delete")
 	b.ReportMetric(float64(most), "elems-first-add")
+}
+
+// engineOn is the engine of the node under test of a generated cluster of
+// size, with a copy of its ruleset (what the kernel holds) to diff against.
+func engineOn(b *testing.B, size gen.Size) (*gen.Cluster, string, *compile.Engine, *nft.Ruleset) {
+	b.Helper()
+	c := gen.Generate(size, 1)
+	node := gen.NodeName(0)
+	m, err := c.Model()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := compile.NewEngine(m, node)
+	e.TakeTouched()
+	return c, node, e, e.Ruleset().Clone()
+}
+
+// applyEvent gives the engine one generated event.
+func applyEvent(e *compile.Engine, ev gen.Event) error {
+	if ev.Op == gen.Delete {
+		kind, ns, name := ev.ModelKey()
+		return e.Delete(kind, ns, name)
+	}
+	return e.Set(ev.Object)
 }
