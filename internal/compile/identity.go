@@ -66,9 +66,8 @@ type identity struct {
 	desc  string // its sets, sorted and joined: the name's source
 	dir   model.Direction
 	fam   nft.Family // 0: the empty identity, of both families
-	sets  map[string]bool
-	names []string // the sets, sorted
-	refs  int      // addresses in the ids map, ranges in the cidr map; the empty one is pinned
+	names []string   // its sets, sorted
+	refs  int        // addresses in the ids map, ranges in the cidr map; the empty one is pinned
 	// elems: a local pod's elements in the identity's map.
 	elems map[string][]nft.Elem
 	// Names, made once: hashing and cleaning the long description was a
@@ -77,8 +76,8 @@ type identity struct {
 	maps      [2]string // by family
 }
 
-func newIdentity(dir model.Direction, desc string, fam nft.Family, sets map[string]bool) *identity {
-	id := &identity{desc: desc, dir: dir, fam: fam, sets: sets, elems: map[string][]nft.Elem{}}
+func newIdentity(dir model.Direction, desc string, fam nft.Family, names []string) *identity {
+	id := &identity{desc: desc, dir: dir, fam: fam, names: slices.Clone(names), elems: map[string][]nft.Elem{}}
 	if desc == noneID {
 		id.chainName = dir.String() + "-id-none"
 	} else {
@@ -325,12 +324,7 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 		id.refs++
 		return id
 	}
-	sets := make(map[string]bool, len(names))
-	for _, n := range names {
-		sets[n] = true
-	}
-	id := newIdentity(dir, desc, fam, sets)
-	id.names = slices.Clone(names)
+	id := newIdentity(dir, desc, fam, names)
 	id.refs = 1
 	e.ids[d][desc] = id
 	ch := &nft.Chain{Name: id.chainName}
@@ -515,7 +509,7 @@ func (e *Engine) peerOf(dir model.Direction, m model.Match, id *identity) bool {
 		return false
 	}
 	for _, s := range e.peerSetNames(dir, m.Peers) {
-		if id.sets[s] {
+		if _, ok := slices.BinarySearch(id.names, s); ok {
 			return true
 		}
 	}
