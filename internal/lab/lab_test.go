@@ -7,11 +7,33 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nftpolicy/nftpolicy/internal/scenario"
 	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
+
+// testRun loads a scenario file into a run whose lab is torn down when the
+// test ends; its agents run under ctx and join agents.
+func testRun(t *testing.T, path string, opts Options) (*run, context.Context, *sync.WaitGroup) {
+	t.Helper()
+	sc, err := scenario.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRun(sc, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	agents := &sync.WaitGroup{}
+	t.Cleanup(func() {
+		cancel()
+		agents.Wait()
+		if err := r.net.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r, ctx, agents
+}
 
 func runFile(t *testing.T, path string) scenario.Report {
 	t.Helper()

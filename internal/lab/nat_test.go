@@ -1,12 +1,10 @@
 package lab
 
 import (
-	"context"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,25 +77,4 @@ func TestServiceNAT(t *testing.T) {
 	if o := probe("x/other"); o.Verdict != netlab.Allowed {
 		t.Errorf("x/other -> Service -> x/server without its policy: %v, want allowed", o)
 	}
-}
-
-// testRun loads a scenario file into a run whose lab is torn down when the
-// test ends; its agents run under ctx and join agents.
-func testRun(t *testing.T, path string, opts Options) (*run, context.Context, *sync.WaitGroup) {
-	t.Helper()
-	sc, err := scenario.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRun(sc, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	agents := &sync.WaitGroup{}
-	t.Cleanup(func() {
-		cancel()
-		agents.Wait()
-		if err := r.net.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return r, ctx, agents
 }
