@@ -27,6 +27,7 @@ import (
 //	                ip saddr vmap @<dir>-cidr-ids-v4               ipBlock ranges -> goto <dir>-id-…
 //	                goto <dir>-id-none                             the empty identity
 //	<dir>-id-…:     ip daddr vmap @<dir>-idmap-…                   local pod -> goto its group
+//	                goto <dir>-id-<its ipBlocks alone> or <dir>-id-none   its base
 //	<dir>-grp-…:    meta l4proto . th dport vmap @…                first rule per port -> goto v-…
 //	v-<dir>-…:      counter accept comment "ns/policy dir rule N"
 //
@@ -67,7 +68,14 @@ type identity struct {
 	dir   model.Direction
 	fam   nft.Family // 0: the empty identity, of both families
 	names []string   // its sets, sorted
-	refs  int        // addresses in the ids map, ranges in the cidr map; the empty one is pinned
+	refs  int        // addresses in the ids map, ranges in the cidr map, identities it is the base of; the empty one is pinned
+	// base is where its chain goes when its map has no element for the
+	// local pod: the identity of its ipBlock sets alone (or the empty one).
+	// A pod's element is in the first identity along that line whose
+	// matched rules differ from its base's, so a class whose rules only an
+	// ipBlock or "any" peer matches has one element per ipBlock identity,
+	// not one per pod identity (at L ~50 of those).
+	base *identity
 	// elems: a local pod's elements in the identity's map.
 	elems map[string][]nft.Elem
 	// Names, made once: hashing and cleaning the long description was a
@@ -327,6 +335,9 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 	id := newIdentity(dir, desc, fam, names)
 	id.refs = 1
 	e.ids[d][desc] = id
+	if desc != noneID {
+		id.base = e.acquireBase(dir, fam, names)
+	}
 	ch := &nft.Chain{Name: id.chainName}
 	for _, f := range id.families() {
 		m := id.idMap(f)
@@ -335,12 +346,35 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: m, Family: f, Src: dir == model.Egress},
 			Comment: "identity " + desc})
 	}
+	if id.base != nil {
+		comment := "the rules its ipBlocks alone match"
+		if id.base.desc == noneID {
+			comment = "the rules of any peer"
+		}
+		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Goto, Chain: id.base.chainName}, Comment: comment})
+	}
 	e.rs.AddChain(ch)
 	e.touched.Chain(ch.Name)
 	for key := range e.npClass {
 		e.placeIn(id, key)
 	}
 	return id
+}
+
+// acquireBase takes a reference to the base of the identity of names: the
+// identity of its ipBlock sets, or the empty one when it has none or has
+// nothing else.
+func (e *Engine) acquireBase(dir model.Direction, fam nft.Family, names []string) *identity {
+	var cidrs []string
+	for _, n := range names {
+		if _, ok := e.cidrs[n]; ok {
+			cidrs = append(cidrs, n)
+		}
+	}
+	if len(cidrs) == 0 || len(cidrs) == len(names) {
+		return e.acquireID(dir, noneID, 0, nil)
+	}
+	return e.acquireID(dir, strings.Join(cidrs, ","), fam, cidrs)
 }
 
 // releaseID drops a reference; the last one removes the identity.
@@ -361,6 +395,9 @@ func (e *Engine) releaseID(dir model.Direction, desc string) {
 	delete(e.rs.Chains, id.chainName)
 	e.touched.Chain(id.chainName)
 	delete(e.ids[dirIndex(dir)], desc)
+	if id.base != nil {
+		e.releaseID(dir, id.base.desc)
+	}
 }
 
 func dirIndex(dir model.Direction) int {
@@ -372,11 +409,12 @@ func dirIndex(dir model.Direction) int {
 
 // placeIn puts a local pod's elements in an identity's maps: one per
 // address of the identity's family, to its group chain, when its class (in
-// that direction) has a rule the identity matches.
+// that direction) has a rule the identity matches and its base does not
+// match the same rules (the identity's chain goes on to its base).
 func (e *Engine) placeIn(id *identity, key string) {
 	var now []nft.Elem
 	cls := e.npClass[key][dirIndex(id.dir)]
-	if m := e.matched(id.dir, cls, id); cls != nil && len(m) > 0 {
+	if m := e.matched(id.dir, cls, id); cls != nil && len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.dir, cls, id.base))) {
 		g := e.groupName(id.dir, cls, signature(id, m))
 		for _, f := range id.families() {
 			for _, ip := range e.npAddrs[key] {
@@ -474,6 +512,11 @@ type groupKey struct {
 
 func groupDef(dir model.Direction, cls []string, id string) chainDef {
 	return chainDef{kind: chainGroup, dir: dir, keys: cls, id: id}
+}
+
+// sameRules: the same rules, in the same order.
+func sameRules(a, b []matchedRule) bool {
+	return slices.EqualFunc(a, b, func(x, y matchedRule) bool { return x.policy == y.policy && x.rule.Index == y.rule.Index })
 }
 
 // matchedRule is one NetworkPolicy rule that an identity matches.

@@ -1,0 +1,94 @@
+package compile
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/nft"
+	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
+)
+
+// TestIdentityFallsToItsBase: a local pod's element is in a pod identity's
+// map only when that identity matches other rules of its class than the
+// identity of its ipBlocks alone (its base) does; otherwise the identity's
+// chain goes on to the base, whose map holds it. web's class has only an
+// ipBlock rule, api's a pod-selector rule too: a peer pod selected by
+// that selector has an identity whose map holds api and not web.
+func TestIdentityFallsToItsBase(t *testing.T) {
+	type m = map[string]string
+	type peers = []networkingv1.NetworkPolicyPeer
+	c := model.NewCluster()
+	for _, o := range []any{
+		tu.Namespace("x", nil),
+		tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"}),
+		tu.Pod("x", "api", "n1", m{"app": "api"}, []string{"10.0.1.2"}),
+		tu.Pod("x", "a", "n2", m{"pod": "a"}, []string{"10.0.2.1"}),
+		tu.Policy("x", "open", m{"app": "web"}, tu.Ingress(peers{tu.Block("0.0.0.0/0")}, tu.Port(v1.ProtocolTCP, 443, 0))),
+		tu.Policy("x", "api", m{"app": "api"},
+			tu.Ingress(peers{tu.PodPeer(m{"pod": "a"})}, tu.Port(v1.ProtocolTCP, 80, 0)),
+			tu.Ingress(peers{tu.Block("0.0.0.0/0")}, tu.Port(v1.ProtocolTCP, 443, 0))),
+	} {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := Node(c, "n1")
+	web, api, a := netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.2.1")
+
+	// a's identity chain: its own map, then its base.
+	idChain := ""
+	for el := range rs.Sets[IDsMap(model.Ingress, nft.IPv4)].Elements {
+		if el.Addr == a {
+			idChain = el.Chain
+		}
+	}
+	ch := rs.Chains[idChain]
+	if ch == nil || len(ch.Rules) != 2 || ch.Rules[1].Verdict.Kind != nft.Goto {
+		t.Fatalf("a's identity chain %q: want its map's lookup, then a goto to its base; got %+v", idChain, ch)
+	}
+	holds := func(set string) []netip.Addr {
+		var out []netip.Addr
+		for el := range rs.Sets[set].Elements {
+			out = append(out, el.Addr)
+		}
+		slices.SortFunc(out, netip.Addr.Compare)
+		return out
+	}
+	if got := holds(ch.Rules[0].Verdict.Map); !slices.Equal(got, []netip.Addr{api}) {
+		t.Errorf("a's identity map holds %v, want api only", got)
+	}
+	base := rs.Chains[ch.Rules[1].Verdict.Chain]
+	if base == nil || !strings.Contains(base.Name, "cidrs-v4") {
+		t.Fatalf("a's base %q: want the identity of the ipBlock", ch.Rules[1].Verdict.Chain)
+	}
+	if got := holds(base.Rules[0].Verdict.Map); !slices.Equal(got, []netip.Addr{web, api}) {
+		t.Errorf("the base's map holds %v, want web and api", got)
+	}
+
+	for _, tc := range []struct {
+		dst  netip.Addr
+		port uint16
+		rule string // "" dropped
+	}{
+		{web, 443, "x/open ingress rule 0"},
+		{web, 80, ""},
+		{api, 80, "x/api ingress rule 0"},
+		{api, 443, "x/api ingress rule 1"},
+		{api, 8080, ""},
+	} {
+		res, err := rs.Trace(ChainForwardIngress, nft.Packet{Src: a, Dst: tc.dst, Proto: nft.ProtoTCP, Port: tc.port, CtState: "new"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byRule := slices.ContainsFunc(res.Matched, func(c string) bool { return tc.rule != "" && strings.HasPrefix(c, tc.rule+" [") })
+		if res.Accepted != (tc.rule != "") || res.Accepted && !byRule {
+			t.Errorf("a -> %s:%d: accepted %v, matched %v; want %q", tc.dst, tc.port, res.Accepted, res.Matched, tc.rule)
+		}
+	}
+}
