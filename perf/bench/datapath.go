@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,6 +129,7 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	)
 	rates := make([][]float64, len(states))
 	lats := make([][]time.Duration, len(states))
+	roundP99 := make([][]float64, len(states))
 	for round := range p.rounds {
 		for k := range states {
 			si := k
@@ -146,6 +148,7 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 			}
 			rates[si] = append(rates[si], rate)
 			lats[si] = append(lats[si], l...)
+			roundP99[si] = append(roundP99[si], DistOf(l).P99)
 		}
 		var parts []string
 		for si := range states {
@@ -159,6 +162,13 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		res.States = append(res.States, DPState{Name: st.name, Rate: r, Connect: DistOf(lats[i]),
 			Ratio: ratio(r.P50, none), RatioCT: ratio(r.P50, ct)})
 	}
+	var p99Ratios []float64
+	iFew := slices.IndexFunc(states, func(s state) bool { return s.name == stateFew })
+	iHuge := slices.IndexFunc(states, func(s state) bool { return s.name == stateHuge })
+	for r := range p.rounds {
+		p99Ratios = append(p99Ratios, ratio(roundP99[iHuge][r], roundP99[iFew][r]))
+	}
+	res.P99Ratios = DistOfFloats(p99Ratios)
 	res.Enforcing = checkEnforcing(ctx, lab, kernel, full, clientNS, client, server)
 	return res, setState(ctx, kernel, nil)
 }

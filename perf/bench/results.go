@@ -149,7 +149,12 @@ type DataPathResult struct {
 	Rounds           int       `json:"rounds"`
 	PerRound         int       `json:"connections_per_round"`
 	States           []DPState `json:"states"`
-	Enforcing        string    `json:"enforcing"` // the sanity checks' outcome
+	// P99Ratios is, per round, the connect p99 with the target in 500
+	// policies over the p99 with it in 2, measured back to back in that
+	// round: stalls from other load fall on one round, not on the pooled
+	// p99 of every round.
+	P99Ratios Dist   `json:"p99_ratios_500_to_2"`
+	Enforcing string `json:"enforcing"` // the sanity checks' outcome
 }
 
 // DPState is one state of the node's ruleset.

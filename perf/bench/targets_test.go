@@ -65,3 +65,27 @@ func TestWhyFollowsTheNumbers(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestConnectP99JudgedPerRound: the data path's p99 target is judged on
+// the median of the rounds' own ratios, not on the pooled p99 that one
+// stalled round moves; both are shown.
+func TestConnectP99JudgedPerRound(t *testing.T) {
+	dp := &DataPathResult{
+		States: []DPState{
+			{Name: stateFew, Connect: Dist{P99: 0.080}},
+			{Name: stateHuge, Connect: Dist{P99: 0.105}}, // pooled: 1.31
+		},
+		P99Ratios: DistOfFloats([]float64{0.9, 1.0, 1.02, 1.05, 1.06, 1.08, 1.6, 2.0}),
+	}
+	for _, tg := range evaluate(&Results{DataPath: dp}) {
+		if tg.Goal != "connect p99, target in 500 policies ÷ in 2, ≤ 1.1" {
+			continue
+		}
+		want := "1.06: median of 8 rounds' ratios (0.90 to 2.00); pooled p99 105 µs vs 80 µs: 1.31"
+		if tg.Status != "met" || tg.Measured != want {
+			t.Errorf("got %s %q\nwant met %q", tg.Status, tg.Measured, want)
+		}
+		return
+	}
+	t.Fatal("no connect p99 target")
+}
