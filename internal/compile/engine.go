@@ -119,7 +119,7 @@ type liveSet struct {
 	refs    int
 	readers int
 	uses    [2]int   // by direction: class chains that use it as peers (identity.go)
-	set     *nft.Set // in the ruleset while readers > 0
+	set     *nft.Set // in the ruleset while readers > 0; a dynamic set's elements only then (inKernel)
 	def     *setDef  // dynamic sets only: which pods or nodes are members
 }
 
@@ -533,9 +533,17 @@ func (e *Engine) readSets(names []string, by int) {
 		ls.readers += by
 		switch {
 		case by > 0 && ls.readers == 1:
+			if ls.def != nil {
+				for el := range e.counts[name] {
+					ls.set.Add(el)
+				}
+			}
 			e.rs.AddSet(ls.set)
 			e.touched.Set(name)
 		case by < 0 && ls.readers == 0:
+			if ls.def != nil {
+				clear(ls.set.Elements)
+			}
 			delete(e.rs.Sets, name)
 			e.touched.Set(name)
 		}
@@ -580,8 +588,8 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 	}
 	if m[el]++; m[el] == 1 {
 		ls := e.sets[set]
-		e.setOf(ls, set).Add(el)
-		if ls == nil || ls.readers > 0 {
+		if inKernel(ls) {
+			e.setOf(ls, set).Add(el)
 			e.touched.Elem(set, el)
 		}
 		if isAddrSet(ls) {
@@ -598,14 +606,21 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 	}
 	delete(m, el)
 	ls := e.sets[set]
-	delete(e.setOf(ls, set).Elements, el)
-	if ls == nil || ls.readers > 0 {
+	if inKernel(ls) {
+		delete(e.setOf(ls, set).Elements, el)
 		e.touched.Elem(set, el)
 	}
 	if isAddrSet(ls) {
 		e.trackAddr(ls, el.Addr, false)
 	}
 }
+
+// inKernel reports whether a set's elements are kept in its set object: a
+// dispatch map's (ls nil) always; a dynamic set's only while a rule reads
+// it (its counts are its record; filling a new peer selector's set of
+// ~4,000 pods at L, a second map of them was a tenth of the event); a
+// static set's always (it is made whole).
+func inKernel(ls *liveSet) bool { return ls == nil || ls.readers > 0 || ls.def == nil }
 
 // setOf is the set object of a live set (ls) or a dispatch map (name).
 func (e *Engine) setOf(ls *liveSet, name string) *nft.Set {
