@@ -262,7 +262,7 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 	for _, np := range p.Ports {
 		index(c.podsByPort, np.Name, p.Key(), p, remove)
 	}
-	var moved []*Pod // the other pods listing one of p's addresses
+	var sharers []*Pod // the other pods listing one of p's addresses
 	for _, ip := range p.IPs {
 		pods := slices.DeleteFunc(c.podsByAddr[ip], func(q *Pod) bool { return sameKey(p, q) })
 		if !remove {
@@ -275,7 +275,7 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 		}
 		for _, q := range pods {
 			if q != p {
-				moved = append(moved, q)
+				sharers = append(sharers, q)
 			}
 		}
 	}
@@ -283,7 +283,7 @@ func (c *Cluster) indexPod(p *Pod, remove bool) {
 	if !remove {
 		c.checkSoleOwner(p)
 	}
-	for _, q := range moved {
+	for _, q := range sharers {
 		c.checkSoleOwner(q)
 	}
 }
