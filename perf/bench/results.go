@@ -162,8 +162,8 @@ type DPState struct {
 	Name    string  `json:"name"`
 	Rate    Dist    `json:"rate"` // connections per second, one sample per round
 	Connect Dist    `json:"connect"`
-	Ratio   float64 `json:"ratio_to_none"`      // median rate / median rate with no ruleset
-	RatioCT float64 `json:"ratio_to_conntrack"` // median rate / median rate with conntrack alone
+	Ratio   float64 `json:"ratio_to_none"`      // the data path: the median of the rounds' rate / rate with no ruleset (TKE: of the medians)
+	RatioCT float64 `json:"ratio_to_conntrack"` // the median of the rounds' rate / rate with conntrack alone
 }
 
 // Target is one goal of the issue and how this run did against it.

@@ -89,3 +89,12 @@ func TestConnectP99JudgedPerRound(t *testing.T) {
 	}
 	t.Fatal("no connect p99 target")
 }
+
+// TestPairedRatio: the median of the rounds' own ratios, not the ratio of
+// the medians (here 1 against 1.25: one round where a ran alone fast).
+func TestPairedRatio(t *testing.T) {
+	a, b := []float64{20, 10, 40, 30}, []float64{10, 10, 40, 30}
+	if got := pairedRatio(a, b); got != 1 {
+		t.Errorf("pairedRatio = %v, want 1", got)
+	}
+}
