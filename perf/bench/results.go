@@ -162,8 +162,11 @@ type DPState struct {
 	Name    string  `json:"name"`
 	Rate    Dist    `json:"rate"` // connections per second, one sample per round
 	Connect Dist    `json:"connect"`
-	Ratio   float64 `json:"ratio_to_none"`      // the data path: the median of the rounds' rate / rate with no ruleset (TKE: of the medians)
-	RatioCT float64 `json:"ratio_to_conntrack"` // the median of the rounds' rate / rate with conntrack alone
+	// Ratio is the rate over the rate with no ruleset (or kube-proxy
+	// alone): in the data path the median of the rounds' own ratios, in
+	// the TKE and real-peer runs the median rate over the median rate.
+	Ratio   float64 `json:"ratio_to_none"`
+	RatioCT float64 `json:"ratio_to_conntrack"` // the data path: the median of the rounds' rate / rate with conntrack alone
 }
 
 // Target is one goal of the issue and how this run did against it.
