@@ -159,9 +159,9 @@ type DataPathResult struct {
 
 // DPState is one state of the node's ruleset.
 type DPState struct {
-	Name    string  `json:"name"`
-	Rate    Dist    `json:"rate"` // connections per second, one sample per round
-	Connect Dist    `json:"connect"`
+	Name    string `json:"name"`
+	Rate    Dist   `json:"rate"` // connections per second, one sample per round
+	Connect Dist   `json:"connect"`
 	// Ratio is the rate over the rate with no ruleset (or kube-proxy
 	// alone): in the data path the median of the rounds' own ratios, in
 	// the TKE and real-peer runs the median rate over the median rate.
