@@ -119,7 +119,7 @@ type liveSet struct {
 	refs    int
 	readers int
 	uses    [2]int   // by direction: class chains that use it as peers (identity.go)
-	set     *nft.Set // in the ruleset while readers > 0; a dynamic set's elements only then (inKernel)
+	set     *nft.Set // in the ruleset while readers > 0; a dynamic set's elements only then (holdsElements)
 	def     *setDef  // dynamic sets only: which pods or nodes are members
 }
 
@@ -588,7 +588,7 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 	}
 	if m[el]++; m[el] == 1 {
 		ls := e.sets[set]
-		if inKernel(ls) {
+		if holdsElements(ls) {
 			e.setOf(ls, set).Add(el)
 			e.touched.Elem(set, el)
 		}
@@ -606,7 +606,7 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 	}
 	delete(m, el)
 	ls := e.sets[set]
-	if inKernel(ls) {
+	if holdsElements(ls) {
 		delete(e.setOf(ls, set).Elements, el)
 		e.touched.Elem(set, el)
 	}
@@ -615,12 +615,12 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 	}
 }
 
-// inKernel reports whether a set's elements are kept in its set object: a
+// holdsElements reports whether a set's elements are kept in its set object: a
 // dispatch map's (ls nil) always; a dynamic set's only while a rule reads
 // it (its counts are its record; filling a new peer selector's set of
 // ~4,000 pods at L, a second map of them was a tenth of the event); a
 // static set's always (it is made whole).
-func inKernel(ls *liveSet) bool { return ls == nil || ls.readers > 0 || ls.def == nil }
+func holdsElements(ls *liveSet) bool { return ls == nil || ls.readers > 0 || ls.def == nil }
 
 // setOf is the set object of a live set (ls) or a dispatch map (name).
 func (e *Engine) setOf(ls *liveSet, name string) *nft.Set {
