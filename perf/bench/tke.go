@@ -204,8 +204,8 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 		res.States = append(res.States, DPState{Name: st.name, Rate: r, Connect: DistOf(lats[i]), Ratio: ratio(r.P50, base)})
 	}
 	var ratios, latRatios []float64
-	for i := range rates[0] {
-		ratios = append(ratios, 1-ratio(rates[1][i], rates[0][i]))
+	for i, r := range roundRatios(rates[1], rates[0]) {
+		ratios = append(ratios, 1-r)
 		without := DistOf(lats[0][i*p.conns : (i+1)*p.conns]).P50
 		with := DistOf(lats[1][i*p.conns : (i+1)*p.conns]).P50
 		latRatios = append(latRatios, 1-ratio(without, with))
