@@ -145,7 +145,7 @@ func (e *Engine) portSet(ports []model.Port) string {
 		}
 		elems = append(elems, nft.Elem{Proto: proto, Port: uint16(cur[0]), PortEnd: uint16(cur[1])})
 	}
-	elems = nft.SortElems(nft.SetProtoPortInterval, elems)
+	elems = nft.SortElems(elems)
 	desc := make([]string, len(elems))
 	for i, e := range elems {
 		desc[i] = e.Text(nft.SetProtoPortInterval)

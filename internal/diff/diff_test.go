@@ -3,6 +3,7 @@ package diff_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -344,5 +345,30 @@ func TestReplace(t *testing.T) {
 		if rest := diff.Diff(back, desired); !rest.Empty() {
 			t.Errorf("after the replacement the kernel still differs by:\n%s", rest)
 		}
+	}
+}
+
+// An element touched more than once between two syncs (its set gained and
+// lost it, or two sets' changes named it) is sent once.
+func TestPartialSendsARepeatedElementOnce(t *testing.T) {
+	el := func(a string) nft.Elem { return nft.Elem{Addr: netip.MustParseAddr(a), Chain: "c"} }
+	current := nft.NewRuleset()
+	current.AddChain(&nft.Chain{Name: "c"})
+	current.AddSet(nft.NewSet("ids", nft.MapIPv4Verdict, ""))
+	current.Sets["ids"].Add(el("10.0.0.1"), el("10.0.0.2"))
+	desired := current.Clone()
+	delete(desired.Sets["ids"].Elements, el("10.0.0.1"))
+	desired.Sets["ids"].Add(el("10.0.0.3"))
+
+	touched := nft.NewTouched()
+	for _, a := range []string{"10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.3"} {
+		touched.Elem("ids", el(a))
+	}
+	got := diff.Partial(current, desired, touched)
+	if diff := cmp.Diff(diff.Diff(current, desired).String(), got.String()); diff != "" {
+		t.Errorf("partial diff (-full +partial):\n%s", diff)
+	}
+	if c := diff.Count(got); c != (diff.Counts{Ops: 2, Elements: 2}) {
+		t.Errorf("counts %+v, want 2 ops of one element each", c)
 	}
 }

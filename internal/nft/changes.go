@@ -40,15 +40,18 @@ func ChainSets(c *Chain) []string {
 type Touched struct {
 	// Sets are compared whole: created, deleted or rebuilt.
 	Sets map[string]bool
-	// Elems are the elements of a set that may have come or gone.
-	Elems map[string]map[Elem]struct{}
+	// Elems are the elements of a set that may have come or gone, in the
+	// order they were touched, some maybe more than once: a list, because
+	// a new peer selector touches ~4,500 elements of one map at L, and a
+	// map of them grew and hashed each twice (a tenth of such an event).
+	Elems map[string][]Elem
 	// Chains are compared rule by rule: created, deleted or rewritten.
 	Chains map[string]bool
 }
 
 // NewTouched makes an empty record.
 func NewTouched() *Touched {
-	return &Touched{Sets: map[string]bool{}, Elems: map[string]map[Elem]struct{}{}, Chains: map[string]bool{}}
+	return &Touched{Sets: map[string]bool{}, Elems: map[string][]Elem{}, Chains: map[string]bool{}}
 }
 
 // Set records that set changed as a whole.
@@ -62,12 +65,7 @@ func (t *Touched) Elem(set string, e Elem) {
 	if t.Sets[set] {
 		return
 	}
-	m := t.Elems[set]
-	if m == nil {
-		m = map[Elem]struct{}{}
-		t.Elems[set] = m
-	}
-	m[e] = struct{}{}
+	t.Elems[set] = append(t.Elems[set], e)
 }
 
 // Chain records that a chain changed.

@@ -405,25 +405,21 @@ func (b *batch) addAnonSet(t nftables.SetDatatype, keys []byte) (*nftables.Set, 
 }
 
 // elements queues element adds or deletes in chunks small enough for the element
-// list's 16-bit attribute length (docs/nftables-notes.md, trap 1). Deletes of
-// map elements name only the key.
+// list's 16-bit attribute length (docs/nftables-notes.md, trap 1), keeping the
+// kernel elements of one Elem (a range's start and end) together. Deletes of
+// map elements name only the key. google/nftables encodes a chunk when it is
+// queued, so one buffer serves every chunk: a new peer selector's ~9,000
+// element changes at L once allocated their elements three times over.
 func (b *batch) elements(op Op) error {
 	del := op.Kind == OpDeleteElements
-	groups := make([][]nftables.SetElement, 0, len(op.Elems))
-	for _, e := range op.Elems {
-		els, err := kernelElems(op.SetType, e, del)
-		if err != nil {
-			return fmt.Errorf("set %s: %w", op.Name, err)
-		}
-		groups = append(groups, els)
-	}
 	set := b.setRef(op.Name)
-	for _, chunk := range chunkElems(groups) {
-		size := opBytes
-		for _, el := range chunk {
-			size += encodedElemSize(el)
+	chunk := make([]nftables.SetElement, 0, min(len(op.Elems), 1024))
+	size := 0
+	send := func() error {
+		if len(chunk) == 0 {
+			return nil
 		}
-		b.queued(size)
+		b.queued(opBytes + size)
 		var err error
 		if del {
 			err = b.conn.SetDeleteElements(set, chunk)
@@ -433,6 +429,28 @@ func (b *batch) elements(op Op) error {
 		if err != nil {
 			return fmt.Errorf("set %s: %w", op.Name, err)
 		}
+		chunk, size = chunk[:0], 0
+		return nil
 	}
-	return nil
+	for _, e := range op.Elems {
+		n := len(chunk)
+		var err error
+		if chunk, err = appendKernelElems(chunk, op.SetType, e, del); err != nil {
+			return fmt.Errorf("set %s: %w", op.Name, err)
+		}
+		esize := 0
+		for _, el := range chunk[n:] {
+			esize += encodedElemSize(el)
+		}
+		if size+esize > maxElemPayload && n > 0 {
+			els := chunk[n:]
+			chunk = chunk[:n]
+			if err := send(); err != nil {
+				return err
+			}
+			chunk = append(chunk, els...) // els lies past the sent chunk: still intact
+		}
+		size += esize
+	}
+	return send()
 }

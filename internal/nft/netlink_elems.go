@@ -70,33 +70,34 @@ func setSpec(name string, t SetType, comment string) (*nftables.Set, error) {
 	return s, nil
 }
 
-// kernelElems turns one Elem into the kernel's elements for a set of type t.
-// keyOnly leaves out map data, for deletes (the kernel deletes by key).
-func kernelElems(t SetType, e Elem, keyOnly bool) ([]nftables.SetElement, error) {
+// appendKernelElems appends to dst the kernel's elements of one Elem for a
+// set of type t. keyOnly leaves out map data, for deletes (the kernel
+// deletes by key).
+func appendKernelElems(dst []nftables.SetElement, t SetType, e Elem, keyOnly bool) ([]nftables.SetElement, error) {
 	if err := checkElem(t, e, keyOnly); err != nil {
-		return nil, err
+		return dst, err
 	}
 	switch t {
 	case SetIPv4, SetIPv6:
-		return []nftables.SetElement{{Key: e.Addr.AsSlice()}}, nil
+		return append(dst, nftables.SetElement{Key: e.Addr.AsSlice()}), nil
 	case SetIPv4Interval, SetIPv6Interval:
-		return intervalElems(e.Addr, e.AddrEnd), nil
+		return append(dst, intervalElems(e.Addr, e.AddrEnd)...), nil
 	case SetProtoPortInterval:
 		// pipapo takes a range as one element with an inclusive KeyEnd; nft
 		// sends KeyEnd even for a single port.
-		return []nftables.SetElement{{
+		return append(dst, nftables.SetElement{
 			Key:    protoPortKey(e.Proto, e.Port),
 			KeyEnd: protoPortKey(e.Proto, e.PortEnd),
-		}}, nil
+		}), nil
 	case SetIPv4ProtoPort, SetIPv6ProtoPort:
 		key := append(e.Addr.AsSlice(), protoPortKey(e.Proto, e.Port)...)
-		return []nftables.SetElement{{Key: key}}, nil
+		return append(dst, nftables.SetElement{Key: key}), nil
 	case MapIPv4Verdict, MapIPv6Verdict:
 		el := nftables.SetElement{Key: e.Addr.AsSlice()}
 		if !keyOnly {
 			el.VerdictData = gotoData(e.Chain)
 		}
-		return []nftables.SetElement{el}, nil
+		return append(dst, el), nil
 	case MapIPv4IntervalVerdict, MapIPv6IntervalVerdict:
 		// The verdict rides on the range's start; its end is a plain
 		// IntervalEnd element, as nft sends it.
@@ -104,15 +105,15 @@ func kernelElems(t SetType, e Elem, keyOnly bool) ([]nftables.SetElement, error)
 		if !keyOnly {
 			els[0].VerdictData = gotoData(e.Chain)
 		}
-		return els, nil
+		return append(dst, els...), nil
 	case MapProtoPortVerdict:
 		el := nftables.SetElement{Key: protoPortKey(e.Proto, e.Port), KeyEnd: protoPortKey(e.Proto, e.PortEnd)}
 		if !keyOnly {
 			el.VerdictData = gotoData(e.Chain)
 		}
-		return []nftables.SetElement{el}, nil
+		return append(dst, el), nil
 	}
-	return nil, fmt.Errorf("invalid set type %d", int(t))
+	return dst, fmt.Errorf("invalid set type %d", int(t))
 }
 
 func gotoData(chain string) *expr.Verdict {
@@ -205,28 +206,3 @@ func encodedElemSize(el nftables.SetElement) int {
 }
 
 func align4(n int) int { return (n + 3) &^ 3 }
-
-// chunkElems splits elements into runs whose encoding stays below
-// maxElemPayload, keeping the elements of one Elem (a range's start and
-// end) together.
-func chunkElems(groups [][]nftables.SetElement) [][]nftables.SetElement {
-	var chunks [][]nftables.SetElement
-	var cur []nftables.SetElement
-	size := 0
-	for _, g := range groups {
-		gsize := 0
-		for _, el := range g {
-			gsize += encodedElemSize(el)
-		}
-		if size+gsize > maxElemPayload && len(cur) > 0 {
-			chunks = append(chunks, cur)
-			cur, size = nil, 0
-		}
-		cur = append(cur, g...)
-		size += gsize
-	}
-	if len(cur) > 0 {
-		chunks = append(chunks, cur)
-	}
-	return chunks
-}

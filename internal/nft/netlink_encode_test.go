@@ -139,7 +139,12 @@ func TestElementChunksStayUnderAttributeLimit(t *testing.T) {
 	tx := bigTx(10000, 5000, 3000, 3000)
 	got := map[string]int{}
 	chunks := map[string]int{}
+	sent := map[string][]nftables.SetElement{}
 	for _, m := range elemMessages(t, captureBatch(t, tx)) {
+		sent[m.set] = append(sent[m.set], m.elems...)
+		if len(m.elems) > 0 && m.elems[0].IntervalEnd {
+			t.Errorf("set %s: a chunk starts with a range's end", m.set)
+		}
 		if m.listSize+4 > 0xffff || m.listSize > maxElemPayload {
 			t.Errorf("set %s: element list of %d bytes", m.set, m.listSize)
 		}
@@ -157,6 +162,22 @@ func TestElementChunksStayUnderAttributeLimit(t *testing.T) {
 	want := map[string]int{"hash": 10000, "ranges": 10000, "ports": 3000, "vmap": 3000}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("kernel elements per set (-want +got):\n%s", diff)
+	}
+	// Every element goes once, in order, whole (chunks share one buffer).
+	for _, op := range tx.Ops {
+		if op.Kind != OpAddElements {
+			continue
+		}
+		var want []nftables.SetElement
+		for _, e := range op.Elems {
+			var err error
+			if want, err = appendKernelElems(want, op.SetType, e, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff(want, sent[op.Name]); diff != "" {
+			t.Errorf("set %s: elements sent (-want +got):\n%s", op.Name, diff)
+		}
 	}
 	for set, n := range chunks {
 		if n < 2 {
@@ -247,7 +268,7 @@ func TestBadElementsAreNotSent(t *testing.T) {
 		{"no address", SetIPv4ProtoPort, Elem{Proto: ProtoTCP, Port: 80}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := kernelElems(tc.t, tc.e, false); err == nil {
+			if _, err := appendKernelElems(nil, tc.t, tc.e, false); err == nil {
 				t.Errorf("element %+v accepted for %s", tc.e, tc.t.Decl())
 			}
 		})

@@ -225,23 +225,34 @@ func (s *Set) Add(elems ...Elem) {
 }
 
 // Sorted returns the elements in a stable order (by their text).
-func (s *Set) Sorted() []Elem { return SortElems(s.Type, keys(s.Elements)) }
+func (s *Set) Sorted() []Elem { return SortElems(keys(s.Elements)) }
 
-// SortElems sorts elements by address, then protocol and port, then chain.
-func SortElems(t SetType, elems []Elem) []Elem {
-	slices.SortFunc(elems, func(a, b Elem) int {
-		if c := a.Addr.Compare(b.Addr); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.Proto, b.Proto); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.Port, b.Port); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Chain, b.Chain)
-	})
+// SortElems sorts elements by address, then protocol and port, then chain
+// (compareElems).
+func SortElems(elems []Elem) []Elem {
+	slices.SortFunc(elems, compareElems)
 	return elems
+}
+
+// compareElems orders elements by every field, so equal ones end up side
+// by side.
+func compareElems(a, b Elem) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	if c := a.AddrEnd.Compare(b.AddrEnd); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Proto, b.Proto); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Port, b.Port); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.PortEnd, b.PortEnd); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Chain, b.Chain)
 }
 
 func keys(m map[Elem]struct{}) []Elem {
