@@ -64,8 +64,10 @@ func BenchmarkEngineEvent(b *testing.B) {
 // whose policies name a peer selector no class of the node used yet, so
 // the engine fills the selector's set and gives its thousands of members
 // new identities (docs/performance.md, "What the misses are"). Each
-// iteration deletes the pod and adds it again; it reports the add's and
-// the delete's p50 and the add's elements.
+// iteration deletes the pod and adds it again, each followed by the
+// agent's steps after the engine: the partial diff, the shadow's update
+// and the batch's encoding (no socket). It reports the add's p50 for each
+// step, the delete's engine p50, and the add's elements.
 //
 //	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
 func BenchmarkEngineNewSelector(b *testing.B) {
@@ -83,27 +85,46 @@ func BenchmarkEngineNewSelector(b *testing.B) {
 		}
 	}
 	kind, ns, name := worst.ModelKey()
-	var adds, dels []time.Duration
+	steps := []string{"add", "diff", "shadow", "encode", "delete"}
+	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for range b.N {
-		t := time.Now()
-		if err := e.Delete(kind, ns, name); err != nil {
-			b.Fatal(err)
+		for _, add := range []bool{false, true} {
+			t0 := time.Now()
+			var err error
+			if add {
+				err = e.Set(worst.Object)
+			} else {
+				err = e.Delete(kind, ns, name)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			touched := e.TakeTouched()
+			t1 := time.Now()
+			tx := diff.Partial(shadow, e.Ruleset(), touched)
+			t2 := time.Now()
+			shadow.ApplyOps(tx)
+			t3 := time.Now()
+			if _, err := nft.BatchBytes(tx); err != nil {
+				b.Fatal(err)
+			}
+			t4 := time.Now()
+			if !add {
+				times["delete"] = append(times["delete"], t1.Sub(t0))
+				continue
+			}
+			for i, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3)} {
+				times[steps[i]] = append(times[steps[i]], d)
+			}
 		}
-		dels = append(dels, time.Since(t))
-		e.TakeTouched()
-		t = time.Now()
-		if err := e.Set(worst.Object); err != nil {
-			b.Fatal(err)
-		}
-		adds = append(adds, time.Since(t))
-		e.TakeTouched()
 	}
 	b.StopTimer()
-	slices.Sort(adds)
-	slices.Sort(dels)
-	b.ReportMetric(float64(adds[len(adds)/2].Microseconds()), "µs-p50-add")
-	b.ReportMetric(float64(dels[len(dels)/2].Microseconds()), "µs-p50-delete")
+	for _, step := range steps {
+		ts := times[step]
+		slices.Sort(ts)
+		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+step)
+	}
 	b.ReportMetric(float64(most), "elems-first-add")
 }
 
