@@ -257,8 +257,8 @@ func (e *Engine) settleAddrs() {
 	}
 	// The addresses a set gains or loses together mostly go to the same
 	// identity: the last one taken, per direction and family, spares
-	// naming and looking it up again (a new peer selector moves ~4,500
-	// addresses at L).
+	// naming and looking it up again (a new peer selector gives ~4,500
+	// addresses an identity at L).
 	var last [2][2]*identity
 	for len(e.dirty) > 0 {
 		pa := e.dirty[len(e.dirty)-1]

@@ -60,9 +60,9 @@ func TestSetDeleteEveryKind(t *testing.T) {
 			SetNamespace(string)
 		})
 		m.SetName("x")
-		if k.Namespaced {
-			m.SetNamespace("ns")
-		}
+		// Cluster-scoped objects too: RefOf must not name one by a stray
+		// namespace the model does not key it by.
+		m.SetNamespace("ns")
 		if err := c.Set(obj); err != nil {
 			t.Fatalf("%s: %v", k.Name, err)
 		}

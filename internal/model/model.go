@@ -449,14 +449,21 @@ func (peer *Peer) MatchesAddr(addr netip.Addr) bool {
 }
 
 // RefOf names an object of a kind the model knows: its kind (as Delete
-// takes it), namespace and name. ok is false for other kinds.
+// takes it), namespace and name. ok is false for other kinds. An object
+// of a cluster-scoped kind has no namespace here, whatever its metadata
+// says: the model keeps it by name alone, so a stray namespace must not
+// give it a second name (the compile fuzzer found a Namespace carrying
+// one, which its test then knew under a key the model does not use).
 func RefOf(obj any) (kind, namespace, name string, ok bool) {
 	k, ok := KindOf(obj)
 	if !ok {
 		return "", "", "", false
 	}
 	m := obj.(metav1.Object)
-	return k.Name, m.GetNamespace(), m.GetName(), true
+	if k.Namespaced {
+		namespace = m.GetNamespace()
+	}
+	return k.Name, namespace, m.GetName(), true
 }
 
 // Set adds or replaces an object in the cluster. Unknown kinds are

@@ -41,9 +41,10 @@ type Touched struct {
 	// Sets are compared whole: created, deleted or rebuilt.
 	Sets map[string]bool
 	// Elems are the elements of a set that may have come or gone, in the
-	// order they were touched, some maybe more than once: a list, because
-	// a new peer selector touches ~4,500 elements of one map at L, and a
-	// map of them grew and hashed each twice (a tenth of such an event).
+	// order they were touched, some maybe more than once (the diff drops
+	// repeats): a list, because a new peer selector touches ~4,500
+	// elements of one map at L, and a map of them, rehashed as it grew,
+	// was a tenth of such an event's time.
 	Elems map[string][]Elem
 	// Chains are compared rule by rule: created, deleted or rewritten.
 	Chains map[string]bool
