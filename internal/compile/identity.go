@@ -255,11 +255,6 @@ func (e *Engine) settleAddrs() {
 			e.cidrMaps(dir)
 		}
 	}
-	// The addresses a set gains or loses together mostly go to the same
-	// identity: the last one taken, per direction and family, spares
-	// naming and looking it up again (a new peer selector gives ~4,500
-	// addresses an identity at L).
-	var last [2][2]*identity
 	for len(e.dirty) > 0 {
 		pa := e.dirty[len(e.dirty)-1]
 		e.dirty = e.dirty[:len(e.dirty)-1]
@@ -274,13 +269,7 @@ func (e *Engine) settleAddrs() {
 			}
 			var id *identity
 			if len(names) > 0 {
-				if l := last[d][famIndex(fam)]; l != nil && l.refs > 0 && slices.Equal(l.names, names) {
-					id = l
-					id.refs++
-				} else {
-					id = e.acquireID(dir, strings.Join(names, ","), fam, names)
-					last[d][famIndex(fam)] = id
-				}
+				id = e.acquireID(dir, strings.Join(names, ","), fam, names)
 				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: id.chainName}, true)
 			}
 			pa.id[d] = id

@@ -224,11 +224,11 @@ func (s *Set) Add(elems ...Elem) {
 	}
 }
 
-// Sorted returns the elements in a stable order (by their text).
+// Sorted returns the elements in a stable order (SortElems).
 func (s *Set) Sorted() []Elem { return SortElems(keys(s.Elements)) }
 
-// SortElems sorts elements by address, then protocol and port, then chain
-// (compareElems).
+// SortElems sorts elements by every field: address, range end, protocol,
+// port, port range end, chain (compareElems).
 func SortElems(elems []Elem) []Elem {
 	slices.SortFunc(elems, compareElems)
 	return elems
