@@ -54,6 +54,10 @@ type Engine struct {
 	podDirty   map[string]bool          // local pods whose NetworkPolicy class changed
 	cidrs      map[string][]span        // live ipBlock sets -> their ranges
 	cidrDirty  bool
+	cidrGen    int             // counts changes of cidrs and of their uses
+	usedCidrs  *[2][]usedCidrs // by direction: the live ipBlock sets used, as of usedGen
+	usedGen    int
+	idsTouched [2][2][]nft.Elem              // by direction and family: ids-map elements changed, not yet in touched
 	cidrPieces [2]map[nft.Family][]cidrPiece // by direction
 	npClass    map[string][2][]string        // local pod -> its NetworkPolicy class, per direction
 	npAddrs    map[string][]netip.Addr       // local pod -> the addresses its class judges
@@ -505,14 +509,24 @@ func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
 	return s
 }
 
-// fill adds the members among the pods of the given namespaces.
+// fill adds the members among the pods of the given namespaces. Its
+// counts are made at the size of the members, found first: a new peer
+// selector's set at L takes ~4,000 of them, and growing the map to them
+// rehashed it ten times.
 func (e *Engine) fill(ls *liveSet, namespaces []string) {
+	var elems []nft.Elem
 	for _, ns := range namespaces {
 		for _, pod := range e.c.PodsIn(ns) {
-			for _, el := range ls.def.podElems(e.c, pod) {
-				e.addElem(ls.name, el)
-			}
+			elems = ls.def.appendPodElems(elems, e.c, pod)
 		}
+	}
+	m := e.counts[ls.name]
+	if m == nil {
+		m = make(map[nft.Elem]int, len(elems))
+		e.counts[ls.name] = m
+	}
+	for _, el := range elems {
+		e.count(ls.name, ls, m, el)
 	}
 }
 
@@ -562,7 +576,7 @@ func (e *Engine) releaseSet(name string) {
 	}
 	if _, ok := e.cidrs[name]; ok {
 		delete(e.cidrs, name)
-		e.cidrDirty = true
+		e.cidrsChanged()
 	}
 	delete(e.sets, name)
 	delete(e.rs.Sets, name)
@@ -586,8 +600,13 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 		m = map[nft.Elem]int{}
 		e.counts[set] = m
 	}
+	e.count(set, e.sets[set], m, el)
+}
+
+// count is addElem with the set's record (nil for a dispatch map) and
+// counts found.
+func (e *Engine) count(set string, ls *liveSet, m map[nft.Elem]int, el nft.Elem) {
 	if m[el]++; m[el] == 1 {
-		ls := e.sets[set]
 		if holdsElements(ls) {
 			e.setOf(ls, set).Add(el)
 			e.touched.Elem(set, el)

@@ -200,13 +200,10 @@ func (e *Engine) identityOf(pa *peerAddr, dir model.Direction) []string {
 		return nil
 	}
 	n := len(names)
-	for name, spans := range e.cidrs {
-		if e.sets[name].uses[d] == 0 {
-			continue
-		}
-		for _, s := range spans {
+	for _, c := range e.usedCidrsOf(d) {
+		for _, s := range c.spans {
 			if !pa.addr.Less(s.lo) && !s.hi.Less(pa.addr) {
-				names = append(names, name)
+				names = append(names, c.name)
 				break
 			}
 		}
@@ -216,6 +213,37 @@ func (e *Engine) identityOf(pa *peerAddr, dir model.Direction) []string {
 	}
 	e.idNames = names
 	return names
+}
+
+// usedCidrs is a live ipBlock set that classes of a direction use.
+type usedCidrs struct {
+	name  string
+	spans []span
+}
+
+// cidrsChanged notes that a live ipBlock set came, went, or began or
+// stopped being used in a direction.
+func (e *Engine) cidrsChanged() {
+	e.cidrDirty = true
+	e.cidrGen++
+}
+
+// usedCidrsOf lists the live ipBlock sets that classes of direction d
+// use, for identityOf, which asks it of every address it settles: made
+// again only after they changed (cidrGen).
+func (e *Engine) usedCidrsOf(d int) []usedCidrs {
+	if e.usedGen != e.cidrGen || e.usedCidrs == nil {
+		e.usedGen = e.cidrGen
+		e.usedCidrs = &[2][]usedCidrs{}
+		for name, spans := range e.cidrs {
+			for d, n := range e.sets[name].uses {
+				if n > 0 {
+					e.usedCidrs[d] = append(e.usedCidrs[d], usedCidrs{name, spans})
+				}
+			}
+		}
+	}
+	return e.usedCidrs[d]
 }
 
 func describeID(sets map[string]bool) string {
@@ -282,19 +310,32 @@ func (e *Engine) settleAddrs() {
 			delete(e.addrs, pa.addr)
 		}
 	}
+	e.flushIDsTouched()
 }
 
 // idsElem adds or deletes an address's element in an ids map. Each address
-// has one element there, so no count is kept.
+// has one element there, so no count is kept. The touched record gets them
+// at the end of the settle (flushIDsTouched): one append per map instead
+// of three map lookups per element.
 func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
-	m := idsMaps[d][famIndex(fam)]
-	s := e.rs.Sets[m]
+	f := famIndex(fam)
+	s := e.rs.Sets[idsMaps[d][f]]
 	if in {
 		s.Add(el)
 	} else {
 		delete(s.Elements, el)
 	}
-	e.touched.Elem(m, el)
+	e.idsTouched[d][f] = append(e.idsTouched[d][f], el)
+}
+
+// flushIDsTouched hands the ids maps' changed elements to the touched record.
+func (e *Engine) flushIDsTouched() {
+	for d := range e.idsTouched {
+		for f, els := range e.idsTouched[d] {
+			e.touched.ElemList(idsMaps[d][f], els)
+			e.idsTouched[d][f] = els[:0]
+		}
+	}
 }
 
 // useSets counts the class chains of dir that use sets as peers (by +1
@@ -315,7 +356,7 @@ func (e *Engine) useSets(names []string, dir model.Direction, by int) {
 			continue
 		}
 		if _, ok := e.cidrs[name]; ok {
-			e.cidrDirty = true
+			e.cidrsChanged()
 		}
 		for el := range e.counts[name] {
 			e.markDirty(e.addrs[el.Addr])

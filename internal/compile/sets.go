@@ -57,7 +57,7 @@ func (e *Engine) cidrSet(fam nft.Family, blocks []model.Peer) string {
 	}
 	if !e.dry {
 		e.cidrs[name] = merged
-		e.cidrDirty = true
+		e.cidrsChanged()
 	}
 	return name
 }
@@ -301,13 +301,19 @@ func (d *setDef) candidateNamespaces(c *model.Cluster) []string {
 
 // podElems are the elements pod puts in the set.
 func (d *setDef) podElems(c *model.Cluster, pod *model.Pod) []nft.Elem {
+	return d.appendPodElems(nil, c, pod)
+}
+
+// appendPodElems appends the elements pod puts in the set to out: filling
+// a new peer selector's set at L asks ~4,000 pods, and a slice for each
+// was a tenth of the fill's time.
+func (d *setDef) appendPodElems(out []nft.Elem, c *model.Cluster, pod *model.Pod) []nft.Elem {
 	if pod == nil || !pod.Active() {
-		return nil
+		return out
 	}
-	var out []nft.Elem
 	if d.named != nil {
 		if d.node != "" && pod.Node != d.node {
-			return nil
+			return out
 		}
 		for _, np := range pod.Ports {
 			if np.Name != d.named.Name || (d.named.Proto != 0 && np.Proto != d.named.Proto) {

@@ -69,6 +69,15 @@ func (t *Touched) Elem(set string, e Elem) {
 	t.Elems[set] = append(t.Elems[set], e)
 }
 
+// ElemList records that elements of a set may have changed, as Elem does
+// for each.
+func (t *Touched) ElemList(set string, es []Elem) {
+	if len(es) == 0 || t.Sets[set] {
+		return
+	}
+	t.Elems[set] = append(t.Elems[set], es...)
+}
+
 // Chain records that a chain changed.
 func (t *Touched) Chain(name string) { t.Chains[name] = true }
 
