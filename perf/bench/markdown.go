@@ -86,7 +86,7 @@ func Markdown(r *Results) string {
 	}
 
 	if dp := r.DataPath; dp != nil {
-		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server's ingress class jumps through %d policies, or %d)\n\n",
+		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server selected by %d policies, or %d)\n\n",
 			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies, dp.ClassPoliciesBig)
 		w("%d rounds × %d connections per state, states alternating; each ÷ column is the median of the rounds' own ratios (the states of a round are measured back to back). Ruleset enforcing: %s.\n\n", dp.Rounds, dp.PerRound, dp.Enforcing)
 		w("| node's ruleset | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | connect p50 | p99 |\n|---|---|---|---|---|---|---|\n")

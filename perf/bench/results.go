@@ -143,7 +143,7 @@ type IptablesBackend struct {
 type DataPathResult struct {
 	Size          gen.Size     `json:"size"`
 	Ruleset       RulesetStats `json:"ruleset"`
-	ClassPolicies int          `json:"class_policies"` // policies the target's ingress class jumps through
+	ClassPolicies int          `json:"class_policies"` // policies that select the target for ingress
 	// ClassPoliciesBig is the same in the 500-policy state.
 	ClassPoliciesBig int       `json:"class_policies_big"`
 	Rounds           int       `json:"rounds"`
