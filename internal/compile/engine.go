@@ -281,10 +281,10 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		}
 	case "NetworkPolicy":
 		key := ns + "/" + name
+		e.forgetPeerNames(e.c.Policies[key])
 		if err := apply(); err != nil {
 			return err
 		}
-		clear(e.peerNames)
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {
 				e.reclassify(key)

@@ -273,3 +273,48 @@ func TestEngineMutationIsCaught(t *testing.T) {
 		t.Fatal("a change the engine did not see went unnoticed")
 	}
 }
+
+// TestPeerNamesForgetsOnlyTheChangedPolicy: the cache of rules' peer set
+// names drops a changed policy's entries, and only those. Updating one
+// policy many times leaves the cache the size it was (no entry for a rule
+// list that is gone), and the other policy's entry is still the one made
+// before the updates (not named again).
+func TestPeerNamesForgetsOnlyTheChangedPolicy(t *testing.T) {
+	c := model.NewCluster()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type m = map[string]string
+	must(c.Set(tu.Namespace("x", nil)))
+	must(c.Set(tu.Pod("x", "a", "n1", m{"app": "a"}, []string{"10.0.0.2"})))
+	must(c.Set(tu.Pod("x", "b", "n2", m{"app": "b"}, []string{"10.0.0.3"})))
+	must(c.Set(tu.Policy("x", "stays", m{"app": "a"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"app": "b"})}))))
+	policy := func(app string) *networkingv1.NetworkPolicy {
+		return tu.Policy("x", "changes", m{"app": "a"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"app": app})}))
+	}
+	must(c.Set(policy("b")))
+	e := NewEngine(c, "n1")
+	stays := c.Policies["x/stays"].Rules[model.Ingress][0].Peers
+	key := peerKey{&stays[0], len(stays), model.Ingress}
+	before, ok := e.peerNames[key]
+	if !ok {
+		t.Fatal("the unchanged policy's rule has no cached names after the build")
+	}
+	size := len(e.peerNames)
+	for i := range 20 {
+		must(e.Set(policy(fmt.Sprintf("b%d", i%3))))
+	}
+	must(e.Set(policy("b")))
+	if got := len(e.peerNames); got != size {
+		t.Errorf("cache holds %d entries after 21 updates of one policy, %d before", got, size)
+	}
+	after, ok := e.peerNames[key]
+	if !ok || &after[0] != &before[0] {
+		t.Errorf("the unchanged policy's entry was dropped or made again")
+	}
+	if got, want := e.Ruleset().Text(), Node(c, "n1").Text(); got != want {
+		t.Fatalf("engine differs from a full compile:\n%s", cmp.Diff(want, got))
+	}
+}

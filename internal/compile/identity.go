@@ -626,9 +626,28 @@ func (e *Engine) peerSetNames(dir model.Direction, peers []model.Peer) []string 
 	return names
 }
 
+// forgetPeerNames drops the cached set names of a policy's rules, which are
+// about to be replaced. The cache is keyed by each rule's peer list, so the
+// other policies' entries stay valid: clearing it all made a NetworkPolicy
+// add at L name again the peers of every rule of the node's classes when
+// new identities placed the local pods, about 1 ms of its 1.2.
+func (e *Engine) forgetPeerNames(p *model.Policy) {
+	if p == nil {
+		return
+	}
+	for d, rules := range p.Rules {
+		for _, r := range rules {
+			if len(r.Peers) > 0 {
+				delete(e.peerNames, peerKey{&r.Peers[0], len(r.Peers), model.Direction(d)})
+			}
+		}
+	}
+}
+
 // peerKey is a rule's peer list by identity: a policy's rules are replaced,
-// never changed in place, when the policy changes (and the cache is
-// cleared then).
+// never changed in place, when the policy changes (and its entries are
+// forgotten then; an entry's key keeps its peers alive, so no new list can
+// take the address of one still cached).
 type peerKey struct {
 	first *model.Peer
 	n     int
