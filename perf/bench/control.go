@@ -25,6 +25,10 @@ type Config struct {
 	// chains that only accept established flows: what one more base chain
 	// costs every packet, next to what the ruleset costs.
 	DataPathBaseChains bool
+	// DataPathRules adds data-path states with 10 or 20 rules after the
+	// conntrack one that match nothing: what a rule on the first packet's
+	// path costs.
+	DataPathRules bool
 	// TKE adds the TKE data path: real kube-proxy with 1,000 Services
 	// and 8,000 pods (needs kube-apiserver and kube-proxy, built into the
 	// cache on first use).

@@ -122,6 +122,13 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	if cfg.DataPathBaseChains {
 		states = append(states, state{"conntrack, 2 base chains", conntrackChains(2)}, state{"conntrack, 4 base chains", conntrackChains(4)})
 	}
+	if cfg.DataPathRules {
+		states = append(states,
+			state{"conntrack + 10 ct rules", conntrackPlus(10, false)},
+			state{"conntrack + 10 set lookups", conntrackPlus(10, true)},
+			state{"conntrack + 20 set lookups", conntrackPlus(20, true)},
+			state{"conntrack + 1 fib lookup", conntrackFib()})
+	}
 	states = append(states,
 		state{stateFew, diff.Diff(nil, compile.Node(few, gen.NodeUnderTest))},
 		state{stateMany, full},
@@ -251,6 +258,44 @@ func conntrackChains(n int) *nft.Transaction {
 			Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
 		}}})
 	}
+	return diff.Diff(nil, rs)
+}
+
+// conntrackPlus is the conntrack state's chain with n more rules that a
+// new connection's first packet meets and none matches: a conntrack state
+// test each (ct state invalid), or with lookups, a source-address lookup
+// each in a hash set of its own that holds other addresses. Our ruleset's
+// first-packet path is about twenty rules and nine lookups across its two
+// forward chains; these states say what such rules cost.
+func conntrackPlus(n int, lookups bool) *nft.Transaction {
+	rs := nft.NewRuleset()
+	rules := []*nft.Rule{{
+		Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
+		Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
+	}}
+	for i := range n {
+		m := nft.Match(nft.MatchCtState{States: []string{"invalid"}})
+		if lookups {
+			name := fmt.Sprintf("other-%d", i)
+			set := rs.AddSet(nft.NewSet(name, nft.SetIPv4, ""))
+			set.Add(nft.Elem{Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})})
+			m = nft.MatchAddrInSet{Family: nft.IPv4, Src: true, Set: name}
+		}
+		rules = append(rules, &nft.Rule{Matches: []nft.Match{m}, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: "matches nothing here"})
+	}
+	rs.AddChain(&nft.Chain{Name: "forward-0", Hook: &nft.Hook{Hook: "forward", Priority: 0}, Rules: rules})
+	return diff.Diff(nil, rs)
+}
+
+// conntrackFib is the conntrack state's chain and a rule that asks the
+// routing table whether the destination is an address of the node (never,
+// for a forwarded packet), as each egress class chain of ours does.
+func conntrackFib() *nft.Transaction {
+	rs := nft.NewRuleset()
+	rs.AddChain(&nft.Chain{Name: "forward-0", Hook: &nft.Hook{Hook: "forward", Priority: 0}, Rules: []*nft.Rule{
+		{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only"},
+		{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "matches nothing here"},
+	}})
 	return diff.Diff(nil, rs)
 }
 

@@ -22,7 +22,7 @@ import (
 const usage = `nftperf: nftpolicy's performance suite (needs root; creates npperf-* and nplab-* namespaces).
 
 Usage:
-  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M] [-datapath-base-chains] [-newpod=false] [-kube-router-real]
+  nftperf [-sizes S,M,L] [-quick] [-out DIR] [-seed N] [-rounds N] [-datapath=false] [-datapath-size M] [-datapath-base-chains] [-datapath-rules] [-newpod=false] [-kube-router-real]
   nftperf -sizes none -datapath=false -out DIR     only the new-pod measure
   nftperf down      remove the namespaces of runs that died without cleaning up
 `
@@ -78,6 +78,7 @@ func run() int {
 	datapath := fs.Bool("datapath", true, "measure the data path")
 	dpSize := fs.String("datapath-size", "M", "cluster size whose ruleset the data path loads")
 	dpChains := fs.Bool("datapath-base-chains", false, "the data path also with 2 and 4 forward base chains that only accept established flows (what a base chain costs)")
+	dpRules := fs.Bool("datapath-rules", false, "the data path also with 10 or 20 rules after the conntrack one that match nothing, state tests or set lookups (what a rule on the first packet's path costs)")
 	rounds := fs.Int("rounds", 0, "rounds of events per size (0: 20 at S and M, 10 at L)")
 	newPod := fs.Bool("newpod", true, "measure how soon a new pod is reachable (its address existing to reachable where policy allows)")
 	fqdn := fs.Bool("fqdn", true, "measure the first-connection race of domainNames policies (a lookup, then a connection at once)")
@@ -92,7 +93,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "nftperf: needs root (network namespaces, nftables)")
 		return 2
 	}
-	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, DataPathBaseChains: *dpChains, Rounds: *rounds, TKE: *tke, NewPod: *newPod, FQDN: *fqdn, Log: os.Stderr}
+	cfg := bench.Config{Seed: *seed, Quick: *quick, DataPath: *datapath, DataPathBaseChains: *dpChains, DataPathRules: *dpRules, Rounds: *rounds, TKE: *tke, NewPod: *newPod, FQDN: *fqdn, Log: os.Stderr}
 	if *quick {
 		*sizes, *dpSize = "S", "S"
 	}
