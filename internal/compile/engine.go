@@ -55,7 +55,7 @@ type Engine struct {
 	cidrs      map[string][]span        // live ipBlock sets -> their ranges
 	cidrDirty  bool
 	cidrGen    int             // counts changes of cidrs and of their uses
-	usedCidrs  *[2][]usedCidrs // by direction: the live ipBlock sets used, as of usedGen
+	usedCidrs  *[2][]cidrInUse // by direction: the live ipBlock sets used, as of usedGen
 	usedGen    int
 	idsTouched [2][2][]nft.Elem              // by direction and family: ids-map elements changed, not yet in touched
 	cidrPieces [2]map[nft.Family][]cidrPiece // by direction

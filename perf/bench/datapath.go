@@ -253,12 +253,17 @@ func dataPathCluster(size gen.Size, seed uint64, decoys int) (*model.Cluster, er
 func conntrackChains(n int) *nft.Transaction {
 	rs := nft.NewRuleset()
 	for i := range n {
-		rs.AddChain(&nft.Chain{Name: fmt.Sprintf("forward-%d", i), Hook: &nft.Hook{Hook: "forward", Priority: 10 * i}, Rules: []*nft.Rule{{
-			Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
-			Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
-		}}})
+		rs.AddChain(&nft.Chain{Name: fmt.Sprintf("forward-%d", i), Hook: &nft.Hook{Hook: "forward", Priority: 10 * i}, Rules: []*nft.Rule{conntrackOnly()}})
 	}
 	return diff.Diff(nil, rs)
+}
+
+// conntrackOnly is the rule of the conntrack state: established flows pass.
+func conntrackOnly() *nft.Rule {
+	return &nft.Rule{
+		Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
+		Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
+	}
 }
 
 // conntrackPlus is the conntrack state's chain with n more rules that a
@@ -269,10 +274,7 @@ func conntrackChains(n int) *nft.Transaction {
 // forward chains; these states say what such rules cost.
 func conntrackPlus(n int, lookups bool) *nft.Transaction {
 	rs := nft.NewRuleset()
-	rules := []*nft.Rule{{
-		Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}},
-		Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only",
-	}}
+	rules := []*nft.Rule{conntrackOnly()}
 	for i := range n {
 		m := nft.Match(nft.MatchCtState{States: []string{"invalid"}})
 		if lookups {
@@ -293,7 +295,7 @@ func conntrackPlus(n int, lookups bool) *nft.Transaction {
 func conntrackFib() *nft.Transaction {
 	rs := nft.NewRuleset()
 	rs.AddChain(&nft.Chain{Name: "forward-0", Hook: &nft.Hook{Hook: "forward", Priority: 0}, Rules: []*nft.Rule{
-		{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "conntrack only"},
+		conntrackOnly(),
 		{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "matches nothing here"},
 	}})
 	return diff.Diff(nil, rs)
