@@ -54,9 +54,7 @@ type Engine struct {
 	podDirty   map[string]bool          // local pods whose NetworkPolicy class changed
 	cidrs      map[string][]span        // live ipBlock sets -> their ranges
 	cidrDirty  bool
-	cidrGen    int             // counts changes of cidrs and of their uses
-	usedCidrs  *[2][]cidrInUse // by direction: the live ipBlock sets used, as of usedGen
-	usedGen    int
+	usedCidrs  *[2][]cidrInUse               // by direction: the live ipBlock sets used; nil after they change
 	idsTouched [2][2][]nft.Elem              // by direction and family: ids-map elements changed, not yet in touched
 	cidrPieces [2]map[nft.Family][]cidrPiece // by direction
 	npClass    map[string][2][]string        // local pod -> its NetworkPolicy class, per direction

@@ -225,15 +225,14 @@ type cidrInUse struct {
 // stopped being used in a direction.
 func (e *Engine) cidrsChanged() {
 	e.cidrDirty = true
-	e.cidrGen++
+	e.usedCidrs = nil
 }
 
 // usedCidrsOf lists the live ipBlock sets that classes of direction d
 // use, for identityOf, which asks it of every address it settles: made
-// again only after they changed (cidrGen).
+// again only after they changed (cidrsChanged).
 func (e *Engine) usedCidrsOf(d int) []cidrInUse {
-	if e.usedGen != e.cidrGen || e.usedCidrs == nil {
-		e.usedGen = e.cidrGen
+	if e.usedCidrs == nil {
 		e.usedCidrs = &[2][]cidrInUse{}
 		for name, spans := range e.cidrs {
 			for d, n := range e.sets[name].uses {
