@@ -518,11 +518,7 @@ func (e *Engine) fill(ls *liveSet, namespaces []string) {
 			elems = ls.def.appendPodElems(elems, e.c, pod)
 		}
 	}
-	m := e.counts[ls.name]
-	if m == nil {
-		m = make(map[nft.Elem]int, len(elems))
-		e.counts[ls.name] = m
-	}
+	m := e.countsOf(ls.name, len(elems))
 	for _, el := range elems {
 		e.count(ls.name, ls, m, el)
 	}
@@ -593,12 +589,18 @@ func (e *Engine) releaseSet(name string) {
 
 // addElem counts one contribution of an element; the first adds it.
 func (e *Engine) addElem(set string, el nft.Elem) {
+	e.count(set, e.sets[set], e.countsOf(set, 0), el)
+}
+
+// countsOf is a set's counted elements, made (sized for size) if it has
+// none yet.
+func (e *Engine) countsOf(set string, size int) map[nft.Elem]int {
 	m := e.counts[set]
 	if m == nil {
-		m = map[nft.Elem]int{}
+		m = make(map[nft.Elem]int, size)
 		e.counts[set] = m
 	}
-	e.count(set, e.sets[set], m, el)
+	return m
 }
 
 // count is addElem with the set's record (nil for a dispatch map) and

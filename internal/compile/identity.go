@@ -331,7 +331,7 @@ func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
 func (e *Engine) flushIDsTouched() {
 	for d := range e.idsTouched {
 		for f, els := range e.idsTouched[d] {
-			e.touched.ElemList(idsMaps[d][f], els)
+			e.touched.Elem(idsMaps[d][f], els...)
 			e.idsTouched[d][f] = els[:0]
 		}
 	}

@@ -61,17 +61,8 @@ func (t *Touched) Set(name string) {
 	delete(t.Elems, name)
 }
 
-// Elem records that one element of a set may have changed.
-func (t *Touched) Elem(set string, e Elem) {
-	if t.Sets[set] {
-		return
-	}
-	t.Elems[set] = append(t.Elems[set], e)
-}
-
-// ElemList records that elements of a set may have changed, as Elem does
-// for each.
-func (t *Touched) ElemList(set string, es []Elem) {
+// Elem records that elements of a set may have changed.
+func (t *Touched) Elem(set string, es ...Elem) {
 	if len(es) == 0 || t.Sets[set] {
 		return
 	}
