@@ -9,6 +9,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// identityOf is what the comment of an identity chain's first rule names.
+func identityOf(ruleset, chain string) string {
+	_, body, ok := strings.Cut(ruleset, "chain "+chain+" {")
+	if !ok {
+		return "missing chain " + chain
+	}
+	_, comment, _ := strings.Cut(body, `comment "identity `)
+	desc, _, _ := strings.Cut(comment, " [")
+	return desc
+}
+
 // compileOK runs nftpolicy compile and returns its ruleset and warnings.
 func compileOK(t *testing.T, args ...string) (string, string) {
 	t.Helper()
@@ -19,11 +30,17 @@ func compileOK(t *testing.T, args ...string) (string, string) {
 	return out.String(), errOut.String()
 }
 
-var nameHash = regexp.MustCompile(`-[0-9a-f]{8}-`)
+var (
+	nameHash = regexp.MustCompile(`-[0-9a-f]{8}-`)
+	// An identity chain's name is only a hash; its lookup's comment says
+	// which sets the identity is made of.
+	identityChain = regexp.MustCompile(`goto ([a-z]+-id-[0-9a-f]{16})$`)
+)
 
 // elements returns the elements of the maps and sets whose names start
 // with prefix and end with suffix, in the order printed, with the hashes
-// of object names left out (-HASH-), so that the assertions are about
+// of object names left out (-HASH-) and identity chains named by what
+// their comment says (goto identity(…)), so that the assertions are about
 // addresses and verdicts.
 func elements(ruleset, prefix, suffix string) []string {
 	var out []string
@@ -40,7 +57,11 @@ func elements(ruleset, prefix, suffix string) []string {
 		}
 		elems, _, _ = strings.Cut(elems, "}")
 		for _, e := range strings.Split(elems, ",") {
-			out = append(out, nameHash.ReplaceAllString(strings.TrimSpace(e), "-HASH-"))
+			e = strings.TrimSpace(e)
+			if m := identityChain.FindStringSubmatch(e); m != nil {
+				e = strings.TrimSuffix(e, m[1]) + "identity(" + identityOf(ruleset, m[1]) + ")"
+			}
+			out = append(out, nameHash.ReplaceAllString(e, "-HASH-"))
 		}
 	}
 	return out
@@ -60,7 +81,7 @@ func TestCompileKubectlList(t *testing.T) {
 	}{
 		{"ingress-pods-v4", "", []string{"10.0.1.5 : goto ingress-admin-HASH-AdminNetworkPolicy/deny-sensitive"}},
 		{"ingress-rest-v4", "", []string{"10.0.1.5 : goto ingress-class-HASH-shop/web-from-client"}},
-		{"ingress-ids-v4", "", []string{"10.0.2.7 : goto ingress-id-HASH-peers-v4-HASH-pods_app_client_in_shop"}},
+		{"ingress-ids-v4", "", []string{"10.0.2.7 : goto identity(peers-v4-HASH-pods_app_client_in_shop)"}},
 		{"named-local-v4-", "tcp/http", []string{"10.0.1.5 . tcp . 8080"}},
 		{"egress-pods-v4", "", nil},
 	}
@@ -83,10 +104,10 @@ func TestCompileScenarioGivesPodsAddresses(t *testing.T) {
 	}{
 		{"last step, node-1", "node-1", "0",
 			[]string{"10.244.1.7 : goto ingress-class-HASH-x/a-from-c", "10.244.1.102 : goto ingress-class-HASH-x/a-from-c", "10.244.1.104 : goto ingress-class-HASH-x/a-from-c"},
-			[]string{"10.244.2.102 : goto ingress-id-HASH-peers-v4-HASH-pods_app_c_in_x"}},
+			[]string{"10.244.2.102 : goto identity(peers-v4-HASH-pods_app_c_in_x)"}},
 		{"step 1, node-1", "node-1", "1",
 			[]string{"10.244.1.7 : goto ingress-class-HASH-x/a-from-c", "10.244.1.102 : goto ingress-class-HASH-x/a-from-c"},
-			[]string{"10.244.2.102 : goto ingress-id-HASH-peers-v4-HASH-pods_app_c_in_x"}},
+			[]string{"10.244.2.102 : goto identity(peers-v4-HASH-pods_app_c_in_x)"}},
 		// node-2's only pod is c, which no policy isolates: no dispatch,
 		// and no peer identity to judge with.
 		{"last step, node-2", "node-2", "0", nil, nil},

@@ -89,13 +89,13 @@ func newIdentity(dir model.Direction, desc string, fam nft.Family, names []strin
 	if desc == noneID {
 		id.chainName = dir.String() + "-id-none"
 	} else {
-		id.chainName = nft.Name(dir.String()+"-id", desc)
+		id.chainName = nft.HashName(dir.String()+"-id", desc)
 	}
 	for _, f := range families {
 		if desc == noneID {
 			id.maps[famIndex(f)] = fmt.Sprintf("%s-id-none-v%d", dir, f)
 		} else {
-			id.maps[famIndex(f)] = nft.Name(fmt.Sprintf("%s-idmap-v%d", dir, f), desc)
+			id.maps[famIndex(f)] = nft.HashName(fmt.Sprintf("%s-idmap-v%d", dir, f), desc)
 		}
 	}
 	return id

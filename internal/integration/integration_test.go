@@ -491,10 +491,13 @@ func TestRestartKeepsRules(t *testing.T) {
 }
 
 // previousReleases are the agents an upgrade replaces in
-// TestUpgradeAdoptsPreviousTable: the last commit before the peer-identity
-// layout (class chains jumping to one chain per policy), and the last
-// before the incremental engine (no class of pods not yet known either).
+// TestUpgradeAdoptsPreviousTable: the last commit whose identity chains
+// and maps had readable names (every one is renamed), the last before the
+// peer-identity layout (class chains jumping to one chain per policy), and
+// the last before the incremental engine (no class of pods not yet known
+// either).
 var previousReleases = []string{
+	"3c091c09ae7a395845b93c5668f44d9041afdea3",
 	"9dcefb10bad22fe86136f7fc70bbb3d173bde7ac",
 	"5c35878aef3efa8b3f1963e978991c3c0151ad13",
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
 
@@ -71,19 +73,7 @@ func BenchmarkEngineEvent(b *testing.B) {
 //
 //	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
 func BenchmarkEngineNewSelector(b *testing.B) {
-	c, node, e, shadow := engineOn(b, gen.L)
-	var worst gen.Event
-	most := -1
-	for _, ev := range c.Events(node, 20) {
-		if err := applyEvent(e, ev); err != nil {
-			b.Fatal(err)
-		}
-		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
-		shadow.ApplyOps(tx)
-		if n := diff.Count(tx).Elements; ev.Kind == gen.PodAdd && n > most {
-			worst, most = ev, n
-		}
-	}
+	e, shadow, worst, most := costliestPodAdd(b)
 	kind, ns, name := worst.ModelKey()
 	steps := []string{"add", "diff", "shadow", "encode", "delete"}
 	times := map[string][]time.Duration{}
@@ -126,6 +116,98 @@ func BenchmarkEngineNewSelector(b *testing.B) {
 		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+step)
 	}
 	b.ReportMetric(float64(most), "elems-first-add")
+}
+
+// BenchmarkNewSelectorCommit applies the batches of that pod-add (and of
+// its delete, which undoes it) to a real kernel holding the node's L
+// ruleset: what the costliest event costs in netlink's encoding and in the
+// kernel, by the Netlink kernel the agent uses. It reports the p50 of
+// the encoding alone, of the add's Apply and of the delete's, and the
+// add's bytes.
+//
+//	go test -run '^$' -bench NewSelectorCommit ./perf/bench -benchtime 80x
+func BenchmarkNewSelectorCommit(b *testing.B) {
+	testutil.NeedKernel(b)
+	e, shadow, worst, _ := costliestPodAdd(b)
+	j, err := NewJanitor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	ns, err := j.NetNS("commit")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := nft.NewNetlink(ns.FD())
+	defer k.Close()
+	ctx := context.Background()
+	kind, nsName, name := worst.ModelKey()
+	if err := e.Delete(kind, nsName, name); err != nil {
+		b.Fatal(err)
+	}
+	del := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+	if err := k.Apply(ctx, diff.Diff(nil, shadow)); err != nil { // the pod present
+		b.Fatal(err)
+	}
+	shadow.ApplyOps(del)
+	if err := e.Set(worst.Object); err != nil {
+		b.Fatal(err)
+	}
+	add := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+	if err := k.Apply(ctx, del); err != nil {
+		b.Fatal(err)
+	}
+	bytes, err := nft.BatchBytes(add)
+	if err != nil {
+		b.Fatal(err)
+	}
+	times := map[string][]time.Duration{}
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := nft.BatchBytes(add); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := k.Apply(ctx, add); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := k.Apply(ctx, del); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		times["encode"] = append(times["encode"], t1.Sub(t0))
+		times["apply-add"] = append(times["apply-add"], t2.Sub(t1))
+		times["apply-delete"] = append(times["apply-delete"], t3.Sub(t2))
+	}
+	b.StopTimer()
+	for step, ts := range times {
+		slices.Sort(ts)
+		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+step)
+	}
+	b.ReportMetric(float64(bytes), "bytes-add")
+}
+
+// costliestPodAdd plays the L events on the node's engine and returns it
+// with its kernel's shadow, the pod-add whose transaction changed the most
+// elements, and their number.
+func costliestPodAdd(b *testing.B) (*compile.Engine, *nft.Ruleset, gen.Event, int) {
+	b.Helper()
+	c, node, e, shadow := engineOn(b, gen.L)
+	var worst gen.Event
+	most := -1
+	for _, ev := range c.Events(node, 20) {
+		if err := applyEvent(e, ev); err != nil {
+			b.Fatal(err)
+		}
+		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+		shadow.ApplyOps(tx)
+		if n := diff.Count(tx).Elements; ev.Kind == gen.PodAdd && n > most {
+			worst, most = ev, n
+		}
+	}
+	return e, shadow, worst, most
 }
 
 // engineOn is the engine of the node under test of a generated cluster of
