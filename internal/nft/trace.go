@@ -26,6 +26,9 @@ type TraceResult struct {
 	Accepted bool // accept verdict, or fell through to the chain's accept policy
 	Dropped  bool
 	Matched  []string
+	// Evaluated is the number of rules the packet met on its way, matched
+	// or not: the work its verdict cost.
+	Evaluated int
 	// Logged are the log prefixes of the log rules that matched on the
 	// way (the kernel's rate limits aside).
 	Logged []string
@@ -56,6 +59,7 @@ func (rs *Ruleset) Trace(base string, p Packet) (TraceResult, error) {
 		}
 		r := top.chain.Rules[top.next]
 		top.next++
+		res.Evaluated++
 		// The kernel would not have taken a rule that names a missing set.
 		if name := rs.missingSet(r); name != "" {
 			return res, fmt.Errorf("rule %q refers to missing set %q", r.ID(), name)
