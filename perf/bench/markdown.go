@@ -88,11 +88,18 @@ func Markdown(r *Results) string {
 	if dp := r.DataPath; dp != nil {
 		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server selected by %d policies, or %d)\n\n",
 			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies, dp.ClassPoliciesBig)
-		w("%d rounds × %d connections per state, states alternating; each ÷ column is the median of the rounds' own ratios (the states of a round are measured back to back). Ruleset enforcing: %s.\n\n", dp.Rounds, dp.PerRound, dp.Enforcing)
-		w("| node's ruleset | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | connect p50 | p99 |\n|---|---|---|---|---|---|---|\n")
+		w("%d rounds × %d connections per state, states alternating, each loaded %s before its round; each ÷ column is the median of the rounds' own ratios (the states of a round are measured back to back) of the rate of each round's median connection (socket to close; a connection that another process stalls moves the mean rate, not the median), the mean rates' ratio beside. Ruleset enforcing: %s.\n\n",
+			dp.Rounds, dp.PerRound, fmtMs(ms(stateSettle)), dp.Enforcing)
+		w("| node's ruleset | rules a SYN meets | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | its rounds' middle half | ÷ conntrack, mean rates | connect p50 | p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, st := range dp.States {
-			w("| %s | %.0f | %.0f–%.0f | %.2f× | %.2f× | %s | %s |\n", st.Name, st.Rate.P50, st.Rate.Min, st.Rate.Max, st.Ratio, st.RatioCT, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
+			rules := "—"
+			if st.SynRules > 0 {
+				rules = fmt.Sprint(st.SynRules)
+			}
+			w("| %s | %s | %.0f | %.0f–%.0f | %.2f× | %.2f× | %.2f–%.2f | %.2f× | %s | %s |\n", st.Name, rules, st.Rate.P50, st.Rate.Min, st.Rate.Max,
+				st.Ratio, st.RatioCT, st.RatioCTP25, st.RatioCTP75, st.RatioCTMean, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
 		}
+		w("\nThe rules a SYN meets are counted by tracing the client's first packet through our two forward chains of the state's compiled ruleset.\n")
 	}
 	if np := r.NewPod; np != nil {
 		w("\n## New pods: from the address existing to reachable where policy allows\n\n")

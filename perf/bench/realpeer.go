@@ -946,15 +946,15 @@ func (pl *peerLab) dataPath(ctx context.Context, p peerPlan) (*PeerDataPath, err
 		for k := range states {
 			si := (k + round) % len(states) // rotate the order
 			dst := netip.AddrPortFrom(pl.nodes[states[si].node].server, peerPort)
-			if _, _, err := connectLoopAddr(fds[si], dst, p.dpConns/10); err != nil {
+			if _, err := connectLoopAddr(fds[si], dst, p.dpConns/10); err != nil {
 				return res, fmt.Errorf("data path %s: %w", states[si].name, err)
 			}
-			rate, l, err := connectLoopAddr(fds[si], dst, p.dpConns)
+			l, err := connectLoopAddr(fds[si], dst, p.dpConns)
 			if err != nil {
 				return res, fmt.Errorf("data path %s: %w", states[si].name, err)
 			}
-			rates[si] = append(rates[si], rate)
-			lats[si] = append(lats[si], l...)
+			rates[si] = append(rates[si], l.rate)
+			lats[si] = append(lats[si], l.lats...)
 		}
 	}
 	none := DistOfFloats(rates[0]).P50

@@ -167,6 +167,18 @@ type DPState struct {
 	// the TKE and real-peer runs the median rate over the median rate.
 	Ratio   float64 `json:"ratio_to_none"`
 	RatioCT float64 `json:"ratio_to_conntrack"` // the data path: the median of the rounds' rate / rate with conntrack alone
+	// RatioCTMean is RatioCT from the rounds' mean rates, which a stalled
+	// connection moves (the data path's ratios are judged on the rate of
+	// each round's median connection).
+	RatioCTMean float64 `json:"ratio_to_conntrack_mean,omitempty"`
+	// RatioCTP25 and RatioCTP75 bound the middle half of those rounds'
+	// ratios: how far one round's figure strays from another's.
+	RatioCTP25 float64 `json:"ratio_to_conntrack_p25,omitempty"`
+	RatioCTP75 float64 `json:"ratio_to_conntrack_p75,omitempty"`
+	// SynRules is the number of rules of our forward chains a new
+	// connection's SYN meets (traced on the compiled ruleset; 0 for the
+	// states that are not ours).
+	SynRules int `json:"syn_rules,omitempty"`
 }
 
 // Target is one goal of the issue and how this run did against it.

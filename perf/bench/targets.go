@@ -159,7 +159,8 @@ func evaluate(r *Results) []Target {
 		if s.RatioCT < goalConnRatioCT && few != nil {
 			// The identity layout's lookups do not grow with policies: a
 			// miss here is what the target in 2 policies pays too.
-			tg.Why = fmt.Sprintf("with the target in 2 policies %.2f×: the egress and ingress paths' fixed lookups, not the number of policies", few.RatioCT)
+			tg.Why = fmt.Sprintf("with the target in 2 policies %.2f×; the SYN meets %d rules with the target in 2 policies and %d here: the egress and ingress paths' fixed lookups, not the number of policies; the rounds' middle half %.2f–%.2f×",
+				few.RatioCT, few.SynRules, s.SynRules, s.RatioCTP25, s.RatioCTP75)
 		}
 		add(tg)
 	}

@@ -185,15 +185,15 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 			if err := setState(ctx, kernel, states[si].tx); err != nil {
 				return nil, err
 			}
-			if _, _, err := connectLoopAddr(clientNS, dst, p.warmup); err != nil {
+			if _, err := connectLoopAddr(clientNS, dst, p.warmup); err != nil {
 				return nil, fmt.Errorf("tke %s: %w", states[si].name, err)
 			}
-			rate, l, err := connectLoopAddr(clientNS, dst, p.conns)
+			l, err := connectLoopAddr(clientNS, dst, p.conns)
 			if err != nil {
 				return nil, fmt.Errorf("tke %s: %w", states[si].name, err)
 			}
-			rates[si] = append(rates[si], rate)
-			lats[si] = append(lats[si], l...)
+			rates[si] = append(rates[si], l.rate)
+			lats[si] = append(lats[si], l.lats...)
 		}
 		cfg.logf("tke: round %d/%d, connections/s through the Service: %s %.0f, %s %.0f", round+1, p.rounds,
 			states[0].name, rates[0][round], states[1].name, rates[1][round])
@@ -229,7 +229,7 @@ func tkeEnforcing(ctx context.Context, lab *netlab.Lab, k nft.Kernel, tx *nft.Tr
 		return "not checked: " + err.Error()
 	}
 	const n = 100
-	if _, _, err := connectLoopAddr(clientNS, dst, n); err != nil {
+	if _, err := connectLoopAddr(clientNS, dst, n); err != nil {
 		return "broken: " + err.Error()
 	}
 	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", filepath.Base(lab.NodeNetNSPath(tkeNode)), "nft", "list", "table", "inet", nft.TableName).Output()
