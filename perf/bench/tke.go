@@ -185,6 +185,7 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 			if err := setState(ctx, kernel, states[si].tx); err != nil {
 				return nil, err
 			}
+			time.Sleep(stateSettle) // as in the data path: the old table's freeing
 			if _, err := connectLoopAddr(clientNS, dst, p.warmup); err != nil {
 				return nil, fmt.Errorf("tke %s: %w", states[si].name, err)
 			}
