@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
@@ -38,13 +40,14 @@ import (
 //	nftpolicy  the node's whole compiled ruleset for a generated cluster,
 //	           plus the lab pods, with the server selected by 2, 50 or 500
 //	           policies whose rules it must try before the one that allows
-//	           the client
+//	           the client, or by 2 policies and 50 admin policies
 
 const (
 	dpNamespace = "perf-dp"
 	dpPort      = 8080
 	dpDecoys    = 48  // policies selecting the server that do not allow the client
 	dpDecoysBig = 498 // the same, for the target in 500 policies
+	dpAdmin     = 50  // admin policies selecting the server, for the target in 50 of those
 )
 
 var (
@@ -70,6 +73,7 @@ const (
 	stateFew       = "nftpolicy, 2 policies"
 	stateMany      = "nftpolicy, 50 policies"
 	stateHuge      = "nftpolicy, 500 policies"
+	stateAdmin     = "nftpolicy, 2 policies and 50 admin policies"
 )
 
 func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, error) {
@@ -87,6 +91,10 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		return nil, err
 	}
 	huge, err := dataPathCluster(size, cfg.Seed, dpDecoysBig)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := dataPathAdminCluster(size, cfg.Seed, dpAdmin)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +153,8 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 		state{stateMany, full, rs},
 		state{stateHuge, diff.Diff(nil, hugeRS), hugeRS},
 	)
+	adminRS := compile.Node(admin, gen.NodeUnderTest)
+	states = append(states, state{stateAdmin, diff.Diff(nil, adminRS), adminRS})
 	rates := make([][]float64, len(states))
 	medianRates := make([][]float64, len(states))
 	lats := make([][]time.Duration, len(states))
@@ -256,6 +266,40 @@ func (r *DataPathResult) state(name string) *DPState {
 		}
 	}
 	return nil
+}
+
+// dataPathAdminCluster is dataPathCluster with no decoys, and n admin
+// policies selecting the server, none of whose rules matches the client:
+// each denies a pod selector of its own on a port of its own and allows
+// the namespaces of a team on 443. The client's SYN meets all of them before the
+// NetworkPolicy that allows it.
+func dataPathAdminCluster(size gen.Size, seed uint64, n int) (*model.Cluster, error) {
+	mc, err := dataPathCluster(size, seed, 0)
+	if err != nil {
+		return nil, err
+	}
+	type m = map[string]string
+	for i := range n {
+		anp := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("perf-dp-admin-%03d", i)}}
+		anp.Spec.Priority = int32(i)
+		anp.Spec.Subject.Pods = &v1alpha1.NamespacedPod{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: m{"team": "perf"}},
+			PodSelector:       metav1.LabelSelector{MatchLabels: m{"app": "server"}},
+		}
+		port := func(p int32) *[]v1alpha1.AdminNetworkPolicyPort {
+			return &[]v1alpha1.AdminNetworkPolicyPort{{PortNumber: &v1alpha1.Port{Protocol: v1.ProtocolTCP, Port: p}}}
+		}
+		anp.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{
+			{Name: "deny-caller", Action: "Deny", Ports: port(int32(9000 + i)), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
+				Pods: &v1alpha1.NamespacedPod{PodSelector: metav1.LabelSelector{MatchLabels: m{"app": fmt.Sprintf("caller-%03d", i)}}}}}},
+			{Name: "allow-platform", Action: "Allow", Ports: port(443), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
+				Namespaces: &metav1.LabelSelector{MatchLabels: m{"team": "platform"}}}}},
+		}
+		if err := mc.Set(anp); err != nil {
+			return nil, err
+		}
+	}
+	return mc, nil
 }
 
 // dataPathCluster is a generated cluster plus the lab's two pods on the

@@ -86,8 +86,8 @@ func Markdown(r *Results) string {
 	}
 
 	if dp := r.DataPath; dp != nil {
-		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server selected by %d policies, or %d)\n\n",
-			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies, dp.ClassPoliciesBig)
+		w("\n## Data path: new TCP connections through one node (%s ruleset: %d sets, %d elements, %d rules; the server selected by %d policies, or %d, or by 2 and %d admin policies)\n\n",
+			dp.Size.Name, dp.Ruleset.Sets, dp.Ruleset.Elements, dp.Ruleset.Rules, dp.ClassPolicies, dp.ClassPoliciesBig, dpAdmin)
 		w("%d rounds × %d connections per state, states alternating, each loaded %s before its round; each ÷ column is the median of the rounds' own ratios (the states of a round are measured back to back) of the rate of each round's median connection (socket to close; a connection that another process stalls moves the mean rate, not the median), the mean rates' ratio beside. Ruleset enforcing: %s.\n\n",
 			dp.Rounds, dp.PerRound, fmtMs(ms(stateSettle)), dp.Enforcing)
 		w("| node's ruleset | rules a SYN meets | connections/s p50 | min–max over rounds | ÷ none | ÷ conntrack | its rounds' middle half | ÷ conntrack, mean rates | connect p50 | p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
