@@ -79,7 +79,7 @@ func TestFirstPacketPathIndependentOfPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if eg.Accepted && in.Accepted != f.allowed {
+			if !eg.Accepted || in.Accepted != f.allowed {
 				t.Errorf("%d decoys, %s: egress accepted %v, ingress accepted %v; want allowed %v", decoys, f.name, eg.Accepted, in.Accepted, f.allowed)
 			}
 			if eg.Evaluated != f.egress || in.Evaluated != f.ingress {
