@@ -42,7 +42,10 @@ func (e *Engine) unknownSets() {
 }
 
 // unknownRules drop a packet whose source (src) or destination is an
-// address of the node's pod CIDRs that no known local pod has.
+// address of the node's pod CIDRs that no known local pod has. The known
+// set is asked first: most packets that reach these rules are a known
+// pod's, which one hash lookup lets through without the interval lookup
+// of the pod CIDRs.
 func (e *Engine) unknownRules(src bool) []*nft.Rule {
 	if e.opts.OpenUnknown {
 		return nil
@@ -51,8 +54,8 @@ func (e *Engine) unknownRules(src bool) []*nft.Rule {
 	for _, fam := range families {
 		out = append(out, e.withOrigin([]*nft.Rule{{
 			Matches: []nft.Match{
-				nft.MatchAddrInSet{Family: fam, Src: src, Set: PodCIDRSet(fam)},
 				nft.MatchAddrInSet{Family: fam, Src: src, Set: LocalPodSet(fam), Not: true},
+				nft.MatchAddrInSet{Family: fam, Src: src, Set: PodCIDRSet(fam)},
 			},
 			Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: UnknownComment,
 		}}, unknownOrigin(src), false)...)
