@@ -64,7 +64,7 @@ type dpPlan struct{ rounds, conns, warmup int }
 // state, whose SYN meets the same 19 rules, read 0.97×; with the pause
 // they read 0.99× and 0.92×, then 1.00× and 0.95× (settle-*.md in
 // perf/results/datapath): no longer the largest state always last.
-var stateSettle = 250 * time.Millisecond
+const stateSettle = 250 * time.Millisecond
 
 // Data-path states, in the order they are measured within a round.
 const (
