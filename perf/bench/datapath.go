@@ -196,10 +196,9 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	// (median-1.md in perf/results/datapath; 0.07–0.08 in a busier one),
 	// where the mean rates' had 0.08–0.23 (settle-before.md, settle-1.md).
 	for i, st := range states {
-		ct := roundRatios(medianRates[i], medianRates[1])
-		slices.Sort(ct)
+		ct, ct25, ct75 := middleHalf(roundRatios(medianRates[i], medianRates[1]))
 		res.States = append(res.States, DPState{Name: st.name, Rate: DistOfFloats(rates[i]), Connect: DistOf(lats[i]),
-			Ratio: pairedRatio(medianRates[i], medianRates[0]), RatioCT: quantile(ct, 0.5), RatioCTP25: quantile(ct, 0.25), RatioCTP75: quantile(ct, 0.75),
+			Ratio: pairedRatio(medianRates[i], medianRates[0]), RatioCT: ct, RatioCTP25: ct25, RatioCTP75: ct75,
 			RatioCTMean: pairedRatio(rates[i], rates[1])})
 		if st.rs != nil {
 			n, err := synRules(st.rs)
@@ -420,14 +419,14 @@ func connectLoop(clientNS, n int) (loopResult, error) {
 type loopResult struct {
 	rate float64         // connections per second over the whole loop
 	lats []time.Duration // each connect, from socket() to the handshake's end
-	// cycle is the median connection's whole time, socket() to close():
+	// cycleMs is the median connection's whole time, socket() to close():
 	// one over it is the loop's rate without the stalls other processes
 	// cause (a stalled connection moves the mean, not the median).
-	cycle time.Duration
+	cycleMs float64
 }
 
 // medianRate is connections per second from the median connection.
-func (l loopResult) medianRate() float64 { return float64(time.Second) / float64(l.cycle) }
+func (l loopResult) medianRate() float64 { return 1000 / l.cycleMs }
 
 // connectLoopAddr is connectLoop to an IPv4 address and port.
 func connectLoopAddr(clientNS int, to netip.AddrPort, n int) (loopResult, error) {
@@ -455,8 +454,7 @@ func connectLoopAddr(clientNS int, to netip.AddrPort, n int) (loopResult, error)
 			}
 		}
 		res.rate = float64(n) / time.Since(start).Seconds()
-		slices.Sort(cycles)
-		res.cycle = cycles[len(cycles)/2]
+		res.cycleMs = DistOf(cycles).P50
 		return nil
 	})
 	return res, err

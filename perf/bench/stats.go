@@ -43,6 +43,14 @@ func DistOfFloats(v []float64) Dist {
 	return Dist{N: len(s), Min: s[0], P50: quantile(s, 0.5), P99: quantile(s, 0.99), Max: s[len(s)-1], Mean: sum / float64(len(s))}
 }
 
+// middleHalf is the median of v and the quartiles that bound its middle
+// half: how far one round's ratio strays from another's.
+func middleHalf(v []float64) (p50, p25, p75 float64) {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return quantile(s, 0.5), quantile(s, 0.25), quantile(s, 0.75)
+}
+
 // quantile of sorted s, by linear interpolation between closest ranks. With
 // fewer than 100 samples p99 lies between the two largest: the report says
 // how many samples each figure has.

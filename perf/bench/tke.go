@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -211,10 +210,8 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 		with := DistOf(lats[1][i*p.conns : (i+1)*p.conns]).P50
 		latRatios = append(latRatios, 1-ratio(without, with))
 	}
-	slices.Sort(ratios)
-	slices.Sort(latRatios)
-	res.Loss, res.LossP25, res.LossP75 = quantile(ratios, 0.5), quantile(ratios, 0.25), quantile(ratios, 0.75)
-	res.LatLoss, res.LatLossP25, res.LatLossP75 = quantile(latRatios, 0.5), quantile(latRatios, 0.25), quantile(latRatios, 0.75)
+	res.Loss, res.LossP25, res.LossP75 = middleHalf(ratios)
+	res.LatLoss, res.LatLossP25, res.LatLossP75 = middleHalf(latRatios)
 	res.Enforcing = tkeEnforcing(ctx, lab, kernel, states[1].tx, clientNS, dst)
 	return res, setState(ctx, kernel, nil)
 }
