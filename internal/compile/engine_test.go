@@ -241,19 +241,28 @@ func (w *world) event() event {
 	}
 }
 
-// TestEngineMutationIsCaught checks that the property test can fail: an
-// engine whose pod index misses one update must be told apart from a full
-// compile.
-func TestEngineMutationIsCaught(t *testing.T) {
+// twoPods is a cluster of namespace x with pod a (app=a) on n1 and pod b
+// (app=b) on n2, and a must that fails the test on an error.
+func twoPods(t *testing.T) (*model.Cluster, func(error)) {
+	t.Helper()
 	c := model.NewCluster()
 	must := func(err error) {
+		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	must(c.Set(tu.Namespace("x", nil)))
-	must(c.Set(tu.Pod("x", "a", "n1", map[string]string{"app": "a"}, []string{"10.0.0.2"})))
-	must(c.Set(tu.Pod("x", "b", "n2", map[string]string{"app": "b"}, []string{"10.0.0.3"})))
+	must(c.Set(tu.Pod("x", "a", "n1", m{"app": "a"}, []string{"10.0.0.2"})))
+	must(c.Set(tu.Pod("x", "b", "n2", m{"app": "b"}, []string{"10.0.0.3"})))
+	return c, must
+}
+
+// TestEngineMutationIsCaught checks that the property test can fail: an
+// engine whose pod index misses one update must be told apart from a full
+// compile.
+func TestEngineMutationIsCaught(t *testing.T) {
+	c, must := twoPods(t)
 	must(c.Set(tu.Policy("x", "p", map[string]string{"app": "a"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(map[string]string{"app": "b"})}))))
 	relabel := tu.Pod("x", "b", "n2", map[string]string{"app": "c"}, []string{"10.0.0.3"})
 
@@ -280,16 +289,7 @@ func TestEngineMutationIsCaught(t *testing.T) {
 // list that is gone), and the other policy's entry is still the one made
 // before the updates (not named again).
 func TestPeerNamesForgetsOnlyTheChangedPolicy(t *testing.T) {
-	c := model.NewCluster()
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	type m = map[string]string
-	must(c.Set(tu.Namespace("x", nil)))
-	must(c.Set(tu.Pod("x", "a", "n1", m{"app": "a"}, []string{"10.0.0.2"})))
-	must(c.Set(tu.Pod("x", "b", "n2", m{"app": "b"}, []string{"10.0.0.3"})))
+	c, must := twoPods(t)
 	must(c.Set(tu.Policy("x", "stays", m{"app": "a"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"app": "b"})}))))
 	policy := func(app string) *networkingv1.NetworkPolicy {
 		return tu.Policy("x", "changes", m{"app": "a"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"app": app})}))

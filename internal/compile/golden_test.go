@@ -20,7 +20,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-type m = map[string]string
+// Short names for the test clusters' labels and peers.
+type (
+	m     = map[string]string
+	peers = []networkingv1.NetworkPolicyPeer
+)
 
 // goldenCluster exercises every construct the compiler emits: classes shared
 // by pods, pod peers in and across namespaces, ipBlocks with holes in both

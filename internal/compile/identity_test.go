@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -21,8 +20,6 @@ import (
 // ipBlock rule, api's a pod-selector rule too: a peer pod selected by
 // that selector has an identity whose map holds api and not web.
 func TestIdentityFallsToItsBase(t *testing.T) {
-	type m = map[string]string
-	type peers = []networkingv1.NetworkPolicyPeer
 	c := model.NewCluster()
 	for _, o := range []any{
 		tu.Namespace("x", nil),

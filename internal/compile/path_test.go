@@ -25,8 +25,6 @@ import (
 // the class's jump, the ids map, the identity's map, the named-port lookup
 // and the verdict chain's accept (docs/ruleset.md).
 func TestFirstPacketPathIndependentOfPolicies(t *testing.T) {
-	type m = map[string]string
-	type peers = []networkingv1.NetworkPolicyPeer
 	client, server := netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2")
 	caller, stranger := netip.MustParseAddr("10.0.2.9"), netip.MustParseAddr("10.0.2.8")
 	flows := []struct {
