@@ -165,10 +165,9 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 			if round%2 == 1 {
 				si = len(states) - 1 - k // alternate the order: drift cancels
 			}
-			if err := setState(ctx, kernel, states[si].tx); err != nil {
+			if err := measureState(ctx, kernel, states[si].tx); err != nil {
 				return nil, err
 			}
-			time.Sleep(stateSettle)
 			if _, err := connectLoop(clientNS, p.warmup); err != nil {
 				return nil, fmt.Errorf("%s: %w", states[si].name, err)
 			}
@@ -389,6 +388,16 @@ func conntrackFib() *nft.Transaction {
 		{Matches: []nft.Match{nft.MatchFibDaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "matches nothing here"},
 	}})
 	return diff.Diff(nil, rs)
+}
+
+// measureState is setState before a measurement: it waits stateSettle for
+// the kernel to free the table it replaced.
+func measureState(ctx context.Context, k nft.Kernel, tx *nft.Transaction) error {
+	if err := setState(ctx, k, tx); err != nil {
+		return err
+	}
+	time.Sleep(stateSettle)
+	return nil
 }
 
 // setState empties the node's table and loads tx (nil: leave it empty).

@@ -181,10 +181,9 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 			if round%2 == 1 {
 				si = len(states) - 1 - k
 			}
-			if err := setState(ctx, kernel, states[si].tx); err != nil {
+			if err := measureState(ctx, kernel, states[si].tx); err != nil {
 				return nil, err
 			}
-			time.Sleep(stateSettle) // as in the data path: the old table's freeing
 			if _, err := connectLoopAddr(clientNS, dst, p.warmup); err != nil {
 				return nil, fmt.Errorf("tke %s: %w", states[si].name, err)
 			}
