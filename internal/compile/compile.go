@@ -65,16 +65,18 @@ const (
 	chainTierPolicy                     // one admin or baseline policy, one direction
 	chainAuditClass                     // pods only audit NetworkPolicies isolate
 	chainAuditPolicy                    // one audit NetworkPolicy, one direction
-	chainGroup                          // a NetworkPolicy class's rules that peer identities match
+	chainGroup                          // a class's rules that peer identities match
 	chainVerdict                        // one NetworkPolicy rule's accept, counter and log
+	chainTierVerdict                    // one admin or baseline rule's verdict, counter and log
 )
 
 // chainDef says how to build a chain: the engine builds it again from its
 // def when one of its policies changes.
 type chainDef struct {
-	kind chainKind
-	dir  model.Direction
-	tier model.Tier // chainTierPolicy
+	kind  chainKind
+	dir   model.Direction
+	tier  model.Tier // chainTierPolicy, chainTierVerdict
+	layer spaceTier  // chainGroup: the tier of its class
 	// keys are the policies: sorted for class chains, one for a policy chain.
 	keys []string
 	// id is a group's signature (its family and rules), a verdict
@@ -97,24 +99,22 @@ func (d chainDef) name() string {
 	case chainAuditPolicy:
 		return nft.Name("aud-"+d.dir.String(), d.keys[0])
 	case chainGroup:
-		return nft.Name(d.dir.String()+"-grp", strings.Join(d.keys, ",")+"|"+d.id)
+		return nft.Name(space{d.dir, d.layer}.prefix()+"-grp", strings.Join(d.keys, ",")+"|"+d.id)
 	case chainVerdict:
 		return nft.Name("v-"+d.dir.String(), d.keys[0]+" rule "+d.id)
+	case chainTierVerdict:
+		return nft.Name(fmt.Sprintf("v-%s-%s", d.tier, d.dir), d.keys[0]+" rule "+d.id)
 	}
 	return nft.Name(fmt.Sprintf("%s-%s", d.tier, d.dir), d.keys[0])
 }
 
-// targets are the chains a chain jumps to.
+// targets are the chains a chain jumps to (a group's are found as it is
+// built).
 func (d chainDef) targets() []chainDef {
 	var out []chainDef
-	for _, k := range d.keys {
-		switch d.kind {
-		case chainAuditClass:
+	if d.kind == chainAuditClass {
+		for _, k := range d.keys {
 			out = append(out, auditPolicyDef(k, d.dir))
-		case chainAdminClass:
-			out = append(out, chainDef{kind: chainTierPolicy, dir: d.dir, tier: model.TierAdmin, keys: []string{k}})
-		case chainBaselineClass:
-			out = append(out, chainDef{kind: chainTierPolicy, dir: d.dir, tier: model.TierBaseline, keys: []string{k}})
 		}
 	}
 	return out
@@ -127,15 +127,17 @@ func (e *Engine) build(d chainDef) *nft.Chain {
 	case chainNPClass:
 		return e.classChain(d)
 	case chainAdminClass:
-		return e.adminChain(d, e.tierPolicies(d.keys))
+		return e.adminChain(d)
 	case chainBaselineClass:
-		return e.baselineChain(d, e.tierPolicies(d.keys))
+		return e.baselineChain(d)
 	case chainAccept:
 		return acceptChain()
 	case chainGroup:
 		return e.groupChain(d)
 	case chainVerdict:
 		return e.verdictChain(d)
+	case chainTierVerdict:
+		return e.tierVerdictChain(d)
 	case chainAuditClass:
 		return e.auditClassChain(d)
 	case chainAuditPolicy:
@@ -302,21 +304,27 @@ func (e *Engine) classChain(d chainDef) *nft.Chain {
 	for _, k := range d.keys {
 		if p := e.c.Policies[k]; p != nil {
 			for _, r := range p.Rules[d.dir] {
-				for _, ms := range e.peerMatches(d.dir, r.Peers) {
-					for _, m := range ms {
-						if a, ok := m.(nft.MatchAddrInSet); ok {
-							e.pinned = append(e.pinned, a.Set)
-						}
-					}
-				}
+				e.pin(d.dir, r.Peers)
 			}
 		}
 	}
-	ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: peerChain(d.dir)}, Comment: "the peer's identity decides"})
+	ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: peerChain(space{d.dir, npTier})}, Comment: "the peer's identity decides"})
 	ch.Rules = append(ch.Rules, e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop},
 		Comment: fmt.Sprintf("%s isolated by %s: no rule matched", d.dir, strings.Join(d.keys, ", "))}},
 		isolationOrigin(d.dir, d.keys, VerdictDrop), false)...)
 	return ch
+}
+
+// pin keeps a rule's peer sets while the class chain being built lives:
+// its space's identities are made of them.
+func (e *Engine) pin(dir model.Direction, peers []model.Peer) {
+	for _, ms := range e.peerMatches(dir, peers) {
+		for _, m := range ms {
+			if a, ok := m.(nft.MatchAddrInSet); ok {
+				e.pinned = append(e.pinned, a.Set)
+			}
+		}
+	}
 }
 
 func accept(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Accept} }

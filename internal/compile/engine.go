@@ -47,18 +47,18 @@ type Engine struct {
 	tiers      [2][]*model.TierPolicy // by Tier, in evaluation order
 
 	// Peer identities (identity.go).
-	addrs      map[netip.Addr]*peerAddr // addresses in dynamic address sets or ids maps
-	ids        [2]map[string]*identity  // by direction: live identities by description
-	dirty      []*peerAddr              // addresses whose memberships changed
-	idNames    []string                 // identityOf's buffer
-	podDirty   map[string]bool          // local pods whose NetworkPolicy class changed
-	cidrs      map[string][]span        // live ipBlock sets -> their ranges
+	addrs      map[netip.Addr]*peerAddr      // addresses in dynamic address sets or ids maps
+	ids        [nSpaces]map[string]*identity // by space: live identities by description
+	dirty      []*peerAddr                   // addresses whose memberships changed
+	idNames    []string                      // identityOf's buffer
+	podDirty   map[string]bool               // local pods whose classes changed
+	cidrs      map[string][]span             // live ipBlock sets -> their ranges
 	cidrDirty  bool
-	usedCidrs  *[2][]cidrInUse               // by direction: the live ipBlock sets used; nil after they change
-	idsTouched [2][2][]nft.Elem              // by direction and family: ids-map elements changed, not yet in touched
-	cidrPieces [2]map[nft.Family][]cidrPiece // by direction
-	npClass    map[string][2][]string        // local pod -> its NetworkPolicy class, per direction
-	npAddrs    map[string][]netip.Addr       // local pod -> the addresses its class judges
+	usedCidrs  *[nSpaces][]cidrInUse               // by space: the live ipBlock sets used; nil after they change
+	idsTouched [nSpaces][2][]nft.Elem              // by space and family: ids-map elements changed, not yet in touched
+	cidrPieces [nSpaces]map[nft.Family][]cidrPiece // by space
+	podClass   map[string][nSpaces][]string        // local pod -> its class in each space
+	podAddrs   map[string][]netip.Addr             // local pod -> the addresses its classes judge
 	// Filled while a chain is built: a group's verdict chains, a class's
 	// peer sets (which identities are made of).
 	groupTargets []chainDef
@@ -100,7 +100,9 @@ func (e *Engine) keepSets(lc *liveChain, by int) {
 		}
 	}
 	e.readSets(lc.reads, by)
-	e.useSets(lc.peers, lc.def.dir, by)
+	if sp, ok := spaceOfClass(lc.def); ok {
+		e.useSets(lc.peers, sp, by)
+	}
 	if by < 0 {
 		for _, s := range lc.holds() {
 			e.releaseSet(s)
@@ -120,9 +122,9 @@ type liveSet struct {
 	name    string
 	refs    int
 	readers int
-	uses    [2]int   // by direction: class chains that use it as peers (identity.go)
-	set     *nft.Set // in the ruleset while readers > 0; a dynamic set's elements only then (holdsElements)
-	def     *setDef  // dynamic sets only: which pods or nodes are members
+	uses    [nSpaces]int // by space: class chains that use it as peers (identity.go)
+	set     *nft.Set     // in the ruleset while readers > 0; a dynamic set's elements only then (holdsElements)
+	def     *setDef      // dynamic sets only: which pods or nodes are members
 }
 
 // entry is one map element a local pod contributes, and the chain the
@@ -158,12 +160,12 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		known:       map[string][]netip.Addr{},
 		touched:     nft.NewTouched(),
 		addrs:       map[netip.Addr]*peerAddr{},
-		ids:         [2]map[string]*identity{{}, {}},
+		ids:         [nSpaces]map[string]*identity{{}, {}, {}, {}, {}, {}},
 		podDirty:    map[string]bool{},
 		cidrs:       map[string][]span{},
-		cidrPieces:  [2]map[nft.Family][]cidrPiece{{}, {}},
-		npClass:     map[string][2][]string{},
-		npAddrs:     map[string][]netip.Addr{},
+		cidrPieces:  [nSpaces]map[nft.Family][]cidrPiece{{}, {}, {}, {}, {}, {}},
+		podClass:    map[string][nSpaces][]string{},
+		podAddrs:    map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
 		groupNames:  map[groupKey]string{},
 	}
@@ -296,14 +298,23 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		// groups of its rules.
 		e.rebuildWith(key)
 	case model.KindANP, model.KindBANP, model.KindCNP:
+		key := kind + "/" + name
+		e.forgetTierPeerNames(e.c.TierPolicies[key])
 		if err := apply(); err != nil {
 			return err
 		}
 		e.sortTiers()
-		for key := range e.c.PodsOn(e.node) {
-			e.reclassify(key)
+		for pod := range e.c.PodsOn(e.node) {
+			e.reclassify(pod)
 		}
-		e.rebuildWith(kind + "/" + name)
+		// The pods whose classes list the policy: their groups may gain
+		// or lose its rules (a pod whose class changed is dirty already).
+		for pod, cls := range e.podClass {
+			if slices.ContainsFunc(cls[:], func(keys []string) bool { return slices.Contains(keys, key) }) {
+				e.podDirty[pod] = true
+			}
+		}
+		e.rebuildWith(key)
 	default:
 		return apply()
 	}
@@ -319,7 +330,7 @@ func (e *Engine) rebuildWith(key string) {
 	for n, lc := range e.chains {
 		switch {
 		case !slices.Contains(lc.def.keys, key):
-		case lc.def.kind == chainGroup || lc.def.kind == chainVerdict:
+		case lc.def.kind == chainGroup || lc.def.kind == chainVerdict || lc.def.kind == chainTierVerdict:
 			later = append(later, n)
 		default:
 			built = append(built, n)

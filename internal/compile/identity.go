@@ -39,25 +39,88 @@ import (
 // What no group rule takes falls off the group, back into the class chain
 // after its jump, to the class's default drop.
 
-// Names of the identity layout's fixed objects.
-func peerChain(dir model.Direction) string { return dir.String() + "-peer" }
+// space is one identity space: the classes of one direction and one tier
+// (NetworkPolicy, admin or baseline) and the peers they judge. Each has its
+// own identities: a pod has a class in each tier, and an identity's map
+// sends a local pod to one group.
+type space struct {
+	dir  model.Direction
+	tier spaceTier
+}
 
-// IDsMap is the hash verdict map from a peer address to its identity chain.
+// spaceTier is the tier of a space's classes.
+type spaceTier uint8
+
+const (
+	npTier spaceTier = iota
+	adminTier
+	baselineTier
+)
+
+// spaces lists every space, in index order.
+var spaces = func() []space {
+	var out []space
+	for _, t := range []spaceTier{npTier, adminTier, baselineTier} {
+		for _, dir := range directions {
+			out = append(out, space{dir, t})
+		}
+	}
+	return out
+}()
+
+const nSpaces = 6
+
+func (s space) index() int { return int(s.tier)*2 + dirIndex(s.dir) }
+
+// prefix begins the names of the space's objects: the NetworkPolicy
+// spaces' are the direction alone, as before the tiers had identities.
+func (s space) prefix() string {
+	switch s.tier {
+	case adminTier:
+		return s.dir.String() + "-admin"
+	case baselineTier:
+		return s.dir.String() + "-baseline"
+	}
+	return s.dir.String()
+}
+
+// spaceOfClass is the space whose identities a class chain's peers make.
+func spaceOfClass(d chainDef) (space, bool) {
+	switch d.kind {
+	case chainNPClass:
+		return space{d.dir, npTier}, true
+	case chainAdminClass:
+		return space{d.dir, adminTier}, true
+	case chainBaselineClass:
+		return space{d.dir, baselineTier}, true
+	}
+	return space{}, false
+}
+
+// Names of the identity layout's fixed objects.
+func peerChain(s space) string { return s.prefix() + "-peer" }
+
+// IDsMap is the hash verdict map from a peer address to its identity chain
+// in the NetworkPolicy classes of dir.
 func IDsMap(dir model.Direction, fam nft.Family) string {
 	return idsMaps[dirIndex(dir)][famIndex(fam)]
 }
 
-// idsMaps are the ids maps' names, by direction and family: made once,
-// they are named for every address an event moves.
-var idsMaps = [2][2]string{
-	{"ingress-ids-v4", "ingress-ids-v6"},
-	{"egress-ids-v4", "egress-ids-v6"},
-}
+// idsMaps are the ids maps' names, by space and family: made once, they
+// are named for every address an event moves.
+var idsMaps = func() (out [nSpaces][2]string) {
+	for _, s := range spaces {
+		for _, f := range families {
+			out[s.index()][famIndex(f)] = fmt.Sprintf("%s-ids-v%d", s.prefix(), f)
+		}
+	}
+	return out
+}()
 
 // CidrIDsMap is the interval verdict map from the disjoint ranges of the
 // node's ipBlocks to the identity of the addresses in exactly those blocks.
-func CidrIDsMap(dir model.Direction, fam nft.Family) string {
-	return fmt.Sprintf("%s-cidr-ids-v%d", dir, fam)
+func cidrIDsMap(s space, fam nft.Family) string {
+	return fmt.Sprintf("%s-cidr-ids-v%d", s.prefix(), fam)
 }
 
 const noneID = "none"
@@ -65,7 +128,7 @@ const noneID = "none"
 // identity is one live peer identity of one direction.
 type identity struct {
 	desc  string // its sets, sorted and joined: the name's source
-	dir   model.Direction
+	sp    space
 	fam   nft.Family // 0: the empty identity, of both families
 	names []string   // its sets, sorted
 	refs  int        // addresses in the ids map, ranges in the cidr map, identities it is the base of; the empty one is pinned
@@ -84,18 +147,18 @@ type identity struct {
 	maps      [2]string // by family
 }
 
-func newIdentity(dir model.Direction, desc string, fam nft.Family, names []string) *identity {
-	id := &identity{desc: desc, dir: dir, fam: fam, names: slices.Clone(names), elems: map[string][]nft.Elem{}}
+func newIdentity(sp space, desc string, fam nft.Family, names []string) *identity {
+	id := &identity{desc: desc, sp: sp, fam: fam, names: slices.Clone(names), elems: map[string][]nft.Elem{}}
 	if desc == noneID {
-		id.chainName = dir.String() + "-id-none"
+		id.chainName = sp.prefix() + "-id-none"
 	} else {
-		id.chainName = nft.HashName(dir.String()+"-id", desc)
+		id.chainName = nft.HashName(sp.prefix()+"-id", desc)
 	}
 	for _, f := range families {
 		if desc == noneID {
-			id.maps[famIndex(f)] = fmt.Sprintf("%s-id-none-v%d", dir, f)
+			id.maps[famIndex(f)] = fmt.Sprintf("%s-id-none-v%d", sp.prefix(), f)
 		} else {
-			id.maps[famIndex(f)] = nft.HashName(fmt.Sprintf("%s-idmap-v%d", dir, f), desc)
+			id.maps[famIndex(f)] = nft.HashName(fmt.Sprintf("%s-idmap-v%d", sp.prefix(), f), desc)
 		}
 	}
 	return id
@@ -120,24 +183,29 @@ func (id *identity) families() []nft.Family {
 // identityBase adds the fixed objects: the peer chains, the ids and cidr
 // maps, and the empty identity.
 func (e *Engine) identityBase() {
-	for _, dir := range directions {
-		src := dir == model.Ingress
-		ch := &nft.Chain{Name: peerChain(dir)}
+	for _, sp := range spaces {
+		src := sp.dir == model.Ingress
+		what := sp.dir.String()
+		if sp.tier != npTier {
+			what = sp.prefix()
+		}
+		ch := &nft.Chain{Name: peerChain(sp)}
 		for _, fam := range families {
-			e.rs.AddSet(nft.NewSet(IDsMap(dir, fam), mapType(fam), fmt.Sprintf("peer addresses -> their identity (%s)", dir)))
-			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: IDsMap(dir, fam), Family: fam, Src: src}, Comment: "peer identity"})
+			m := idsMaps[sp.index()][famIndex(fam)]
+			e.rs.AddSet(nft.NewSet(m, mapType(fam), fmt.Sprintf("peer addresses -> their identity (%s)", what)))
+			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: m, Family: fam, Src: src}, Comment: "peer identity"})
 		}
 		for _, fam := range families {
 			t := nft.MapIPv4IntervalVerdict
 			if fam == nft.IPv6 {
 				t = nft.MapIPv6IntervalVerdict
 			}
-			e.rs.AddSet(nft.NewSet(CidrIDsMap(dir, fam), t, fmt.Sprintf("ipBlock ranges -> their identity (%s)", dir)))
-			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: CidrIDsMap(dir, fam), Family: fam, Src: src}, Comment: "ipBlock identity"})
+			e.rs.AddSet(nft.NewSet(cidrIDsMap(sp, fam), t, fmt.Sprintf("ipBlock ranges -> their identity (%s)", what)))
+			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: cidrIDsMap(sp, fam), Family: fam, Src: src}, Comment: "ipBlock identity"})
 		}
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Goto, Chain: dir.String() + "-id-none"}, Comment: "no identity"})
+		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Goto, Chain: sp.prefix() + "-id-none"}, Comment: "no identity"})
 		e.rs.AddChain(ch)
-		e.acquireID(dir, noneID, 0, nil)
+		e.acquireID(sp, noneID, 0, nil)
 	}
 }
 
@@ -148,9 +216,9 @@ func (e *Engine) identityBase() {
 // most of that time.
 type peerAddr struct {
 	addr  netip.Addr
-	sets  []*liveSet   // by name
-	id    [2]*identity // by direction; nil: not in that ids map
-	dirty bool         // in Engine.dirty
+	sets  []*liveSet         // by name
+	id    [nSpaces]*identity // by space; nil: not in that ids map
+	dirty bool               // in Engine.dirty
 }
 
 // trackAddr records that an address joined or left a dynamic address set.
@@ -184,12 +252,12 @@ func (e *Engine) markDirty(pa *peerAddr) {
 // isAddrSet: a dynamic set of pod or node addresses (not named ports).
 func isAddrSet(ls *liveSet) bool { return ls != nil && ls.def != nil && ls.def.named == nil }
 
-// identityOf names the sets that make an address's identity in dir now,
-// sorted (valid until the next call): none when no dynamic set that dir's
-// classes use holds it (the cidr map or the empty identity answers for
-// it).
-func (e *Engine) identityOf(pa *peerAddr, dir model.Direction) []string {
-	d := dirIndex(dir)
+// identityOf names the sets that make an address's identity in a space
+// now, sorted (valid until the next call): none when no dynamic set that
+// the space's classes use holds it (the cidr map or the empty identity
+// answers for it).
+func (e *Engine) identityOf(pa *peerAddr, sp space) []string {
+	d := sp.index()
 	names := e.idNames[:0]
 	for _, ls := range pa.sets {
 		if ls.uses[d] > 0 {
@@ -228,12 +296,11 @@ func (e *Engine) cidrsChanged() {
 	e.usedCidrs = nil
 }
 
-// usedCidrsOf lists the live ipBlock sets that classes of direction d
-// use, for identityOf, which asks it of every address it settles: made
+// usedCidrsOf lists the live ipBlock sets that classes of space d use, for identityOf, which asks it of every address it settles: made
 // again only after they changed (cidrsChanged).
 func (e *Engine) usedCidrsOf(d int) []cidrInUse {
 	if e.usedCidrs == nil {
-		e.usedCidrs = &[2][]cidrInUse{}
+		e.usedCidrs = &[nSpaces][]cidrInUse{}
 		for name, spans := range e.cidrs {
 			for d, n := range e.sets[name].uses {
 				if n > 0 {
@@ -274,12 +341,12 @@ func (e *Engine) settleAddrs() {
 	if e.cidrDirty {
 		e.cidrDirty = false
 		for _, pa := range e.addrs {
-			if pa.id != [2]*identity{} {
+			if pa.id != [nSpaces]*identity{} {
 				e.markDirty(pa)
 			}
 		}
-		for _, dir := range directions {
-			e.cidrMaps(dir)
+		for _, sp := range spaces {
+			e.cidrMaps(sp)
 		}
 	}
 	for len(e.dirty) > 0 {
@@ -287,25 +354,25 @@ func (e *Engine) settleAddrs() {
 		e.dirty = e.dirty[:len(e.dirty)-1]
 		pa.dirty = false
 		fam := nft.FamilyOf(pa.addr)
-		for _, dir := range directions {
-			d := dirIndex(dir)
-			names := e.identityOf(pa, dir)
+		for _, sp := range spaces {
+			d := sp.index()
+			names := e.identityOf(pa, sp)
 			old := pa.id[d]
 			if old == nil && len(names) == 0 || old != nil && slices.Equal(old.names, names) {
 				continue
 			}
 			var id *identity
 			if len(names) > 0 {
-				id = e.acquireID(dir, strings.Join(names, ","), fam, names)
+				id = e.acquireID(sp, strings.Join(names, ","), fam, names)
 				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: id.chainName}, true)
 			}
 			pa.id[d] = id
 			if old != nil {
 				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: old.chainName}, false)
-				e.releaseID(dir, old.desc)
+				e.releaseID(sp, old.desc)
 			}
 		}
-		if len(pa.sets) == 0 && pa.id == [2]*identity{} && !pa.dirty {
+		if len(pa.sets) == 0 && pa.id == [nSpaces]*identity{} && !pa.dirty {
 			delete(e.addrs, pa.addr)
 		}
 	}
@@ -337,14 +404,14 @@ func (e *Engine) flushIDsTouched() {
 	}
 }
 
-// useSets counts the class chains of dir that use sets as peers (by +1
-// or -1): a set's first and last use in a direction change the identity
-// of its members there. Identities are made per direction, of the sets
-// that direction's classes use: at L (50,000 pods) the egress rules'
-// peers hold 480 addresses, the ingress rules' 27,690; one map for both
-// held 27,810 in each.
-func (e *Engine) useSets(names []string, dir model.Direction, by int) {
-	d := dirIndex(dir)
+// useSets counts the class chains of a space that use sets as peers (by
+// +1 or -1): a set's first and last use in a space change the identity of
+// its members there. Identities are made per space, of the sets that
+// space's classes use: at L (50,000 pods) the egress rules' peers hold 480
+// addresses, the ingress rules' 27,690; one map for both held 27,810 in
+// each.
+func (e *Engine) useSets(names []string, sp space, by int) {
+	d := sp.index()
 	for _, name := range names {
 		ls := e.sets[name]
 		if ls == nil {
@@ -366,24 +433,24 @@ func (e *Engine) useSets(names []string, dir model.Direction, by int) {
 // acquireID takes a reference to an identity, making it (its chains and
 // maps, with an element for every local pod whose class it has a rule for)
 // when new: a new identity costs the node's local pods, not the cluster.
-func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, names []string) *identity {
-	d := dirIndex(dir)
+func (e *Engine) acquireID(sp space, desc string, fam nft.Family, names []string) *identity {
+	d := sp.index()
 	if id, ok := e.ids[d][desc]; ok {
 		id.refs++
 		return id
 	}
-	id := newIdentity(dir, desc, fam, names)
+	id := newIdentity(sp, desc, fam, names)
 	id.refs = 1
 	e.ids[d][desc] = id
 	if desc != noneID {
-		id.base = e.acquireBase(dir, fam, names)
+		id.base = e.acquireBase(sp, fam, names)
 	}
 	ch := &nft.Chain{Name: id.chainName}
 	for _, f := range id.families() {
 		m := id.idMap(f)
-		e.rs.AddSet(nft.NewSet(m, mapType(f), fmt.Sprintf("local pods -> their group for identity %s (%s)", desc, dir)))
+		e.rs.AddSet(nft.NewSet(m, mapType(f), fmt.Sprintf("local pods -> their group for identity %s (%s)", desc, sp.prefix())))
 		e.touched.Set(m)
-		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: m, Family: f, Src: dir == model.Egress},
+		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: m, Family: f, Src: sp.dir == model.Egress},
 			Comment: "identity " + desc})
 	}
 	if id.base != nil {
@@ -395,7 +462,7 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 	}
 	e.rs.AddChain(ch)
 	e.touched.Chain(ch.Name)
-	for key := range e.npClass {
+	for key := range e.podClass {
 		e.placeIn(id, key)
 	}
 	return id
@@ -404,7 +471,7 @@ func (e *Engine) acquireID(dir model.Direction, desc string, fam nft.Family, nam
 // acquireBase takes a reference to the base of the identity of names: the
 // identity of its ipBlock sets, or the empty one when it has none or has
 // nothing else.
-func (e *Engine) acquireBase(dir model.Direction, fam nft.Family, names []string) *identity {
+func (e *Engine) acquireBase(sp space, fam nft.Family, names []string) *identity {
 	var cidrs []string
 	for _, n := range names {
 		if _, ok := e.cidrs[n]; ok {
@@ -412,14 +479,14 @@ func (e *Engine) acquireBase(dir model.Direction, fam nft.Family, names []string
 		}
 	}
 	if len(cidrs) == 0 || len(cidrs) == len(names) {
-		return e.acquireID(dir, noneID, 0, nil)
+		return e.acquireID(sp, noneID, 0, nil)
 	}
-	return e.acquireID(dir, strings.Join(cidrs, ","), fam, cidrs)
+	return e.acquireID(sp, strings.Join(cidrs, ","), fam, cidrs)
 }
 
 // releaseID drops a reference; the last one removes the identity.
-func (e *Engine) releaseID(dir model.Direction, desc string) {
-	id := e.ids[dirIndex(dir)][desc]
+func (e *Engine) releaseID(sp space, desc string) {
+	id := e.ids[sp.index()][desc]
 	if id.refs--; id.refs > 0 {
 		return
 	}
@@ -434,9 +501,9 @@ func (e *Engine) releaseID(dir model.Direction, desc string) {
 	}
 	delete(e.rs.Chains, id.chainName)
 	e.touched.Chain(id.chainName)
-	delete(e.ids[dirIndex(dir)], desc)
+	delete(e.ids[sp.index()], desc)
 	if id.base != nil {
-		e.releaseID(dir, id.base.desc)
+		e.releaseID(sp, id.base.desc)
 	}
 }
 
@@ -449,15 +516,15 @@ func dirIndex(dir model.Direction) int {
 
 // placeIn puts a local pod's elements in an identity's maps: one per
 // address of the identity's family, to its group chain, when its class (in
-// that direction) has a rule the identity matches and its base does not
-// match the same rules (the identity's chain goes on to its base).
+// that space) has a rule the identity matches and its base does not match
+// the same rules (the identity's chain goes on to its base).
 func (e *Engine) placeIn(id *identity, key string) {
 	var now []nft.Elem
-	cls := e.npClass[key][dirIndex(id.dir)]
-	if m := e.matched(id.dir, cls, id); cls != nil && len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.dir, cls, id.base))) {
-		g := e.groupName(id.dir, cls, signature(id, m))
+	cls := e.podClass[key][id.sp.index()]
+	if m := e.matched(id.sp, cls, id); cls != nil && len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.sp, cls, id.base))) {
+		g := e.groupName(id.sp, cls, signature(id, m))
 		for _, f := range id.families() {
-			for _, ip := range e.npAddrs[key] {
+			for _, ip := range e.podAddrs[key] {
 				if nft.FamilyOf(ip) == f {
 					now = append(now, nft.Elem{Addr: ip, Chain: g})
 				}
@@ -467,7 +534,7 @@ func (e *Engine) placeIn(id *identity, key string) {
 	e.setPlace(id, key, now)
 }
 
-// setPlace replaces a pod's elements in an identity's map of one direction:
+// setPlace replaces a pod's elements in an identity's map of one space:
 // new groups are taken before old ones are released.
 func (e *Engine) setPlace(id *identity, key string, now []nft.Elem) {
 	m := id.elems
@@ -476,7 +543,7 @@ func (e *Engine) setPlace(id *identity, key string, now []nft.Elem) {
 		return
 	}
 	for _, el := range now {
-		e.ensure(e.groupOf(id.dir, key, id, el.Chain))
+		e.ensure(e.groupOf(id.sp, key, id, el.Chain))
 		e.addElem(id.idMap(nft.FamilyOf(el.Addr)), el)
 	}
 	for _, el := range was {
@@ -492,22 +559,24 @@ func (e *Engine) setPlace(id *identity, key string, now []nft.Elem) {
 
 // groupOf is the def of the group chain named name: live already, or the
 // one of the pod's class now.
-func (e *Engine) groupOf(dir model.Direction, key string, id *identity, name string) chainDef {
+func (e *Engine) groupOf(sp space, key string, id *identity, name string) chainDef {
 	if lc, ok := e.chains[name]; ok {
 		return lc.def
 	}
-	cls := e.npClass[key][dirIndex(dir)]
-	return groupDef(dir, cls, signature(id, e.matched(dir, cls, id)))
+	cls := e.podClass[key][sp.index()]
+	return groupDef(sp, cls, signature(id, e.matched(sp, cls, id)))
 }
 
 // signature says what a group chain holds: the families of its identity's
-// addresses and the rules (policy and index, in order) it matches. The
-// identities that match the same rules of a class share its group chain.
+// addresses and the rules (policy and index, by policy key and index: a
+// tier's priorities order them in the chain, not in its name) it matches.
+// The identities that match the same rules of a class share its group
+// chain.
 func signature(id *identity, rules []matchedRule) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "v%d", id.fam)
 	for _, r := range rules {
-		fmt.Fprintf(&b, " %s#%d", r.policy.Key(), r.rule.Index)
+		fmt.Fprintf(&b, " %s#%d", r.key, r.index)
 	}
 	return b.String()
 }
@@ -532,12 +601,12 @@ func parseSignature(sig string) ([]nft.Family, map[string]bool) {
 }
 
 // groupName is groupDef(…).name(), remembered.
-func (e *Engine) groupName(dir model.Direction, cls []string, id string) string {
-	k := groupKey{dir, strings.Join(cls, ","), id}
+func (e *Engine) groupName(sp space, cls []string, id string) string {
+	k := groupKey{sp, strings.Join(cls, ","), id}
 	if n, ok := e.groupNames[k]; ok {
 		return n
 	}
-	n := groupDef(dir, cls, id).name()
+	n := groupDef(sp, cls, id).name()
 	if len(e.groupNames) >= 1<<16 {
 		clear(e.groupNames) // a cache, not a record: bounded
 	}
@@ -546,37 +615,45 @@ func (e *Engine) groupName(dir model.Direction, cls []string, id string) string 
 }
 
 type groupKey struct {
-	dir     model.Direction
+	sp      space
 	cls, id string
 }
 
-func groupDef(dir model.Direction, cls []string, id string) chainDef {
-	return chainDef{kind: chainGroup, dir: dir, keys: cls, id: id}
+func groupDef(sp space, cls []string, id string) chainDef {
+	return chainDef{kind: chainGroup, dir: sp.dir, layer: sp.tier, keys: cls, id: id}
 }
 
 // sameRules: the same rules, in the same order.
 func sameRules(a, b []matchedRule) bool {
-	return slices.EqualFunc(a, b, func(x, y matchedRule) bool { return x.policy == y.policy && x.rule.Index == y.rule.Index })
+	return slices.EqualFunc(a, b, func(x, y matchedRule) bool { return x.key == y.key && x.index == y.index })
 }
 
-// matchedRule is one NetworkPolicy rule that an identity matches.
+// matchedRule is one rule of a class's policies that an identity matches.
 type matchedRule struct {
-	policy *model.Policy
-	rule   model.Rule
+	key   string // the policy's
+	index int
+	match *model.Match
 }
 
-// matched lists the rules of a class's policies in dir that the identity
-// matches, in the evaluator's order.
-func (e *Engine) matched(dir model.Direction, cls []string, id *identity) []matchedRule {
+// matched lists the rules of a class's policies in the space's direction
+// that the identity matches, by policy key and rule index.
+func (e *Engine) matched(sp space, cls []string, id *identity) []matchedRule {
 	var out []matchedRule
-	for _, key := range cls {
-		p := e.c.Policies[key]
-		if p == nil {
-			continue
+	add := func(key string, r *model.Match, index int) {
+		if e.peerOf(sp.dir, *r, id) {
+			out = append(out, matchedRule{key, index, r})
 		}
-		for _, r := range p.Rules[dir] {
-			if e.peerOf(dir, r.Match, id) {
-				out = append(out, matchedRule{p, r})
+	}
+	for _, key := range cls {
+		if sp.tier == npTier {
+			if p := e.c.Policies[key]; p != nil {
+				for i := range p.Rules[sp.dir] {
+					add(key, &p.Rules[sp.dir][i].Match, p.Rules[sp.dir][i].Index)
+				}
+			}
+		} else if p := e.c.TierPolicies[key]; p != nil {
+			for i := range p.Rules[sp.dir] {
+				add(key, &p.Rules[sp.dir][i].Match, p.Rules[sp.dir][i].Index)
 			}
 		}
 	}
@@ -643,6 +720,20 @@ func (e *Engine) forgetPeerNames(p *model.Policy) {
 	}
 }
 
+// forgetTierPeerNames is forgetPeerNames for an admin or baseline policy.
+func (e *Engine) forgetTierPeerNames(p *model.TierPolicy) {
+	if p == nil {
+		return
+	}
+	for d, rules := range p.Rules {
+		for _, r := range rules {
+			if len(r.Peers) > 0 {
+				delete(e.peerNames, peerKey{&r.Peers[0], len(r.Peers), model.Direction(d)})
+			}
+		}
+	}
+}
+
 // peerKey is a rule's peer list by identity: a policy's rules are replaced,
 // never changed in place, when the policy changes (and its entries are
 // forgotten then; an entry's key keeps its peers alive, so no new list can
@@ -654,25 +745,17 @@ type peerKey struct {
 }
 
 // groupChain judges the pods of one class against the identities whose
-// signature it has: the rules they match, first match wins, each going to
-// its verdict chain.
+// signature it has: the rules they match, in the tier's order (a
+// NetworkPolicy class's by policy key; an admin or baseline class's by
+// priority), first match wins, each going to its verdict chain.
 func (e *Engine) groupChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	fams, in := parseSignature(d.id)
-	var rules []matchedRule
-	for _, key := range d.keys {
-		p := e.c.Policies[key]
-		if p == nil {
-			continue
+	var run []groupRule // numeric-port rules not yet emitted
+	flush := func(allPorts *groupRule) {
+		if allPorts != nil && len(run) == 1 {
+			run = nil // a port map of the rule alone would say the same as its goto
 		}
-		for _, r := range p.Rules[d.dir] {
-			if in[fmt.Sprintf("%s#%d", key, r.Index)] {
-				rules = append(rules, matchedRule{p, r})
-			}
-		}
-	}
-	var run []matchedRule // numeric-port rules not yet emitted
-	flush := func(allPorts *matchedRule) {
 		if len(run) > 0 {
 			if r := e.portMapRule(d, run); r != nil {
 				ch.Rules = append(ch.Rules, r)
@@ -682,66 +765,116 @@ func (e *Engine) groupChain(d chainDef) *nft.Chain {
 		if allPorts != nil {
 			// Protocols without ports (and ports no earlier rule took):
 			// the first rule of every port.
-			v := e.verdictDef(d.dir, allPorts.policy, allPorts.rule.Index)
-			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Goto, Chain: v.name()}, Comment: ruleComment(allPorts.policy, d.dir, allPorts.rule.Index)})
-			e.groupTargets = append(e.groupTargets, v)
+			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Goto, Chain: allPorts.verdict.name()}, Comment: allPorts.comment})
+			e.groupTargets = append(e.groupTargets, allPorts.verdict)
 		}
 	}
-	for i := range rules {
-		r := &rules[i]
-		if r.rule.AllPorts {
-			run = append(run, *r)
-			flush(r)
+	for _, r := range e.groupRules(d, in) {
+		if r.audit {
+			// An audit policy decides nothing: its own chain counts and
+			// logs what it would drop and returns here (tierChain), in
+			// its place in the tier's order.
+			flush(nil)
+			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: r.verdict.name()}, Comment: r.comment})
+			e.groupTargets = append(e.groupTargets, r.verdict)
+			continue
+		}
+		if r.match.AllPorts {
+			run = append(run, r)
+			flush(&r)
 			return ch // nothing after it can match first
 		}
 		var named []model.Port
-		for _, p := range r.rule.Ports {
+		for _, p := range r.match.Ports {
 			if p.Name != "" {
 				named = append(named, p)
 			}
 		}
+		run = append(run, r)
 		if len(named) == 0 {
-			run = append(run, *r)
 			continue
 		}
 		// A rule with named ports keeps its place: its numeric ports join
 		// the run before it, then its named ports are looked up.
-		run = append(run, *r)
 		flush(nil)
-		v := e.verdictDef(d.dir, r.policy, r.rule.Index)
 		for _, port := range named {
 			for _, f := range fams {
 				m := nft.MatchDaddrProtoPortInSet{Family: f, Set: e.namedPortSet(d.dir, f, port)}
-				ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{m}, Verdict: nft.Verdict{Kind: nft.Goto, Chain: v.name()}, Comment: ruleComment(r.policy, d.dir, r.rule.Index)})
+				ch.Rules = append(ch.Rules, &nft.Rule{Matches: []nft.Match{m}, Verdict: nft.Verdict{Kind: nft.Goto, Chain: r.verdict.name()}, Comment: r.comment})
 			}
 		}
-		e.groupTargets = append(e.groupTargets, v)
+		e.groupTargets = append(e.groupTargets, r.verdict)
 	}
 	flush(nil)
 	return ch
 }
 
-func ruleComment(p *model.Policy, dir model.Direction, index int) string {
-	return fmt.Sprintf("%s %s rule %d", p.Key(), dir, index)
+// groupRule is one rule of a group chain: a matched rule and the chain
+// that gives its verdict, or (audit) an audit policy's chain to jump to.
+type groupRule struct {
+	matchedRule
+	verdict chainDef
+	comment string
+	audit   bool
+}
+
+// groupRules are the rules of a group's class that its signature lists,
+// in the tier's order.
+func (e *Engine) groupRules(d chainDef, in map[string]bool) []groupRule {
+	var out []groupRule
+	if d.layer == npTier {
+		for _, key := range d.keys {
+			p := e.c.Policies[key]
+			if p == nil {
+				continue
+			}
+			for i, r := range p.Rules[d.dir] {
+				if in[fmt.Sprintf("%s#%d", key, r.Index)] {
+					v := chainDef{kind: chainVerdict, dir: d.dir, keys: []string{key}, id: fmt.Sprint(r.Index)}
+					out = append(out, groupRule{matchedRule{key, r.Index, &p.Rules[d.dir][i].Match}, v, ruleComment(key, d.dir, r.Index), false})
+				}
+			}
+		}
+		return out
+	}
+	for _, p := range e.tierPolicies(d.keys) {
+		for i, r := range p.Rules[d.dir] {
+			if !in[fmt.Sprintf("%s#%d", p.Key(), r.Index)] {
+				continue
+			}
+			if p.Audit {
+				v := chainDef{kind: chainTierPolicy, dir: d.dir, tier: p.Tier, keys: []string{p.Key()}}
+				out = append(out, groupRule{verdict: v, comment: fmt.Sprintf("%s priority %d (audit)", p.Key(), p.Priority), audit: true})
+				break
+			}
+			v := chainDef{kind: chainTierVerdict, dir: d.dir, tier: p.Tier, keys: []string{p.Key()}, id: fmt.Sprint(r.Index)}
+			out = append(out, groupRule{matchedRule{p.Key(), r.Index, &p.Rules[d.dir][i].Match}, v, tierRuleComment(p, d.dir, r), false})
+		}
+	}
+	return out
+}
+
+func ruleComment(key string, dir model.Direction, index int) string {
+	return fmt.Sprintf("%s %s rule %d", key, dir, index)
 }
 
 // portMapRule is one port lookup for a run of rules: each protocol's ports
 // cut into ranges, each range going to the first rule that covers it.
-func (e *Engine) portMapRule(d chainDef, run []matchedRule) *nft.Rule {
+func (e *Engine) portMapRule(d chainDef, run []groupRule) *nft.Rule {
 	type cover struct {
 		lo, hi int
 		v      chainDef
 	}
 	byProto := map[uint8][]cover{}
 	for _, r := range run {
-		v := e.verdictDef(d.dir, r.policy, r.rule.Index)
-		if r.rule.AllPorts {
+		v := r.verdict
+		if r.match.AllPorts {
 			for _, p := range []uint8{nft.ProtoTCP, nft.ProtoUDP, nft.ProtoSCTP} {
 				byProto[p] = append(byProto[p], cover{0, 65535, v})
 			}
 			continue
 		}
-		for _, p := range r.rule.Ports {
+		for _, p := range r.match.Ports {
 			if p.Name != "" {
 				continue
 			}
@@ -806,12 +939,8 @@ func (e *Engine) portMapRule(d chainDef, run []matchedRule) *nft.Rule {
 	return &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: name, ProtoPort: true}, Comment: "first rule per port"}
 }
 
-// verdictDef is the chain that accepts for one NetworkPolicy rule, with
-// its counter, comment and log.
-func (e *Engine) verdictDef(dir model.Direction, p *model.Policy, index int) chainDef {
-	return chainDef{kind: chainVerdict, dir: dir, keys: []string{p.Key()}, id: fmt.Sprint(index)}
-}
-
+// verdictChain accepts for one NetworkPolicy rule, with its counter,
+// comment and log.
 func (e *Engine) verdictChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	p := e.c.Policies[d.keys[0]]
@@ -820,16 +949,16 @@ func (e *Engine) verdictChain(d chainDef) *nft.Chain {
 	if p == nil {
 		return ch
 	}
-	r := &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: ruleComment(p, d.dir, index)}
+	r := &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: ruleComment(p.Key(), d.dir, index)}
 	ch.Rules = e.withOrigin([]*nft.Rule{r}, npOrigin(d.dir, p.Key(), index), p.LogAccepts)
 	return ch
 }
 
-// cidrMaps rebuilds dir's cidr maps from the ipBlock sets its classes
+// cidrMaps rebuilds a space's cidr maps from the ipBlock sets its classes
 // use: the ranges cut at every boundary, each piece to the identity of the
 // sets that contain it. They change only with policies.
-func (e *Engine) cidrMaps(dir model.Direction) {
-	d := dirIndex(dir)
+func (e *Engine) cidrMaps(sp space) {
+	d := sp.index()
 	for _, fam := range families {
 		var cuts []netip.Addr
 		var names []string
@@ -882,13 +1011,13 @@ func (e *Engine) cidrMaps(dir model.Direction) {
 		old := e.cidrPieces[d][fam]
 		var now []cidrPiece
 		for _, p := range pieces {
-			id := e.acquireID(dir, p.desc, fam, sortedKeys(p.sets))
+			id := e.acquireID(sp, p.desc, fam, sortedKeys(p.sets))
 			now = append(now, cidrPiece{p.s, p.desc})
-			e.addElem(CidrIDsMap(dir, fam), nft.Elem{Addr: p.s.lo, AddrEnd: p.s.hi, Chain: id.chainName})
+			e.addElem(cidrIDsMap(sp, fam), nft.Elem{Addr: p.s.lo, AddrEnd: p.s.hi, Chain: id.chainName})
 		}
 		for _, p := range old {
-			e.delElem(CidrIDsMap(dir, fam), nft.Elem{Addr: p.s.lo, AddrEnd: p.s.hi, Chain: e.ids[d][p.desc].chainName})
-			e.releaseID(dir, p.desc)
+			e.delElem(cidrIDsMap(sp, fam), nft.Elem{Addr: p.s.lo, AddrEnd: p.s.hi, Chain: e.ids[d][p.desc].chainName})
+			e.releaseID(sp, p.desc)
 		}
 		e.cidrPieces[d][fam] = now
 	}
@@ -911,32 +1040,34 @@ func maxAddr(f nft.Family) netip.Addr {
 	return netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
 }
 
-// notePlace records a local pod's NetworkPolicy class and addresses from
-// its map entries; a change makes settle place it again in every identity.
+// notePlace records a local pod's classes (NetworkPolicy, admin,
+// baseline) and addresses from its map entries; a change makes settle
+// place it again in every identity.
 func (e *Engine) notePlace(key string, entries []entry) {
-	var cls [2][]string
+	var cls [nSpaces][]string
 	var addrs []netip.Addr
 	for _, en := range entries {
-		if en.target.kind != chainNPClass {
+		sp, ok := spaceOfClass(en.target)
+		if !ok {
 			continue
 		}
-		cls[dirIndex(en.target.dir)] = en.target.keys
+		cls[sp.index()] = en.target.keys
 		if !slices.Contains(addrs, en.elem.Addr) {
 			addrs = append(addrs, en.elem.Addr)
 		}
 	}
-	old, had := e.npClass[key]
-	if cls[0] == nil && cls[1] == nil {
+	old, had := e.podClass[key]
+	if !slices.ContainsFunc(cls[:], func(keys []string) bool { return keys != nil }) {
 		if had {
-			delete(e.npClass, key)
-			delete(e.npAddrs, key)
+			delete(e.podClass, key)
+			delete(e.podAddrs, key)
 			e.podDirty[key] = true
 		}
 		return
 	}
-	if !had || !slices.Equal(old[0], cls[0]) || !slices.Equal(old[1], cls[1]) || !slices.Equal(e.npAddrs[key], addrs) {
-		e.npClass[key] = cls
-		e.npAddrs[key] = addrs
+	if !had || !slices.EqualFunc(old[:], cls[:], slices.Equal[[]string]) || !slices.Equal(e.podAddrs[key], addrs) {
+		e.podClass[key] = cls
+		e.podAddrs[key] = addrs
 		e.podDirty[key] = true
 	}
 }

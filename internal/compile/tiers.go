@@ -7,6 +7,17 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
+// The admin and baseline tiers use peer identities as NetworkPolicy classes
+// do (identity.go), each tier in its own identity space: a tier class
+// chain jumps to its space's peer chain, whose identity sends the pod to
+// the group of the tier rules that identity matches, in the tier's order
+// (priority, then rule index). A new connection meets the same few
+// lookups whatever the number of tier policies selecting its pod.
+//
+//	<dir>-admin-…:     jump <dir>-admin-peer; ip saddr vmap @<dir>-rest-v4 …   no admin rule decided
+//	<dir>-baseline-…:  jump <dir>-baseline-peer; accept                          no baseline rule matched
+//	v-admin-<dir>-…:   counter accept | counter drop | counter; vmap @<dir>-rest-…  (Pass)
+
 // ChainAccept is where a pod that admin policies select, but that no later
 // tier has a say on, goes when the admin tier passes: it accepts.
 const ChainAccept = "no-later-tier-accept"
@@ -16,24 +27,39 @@ func acceptChain() *nft.Chain {
 		Comment: "admin tier passed; no NetworkPolicy or baseline policy applies"}}}
 }
 
-// tierPolicies looks policies up by key, in evaluation order.
+// tierPolicies looks policies up by key, in evaluation order; the ones
+// gone are left out.
 func (e *Engine) tierPolicies(keys []string) []*model.TierPolicy {
-	out := make([]*model.TierPolicy, len(keys))
-	for i, k := range keys {
-		out[i] = e.c.TierPolicies[k]
+	out := make([]*model.TierPolicy, 0, len(keys))
+	for _, k := range keys {
+		if p := e.c.TierPolicies[k]; p != nil {
+			out = append(out, p)
+		}
 	}
 	model.SortTier(out)
 	return out
 }
 
+// tierClassRules starts a tier class chain: its policies' peer sets are
+// pinned (its space's identities are made of them), and the peer's
+// identity decides first.
+func (e *Engine) tierClassRules(d chainDef, sp space) []*nft.Rule {
+	for _, p := range e.tierPolicies(d.keys) {
+		for _, r := range p.Rules[d.dir] {
+			e.pin(d.dir, r.Peers)
+		}
+	}
+	return []*nft.Rule{{Verdict: nft.Verdict{Kind: nft.Jump, Chain: peerChain(sp)}, Comment: "the peer's identity decides"}}
+}
+
 // adminChain is shared by the local pods that the same admin-tier policies
-// select: it jumps to each policy's chain in priority order (an Allow
-// accepts, a Deny drops, a Pass leaves through the rest map) and, when none
-// decided, goes to the pod's rest through the rest map. It is named by the
-// set of its policies, not their order: a priority change rewrites its few
-// jumps in place, and no pod moves to another chain.
-func (e *Engine) adminChain(d chainDef, admin []*model.TierPolicy) *nft.Chain {
-	ch := &nft.Chain{Name: d.name(), Rules: tierJumps(d.dir, model.TierAdmin, admin)}
+// select: the peer's identity leads to the admin rules it matches (an Allow
+// accepts, a Deny drops, a Pass leaves through the rest map) and, when
+// none decided, the pod goes to its rest through the rest map. It is named
+// by the set of its policies, not their order: a priority change rewrites
+// the groups' order in place, and no pod moves to another chain.
+func (e *Engine) adminChain(d chainDef) *nft.Chain {
+	ch := &nft.Chain{Name: d.name(), Rules: e.tierClassRules(d, space{d.dir, adminTier})}
 	for _, fam := range families {
 		ch.Rules = append(ch.Rules, &nft.Rule{Verdict: e.restVerdict(d.dir, fam), Comment: "no admin rule decided: NetworkPolicies, then baseline"})
 	}
@@ -41,23 +67,12 @@ func (e *Engine) adminChain(d chainDef, admin []*model.TierPolicy) *nft.Chain {
 }
 
 // baselineChain is shared by the local pods that no NetworkPolicy isolates
-// and the same baseline policies select: their chains in order, then
-// accept (it must end in a verdict: see RestMap).
-func (e *Engine) baselineChain(d chainDef, baseline []*model.TierPolicy) *nft.Chain {
-	ch := &nft.Chain{Name: d.name(), Rules: tierJumps(d.dir, model.TierBaseline, baseline)}
+// and the same baseline policies select: the baseline rules the peer's
+// identity matches, then accept (it must end in a verdict: see RestMap).
+func (e *Engine) baselineChain(d chainDef) *nft.Chain {
+	ch := &nft.Chain{Name: d.name(), Rules: e.tierClassRules(d, space{d.dir, baselineTier})}
 	ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "no baseline rule matched: allowed"})
 	return ch
-}
-
-// tierJumps jumps to each policy's chain, in evaluation order.
-func tierJumps(dir model.Direction, t model.Tier, ps []*model.TierPolicy) []*nft.Rule {
-	out := make([]*nft.Rule, len(ps))
-	for i, p := range ps {
-		target := chainDef{kind: chainTierPolicy, dir: dir, tier: t, keys: []string{p.Key()}}
-		out[i] = &nft.Rule{Verdict: nft.Verdict{Kind: nft.Jump, Chain: target.name()},
-			Comment: fmt.Sprintf("%s priority %d", p.Key(), p.Priority)}
-	}
-	return out
 }
 
 // restVerdict looks the subject pod up in the rest map, which exists (maybe
@@ -69,23 +84,61 @@ func (e *Engine) restVerdict(dir model.Direction, fam nft.Family) nft.Verdict {
 	return nft.Verdict{Kind: nft.Vmap, Map: RestMap(dir, fam), Family: fam, Src: dir == model.Egress}
 }
 
-// tierChain holds one admin or baseline policy's rules for one direction,
-// in order, each with its action.
+func tierRuleComment(p *model.TierPolicy, dir model.Direction, r model.TierRule) string {
+	comment := fmt.Sprintf("%s priority %d %s rule %d", p.Key(), p.Priority, dir, r.Index)
+	if r.Name != "" {
+		comment += " " + r.Name
+	}
+	return comment + ": " + r.Action.String()
+}
+
+// tierVerdictChain gives one admin or baseline rule's verdict, with its
+// counter, comment and log: Allow accepts, Deny drops, an admin Pass
+// counts and goes to the pod's rest (a map per family, so the counter is a
+// rule of its own), a baseline Pass accepts.
+func (e *Engine) tierVerdictChain(d chainDef) *nft.Chain {
+	ch := &nft.Chain{Name: d.name()}
+	p := e.c.TierPolicies[d.keys[0]]
+	var index int
+	fmt.Sscan(d.id, &index)
+	if p == nil {
+		return ch
+	}
+	for _, r := range p.Rules[d.dir] {
+		if r.Index != index {
+			continue
+		}
+		comment := tierRuleComment(p, d.dir, r)
+		origin := tierOrigin(p, d.dir, r)
+		v := e.actionVerdict(p.Tier, d.dir, r.Action)(nft.IPv4)
+		if v.Kind != nft.Vmap {
+			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: v, Comment: comment}}, origin, p.LogAccepts)
+			return ch
+		}
+		ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Comment: comment}}, origin, false)
+		for _, fam := range families {
+			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: e.restVerdict(d.dir, fam), Origin: origin, Comment: comment})
+		}
+	}
+	return ch
+}
+
+// tierChain holds one audit admin or baseline policy's rules for one
+// direction, in order: a group jumps to it where the policy's place in the
+// tier's order is.
 func (e *Engine) tierChain(p *model.TierPolicy, d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
+	if p == nil {
+		return ch
+	}
 	for _, r := range p.Rules[d.dir] {
-		comment := fmt.Sprintf("%s priority %d %s rule %d", p.Key(), p.Priority, d.dir, r.Index)
-		if r.Name != "" {
-			comment += " " + r.Name
-		}
-		comment += ": " + r.Action.String()
+		comment := tierRuleComment(p, d.dir, r)
 		verdict := e.actionVerdict(p.Tier, d.dir, r.Action)
 		origin := tierOrigin(p, d.dir, r)
 		if p.Audit {
 			// An audit policy decides nothing: a rule that would deny
 			// counts and logs would-drop, any matching rule returns to
-			// the class chain, which goes on as if the policy did not
-			// exist.
+			// the group, which goes on as if the policy did not exist.
 			comment += " (audit)"
 			verdict = func(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Return} }
 			if r.Action == model.Allow || r.Action == model.Pass {

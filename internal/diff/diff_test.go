@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -167,12 +166,12 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		// nine servers the egress ids map, the ten clients the ingress
 		// one and the ipBlock's two ranges the ingress cidr map (5
 		// deletes, 30 elements); eleven chains flushed (classes, groups,
-		// identities, verdicts), six sets and maps deleted (the peer sets
+		// identities, verdicts), five sets and maps deleted (the peer sets
 		// were never in the kernel), then the eleven chains.
 		{name: "every policy deleted", change: func() {
 			c.Delete("NetworkPolicy", "x", "servers")
 			c.Delete("NetworkPolicy", "x", "clients-egress")
-		}, want: diff.Counts{Ops: 33, Elements: 30}},
+		}, want: diff.Counts{Ops: 32, Elements: 30}},
 	}
 	for _, ch := range changes {
 		var counts diff.Counts
@@ -184,11 +183,12 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 	// With no policy left only the static skeleton remains: the base
 	// chains, the dispatch maps, the pod CIDR and known pod sets of the
 	// class of pods not yet known, and the identity layout's fixed part
-	// (the two peer chains and the empty identity's two chains; the ids,
-	// cidr and empty identity's maps, four each).
+	// in each of its six spaces (NetworkPolicy, admin and baseline, by
+	// direction): a peer chain and the empty identity's chain; the ids,
+	// cidr and empty identity's maps, two each.
 	back, _ := k.Dump(context.Background())
-	if len(back.Chains) != 9 || len(back.Sets) != 20 {
-		t.Errorf("after deleting every policy: %d chains, %d sets; want 5 base chains and 4 of the identity layout, 4 dispatch maps, 4 sets of pods not yet known and 12 maps of the identity layout", len(back.Chains), len(back.Sets))
+	if len(back.Chains) != 5+6*2 || len(back.Sets) != 4+4+6*6 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want 5 base chains and 12 of the identity layout, 4 dispatch maps, 4 sets of pods not yet known and 36 maps of the identity layout", len(back.Chains), len(back.Sets))
 	}
 }
 
@@ -220,13 +220,19 @@ func adminPolicy(name string, prio int32, action string) *v1alpha1.AdminNetworkP
 }
 
 // TestPriorityChangeLeavesOtherPoliciesAlone: reordering the admin tier
-// rewrites the policy's own chain (its comments carry the priority) and the
-// jumps of the class chains that list it, in place: no other policy's rules
-// or sets, and no pod moves, whatever the number of pods.
+// rewrites, in place, the groups of the classes that list the policy (they
+// hold the tier's order) and the policy's verdict chain (its comments carry
+// the priority): no set or map element changes, no pod moves, whatever the
+// number of pods.
 func TestPriorityChangeLeavesOtherPoliciesAlone(t *testing.T) {
 	cost := map[int]int{}
 	for _, n := range []int{10, 200} {
 		c := cluster(t, n)
+		// A peer in y, which the admin rules name: without one no identity
+		// matches them, and they take no place in the ruleset.
+		if err := c.Set(tu.Pod("y", "peer", "node-2", nil, []string{"10.2.0.1"})); err != nil {
+			t.Fatal(err)
+		}
 		for i, name := range []string{"a", "b", "c"} {
 			if err := c.Set(adminPolicy(name, int32(10*(i+1)), []string{"Allow", "Deny", "Pass"}[i])); err != nil {
 				t.Fatal(err)
@@ -239,20 +245,19 @@ func TestPriorityChangeLeavesOtherPoliciesAlone(t *testing.T) {
 			tx = diff.Diff(current, compile.Node(c, node))
 		})
 		for _, op := range tx.Ops {
-			switch {
-			case (op.Kind == nft.OpAddRule || op.Kind == nft.OpFlushChain) && strings.HasPrefix(op.Name, "admin-") && !strings.HasSuffix(op.Name, "AdminNetworkPolicy/b"),
-				op.Kind == nft.OpAddSet, op.Kind == nft.OpDeleteSet, op.Kind == nft.OpAddElements, op.Kind == nft.OpDeleteElements:
+			if op.Kind == nft.OpAddSet || op.Kind == nft.OpDeleteSet || op.Kind == nft.OpAddElements || op.Kind == nft.OpDeleteElements {
 				t.Errorf("n=%d: a priority change touched %q: %s", n, op.Name, op)
 			}
 		}
 		cost[n] = tx.Len()
 	}
-	// b's chain flushed and its four rules (a Deny's log and drop, v4 and
-	// v6) re-added; the class chain flushed and its three jumps and two
-	// rest lookups re-added.
+	// The one ingress group (the identity of y's pod; its rules all take
+	// every port, so the first decides) flushed and its goto, now to b's
+	// verdict chain, re-added; b's verdict chain added with its log and
+	// drop rules; a's, no longer reached, flushed and deleted.
 	for n, ops := range cost {
-		if ops != 11 {
-			t.Errorf("n=%d: a priority change costs %d ops, want 11", n, ops)
+		if ops != 7 {
+			t.Errorf("n=%d: a priority change costs %d ops, want 7", n, ops)
 		}
 	}
 }
@@ -294,14 +299,15 @@ func TestAdminSubjectSelectingNothing(t *testing.T) {
 	// The six pods of x on this node leave the admin class chains in both
 	// dispatch maps (2 deletes); the three clients go to their egress
 	// class and all six to their ingress class or the baseline (2 adds).
-	// Five chains go (the admin policy's two, the two admin class chains
-	// and no-later-tier-accept: flushed, then deleted) and the four rest
-	// maps with them.
+	// Three chains go (the two admin class chains and
+	// no-later-tier-accept: flushed, then deleted; no pod is in y, so no
+	// identity matches the admin rules and they have no chains) and the
+	// four rest maps with them.
 	got := map[nft.OpKind]int{}
 	for _, op := range tx.Ops {
 		got[op.Kind]++
 	}
-	want := map[nft.OpKind]int{nft.OpDeleteElements: 2, nft.OpAddElements: 2, nft.OpFlushChain: 5, nft.OpDeleteSet: 4, nft.OpDeleteChain: 5}
+	want := map[nft.OpKind]int{nft.OpDeleteElements: 2, nft.OpAddElements: 2, nft.OpFlushChain: 3, nft.OpDeleteSet: 4, nft.OpDeleteChain: 3}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("operations by kind (-want +got):\n%s\n%s", d, tx)
 	}

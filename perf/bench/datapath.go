@@ -276,28 +276,33 @@ func dataPathAdminCluster(size gen.Size, seed uint64, n int) (*model.Cluster, er
 	if err != nil {
 		return nil, err
 	}
-	type m = map[string]string
 	for i := range n {
-		anp := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("perf-dp-admin-%03d", i)}}
-		anp.Spec.Priority = int32(i)
-		anp.Spec.Subject.Pods = &v1alpha1.NamespacedPod{
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: m{"team": "perf"}},
-			PodSelector:       metav1.LabelSelector{MatchLabels: m{"app": "server"}},
-		}
-		port := func(p int32) *[]v1alpha1.AdminNetworkPolicyPort {
-			return &[]v1alpha1.AdminNetworkPolicyPort{{PortNumber: &v1alpha1.Port{Protocol: v1.ProtocolTCP, Port: p}}}
-		}
-		anp.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{
-			{Name: "deny-caller", Action: "Deny", Ports: port(int32(9000 + i)), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
-				Pods: &v1alpha1.NamespacedPod{PodSelector: metav1.LabelSelector{MatchLabels: m{"app": fmt.Sprintf("caller-%03d", i)}}}}}},
-			{Name: "allow-platform", Action: "Allow", Ports: port(443), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
-				Namespaces: &metav1.LabelSelector{MatchLabels: m{"team": "platform"}}}}},
-		}
-		if err := mc.Set(anp); err != nil {
+		if err := mc.Set(dataPathANP(i)); err != nil {
 			return nil, err
 		}
 	}
 	return mc, nil
+}
+
+// dataPathANP is the data path's i-th admin policy, at priority i.
+func dataPathANP(i int) *v1alpha1.AdminNetworkPolicy {
+	type m = map[string]string
+	anp := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("perf-dp-admin-%03d", i)}}
+	anp.Spec.Priority = int32(i)
+	anp.Spec.Subject.Pods = &v1alpha1.NamespacedPod{
+		NamespaceSelector: metav1.LabelSelector{MatchLabels: m{"team": "perf"}},
+		PodSelector:       metav1.LabelSelector{MatchLabels: m{"app": "server"}},
+	}
+	port := func(p int32) *[]v1alpha1.AdminNetworkPolicyPort {
+		return &[]v1alpha1.AdminNetworkPolicyPort{{PortNumber: &v1alpha1.Port{Protocol: v1.ProtocolTCP, Port: p}}}
+	}
+	anp.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{
+		{Name: "deny-caller", Action: "Deny", Ports: port(int32(9000 + i)), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
+			Pods: &v1alpha1.NamespacedPod{PodSelector: metav1.LabelSelector{MatchLabels: m{"app": fmt.Sprintf("caller-%03d", i)}}}}}},
+		{Name: "allow-platform", Action: "Allow", Ports: port(443), From: []v1alpha1.AdminNetworkPolicyIngressPeer{{
+			Namespaces: &metav1.LabelSelector{MatchLabels: m{"team": "platform"}}}}},
+	}
+	return anp
 }
 
 // dataPathCluster is a generated cluster plus the lab's two pods on the

@@ -3,12 +3,18 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/internal/testutil"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
@@ -232,4 +238,98 @@ func applyEvent(e *compile.Engine, ev gen.Event) error {
 		return e.Delete(kind, ns, name)
 	}
 	return e.Set(ev.Object)
+}
+
+// BenchmarkEngineAdminEvent times the engine on the L data-path cluster
+// with the server the subject of 50 admin policies (the data path's admin
+// state), for the admin tier's own events, each done and undone: a
+// priority change (the groups of the server's admin class reordered), a
+// new admin policy whose Allow names a team's namespaces (its peers get
+// admin identities) and a pod relabelled into one admin rule's peers. It
+// reports each one's p50 and the elements its transaction changes.
+//
+//	go test -run '^$' -bench EngineAdminEvent ./perf/bench -benchtime 20x
+func BenchmarkEngineAdminEvent(b *testing.B) {
+	mc, err := dataPathAdminCluster(gen.L, 1, dpAdmin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := compile.NewEngine(mc, gen.NodeUnderTest)
+	e.TakeTouched()
+	shadow := e.Ruleset().Clone()
+	anp := func(name string, prio int32, team string) *v1alpha1.AdminNetworkPolicy {
+		p := &v1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		p.Spec.Priority = prio
+		p.Spec.Subject.Pods = &v1alpha1.NamespacedPod{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"team": "perf"}},
+			PodSelector:       metav1.LabelSelector{MatchLabels: map[string]string{"app": "server"}},
+		}
+		p.Spec.Ingress = []v1alpha1.AdminNetworkPolicyIngressRule{{Action: "Allow",
+			From: []v1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}}}}}}
+		return p
+	}
+	var peer *model.Pod
+	for _, p := range mc.SortedPods() {
+		if p.Node != gen.NodeUnderTest && p.Namespace != dpNamespace && p.Active() {
+			peer = p
+			break
+		}
+	}
+	relabel := func(app string) *v1.Pod {
+		pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: peer.Namespace, Name: peer.Name, Labels: maps.Clone(peer.Labels)}}
+		pod.Labels["app"] = app
+		pod.Spec.NodeName = peer.Node
+		pod.Status.Phase = v1.PodRunning
+		for _, ip := range peer.IPs {
+			pod.Status.PodIPs = append(pod.Status.PodIPs, v1.PodIP{IP: ip.String()})
+		}
+		return pod
+	}
+	priority := func(prio int32) func() error {
+		return func() error {
+			p := dataPathANP(25)
+			p.Spec.Priority = prio
+			return e.Set(p)
+		}
+	}
+	events := []struct {
+		name     string
+		do, undo func() error
+	}{
+		{"priority", priority(100), priority(25)},
+		{"new-policy", func() error { return e.Set(anp("perf-bench-new", 60, "search")) },
+			func() error { return e.Delete(model.KindANP, "", "perf-bench-new") }},
+		{"relabel-peer", func() error { return e.Set(relabel("caller-007")) },
+			func() error { return e.Set(relabel(peer.Labels["app"])) }},
+	}
+	times := map[string][]time.Duration{}
+	elems := map[string]int{}
+	b.ResetTimer()
+	for range b.N {
+		for _, ev := range events {
+			for i, step := range []func() error{ev.do, ev.undo} {
+				t := time.Now()
+				if err := step(); err != nil {
+					b.Fatal(err)
+				}
+				touched := e.TakeTouched()
+				if i == 0 {
+					times[ev.name] = append(times[ev.name], time.Since(t))
+				}
+				b.StopTimer()
+				tx := diff.Partial(shadow, e.Ruleset(), touched)
+				shadow.ApplyOps(tx)
+				if i == 0 {
+					elems[ev.name] = diff.Count(tx).Elements
+				}
+				b.StartTimer()
+			}
+		}
+	}
+	b.StopTimer()
+	for name, ts := range times {
+		slices.Sort(ts)
+		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+name)
+		b.ReportMetric(float64(elems[name]), "elems-"+name)
+	}
 }
