@@ -491,12 +491,14 @@ func TestRestartKeepsRules(t *testing.T) {
 }
 
 // previousReleases are the agents an upgrade replaces in
-// TestUpgradeAdoptsPreviousTable: the last commit whose identity chains
+// TestUpgradeAdoptsPreviousTable: the last commit whose admin and baseline
+// tiers jumped to one chain per tier policy, the last whose identity chains
 // and maps had readable names (every one is renamed), the last before the
 // peer-identity layout (class chains jumping to one chain per policy), and
 // the last before the incremental engine (no class of pods not yet known
 // either).
 var previousReleases = []string{
+	"b8d7d23ee11e02a18ff571fcdc0bd43287e36ddf",
 	"3c091c09ae7a395845b93c5668f44d9041afdea3",
 	"9dcefb10bad22fe86136f7fc70bbb3d173bde7ac",
 	"5c35878aef3efa8b3f1963e978991c3c0151ad13",
@@ -521,6 +523,7 @@ func testUpgradeFrom(t *testing.T, previousRelease string) {
 	old := buildRelease(t, previousRelease)
 	n := w.nodes[0]
 	w.rolePods(n, "server", "client", "other")
+	w.adminGuard()
 	a, err := StartAgent(AgentSpec{Binary: old, Kubeconfig: w.kubeconfig, Node: n, NetNS: w.lab.NodeNetNSPath(n),
 		ResyncPeriod: w.resync, MinSyncPeriod: 100 * time.Millisecond, LogDir: shared.env.Dir, Extra: w.agentFlags})
 	if err != nil {
@@ -546,6 +549,41 @@ func testUpgradeFrom(t *testing.T, previousRelease string) {
 	if out, err := w.nft(n, "list", "set", "inet", "nftpolicy", "local-pods-v4"); err != nil || strings.Count(out, "10.") < 3 {
 		t.Errorf("after the upgrade, the known local pods: %v\n%s; want the three pods", err, out)
 	}
+}
+
+// adminGuard puts the servers under an admin-tier policy whose rules
+// decide none of the probes differently from the NetworkPolicy alone:
+// clients are passed to it, others denied, and the servers' egress to
+// clients allowed; so the flows cross the admin tier's layout too.
+func (w *world) adminGuard() {
+	w.t.Helper()
+	pods := func(role string) *policyv1alpha2.NamespacedPod {
+		return &policyv1alpha2.NamespacedPod{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.ns}},
+			PodSelector:       metav1.LabelSelector{MatchLabels: map[string]string{"role": role}},
+		}
+	}
+	cnp := &policyv1alpha2.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: w.ns + "-guard"},
+		Spec: policyv1alpha2.ClusterNetworkPolicySpec{
+			Tier: policyv1alpha2.AdminTier, Priority: 10,
+			Subject: policyv1alpha2.ClusterNetworkPolicySubject{Pods: pods("server")},
+			Ingress: []policyv1alpha2.ClusterNetworkPolicyIngressRule{
+				{Action: "Pass", From: []policyv1alpha2.ClusterNetworkPolicyIngressPeer{{Pods: pods("client")}}},
+				{Action: "Deny", From: []policyv1alpha2.ClusterNetworkPolicyIngressPeer{{Pods: pods("other")}}},
+			},
+			Egress: []policyv1alpha2.ClusterNetworkPolicyEgressRule{
+				{Action: "Accept", To: []policyv1alpha2.ClusterNetworkPolicyEgressPeer{{Pods: pods("client")}}},
+			},
+		},
+	}
+	ctx := context.Background()
+	if _, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() {
+		_ = w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(context.Background(), cnp.Name, metav1.DeleteOptions{})
+	})
 }
 
 // buildRelease builds the agent of an earlier commit of this repository
