@@ -10,12 +10,13 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
-// Peer identities: how a NetworkPolicy class judges a new connection in a
-// fixed number of lookups, whatever the number of its policies and rules
-// (docs/ruleset.md, "From a pod to its policies").
+// Peer identities: how a class (NetworkPolicy, admin or baseline) judges a
+// new connection in a fixed number of lookups, whatever the number of its
+// policies and rules (docs/ruleset.md, "From a pod to its policies").
 //
-// The identity of a peer address in one direction is the set of matchers
-// that hold it among those this direction's classes use as peers: the
+// The identity of a peer address in one space (a direction and a tier:
+// tiers.go) is the set of matchers that hold it among those the space's
+// classes use as peers: the
 // dynamic address sets (pod and node peers) it is a member of and the
 // ipBlock sets whose ranges contain it. Addresses with the same identity
 // share it. The engine keeps identities from the sets' own membership
@@ -37,7 +38,10 @@ import (
 // carry the first rule that covers each range, a rule with named ports stays
 // a set lookup of its own (its port depends on the pod that declares it).
 // What no group rule takes falls off the group, back into the class chain
-// after its jump, to the class's default drop.
+// after its jump, to the class's default drop. A tier's spaces are the
+// same with its prefix (`ingress-admin-peer`, `ingress-admin-ids-v4`, …),
+// its groups in the tier's order and its verdict chains with the rules'
+// actions.
 
 // space is one identity space: the classes of one direction and one tier
 // (NetworkPolicy, admin or baseline) and the peers they judge. Each has its
@@ -117,7 +121,7 @@ var idsMaps = func() (out [nSpaces][2]string) {
 	return out
 }()
 
-// CidrIDsMap is the interval verdict map from the disjoint ranges of the
+// cidrIDsMap is the interval verdict map from the disjoint ranges of the
 // node's ipBlocks to the identity of the addresses in exactly those blocks.
 func cidrIDsMap(s space, fam nft.Family) string {
 	return fmt.Sprintf("%s-cidr-ids-v%d", s.prefix(), fam)
@@ -125,7 +129,7 @@ func cidrIDsMap(s space, fam nft.Family) string {
 
 const noneID = "none"
 
-// identity is one live peer identity of one direction.
+// identity is one live peer identity of one space.
 type identity struct {
 	desc  string // its sets, sorted and joined: the name's source
 	sp    space
@@ -185,10 +189,7 @@ func (id *identity) families() []nft.Family {
 func (e *Engine) identityBase() {
 	for _, sp := range spaces {
 		src := sp.dir == model.Ingress
-		what := sp.dir.String()
-		if sp.tier != npTier {
-			what = sp.prefix()
-		}
+		what := sp.prefix()
 		ch := &nft.Chain{Name: peerChain(sp)}
 		for _, fam := range families {
 			m := idsMaps[sp.index()][famIndex(fam)]
@@ -296,8 +297,9 @@ func (e *Engine) cidrsChanged() {
 	e.usedCidrs = nil
 }
 
-// usedCidrsOf lists the live ipBlock sets that classes of space d use, for identityOf, which asks it of every address it settles: made
-// again only after they changed (cidrsChanged).
+// usedCidrsOf lists the live ipBlock sets that classes of space d use,
+// for identityOf, which asks it of every address it settles: made again
+// only after they changed (cidrsChanged).
 func (e *Engine) usedCidrsOf(d int) []cidrInUse {
 	if e.usedCidrs == nil {
 		e.usedCidrs = &[nSpaces][]cidrInUse{}
