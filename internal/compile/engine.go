@@ -281,7 +281,9 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		}
 	case "NetworkPolicy":
 		key := ns + "/" + name
-		e.forgetPeerNames(e.c.Policies[key])
+		if p := e.c.Policies[key]; p != nil {
+			forgetPeerNames(e, p.Rules, func(r *model.Rule) *model.Match { return &r.Match })
+		}
 		if err := apply(); err != nil {
 			return err
 		}
@@ -299,7 +301,9 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		e.rebuildWith(key)
 	case model.KindANP, model.KindBANP, model.KindCNP:
 		key := kind + "/" + name
-		e.forgetTierPeerNames(e.c.TierPolicies[key])
+		if p := e.c.TierPolicies[key]; p != nil {
+			forgetPeerNames(e, p.Rules, func(r *model.TierRule) *model.Match { return &r.Match })
+		}
 		if err := apply(); err != nil {
 			return err
 		}

@@ -704,33 +704,17 @@ func (e *Engine) peerSetNames(dir model.Direction, peers []model.Peer) []string 
 	return names
 }
 
-// forgetPeerNames drops the cached set names of a policy's rules, which are
-// about to be replaced. The cache is keyed by each rule's peer list, so the
-// other policies' entries stay valid: clearing it all made a NetworkPolicy
-// add at L name again the peers of every rule of the node's classes when
-// new identities placed the local pods, half of the add's time.
-func (e *Engine) forgetPeerNames(p *model.Policy) {
-	if p == nil {
-		return
-	}
-	for d, rules := range p.Rules {
-		for _, r := range rules {
-			if len(r.Peers) > 0 {
-				delete(e.peerNames, peerKey{&r.Peers[0], len(r.Peers), model.Direction(d)})
-			}
-		}
-	}
-}
-
-// forgetTierPeerNames is forgetPeerNames for an admin or baseline policy.
-func (e *Engine) forgetTierPeerNames(p *model.TierPolicy) {
-	if p == nil {
-		return
-	}
-	for d, rules := range p.Rules {
-		for _, r := range rules {
-			if len(r.Peers) > 0 {
-				delete(e.peerNames, peerKey{&r.Peers[0], len(r.Peers), model.Direction(d)})
+// forgetPeerNames drops the cached set names of a policy's rules (match
+// gives a rule's match), which are about to be replaced. The cache is
+// keyed by each rule's peer list, so the other policies' entries stay
+// valid: clearing it all made a NetworkPolicy add at L name again the
+// peers of every rule of the node's classes when new identities placed
+// the local pods, half of the add's time.
+func forgetPeerNames[R any](e *Engine, rules [2][]R, match func(*R) *model.Match) {
+	for d := range rules {
+		for i := range rules[d] {
+			if peers := match(&rules[d][i]).Peers; len(peers) > 0 {
+				delete(e.peerNames, peerKey{&peers[0], len(peers), model.Direction(d)})
 			}
 		}
 	}
