@@ -99,7 +99,7 @@ func (d chainDef) name() string {
 	case chainAuditPolicy:
 		return nft.Name("aud-"+d.dir.String(), d.keys[0])
 	case chainGroup:
-		return nft.Name(space{d.dir, d.layer}.prefix()+"-grp", strings.Join(d.keys, ",")+"|"+d.id)
+		return nft.Name(space{d.dir, d.layer}.prefix()+"-grp", d.id)
 	case chainVerdict:
 		return nft.Name("v-"+d.dir.String(), d.keys[0]+" rule "+d.id)
 	case chainTierVerdict:

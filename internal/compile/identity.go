@@ -33,8 +33,8 @@ import (
 //	v-<dir>-…:      counter accept comment "ns/policy dir rule N"
 //
 // A group chain is a class's rules that an identity matches (identities
-// that match the same ones share it), in the evaluator's order (policies by key, rules by
-// index); runs of numeric-port rules become one port map whose elements
+// that match the same rules share it, whatever their classes), in the
+// evaluator's order (policies by key, rules by index); runs of numeric-port rules become one port map whose elements
 // carry the first rule that covers each range, a rule with named ports stays
 // a set lookup of its own (its port depends on the pod that declares it).
 // What no group rule takes falls off the group, back into the class chain
@@ -524,7 +524,7 @@ func (e *Engine) placeIn(id *identity, key string) {
 	var now []nft.Elem
 	cls := e.podClass[key][id.sp.index()]
 	if m := e.matched(id.sp, cls, id); cls != nil && len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.sp, cls, id.base))) {
-		g := e.groupName(id.sp, cls, signature(id, m))
+		g := e.groupName(id.sp, signature(id, m))
 		for _, f := range id.families() {
 			for _, ip := range e.podAddrs[key] {
 				if nft.FamilyOf(ip) == f {
@@ -566,14 +566,16 @@ func (e *Engine) groupOf(sp space, key string, id *identity, name string) chainD
 		return lc.def
 	}
 	cls := e.podClass[key][sp.index()]
-	return groupDef(sp, cls, signature(id, e.matched(sp, cls, id)))
+	return groupDef(sp, signature(id, e.matched(sp, cls, id)))
 }
 
 // signature says what a group chain holds: the families of its identity's
 // addresses and the rules (policy and index, by policy key and index: a
 // tier's priorities order them in the chain, not in its name) it matches.
-// The identities that match the same rules of a class share its group
-// chain.
+// The identities that match the same rules share a group chain, whatever
+// the classes of the pods they send there: a pod that moves to a class new
+// to the node mostly finds its groups made by the classes that share its
+// policies.
 func signature(id *identity, rules []matchedRule) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "v%d", id.fam)
@@ -603,12 +605,12 @@ func parseSignature(sig string) ([]nft.Family, map[string]bool) {
 }
 
 // groupName is groupDef(…).name(), remembered.
-func (e *Engine) groupName(sp space, cls []string, id string) string {
-	k := groupKey{sp, strings.Join(cls, ","), id}
+func (e *Engine) groupName(sp space, sig string) string {
+	k := groupKey{sp, sig}
 	if n, ok := e.groupNames[k]; ok {
 		return n
 	}
-	n := groupDef(sp, cls, id).name()
+	n := groupDef(sp, sig).name()
 	if len(e.groupNames) >= 1<<16 {
 		clear(e.groupNames) // a cache, not a record: bounded
 	}
@@ -617,12 +619,21 @@ func (e *Engine) groupName(sp space, cls []string, id string) string {
 }
 
 type groupKey struct {
-	sp      space
-	cls, id string
+	sp  space
+	sig string
 }
 
-func groupDef(sp space, cls []string, id string) chainDef {
-	return chainDef{kind: chainGroup, dir: sp.dir, layer: sp.tier, keys: cls, id: id}
+// groupDef is the group chain of a signature; its keys are the policies
+// the signature names, which a change of one of them rebuilds.
+func groupDef(sp space, sig string) chainDef {
+	var keys []string
+	for _, r := range strings.Fields(sig)[1:] {
+		key := r[:strings.LastIndexByte(r, '#')]
+		if len(keys) == 0 || keys[len(keys)-1] != key {
+			keys = append(keys, key)
+		}
+	}
+	return chainDef{kind: chainGroup, dir: sp.dir, layer: sp.tier, keys: keys, id: sig}
 }
 
 // sameRules: the same rules, in the same order.

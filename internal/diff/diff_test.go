@@ -143,19 +143,19 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.PodPeer(m{"role": "client"})}, tu.NamedPort(v1.ProtocolTCP, "http")),
 				tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.Block("10.0.0.0/8", "10.1.0.0/16")}, tu.Port(v1.ProtocolTCP, 80, 91))))
 		}, want: diff.Counts{Ops: 5, Elements: 1}},
-		// Four chains (the classes deny-all and deny-all+servers, and the
-		// latter's groups for the two identities its rules match) with
-		// eight rules (each class's jump, log and drop; each group's one);
-		// the five servers' dispatch elements replaced and the five
-		// clients' added (one delete, one add: 15 elements), the servers'
-		// elements in the two identities' maps replaced (20); the
-		// servers-only class and its two groups flushed and deleted.
+		// Two chains (the classes deny-all and deny-all+servers) with six
+		// rules (each class's jump, log and drop); the five servers'
+		// dispatch elements replaced and the five clients' added (one
+		// delete, one add: 15 elements); the servers-only class flushed
+		// and deleted. The servers' elements in the identities' maps stay:
+		// deny-all has no rule, so their groups (named by the rules they
+		// hold, not by the class) are the same.
 		{name: "new policy", change: func() {
 			c.Set(tu.Policy("x", "deny-all", nil, tu.Types(networkingv1.PolicyTypeIngress)))
-		}, want: diff.Counts{Ops: 24, Elements: 35}},
-		// The reverse: the servers-only class and its groups back, the
-		// elements moved back, the four chains flushed and deleted.
-		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 22, Elements: 35}},
+		}, want: diff.Counts{Ops: 12, Elements: 15}},
+		// The reverse: the servers-only class back, the elements moved
+		// back, the two classes flushed and deleted.
+		{name: "policy delete", change: func() { c.Delete("NetworkPolicy", "x", "deny-all") }, want: diff.Counts{Ops: 10, Elements: 15}},
 		// p0 leaves the ingress dispatch, this node's named-port set and
 		// the set of known local pods; its address leaves the egress ids
 		// map (only the clients' egress rule names servers), and the pod
