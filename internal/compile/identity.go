@@ -741,10 +741,10 @@ type peerKey struct {
 	dir   model.Direction
 }
 
-// groupChain judges the pods of one class against the identities whose
-// signature it has: the rules they match, in the tier's order (a
-// NetworkPolicy class's by policy key; an admin or baseline class's by
-// priority), first match wins, each going to its verdict chain.
+// groupChain judges the pods that identities with its signature send to
+// it: the rules they match, in the tier's order (NetworkPolicies' by
+// policy key; admin and baseline policies' by priority), first match wins,
+// each going to its verdict chain.
 func (e *Engine) groupChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	fams, in := parseSignature(d.id)
@@ -815,8 +815,8 @@ type groupRule struct {
 	audit   bool
 }
 
-// groupRules are the rules of a group's class that its signature lists,
-// in the tier's order.
+// groupRules are the rules a group's signature lists, in the tier's
+// order.
 func (e *Engine) groupRules(d chainDef, in map[string]bool) []groupRule {
 	var out []groupRule
 	if d.layer == npTier {
