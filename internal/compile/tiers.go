@@ -95,7 +95,8 @@ func tierRuleComment(p *model.TierPolicy, dir model.Direction, r model.TierRule)
 // tierVerdictChain gives one admin or baseline rule's verdict, with its
 // counter, comment and log: Allow accepts, Deny drops, an admin Pass
 // counts and goes to the pod's rest (a map per family, so the counter is a
-// rule of its own), a baseline Pass accepts.
+// rule of its own), a baseline Pass accepts (the next tier is the
+// default).
 func (e *Engine) tierVerdictChain(d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	p := e.c.TierPolicies[d.keys[0]]
@@ -110,61 +111,42 @@ func (e *Engine) tierVerdictChain(d chainDef) *nft.Chain {
 		}
 		comment := tierRuleComment(p, d.dir, r)
 		origin := tierOrigin(p, d.dir, r)
-		v := e.actionVerdict(p.Tier, d.dir, r.Action)(nft.IPv4)
-		if v.Kind != nft.Vmap {
-			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: v, Comment: comment}}, origin, p.LogAccepts)
-			return ch
-		}
-		ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Comment: comment}}, origin, false)
-		for _, fam := range families {
-			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: e.restVerdict(d.dir, fam), Origin: origin, Comment: comment})
+		switch {
+		case r.Action == model.Pass && p.Tier == model.TierAdmin:
+			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Comment: comment}}, origin, false)
+			for _, fam := range families {
+				ch.Rules = append(ch.Rules, &nft.Rule{Verdict: e.restVerdict(d.dir, fam), Origin: origin, Comment: comment})
+			}
+		case r.Action == model.Deny:
+			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: comment}}, origin, false)
+		default:
+			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment}}, origin, p.LogAccepts)
 		}
 	}
 	return ch
 }
 
 // tierChain holds one audit admin or baseline policy's rules for one
-// direction, in order: a group jumps to it where the policy's place in the
-// tier's order is.
+// direction, in order; a group jumps to it at the policy's place in the
+// tier's order. An audit policy decides nothing: a rule that would deny
+// counts and logs would-drop, any matching rule returns to the group,
+// which goes on as if the policy did not exist.
 func (e *Engine) tierChain(p *model.TierPolicy, d chainDef) *nft.Chain {
 	ch := &nft.Chain{Name: d.name()}
 	if p == nil {
 		return ch
 	}
+	ret := func(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Return} }
 	for _, r := range p.Rules[d.dir] {
-		comment := tierRuleComment(p, d.dir, r)
-		verdict := e.actionVerdict(p.Tier, d.dir, r.Action)
-		origin := tierOrigin(p, d.dir, r)
-		if p.Audit {
-			// An audit policy decides nothing: a rule that would deny
-			// counts and logs would-drop, any matching rule returns to
-			// the group, which goes on as if the policy did not exist.
-			comment += " (audit)"
-			verdict = func(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Return} }
-			if r.Action == model.Allow || r.Action == model.Pass {
-				origin = nil
-			}
-		}
-		rules := e.rules(d.dir, r.Match, comment, verdict)
-		if origin == nil {
+		rules := e.rules(d.dir, r.Match, tierRuleComment(p, d.dir, r)+" (audit)", ret)
+		if r.Action == model.Allow || r.Action == model.Pass {
 			for _, rule := range rules {
-				rule.Counter = false
+				rule.Counter = false // only would-drops are counted
 			}
+			ch.Rules = append(ch.Rules, rules...)
+			continue
 		}
-		ch.Rules = append(ch.Rules, e.withOrigin(rules, origin, p.LogAccepts)...)
+		ch.Rules = append(ch.Rules, e.withOrigin(rules, tierOrigin(p, d.dir, r), p.LogAccepts)...)
 	}
 	return ch
-}
-
-// actionVerdict: Allow accepts and Deny drops. Pass in the admin tier goes
-// to the pod's rest (per family, so a family-neutral rule is emitted once
-// per family); in the baseline tier the next "tier" is the default: accept.
-func (e *Engine) actionVerdict(t model.Tier, dir model.Direction, a model.Action) func(nft.Family) nft.Verdict {
-	switch {
-	case a == model.Deny:
-		return func(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Drop} }
-	case a == model.Pass && t == model.TierAdmin:
-		return func(fam nft.Family) nft.Verdict { return e.restVerdict(dir, fam) }
-	}
-	return accept
 }
