@@ -327,8 +327,6 @@ func (e *Engine) pin(dir model.Direction, peers []model.Peer) {
 	}
 }
 
-func accept(nft.Family) nft.Verdict { return nft.Verdict{Kind: nft.Accept} }
-
 // rules compiles one rule into nft rules: one for each way a peer can match
 // (any address, pod set, node set, ipBlock set) times each way a port can
 // match (any, numeric set, named port set), per family where it matters.
