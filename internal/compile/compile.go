@@ -62,7 +62,7 @@ const (
 	chainAdminClass                     // pods the same admin-tier policies select
 	chainBaselineClass                  // pods the same baseline policies select
 	chainAccept                         // the admin tier passed and nothing follows
-	chainTierPolicy                     // one admin or baseline policy, one direction
+	chainTierPolicy                     // one audit admin or baseline policy, one direction (groups jump to it)
 	chainAuditClass                     // pods only audit NetworkPolicies isolate
 	chainAuditPolicy                    // one audit NetworkPolicy, one direction
 	chainGroup                          // a class's rules that peer identities match
