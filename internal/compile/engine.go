@@ -66,8 +66,6 @@ type Engine struct {
 	dry          bool // peerMatches only names sets: newSet makes none
 	peerNames    map[peerKey][]string
 	groupNames   map[groupKey]string
-	// standing: policy -> its standing selectors' sets (standing.go).
-	standing map[string][]standingUse
 
 	touched *nft.Touched
 }
@@ -170,19 +168,12 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		podAddrs:    map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
 		groupNames:  map[groupKey]string{},
-		standing:    map[string][]standingUse{},
 	}
 	e.baseChains()
 	e.guardBridge() // bridges.go
 	e.identityBase()
 	e.podCIDRs()
 	e.sortTiers()
-	for _, key := range sortedKeys(c.Policies) {
-		e.restand(key, e.standingOfPolicy(key))
-	}
-	for _, key := range sortedKeys(c.TierPolicies) {
-		e.restand(key, e.standingOfTier(key))
-	}
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
 	}
@@ -296,7 +287,6 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		if err := apply(); err != nil {
 			return err
 		}
-		e.restand(key, e.standingOfPolicy(key))
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {
 				e.reclassify(key)
@@ -317,7 +307,6 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		if err := apply(); err != nil {
 			return err
 		}
-		e.restand(key, e.standingOfTier(key))
 		e.sortTiers()
 		for pod := range e.c.PodsOn(e.node) {
 			e.reclassify(pod)

@@ -70,11 +70,8 @@ func BenchmarkEngineEvent(b *testing.B) {
 // BenchmarkEngineNewSelector repeats the costliest pod-add of the L events
 // (the one that writes the most elements): a local pod added into a class
 // whose policies name a peer selector no class of the node used yet, so
-// the engine fills the selector's set and gives its members new
-// identities. Selectors of namespaces by label stand on every node
-// (compile/standing.go), so this is now a selector within the pod's own
-// namespace: ~150 members at L, where a team's namespaces moved ~2,700
-// before (docs/performance.md). Each
+// the engine fills the selector's set and gives its thousands of members
+// new identities (docs/performance.md, "What the misses are"). Each
 // iteration deletes the pod and adds it again, each followed by the
 // agent's steps after the engine: the partial diff, the shadow's update
 // and the batch's encoding (no socket). It reports the add's p50 for each
