@@ -333,3 +333,72 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 		b.ReportMetric(float64(elems[name]), "elems-"+name)
 	}
 }
+
+// BenchmarkEventApply applies the transactions of one round of L events to
+// a real kernel holding the node's table, each repeated in a row (applied,
+// then reverted untimed), and reports each kind's p50: the agent's Apply
+// with the table warm in the caches, as the suite's bare replay times the
+// kernel. The suite's netlink column, taken after the suite's own work as
+// a node's commit comes after its workloads', is higher by what a cold
+// walk of the table's verdict maps costs (docs/performance.md).
+//
+//	go test -run '^$' -bench EventApply ./perf/bench -benchtime 30x
+func BenchmarkEventApply(b *testing.B) {
+	testutil.NeedKernel(b)
+	c, node, e, shadow := engineOn(b, gen.L)
+	j, err := NewJanitor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	ns, err := j.NetNS("apply")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := nft.NewNetlink(ns.FD())
+	defer k.Close()
+	ctx := context.Background()
+	if err := k.Apply(ctx, diff.Diff(nil, shadow)); err != nil {
+		b.Fatal(err)
+	}
+	type step struct {
+		kind    gen.EventKind
+		tx, rev *nft.Transaction
+	}
+	var steps []step
+	for _, ev := range c.Events(node, 1) {
+		if err := applyEvent(e, ev); err != nil {
+			b.Fatal(err)
+		}
+		before := shadow.Clone()
+		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+		shadow.ApplyOps(tx)
+		steps = append(steps, step{ev.Kind, tx, diff.Diff(shadow, before)})
+	}
+	times := map[gen.EventKind][]time.Duration{}
+	b.ResetTimer()
+	for _, s := range steps {
+		for range b.N {
+			t := time.Now()
+			if err := k.Apply(ctx, s.tx); err != nil {
+				b.Fatal(err)
+			}
+			times[s.kind] = append(times[s.kind], time.Since(t))
+			b.StopTimer()
+			if err := k.Apply(ctx, s.rev); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		b.StopTimer()
+		if err := k.Apply(ctx, s.tx); err != nil { // on to the next event's state
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	for kind, ts := range times {
+		slices.Sort(ts)
+		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+string(kind))
+	}
+}
