@@ -135,17 +135,7 @@ func BenchmarkEngineNewSelector(b *testing.B) {
 func BenchmarkNewSelectorCommit(b *testing.B) {
 	testutil.NeedKernel(b)
 	e, shadow, worst, _ := costliestPodAdd(b)
-	j, err := NewJanitor()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer j.Close()
-	ns, err := j.NetNS("commit")
-	if err != nil {
-		b.Fatal(err)
-	}
-	k := nft.NewNetlink(ns.FD())
-	defer k.Close()
+	k := kernelIn(b, "commit")
 	ctx := context.Background()
 	kind, nsName, name := worst.ModelKey()
 	if err := e.Delete(kind, nsName, name); err != nil {
@@ -346,17 +336,7 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 func BenchmarkEventApply(b *testing.B) {
 	testutil.NeedKernel(b)
 	c, node, e, shadow := engineOn(b, gen.L)
-	j, err := NewJanitor()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer j.Close()
-	ns, err := j.NetNS("apply")
-	if err != nil {
-		b.Fatal(err)
-	}
-	k := nft.NewNetlink(ns.FD())
-	defer k.Close()
+	k := kernelIn(b, "apply")
 	ctx := context.Background()
 	if err := k.Apply(ctx, diff.Diff(nil, shadow)); err != nil {
 		b.Fatal(err)
@@ -401,4 +381,22 @@ func BenchmarkEventApply(b *testing.B) {
 		slices.Sort(ts)
 		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+string(kind))
 	}
+}
+
+// kernelIn is a netlink kernel in a new network namespace of the suite's
+// own prefix, removed (with its socket) when the benchmark ends.
+func kernelIn(b *testing.B, name string) *nft.Netlink {
+	b.Helper()
+	j, err := NewJanitor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = j.Close() })
+	ns, err := j.NetNS(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := nft.NewNetlink(ns.FD())
+	b.Cleanup(func() { _ = k.Close() })
+	return k
 }
