@@ -326,11 +326,11 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 
 // BenchmarkEventApply applies the transactions of one round of L events to
 // a real kernel holding the node's table, each repeated in a row (applied,
-// then reverted untimed), and reports each kind's p50: the agent's Apply
-// with the table warm in the caches, as the suite's bare replay times the
-// kernel. The suite's netlink column, taken after the suite's own work as
-// a node's commit comes after its workloads', is higher by what a cold
-// walk of the table's verdict maps costs (docs/performance.md).
+// then reverted untimed), and reports each kind's p50: the agent's own
+// Apply (google/nftables over the lasting socket), in a row, as the
+// suite's bare replay times the kernel alone. The suite's netlink column
+// at L is about twice the bare replay, this in between
+// (docs/performance.md, "netlink against bare").
 //
 //	go test -run '^$' -bench EventApply ./perf/bench -benchtime 30x
 func BenchmarkEventApply(b *testing.B) {
