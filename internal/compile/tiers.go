@@ -111,16 +111,19 @@ func (e *Engine) tierVerdictChain(d chainDef) *nft.Chain {
 		}
 		comment := tierRuleComment(p, d.dir, r)
 		origin := tierOrigin(p, d.dir, r)
+		pass := r.Action == model.Pass && p.Tier == model.TierAdmin
+		rule := &nft.Rule{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment}
 		switch {
-		case r.Action == model.Pass && p.Tier == model.TierAdmin:
-			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Comment: comment}}, origin, false)
+		case pass:
+			rule.Verdict = nft.Verdict{} // the rest maps below decide
+		case r.Action == model.Deny:
+			rule.Verdict.Kind = nft.Drop
+		}
+		ch.Rules = e.withOrigin([]*nft.Rule{rule}, origin, p.LogAccepts)
+		if pass {
 			for _, fam := range families {
 				ch.Rules = append(ch.Rules, &nft.Rule{Verdict: e.restVerdict(d.dir, fam), Origin: origin, Comment: comment})
 			}
-		case r.Action == model.Deny:
-			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Drop}, Comment: comment}}, origin, false)
-		default:
-			ch.Rules = e.withOrigin([]*nft.Rule{{Counter: true, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: comment}}, origin, p.LogAccepts)
 		}
 	}
 	return ch
