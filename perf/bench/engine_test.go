@@ -328,9 +328,9 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 // a real kernel holding the node's table, each repeated in a row (applied,
 // then reverted untimed), and reports each kind's p50: the agent's own
 // Apply (google/nftables over the lasting socket), in a row, as the
-// suite's bare replay times the kernel alone. The suite's netlink column
-// at L is about twice the bare replay, this in between
-// (docs/performance.md, "netlink against bare").
+// suite's bare replay times the kernel alone: on a quiet machine they
+// agree, while the suite's netlink column at L is about twice the bare
+// replay (docs/performance.md, "netlink against bare").
 //
 //	go test -run '^$' -bench EventApply ./perf/bench -benchtime 30x
 func BenchmarkEventApply(b *testing.B) {
