@@ -51,6 +51,7 @@ type agentOptions struct {
 	repairTamper  bool
 	protectNew    bool
 	verdictLogs   string
+	ipvs          string
 	logGroup      uint16
 	logRate       float64
 	countersEvery time.Duration
@@ -88,6 +89,7 @@ func newAgentFlags(stderr io.Writer) (*pflag.FlagSet, *agentOptions, error) {
 	fs.BoolVar(&o.cutDenied, "cut-denied-flows", true, "after a change, delete the conntrack entries of established connections the new policy denies (otherwise they live on until they end)")
 	fs.BoolVar(&o.repairTamper, "repair-tampering", true, "watch nftables events and repair any change to the table made by someone else at once (otherwise it waits for the periodic resync)")
 	fs.BoolVar(&o.protectNew, "protect-new-pods", true, "deny the addresses of this node's pod CIDRs (Node.spec.podCIDRs) that no pod the agent knows has: a new pod is closed until its policies are programmed (otherwise it is open until then)")
+	fs.StringVar(&o.ipvs, "ipvs", "auto", "judge the connections IPVS (kube-proxy or kube-router in IPVS mode) re-sends to this node's pods, in chains on the output hook: true, false, or auto (when the ip_vs module is loaded or kube-ipvs0 exists, looked for every 10 s until found)")
 	fs.StringVar(&o.verdictLogs, "verdict-logs", "drops", "verdicts the kernel copies to the NFLOG group and the agent logs, one line each: drops (and audit policies' would-drops), all (also accepts) or none")
 	fs.Uint16Var(&o.logGroup, "verdict-log-group", model.DefaultLogGroup, "NFLOG group of the verdict logs (1-65535)")
 	fs.Float64Var(&o.logRate, "verdict-log-rate", 50, "most verdict lines per second the agent writes (burst twice that); the kernel also limits each logged rule to 10 copies per second")
@@ -198,6 +200,15 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		RemoteCheckInterval: o.remoteCheck,
 		ClusterSet:          model.ClusterSet{LocalID: o.clusterID, Sameness: o.sameness},
 	}
+	switch o.ipvs {
+	case "true":
+		acfg.Model.IPVS = true
+	case "false":
+	case "auto":
+		acfg.IPVSDetect = func() bool { return agent.DetectIPVS(kernelFD) }
+	default:
+		return fmt.Errorf("--ipvs: %q is not true, false or auto", o.ipvs)
+	}
 	if o.dnsGroup != 0 {
 		if o.dnsGroup == o.logGroup {
 			return fmt.Errorf("--fqdn-log-group and --verdict-log-group must differ")
@@ -262,7 +273,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		defer srv.Close()
 		logger.Info("Serving metrics", "address", srv.Addr)
 	}
-	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery, "clusterID", o.clusterID, "remoteClusters", len(remotes), "remoteNamespaceSameness", o.sameness)
+	logger.Info("Starting", "node", node, "minSyncPeriod", o.minSyncPeriod, "resyncPeriod", o.resyncPeriod, "netns", o.netns, "cutDeniedFlows", o.cutDenied, "repairTampering", o.repairTamper, "protectNewPods", o.protectNew, "ipvs", o.ipvs, "verdictLogs", o.verdictLogs, "policyCountersInterval", o.countersEvery, "clusterID", o.clusterID, "remoteClusters", len(remotes), "remoteNamespaceSameness", o.sameness)
 	err = a.Run(ctx)
 	if ctx.Err() != nil {
 		// Shutdown: the rules stay in the kernel for the next agent.

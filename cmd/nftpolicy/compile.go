@@ -24,6 +24,7 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	protectNew := fs.Bool("protect-new-pods", true, "as the agent's flag: deny addresses of the node's pod CIDRs that no known pod has")
 	verdictLogs := fs.String("verdict-logs", "drops", "as the agent's flag: the verdicts the kernel logs (drops, all, none)")
 	logGroup := fs.Uint("verdict-log-group", model.DefaultLogGroup, "as the agent's flag: the NFLOG group")
+	ipvs := fs.Bool("ipvs", false, "as the agent's flag when it is true or finds IPVS: the output chains, which judge what IPVS re-sends")
 	dnsGroup := fs.Uint("fqdn-log-group", model.DefaultDNSGroup, "as the agent's flag: the NFLOG group of DNS answers (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -45,6 +46,6 @@ func compileCmd(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.Nodes[*node]; !ok {
 		fmt.Fprintf(stderr, "warning: no Node %q among the objects; compiling for the pods that name it\n", *node)
 	}
-	fmt.Fprint(stdout, compile.NodeWith(c, *node, model.Options{OpenUnknown: !*protectNew, Logs: logs, LogGroup: uint16(*logGroup), DNSGroup: uint16(*dnsGroup)}).Text())
+	fmt.Fprint(stdout, compile.NodeWith(c, *node, model.Options{OpenUnknown: !*protectNew, Logs: logs, LogGroup: uint16(*logGroup), DNSGroup: uint16(*dnsGroup), IPVS: *ipvs}).Text())
 	return 0
 }

@@ -63,6 +63,12 @@ type Config struct {
 	// Model.OpenUnknown the addresses of this node's pod CIDRs that no
 	// known pod has are not denied (compile/unknown.go).
 	Model model.Options
+	// IPVSDetect, when set (--ipvs=auto), says whether IPVS may be in use
+	// on the node. Asked before the first sync and then every
+	// IPVSCheckInterval (default 10 s) until it says yes: the agent then
+	// turns Model.IPVS on, which adds the output chains (ipvs.go).
+	IPVSDetect        func() bool
+	IPVSCheckInterval time.Duration
 	// Tamper, when set, reports changes to the table made by anyone else;
 	// each one starts a full sync at once (tamper.go). nil: drift waits
 	// for the periodic resync.
@@ -157,6 +163,7 @@ type Agent struct {
 	netListed  bool // stale network tables looked for (multinet.go)
 	netLog     map[string]string
 
+	ipvsSeen atomic.Bool  // ipvs.go
 	verdicts verdictState // verdicts.go
 	dns      dnsState     // fqdn.go
 	stats    Stats
@@ -185,7 +192,7 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&cfg.RemoteCheckInterval, 10 * time.Second}, {&cfg.RemoteCheckTimeout, 5 * time.Second}, {&cfg.RemoteSyncTimeout, 30 * time.Second}} {
+	}{{&cfg.IPVSCheckInterval, 10 * time.Second}, {&cfg.RemoteCheckInterval, 10 * time.Second}, {&cfg.RemoteCheckTimeout, 5 * time.Second}, {&cfg.RemoteSyncTimeout, 30 * time.Second}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -254,6 +261,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.dynFactory.Start(ctx.Done())
 		defer a.dynFactory.Shutdown()
 	}
+	a.detectIPVS(ctx, logger) // ipvs.go
 	a.guardStartup(ctx, logger, nodes, nodesSynced)
 	defer a.shutdownRemotes()
 	a.startRemotes(ctx, logger)
@@ -298,6 +306,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.takeRepair()
 	changes := a.tracker.take()
 	a.apply(logger, changes)
+	a.followIPVS(logger) // ipvs.go
 	dnsSince := a.applyDomains()
 	a.skipBridges() // multinet.go
 	desired := a.engine.Ruleset()

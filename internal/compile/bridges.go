@@ -25,6 +25,9 @@ func (e *Engine) guardBridge() {
 	}
 	for _, name := range []string{ChainForwardEgress, ChainForwardIngress, ChainInputEgress, ChainOutputEgress, ChainOutputIngress} {
 		ch := e.rs.Chains[name]
+		if ch == nil { // no output chains without IPVS
+			continue
+		}
 		out := name == ChainOutputEgress || name == ChainOutputIngress
 		g := &nft.Rule{Matches: []nft.Match{nft.MatchIfname{Name: e.opts.Bridge, Out: out, Not: true}},
 			Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "not bridged on " + e.opts.Bridge + ": judged by another table"}

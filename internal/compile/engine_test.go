@@ -318,3 +318,34 @@ func TestPeerNamesForgetsOnlyTheChangedPolicy(t *testing.T) {
 		t.Fatalf("engine differs from a full compile:\n%s", cmp.Diff(want, got))
 	}
 }
+
+// TestSetIPVS turns the output chains on and off in a running engine: each
+// time the ruleset is what a full compile with that option gives, and the
+// partial diff, the full one: two chains added, then two deleted.
+func TestSetIPVS(t *testing.T) {
+	c := goldenCluster(t)
+	e := NewEngine(c, "node-1")
+	e.TakeTouched()
+	shadow := e.Ruleset().Clone()
+	for _, on := range []bool{true, false} {
+		e.SetIPVS(on)
+		if got, want := e.Ruleset().Text(), NodeWith(c, "node-1", model.Options{IPVS: on}).Text(); got != want {
+			t.Fatalf("IPVS %v: differs from a full compile (-full +incremental):\n%s", on, cmp.Diff(want, got))
+		}
+		partial := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+		if full := diff.Diff(shadow, e.Ruleset()); partial.String() != full.String() {
+			t.Fatalf("IPVS %v: partial diff differs from the full diff (-full +partial):\n%s", on, cmp.Diff(full.String(), partial.String()))
+		}
+		// On: both chains and their 8 rules each (established, the
+		// node's own, two dispatch maps, the pods not yet known's log and
+		// drop in two families); off: both chains flushed and deleted.
+		want := diff.Counts{Ops: 2 * 2}
+		if on {
+			want = diff.Counts{Ops: 2 + 2*8}
+		}
+		if got := diff.Count(partial); got.Ops != want.Ops {
+			t.Errorf("IPVS %v: %d operations, want %d:\n%s", on, got.Ops, want.Ops, partial)
+		}
+		shadow.ApplyOps(partial)
+	}
+}

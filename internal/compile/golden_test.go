@@ -151,6 +151,8 @@ var goldenCases = []struct {
 	// Audit mode; accepts logged too (--verdict-logs=all).
 	{"audit-node-2", "node-2", auditCluster, model.Options{}},
 	{"logs-all-tiers-node-1", "node-1", tiersCluster, model.Options{Logs: model.LogAll}},
+	// --ipvs: the output hook's chains too, for what IPVS re-sends.
+	{"ipvs-tiers-node-1", "node-1", tiersCluster, model.Options{IPVS: true}},
 }
 
 func TestGolden(t *testing.T) {

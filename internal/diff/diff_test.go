@@ -181,14 +181,14 @@ func TestUpdatesApplyCleanly(t *testing.T) {
 		}
 	}
 	// With no policy left only the static skeleton remains: the base
-	// chains, the dispatch maps, the pod CIDR and known pod sets of the
+	// chains (no output chains without IPVS), the dispatch maps, the pod CIDR and known pod sets of the
 	// class of pods not yet known, and the identity layout's fixed part
 	// in each of its six spaces (NetworkPolicy, admin and baseline, by
 	// direction): a peer chain and the empty identity's chain; the ids,
 	// cidr and empty identity's maps, two each.
 	back, _ := k.Dump(context.Background())
-	if len(back.Chains) != 5+6*2 || len(back.Sets) != 4+4+6*6 {
-		t.Errorf("after deleting every policy: %d chains, %d sets; want 5 base chains and 12 of the identity layout, 4 dispatch maps, 4 sets of pods not yet known and 36 maps of the identity layout", len(back.Chains), len(back.Sets))
+	if len(back.Chains) != 3+6*2 || len(back.Sets) != 4+4+6*6 {
+		t.Errorf("after deleting every policy: %d chains, %d sets; want 3 base chains and 12 of the identity layout, 4 dispatch maps, 4 sets of pods not yet known and 36 maps of the identity layout", len(back.Chains), len(back.Sets))
 	}
 }
 

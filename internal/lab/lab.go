@@ -268,7 +268,8 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		fd := int(f.Fd())
 		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
 			Model:      model.Options{DNSGroup: r.dnsGroup()},
-			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536}
+			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536,
+			IPVSDetect: func() bool { return agent.DetectIPVS(fd) }} // as the agent's default, --ipvs=auto
 		if c.Dynamic != nil {
 			cfg.Dynamic, cfg.NetworkKernel, cfg.ListNetworkTables = c.Dynamic, networkKernel(f), listNetworkTables(f)
 		}

@@ -104,6 +104,14 @@ type Options struct {
 	// its base chains judge only what is bridged on this bridge (through
 	// bridge netfilter) and let everything else pass.
 	Bridge string
+	// IPVS gives the table its output-hook chains, which judge the packets
+	// IPVS re-sends to an endpoint after its DNAT (kube-proxy or kube-router
+	// in IPVS mode): the compiler's only. Without IPVS nothing reaches a
+	// pod through the output hook but the node's own traffic, which is
+	// always allowed, and each hook whose chains reach the peer maps makes
+	// the kernel walk them once more at every commit that adds a jump
+	// (docs/nftables-notes.md).
+	IPVS bool
 }
 
 // DefaultDNSGroup is the agent's NFLOG group for DNS answers.
