@@ -351,6 +351,10 @@ func (e *Engine) settleAddrs() {
 			e.cidrMaps(sp)
 		}
 	}
+	// The identity the last address of each space moved to: a new peer
+	// set moves its thousands of members mostly into a few identities, and
+	// naming the identity (a join and a map lookup) was a fifth of each move.
+	var last [nSpaces]*identity
 	for len(e.dirty) > 0 {
 		pa := e.dirty[len(e.dirty)-1]
 		e.dirty = e.dirty[:len(e.dirty)-1]
@@ -365,13 +369,19 @@ func (e *Engine) settleAddrs() {
 			}
 			var id *identity
 			if len(names) > 0 {
-				id = e.acquireID(sp, strings.Join(names, ","), fam, names)
+				if l := last[d]; l != nil && l.refs > 0 && slices.Equal(l.names, names) {
+					id = l
+					id.refs++
+				} else {
+					id = e.acquireID(sp, strings.Join(names, ","), fam, names)
+					last[d] = id
+				}
 				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: id.chainName}, true)
 			}
 			pa.id[d] = id
 			if old != nil {
 				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: old.chainName}, false)
-				e.releaseID(sp, old.desc)
+				e.dropID(sp, old)
 			}
 		}
 		if len(pa.sets) == 0 && pa.id == [nSpaces]*identity{} && !pa.dirty {
@@ -488,7 +498,11 @@ func (e *Engine) acquireBase(sp space, fam nft.Family, names []string) *identity
 
 // releaseID drops a reference; the last one removes the identity.
 func (e *Engine) releaseID(sp space, desc string) {
-	id := e.ids[sp.index()][desc]
+	e.dropID(sp, e.ids[sp.index()][desc])
+}
+
+// dropID is releaseID for an identity in hand.
+func (e *Engine) dropID(sp space, id *identity) {
 	if id.refs--; id.refs > 0 {
 		return
 	}
@@ -503,9 +517,9 @@ func (e *Engine) releaseID(sp space, desc string) {
 	}
 	delete(e.rs.Chains, id.chainName)
 	e.touched.Chain(id.chainName)
-	delete(e.ids[sp.index()], desc)
+	delete(e.ids[sp.index()], id.desc)
 	if id.base != nil {
-		e.releaseID(sp, id.base.desc)
+		e.dropID(sp, id.base)
 	}
 }
 
