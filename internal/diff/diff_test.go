@@ -378,3 +378,37 @@ func TestPartialSendsARepeatedElementOnce(t *testing.T) {
 		t.Errorf("counts %+v, want 2 ops of one element each", c)
 	}
 }
+
+// A change of thousands of elements of one map (the event that brings a
+// peer selector new to a node) is compared and sorted on two goroutines:
+// the transaction is the full diff's, each element once, with repeats
+// across the halves.
+func TestPartialOfManyElements(t *testing.T) {
+	el := func(i int, chain string) nft.Elem {
+		return nft.Elem{Addr: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), Chain: chain}
+	}
+	current := nft.NewRuleset()
+	current.AddChain(&nft.Chain{Name: "a"})
+	current.AddChain(&nft.Chain{Name: "b"})
+	current.AddSet(nft.NewSet("ids", nft.MapIPv4Verdict, ""))
+	for i := range 6000 {
+		current.Sets["ids"].Add(el(i, "a"))
+	}
+	desired := current.Clone()
+	touched := nft.NewTouched()
+	for i := range 3000 { // 3,000 move to b, each touched twice
+		delete(desired.Sets["ids"].Elements, el(i, "a"))
+		desired.Sets["ids"].Add(el(i, "b"))
+		touched.Elem("ids", el(i, "b"), el(i, "a"))
+	}
+	for i := range 3000 { // and again, in the other half of the list
+		touched.Elem("ids", el(i, "a"), el(i, "b"))
+	}
+	got := diff.Partial(current, desired, touched)
+	if diff := cmp.Diff(diff.Diff(current, desired).String(), got.String()); diff != "" {
+		t.Errorf("partial diff (-full +partial):\n%s", diff)
+	}
+	if c := diff.Count(got); c != (diff.Counts{Ops: 2, Elements: 6000}) {
+		t.Errorf("counts %+v, want 2 ops of 3,000 elements each", c)
+	}
+}
