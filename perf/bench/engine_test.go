@@ -325,11 +325,13 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 }
 
 // BenchmarkEventApply applies the transactions of one round of L events to
-// a real kernel holding the node's table, each repeated in a row (applied,
-// then reverted untimed), and reports each kind's p50: the agent's own
-// Apply (google/nftables over the lasting socket), in a row, as the
-// suite's bare replay times the kernel alone: on a quiet machine they
-// agree, while the suite's netlink column at L is about twice the bare
+// a real kernel holding the node's table, each repeated (applied, then
+// reverted untimed), and reports each kind's p50: the agent's own Apply
+// (google/nftables over the lasting socket). warm: in a row, as the
+// suite's bare replay times the kernel alone (on a quiet machine they
+// agree); cold: with the caches filled by something else before each
+// apply, as the suite's own work fills them between its events, which is
+// most of why the suite's netlink column at L is about twice the bare
 // replay (docs/performance.md, "netlink against bare").
 //
 //	go test -run '^$' -bench EventApply ./perf/bench -benchtime 30x
@@ -355,31 +357,51 @@ func BenchmarkEventApply(b *testing.B) {
 		shadow.ApplyOps(tx)
 		steps = append(steps, step{ev.Kind, tx, diff.Diff(shadow, before)})
 	}
-	times := map[gen.EventKind][]time.Duration{}
-	b.ResetTimer()
-	for _, s := range steps {
-		for range b.N {
-			t := time.Now()
-			if err := k.Apply(ctx, s.tx); err != nil {
-				b.Fatal(err)
+	// warm: in a row, as the bare replay; cold: the caches filled with
+	// something else before each apply, as the suite's own work does
+	// between its events.
+	for _, mode := range []string{"warm", "cold"} {
+		b.Run(mode, func(b *testing.B) {
+			var evict []byte
+			if mode == "cold" {
+				evict = make([]byte, 256<<20)
 			}
-			times[s.kind] = append(times[s.kind], time.Since(t))
+			times := map[gen.EventKind][]time.Duration{}
+			for _, s := range steps {
+				for range b.N {
+					b.StopTimer()
+					for i := 0; i < len(evict); i += 64 {
+						evict[i]++
+					}
+					b.StartTimer()
+					t := time.Now()
+					if err := k.Apply(ctx, s.tx); err != nil {
+						b.Fatal(err)
+					}
+					times[s.kind] = append(times[s.kind], time.Since(t))
+					b.StopTimer()
+					if err := k.Apply(ctx, s.rev); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				b.StopTimer()
+				if err := k.Apply(ctx, s.tx); err != nil { // on to the next event's state
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
 			b.StopTimer()
-			if err := k.Apply(ctx, s.rev); err != nil {
-				b.Fatal(err)
+			for i := len(steps) - 1; i >= 0; i-- { // back to the first's, for the next mode
+				if err := k.Apply(ctx, steps[i].rev); err != nil {
+					b.Fatal(err)
+				}
 			}
-			b.StartTimer()
-		}
-		b.StopTimer()
-		if err := k.Apply(ctx, s.tx); err != nil { // on to the next event's state
-			b.Fatal(err)
-		}
-		b.StartTimer()
-	}
-	b.StopTimer()
-	for kind, ts := range times {
-		slices.Sort(ts)
-		b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+string(kind))
+			for kind, ts := range times {
+				slices.Sort(ts)
+				b.ReportMetric(float64(ts[len(ts)/2].Microseconds()), "µs-p50-"+string(kind))
+			}
+		})
 	}
 }
 
