@@ -13,12 +13,13 @@ import (
 
 // IPVS (kube-proxy or kube-router in IPVS mode) takes a connection to a
 // Service on the node it enters and re-sends it to the endpoint through
-// the node's output hook, where only the output chains can judge it. They
-// cost every commit that adds a jump a walk of the peer maps more (one per
-// hook), so the table has them only where IPVS may run: turned on, never
-// off, by --ipvs=true or by detection (--ipvs=auto), which looks again
-// until it finds IPVS, so that a kube-proxy started after the agent is
-// followed. Between IPVS starting and the next look (10 s by default), the
+// the node's output hook, where only the output chains can judge it. Each
+// hook whose chains reach the peer maps costs every commit that adds a
+// jump one more walk of them (docs/nftables-notes.md), so the table has
+// output chains only where IPVS may run: turned on, never off, by
+// --ipvs=true or by detection (--ipvs=auto), which looks again until it
+// finds IPVS, so that a kube-proxy started after the agent is followed.
+// Between IPVS starting and the next look (10 s by default), the
 // connections it re-sends to this node's pods are not judged: set
 // --ipvs=true where IPVS is known to run.
 

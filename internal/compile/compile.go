@@ -270,9 +270,10 @@ func (e *Engine) baseChains() {
 // output path carries the node's own traffic, which is always allowed
 // (kubelet probes), and packets IPVS re-sends after its DNAT, which keep
 // their client's source address: those are judged like forwarded ones.
-// Without IPVS there are none: a kernel hook that reaches the peer maps
-// costs a walk of them at every commit that adds a jump (at L 1.6 against
-// 3.0 ms per event with them, BenchmarkEventApply).
+// Without IPVS there are none: each hook whose chains reach the peer maps
+// costs every commit that adds a jump one more walk of them (at L an
+// event's commit took 1.6–2.3 ms without them, 3.0 ms with them,
+// BenchmarkEventApply).
 func (e *Engine) outputChains() {
 	if !e.opts.IPVS {
 		return
