@@ -60,7 +60,6 @@ func (a *Agent) followIPVS(logger klog.Logger) {
 		return
 	}
 	a.engine.SetIPVS(true)
-	a.cfg.Model.IPVS = true
 	logger.Info("IPVS appeared on this node: the output chains judge what it re-sends from now on")
 }
 

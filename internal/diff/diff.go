@@ -205,13 +205,8 @@ func elemChanges(old, s *nft.Set, only []nft.Elem) (del, add []nft.Elem) {
 		}
 		h := len(only) / 2
 		var del2, add2 []nft.Elem
-		done := make(chan struct{})
-		go func() {
-			del2, add2 = touchedChanges(old, s, only[h:])
-			close(done)
-		}()
-		del, add = touchedChanges(old, s, only[:h])
-		<-done
+		inParallel(func() { del2, add2 = touchedChanges(old, s, only[h:]) },
+			func() { del, add = touchedChanges(old, s, only[:h]) })
 		return append(del, del2...), append(add, add2...)
 	}
 	for e := range s.Elements {
@@ -260,14 +255,20 @@ func sortedPair(del, add []nft.Elem) ([]nft.Elem, []nft.Elem) {
 	if len(del) < parallelFrom/2 || len(add) < parallelFrom/2 {
 		return sortedOnce(del), sortedOnce(add)
 	}
+	inParallel(func() { del = sortedOnce(del) }, func() { add = sortedOnce(add) })
+	return del, add
+}
+
+// inParallel runs a on another goroutine and b on this one, and returns
+// when both are done.
+func inParallel(a, b func()) {
 	done := make(chan struct{})
 	go func() {
-		del = sortedOnce(del)
+		a()
 		close(done)
 	}()
-	add = sortedOnce(add)
+	b()
 	<-done
-	return del, add
 }
 
 // sortedOnce sorts elements and drops repeats.
