@@ -17,22 +17,15 @@ import (
 
 const guardComment = "judged by another table: "
 
-// guardBridge prepends, in a secondary network's table, the rule that
-// lets through what was not bridged on its bridge.
-func (e *Engine) guardBridge() {
-	if e.opts.Bridge == "" {
-		return
-	}
-	for _, name := range []string{ChainForwardEgress, ChainForwardIngress, ChainInputEgress, ChainOutputEgress, ChainOutputIngress} {
-		ch := e.rs.Chains[name]
-		if ch == nil { // no output chains without IPVS
-			continue
-		}
-		out := name == ChainOutputEgress || name == ChainOutputIngress
-		g := &nft.Rule{Matches: []nft.Match{nft.MatchIfname{Name: e.opts.Bridge, Out: out, Not: true}},
+// addBaseChain adds a base chain; in a secondary network's table it first
+// gets the rule that lets through what was not bridged on its bridge.
+func (e *Engine) addBaseChain(ch *nft.Chain) {
+	if e.opts.Bridge != "" {
+		g := &nft.Rule{Matches: []nft.Match{nft.MatchIfname{Name: e.opts.Bridge, Out: ch.Hook.Hook == "output", Not: true}},
 			Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "not bridged on " + e.opts.Bridge + ": judged by another table"}
 		ch.Rules = append([]*nft.Rule{g}, ch.Rules...)
 	}
+	e.rs.AddChain(ch)
 }
 
 // SetSkipBridges makes the forward chains of this (the primary) table let

@@ -251,9 +251,9 @@ func (e *Engine) baseChains() {
 	// A known pod's address either leads to a class chain, which always
 	// ends in a verdict, or is in no map and falls through to the rules of
 	// pods not yet known, which its known address does not match.
-	e.rs.AddChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
+	e.addBaseChain(&nft.Chain{Name: ChainForwardEgress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityEgress},
 		Rules: append([]*nft.Rule{established, invalid, nd}, e.dispatchRules(model.Egress)...)})
-	e.rs.AddChain(&nft.Chain{Name: ChainForwardIngress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityIngress},
+	e.addBaseChain(&nft.Chain{Name: ChainForwardIngress, Hook: &nft.Hook{Hook: "forward", Priority: PriorityIngress},
 		Rules: append([]*nft.Rule{established, invalid, nd}, e.dispatchRules(model.Ingress)...)})
 	// Pods talking to the node itself (its addresses, hostNetwork pods) reach
 	// the input hook, not forward. Invalid packets are left to the host: this
@@ -261,7 +261,7 @@ func (e *Engine) baseChains() {
 	// own node is always allowed, so a pod not yet known may talk to it: no
 	// unknown rules here.
 	inputDispatch := e.dispatchRules(model.Egress)[:len(families)]
-	e.rs.AddChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
+	e.addBaseChain(&nft.Chain{Name: ChainInputEgress, Hook: &nft.Hook{Hook: "input", Priority: PriorityInput},
 		Rules: append([]*nft.Rule{established, nd}, inputDispatch...)})
 	e.outputChains()
 }
@@ -280,9 +280,9 @@ func (e *Engine) outputChains() {
 	}
 	established := establishedRule()
 	fromNode := &nft.Rule{Matches: []nft.Match{nft.MatchFibSaddrLocal{}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "the node's own traffic"}
-	e.rs.AddChain(&nft.Chain{Name: ChainOutputEgress, Hook: &nft.Hook{Hook: "output", Priority: PriorityEgress},
+	e.addBaseChain(&nft.Chain{Name: ChainOutputEgress, Hook: &nft.Hook{Hook: "output", Priority: PriorityEgress},
 		Rules: append([]*nft.Rule{established, fromNode}, e.dispatchRules(model.Egress)...)})
-	e.rs.AddChain(&nft.Chain{Name: ChainOutputIngress, Hook: &nft.Hook{Hook: "output", Priority: PriorityIngress},
+	e.addBaseChain(&nft.Chain{Name: ChainOutputIngress, Hook: &nft.Hook{Hook: "output", Priority: PriorityIngress},
 		Rules: append([]*nft.Rule{established, fromNode}, e.dispatchRules(model.Ingress)...)})
 }
 

@@ -170,7 +170,6 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		groupNames:  map[groupKey]string{},
 	}
 	e.baseChains()
-	e.guardBridge() // bridges.go
 	e.identityBase()
 	e.podCIDRs()
 	e.sortTiers()

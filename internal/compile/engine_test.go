@@ -349,3 +349,17 @@ func TestSetIPVS(t *testing.T) {
 		shadow.ApplyOps(partial)
 	}
 }
+
+// TestSetIPVSInABridgeTable: output chains added to a secondary network's
+// table start, as its other base chains, with the guard for its bridge.
+func TestSetIPVSInABridgeTable(t *testing.T) {
+	opts := model.Options{Bridge: "br0", OpenUnknown: true}
+	e := NewEngineWith(goldenCluster(t), "node-1", opts)
+	e.SetIPVS(true)
+	for _, name := range []string{ChainForwardEgress, ChainOutputEgress, ChainOutputIngress} {
+		first := e.Ruleset().Chains[name].Rules[0]
+		if m, ok := first.Matches[0].(nft.MatchIfname); !ok || m.Name != "br0" || !m.Not || m.Out != (name != ChainForwardEgress) {
+			t.Errorf("%s starts with %+v, not the guard of br0", name, first)
+		}
+	}
+}
