@@ -93,6 +93,13 @@ func (h *harness) desired() *nft.Ruleset { return compile.Node(h.model(), node) 
 // checkKernel fails unless the Fake holds exactly the desired ruleset.
 func (h *harness) checkKernel() {
 	h.t.Helper()
+	h.holds(model.Options{})
+}
+
+// holds fails unless the Fake holds exactly the objects' ruleset compiled
+// with opts.
+func (h *harness) holds(opts model.Options) {
+	h.t.Helper()
 	got, err := h.kernel.Fake.Dump(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
@@ -100,8 +107,8 @@ func (h *harness) checkKernel() {
 	if got == nil {
 		h.t.Fatal("the kernel has no table")
 	}
-	if tx := diff.Diff(got, h.desired()); !tx.Empty() {
-		h.t.Errorf("the kernel differs from the desired ruleset by %d ops:\n%s", tx.Len(), tx)
+	if tx := diff.Diff(got, compile.NodeWith(h.model(), node, opts)); !tx.Empty() {
+		h.t.Errorf("the kernel differs from the ruleset with %+v by %d ops:\n%s", opts, tx.Len(), tx)
 	}
 }
 

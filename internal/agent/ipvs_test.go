@@ -1,32 +1,17 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/netns"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
-
-// holds fails unless the Fake holds exactly the objects' ruleset compiled
-// with opts.
-func (h *harness) holds(opts model.Options) {
-	h.t.Helper()
-	got, err := h.kernel.Fake.Dump(context.Background())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if tx := diff.Diff(got, compile.NodeWith(h.model(), node, opts)); !tx.Empty() {
-		h.t.Fatalf("the kernel differs from the ruleset with %+v by %d ops:\n%s", opts, tx.Len(), tx)
-	}
-}
 
 // TestIPVSFoundAtStart: detection that finds IPVS before the first sync
 // gives the first table its output chains, in that one transaction.
