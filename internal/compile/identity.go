@@ -222,24 +222,32 @@ type peerAddr struct {
 	dirty bool               // in Engine.dirty
 }
 
-// trackAddr records that an address joined or left a dynamic address set.
-func (e *Engine) trackAddr(ls *liveSet, a netip.Addr, in bool) {
+// trackAddr records that an address joined a dynamic address set, and
+// returns its record.
+func (e *Engine) trackAddr(ls *liveSet, a netip.Addr) *peerAddr {
 	pa := e.addrs[a]
 	if pa == nil {
-		if !in {
-			return
-		}
 		pa = &peerAddr{addr: a}
 		e.addrs[a] = pa
 	}
-	i, found := slices.BinarySearchFunc(pa.sets, ls.name, func(x *liveSet, name string) int { return strings.Compare(x.name, name) })
-	switch {
-	case in && !found:
+	if i, found := pa.setIndex(ls); !found {
 		pa.sets = slices.Insert(pa.sets, i, ls)
-	case !in && found:
+	}
+	e.markDirty(pa)
+	return pa
+}
+
+// untrackAddr records that an address left a dynamic address set.
+func (e *Engine) untrackAddr(ls *liveSet, pa *peerAddr) {
+	if i, found := pa.setIndex(ls); found {
 		pa.sets = slices.Delete(pa.sets, i, i+1)
 	}
 	e.markDirty(pa)
+}
+
+// setIndex finds ls in the address's sets, sorted by name.
+func (pa *peerAddr) setIndex(ls *liveSet) (int, bool) {
+	return slices.BinarySearchFunc(pa.sets, ls.name, func(x *liveSet, name string) int { return strings.Compare(x.name, name) })
 }
 
 // markDirty queues an address whose identity may have changed.
@@ -436,8 +444,8 @@ func (e *Engine) useSets(names []string, sp space, by int) {
 		if _, ok := e.cidrs[name]; ok {
 			e.cidrsChanged()
 		}
-		for el := range e.counts[name] {
-			e.markDirty(e.addrs[el.Addr])
+		for _, c := range e.counts[name] {
+			e.markDirty(c.addr)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -87,5 +88,52 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 		if res.Accepted != (tc.rule != "") || res.Accepted && !byRule {
 			t.Errorf("a -> %s:%d: accepted %v, matched %v; want %q", tc.dst, tc.port, res.Accepted, res.Matched, tc.rule)
 		}
+	}
+}
+
+// TestNewSelectorOfManyPods: a local pod whose policy names a peer
+// selector over namespaces of 1,200 pods brings the selector's set to the
+// node (the shape of the costliest event at L): every member's address
+// gets an element in the ingress ids map, exactly as a compile from
+// scratch gives.
+func TestNewSelectorOfManyPods(t *testing.T) {
+	c := model.NewCluster()
+	set := func(o any) {
+		t.Helper()
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(tu.Namespace("x", nil))
+	const namespaces, perNS = 6, 200
+	var members []netip.Addr
+	for n := range namespaces {
+		ns := fmt.Sprintf("blue-%d", n)
+		set(tu.Namespace(ns, m{"team": "blue"}))
+		for i := range perNS {
+			ip := netip.AddrFrom4([4]byte{10, 1, byte(n), byte(i)})
+			members = append(members, ip)
+			set(tu.Pod(ns, fmt.Sprintf("p%d", i), "n2", m{"app": "client"}, []string{ip.String()}))
+		}
+	}
+	set(tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
+	e := NewEngine(c, "n1")
+	if got := len(e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Elements); got != 0 {
+		t.Fatalf("before the local pod: %d ids-map elements, want none (no class uses the selector)", got)
+	}
+	if err := e.Set(tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"})); err != nil {
+		t.Fatal(err)
+	}
+	ids := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)]
+	var got []netip.Addr
+	for el := range ids.Elements {
+		got = append(got, el.Addr)
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, members) {
+		t.Errorf("the ingress ids map holds %d addresses, want the selector's %d members", len(got), len(members))
+	}
+	if want := Node(c, "n1").Text(); e.Ruleset().Text() != want {
+		t.Errorf("the engine's ruleset differs from a compile from scratch")
 	}
 }
