@@ -332,3 +332,50 @@ func TestApplyErrorMarksUnknownOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestOpBytesAddUpToTheBatch: each op's bytes as OpBytes counts them, op by
+// op, add up to the batch that encodes them together (without its begin and
+// end), for a transaction of every kind of op, a set added in it and
+// elements of it included.
+func TestOpBytesAddUpToTheBatch(t *testing.T) {
+	tx := &Transaction{}
+	tx.Add(Op{Kind: OpAddTable})
+	tx.Add(Op{Kind: OpAddSet, Name: "m", SetType: MapIPv4Verdict, Comment: "a map"})
+	tx.Add(Op{Kind: OpAddChain, Name: "c"})
+	tx.Add(Op{Kind: OpAddChain, Name: "base", Hook: &Hook{Hook: "forward", Priority: 10}})
+	var elems []Elem
+	for i := range 300 {
+		elems = append(elems, Elem{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Chain: "c"})
+	}
+	tx.Add(Op{Kind: OpAddElements, Name: "m", SetType: MapIPv4Verdict, Elems: elems})
+	tx.Add(Op{Kind: OpAddRule, Name: "base", Rule: &Rule{Verdict: Verdict{Kind: Vmap, Map: "m", Family: IPv4}, Comment: "dispatch"}})
+	tx.Add(Op{Kind: OpDeleteElements, Name: "m", SetType: MapIPv4Verdict, Elems: elems[:1]})
+	tx.Add(Op{Kind: OpFlushChain, Name: "c"})
+
+	sizes, err := OpBytes(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for i, n := range sizes {
+		if n <= 0 {
+			t.Errorf("op %d (%v): %d bytes", i, tx.Ops[i].Kind, n)
+		}
+		sum += n
+	}
+	msgs := captureBatch(t, tx)
+	want := 0
+	for _, m := range msgs[1 : len(msgs)-1] {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += align4(len(b))
+	}
+	if sum != want {
+		t.Errorf("the ops' bytes add up to %d, the batch has %d", sum, want)
+	}
+	if sizes[4] <= 100*sizes[6] {
+		t.Errorf("300 elements take %d bytes, one %d: want the list's size to follow its length", sizes[4], sizes[6])
+	}
+}

@@ -214,6 +214,7 @@ func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, re
 type eventAcc struct {
 	commit, compute, netlink, bare, bareClose, nftf, rewrite, build, compile, diff []time.Duration
 	ops, elems, sentMsgs, sentBytes, recvBytes                                     []float64
+	bytesBy                                                                        map[string][]float64 // bytesby.go
 }
 
 func (a *eventAcc) result(kind string) EventResult {
@@ -222,7 +223,34 @@ func (a *eventAcc) result(kind string) EventResult {
 		Bare: DistOf(a.bare), BareClose: DistOf(a.bareClose), NftF: DistOf(a.nftf), Rewrite: DistOf(a.rewrite), RewriteBuild: DistOf(a.build),
 		Compile: DistOf(a.compile), Diff: DistOf(a.diff), Ops: DistOfFloats(a.ops), Elements: DistOfFloats(a.elems),
 		SentMsgs: DistOfFloats(a.sentMsgs), SentBytes: DistOfFloats(a.sentBytes), RecvBytes: DistOfFloats(a.recvBytes),
+		BytesBy: distsOf(a.bytesBy),
 	}
+}
+
+func distsOf(m map[string][]float64) map[string]Dist {
+	if len(m) == 0 {
+		return nil
+	}
+	out := map[string]Dist{}
+	for k, v := range m {
+		out[k] = DistOfFloats(v)
+	}
+	return out
+}
+
+// addBytesBy records what a transaction's bytes went to.
+func (a *eventAcc) addBytesBy(tx *nft.Transaction) error {
+	by, err := bytesBy(tx)
+	if err != nil {
+		return err
+	}
+	if a.bytesBy == nil {
+		a.bytesBy = map[string][]float64{}
+	}
+	for _, k := range bytesKinds {
+		a.bytesBy[k] = append(a.bytesBy[k], by[k])
+	}
+	return nil
 }
 
 func (a *eventAcc) merge(b *eventAcc) {
@@ -241,6 +269,12 @@ func (a *eventAcc) merge(b *eventAcc) {
 	a.sentMsgs = append(a.sentMsgs, b.sentMsgs...)
 	a.sentBytes = append(a.sentBytes, b.sentBytes...)
 	a.recvBytes = append(a.recvBytes, b.recvBytes...)
+	for k, v := range b.bytesBy {
+		if a.bytesBy == nil {
+			a.bytesBy = map[string][]float64{}
+		}
+		a.bytesBy[k] = append(a.bytesBy[k], v...)
+	}
 }
 
 // eventStream sends each event to the agent's API server and times it to
@@ -290,6 +324,9 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 		counts := diff.Count(got.Tx)
 		a.ops = append(a.ops, float64(counts.Ops))
 		a.elems = append(a.elems, float64(counts.Elements))
+		if err := a.addBytesBy(got.Tx); err != nil {
+			return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+		}
 
 		// The suite's own model follows the event.
 		if err := applyToModel(mc, e); err != nil {

@@ -98,6 +98,9 @@ type EventResult struct {
 	SentMsgs  Dist `json:"sent_msgs"`
 	SentBytes Dist `json:"sent_bytes"`
 	RecvBytes Dist `json:"recv_bytes"`
+	// BytesBy is the bytes sent by what they go to (bytesby.go), each part
+	// on its own: the medians do not add up to the whole's.
+	BytesBy map[string]Dist `json:"bytes_by,omitempty"`
 }
 
 // MemResult is the agent's memory, measured in a process of its own.

@@ -100,10 +100,12 @@ func evaluate(r *Results) []Target {
 
 	goal = "netlink bytes per pod relabel at L ≤ 1.5× those at S"
 	if L != nil && S != nil && L.event(string(gen.PodRelabel)) != nil && S.event(string(gen.PodRelabel)) != nil {
-		l, s := L.event(string(gen.PodRelabel)).SentBytes.P50, S.event(string(gen.PodRelabel)).SentBytes.P50
+		le, se := L.event(string(gen.PodRelabel)), S.event(string(gen.PodRelabel))
+		l, s := le.SentBytes.P50, se.SentBytes.P50
 		x := ratio(l, s)
 		add(Target{Goal: goal, Status: status(x <= goalRelabelBytes),
-			Measured: fmt.Sprintf("p50 %.0f B at L vs %.0f B at S: %.2f×", l, s, x)})
+			Measured: fmt.Sprintf("p50 %.0f B at L vs %.0f B at S: %.2f×", l, s, x),
+			Why:      bytesWhy(le.BytesBy, se.BytesBy)})
 	} else {
 		skip(goal, "needs S and L")
 	}
@@ -312,4 +314,24 @@ func fmtMs(v float64) string {
 		return fmt.Sprintf("%.0f ms", v)
 	}
 	return fmt.Sprintf("%.1f s", v/1000)
+}
+
+// bytesWhy compares what a relabel's bytes go to at L and at S, the
+// parts that differ most first.
+func bytesWhy(l, s map[string]Dist) string {
+	if l == nil || s == nil {
+		return ""
+	}
+	kinds := slices.Clone(bytesKinds)
+	slices.SortStableFunc(kinds, func(a, b string) int {
+		return cmp.Compare(l[b].P50-s[b].P50, l[a].P50-s[a].P50)
+	})
+	var parts []string
+	for _, k := range kinds {
+		if l[k].P50 == 0 && s[k].P50 == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f vs %.0f B", k, l[k].P50, s[k].P50))
+	}
+	return "the p50 of each part at L vs S (they do not add up to the whole's): " + strings.Join(parts, ", ")
 }
