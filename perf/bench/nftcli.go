@@ -34,20 +34,7 @@ func forNftCLI(script string) (string, int) {
 // knftables pays for a transaction (knftables pipes its transaction to
 // `nft -f -`), the nft process's start included.
 func nftLoad(ns *NetNS, script string) (time.Duration, error) {
-	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := ns.Start(cmd); err != nil {
-		return 0, err
-	}
-	err := cmd.Wait()
-	d := time.Since(start)
-	if err != nil {
-		return d, fmt.Errorf("nft -f: %w: %.400s", err, out.String())
-	}
-	return d, nil
+	return timedExec(ns, script, "nft", "-f", "-")
 }
 
 // timedExec times a command inside ns (iptables-restore, ipset restore).
