@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -15,9 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/nftpolicy/nftpolicy/internal/netns"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
 )
@@ -54,14 +50,7 @@ func measureMemory(j *Janitor, cfg Config, size gen.Size) (*MemResult, error) {
 // RunMemory is the child's main: it programs the node from the cluster of
 // sizeName, runs one round of events, and prints a MemResult as JSON.
 func RunMemory(sizeName string, seed uint64, nsPath string) error {
-	if filepath.Dir(nsPath) != netns.Dir || !prefixRE.MatchString(filepath.Base(nsPath)) {
-		return fmt.Errorf("mem: %s is not a suite namespace", nsPath)
-	}
-	size, err := gen.SizeByName(sizeName)
-	if err != nil {
-		return err
-	}
-	nsfd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	size, nsfd, err := childSetup("mem", nsPath, sizeName)
 	if err != nil {
 		return err
 	}

@@ -124,19 +124,30 @@ type probeState struct {
 	next   int          // the next event to apply
 }
 
+// childSetup is what a child process of the suite (the netlink probe,
+// the memory run) starts with: its size, and the namespace it was given,
+// opened, once checked to be one of the suite's own.
+func childSetup(what, nsPath, sizeName string) (gen.Size, int, error) {
+	if filepath.Dir(nsPath) != netns.Dir || !prefixRE.MatchString(filepath.Base(nsPath)) {
+		return gen.Size{}, -1, fmt.Errorf("%s: %s is not a suite namespace", what, nsPath)
+	}
+	size, err := gen.SizeByName(sizeName)
+	if err != nil {
+		return gen.Size{}, -1, err
+	}
+	nsfd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return gen.Size{}, -1, err
+	}
+	return size, nsfd, nil
+}
+
 // RunProbe is the child's main: it serves requests from stdin until EOF.
 func RunProbe(nsPath, sizeName string, seed uint64, rounds int) error {
 	if !strings.Contains(os.Getenv("NLDEBUG"), "level=1") {
 		return errors.New("nlprobe needs " + NLDebugEnv)
 	}
-	if filepath.Dir(nsPath) != netns.Dir || !prefixRE.MatchString(filepath.Base(nsPath)) {
-		return fmt.Errorf("nlprobe: %s is not a suite namespace", nsPath)
-	}
-	size, err := gen.SizeByName(sizeName)
-	if err != nil {
-		return err
-	}
-	nsfd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	size, nsfd, err := childSetup("nlprobe", nsPath, sizeName)
 	if err != nil {
 		return err
 	}
