@@ -16,7 +16,7 @@ func BatchBytes(tx *Transaction) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	b := &batch{conn: conn, sets: map[string]*nftables.Set{}}
+	b := &batch{conn: conn, table: TableName, sets: map[string]*nftables.Set{}}
 	for _, op := range tx.Ops {
 		if err := b.add(op); err != nil {
 			return 0, err
@@ -26,7 +26,7 @@ func BatchBytes(tx *Transaction) (int, error) {
 }
 
 // OpBytes is what each op of tx puts on the socket, exactly as its batch
-// encodes it: messages with their headers, padded to 4 bytes, the batch's
+// for the nftpolicy table encodes it: messages with their headers, padded to 4 bytes, the batch's
 // begin and end not counted. It encodes into a test socket, op by op, so
 // that a transaction's bytes can be told apart by what they are for (the
 // perf suite's breakdown of a pod relabel's); it is slower than BatchBytes
@@ -46,7 +46,7 @@ func OpBytes(tx *Transaction) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{conn: conn, sets: map[string]*nftables.Set{}}
+	b := &batch{conn: conn, table: TableName, sets: map[string]*nftables.Set{}}
 	out := make([]int, len(tx.Ops))
 	for i, op := range tx.Ops {
 		if err := b.add(op); err != nil {

@@ -33,7 +33,7 @@ func captureBatch(t *testing.T, tx *Transaction) []netlink.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &batch{conn: conn, sets: map[string]*nftables.Set{}}
+	b := &batch{conn: conn, table: TableName, sets: map[string]*nftables.Set{}}
 	for i, op := range tx.Ops {
 		if err := b.add(op); err != nil {
 			t.Fatalf("op %d: %v", i, err)
