@@ -511,7 +511,7 @@ func (a *Agent) observe(full bool, start, done time.Time) {
 	desired := a.engine.Ruleset()
 	elems, rules := 0, 0
 	for _, s := range desired.Sets {
-		elems += len(s.Elements)
+		elems += s.Len()
 	}
 	for _, c := range desired.Chains {
 		rules += len(c.Rules)

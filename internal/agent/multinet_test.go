@@ -129,8 +129,8 @@ func TestSecondaryNetworkTables(t *testing.T) {
 		t.Errorf("%s differs from the projection's ruleset:\n%s", table, tx)
 	}
 	ingress := got.Sets[compile.DispatchMap(model.Ingress, nft.IPv4)]
-	if len(ingress.Elements) != 1 {
-		t.Errorf("ingress map of %s: %d elements, want vm1's address only", table, len(ingress.Elements))
+	if ingress.Len() != 1 {
+		t.Errorf("ingress map of %s: %d elements, want vm1's address only", table, ingress.Len())
 	}
 	guarded := func() int {
 		rs, err := h.primary.Dump(context.Background())

@@ -90,7 +90,7 @@ func (rh *remoteHarness) identified(addr string) bool {
 		rh.t.Fatal(err)
 	}
 	a := netip.MustParseAddr(addr)
-	for el := range rs.Sets[compile.IDsMap(model.Ingress, nft.IPv4)].Elements {
+	for el := range rs.Sets[compile.IDsMap(model.Ingress, nft.IPv4)].All() {
 		if el.Addr == a {
 			return true
 		}

@@ -564,7 +564,7 @@ func (e *Engine) readSets(names []string, by int) {
 			e.touched.Set(name)
 		case by < 0 && ls.readers == 0:
 			if ls.def != nil {
-				clear(ls.set.Elements)
+				ls.set.Clear()
 			}
 			delete(e.rs.Sets, name)
 			e.touched.Set(name)
@@ -655,7 +655,7 @@ func (e *Engine) delElem(set string, el nft.Elem) {
 	delete(m, el)
 	ls := e.sets[set]
 	if holdsElements(ls) {
-		delete(e.setOf(ls, set).Elements, el)
+		e.setOf(ls, set).Delete(el)
 		e.touched.Elem(set, el)
 	}
 	if c.addr != nil {

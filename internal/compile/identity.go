@@ -409,7 +409,7 @@ func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
 	if in {
 		s.Add(el)
 	} else {
-		delete(s.Elements, el)
+		s.Delete(el)
 	}
 	e.idsTouched[d][f] = append(e.idsTouched[d][f], el)
 }

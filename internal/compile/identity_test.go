@@ -41,7 +41,7 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 
 	// a's identity chain: its own map, then its base.
 	idChain := ""
-	for el := range rs.Sets[IDsMap(model.Ingress, nft.IPv4)].Elements {
+	for el := range rs.Sets[IDsMap(model.Ingress, nft.IPv4)].All() {
 		if el.Addr == a {
 			idChain = el.Chain
 		}
@@ -52,7 +52,7 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 	}
 	holds := func(set string) []netip.Addr {
 		var out []netip.Addr
-		for el := range rs.Sets[set].Elements {
+		for el := range rs.Sets[set].All() {
 			out = append(out, el.Addr)
 		}
 		slices.SortFunc(out, netip.Addr.Compare)
@@ -118,7 +118,7 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 	}
 	set(tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
 	e := NewEngine(c, "n1")
-	if got := len(e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Elements); got != 0 {
+	if got := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Len(); got != 0 {
 		t.Fatalf("before the local pod: %d ids-map elements, want none (no class uses the selector)", got)
 	}
 	if err := e.Set(tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"})); err != nil {
@@ -126,7 +126,7 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 	}
 	ids := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)]
 	var got []netip.Addr
-	for el := range ids.Elements {
+	for el := range ids.All() {
 		got = append(got, el.Addr)
 	}
 	slices.SortFunc(got, netip.Addr.Compare)

@@ -83,14 +83,14 @@ func (e *Engine) podCIDRs() {
 		for _, s := range merge(spans[fam]) { // the kernel refuses overlapping intervals
 			want[nft.Elem{Addr: s.lo, AddrEnd: s.hi}] = struct{}{}
 		}
-		for el := range set.Elements {
+		for el := range set.All() {
 			if _, ok := want[el]; !ok {
-				delete(set.Elements, el)
+				set.Delete(el)
 				e.touched.Elem(name, el)
 			}
 		}
 		for el := range want {
-			if _, ok := set.Elements[el]; !ok {
+			if !set.Has(el) {
 				set.Add(el)
 				e.touched.Elem(name, el)
 			}

@@ -209,13 +209,13 @@ func elemChanges(old, s *nft.Set, only []nft.Elem) (del, add []nft.Elem) {
 			func() { del, add = touchedChanges(old, s, only[:h]) })
 		return append(del, del2...), append(add, add2...)
 	}
-	for e := range s.Elements {
+	for e := range s.All() {
 		if old == nil || !has(old, e) {
 			add = append(add, e)
 		}
 	}
 	if old != nil {
-		for e := range old.Elements {
+		for e := range old.All() {
 			if !has(s, e) {
 				del = append(del, e)
 			}
@@ -276,10 +276,7 @@ func sortedOnce(elems []nft.Elem) []nft.Elem {
 	return slices.Compact(nft.SortElems(elems))
 }
 
-func has(s *nft.Set, e nft.Elem) bool {
-	_, ok := s.Elements[e]
-	return ok
-}
+func has(s *nft.Set, e nft.Elem) bool { return s.Has(e) }
 
 func sameHook(a, b *nft.Hook) bool {
 	if a == nil || b == nil {

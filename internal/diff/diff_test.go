@@ -363,7 +363,7 @@ func TestPartialSendsARepeatedElementOnce(t *testing.T) {
 	current.AddSet(nft.NewSet("ids", nft.MapIPv4Verdict, ""))
 	current.Sets["ids"].Add(el("10.0.0.1"), el("10.0.0.2"))
 	desired := current.Clone()
-	delete(desired.Sets["ids"].Elements, el("10.0.0.1"))
+	desired.Sets["ids"].Delete(el("10.0.0.1"))
 	desired.Sets["ids"].Add(el("10.0.0.3"))
 
 	touched := nft.NewTouched()
@@ -397,7 +397,7 @@ func TestPartialOfManyElements(t *testing.T) {
 	desired := current.Clone()
 	touched := nft.NewTouched()
 	for i := range 3000 { // 3,000 move to b, each touched twice
-		delete(desired.Sets["ids"].Elements, el(i, "a"))
+		desired.Sets["ids"].Delete(el(i, "a"))
 		desired.Sets["ids"].Add(el(i, "b"))
 		touched.Elem("ids", el(i, "b"), el(i, "a"))
 	}

@@ -180,7 +180,7 @@ func TestCheckNodeDrift(t *testing.T) {
 	set := compile.IDsMap(model.Egress, nft.IPv4)
 	cart := nft.Elem{Addr: netip.MustParseAddr("10.244.2.10")}
 	found := false
-	for el := range want.Sets[set].Elements {
+	for el := range want.Sets[set].All() {
 		found = found || el.Addr == cart.Addr
 	}
 	if !found {

@@ -96,7 +96,7 @@ func (rs *Ruleset) ApplyOps(tx *Transaction) {
 			rs.Sets[op.Name].Add(op.Elems...)
 		case OpDeleteElements:
 			for _, e := range op.Elems {
-				delete(rs.Sets[op.Name].Elements, e)
+				rs.Sets[op.Name].Delete(e)
 			}
 		case OpAddChain:
 			if _, ok := rs.Chains[op.Name]; !ok {

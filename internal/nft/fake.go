@@ -331,7 +331,7 @@ func (st *fakeState) deleteChain(name string) error {
 		if !s.Type.IsMap() {
 			continue
 		}
-		for e := range s.Elements {
+		for e := range s.All() {
 			if e.Chain == name {
 				return fakeErr(syscall.EBUSY, "chain %s is the target of element %s in map %s", name, e.Text(s.Type), s.Name)
 			}
@@ -473,7 +473,7 @@ func (st *fakeState) addElements(name string, elems []Elem) error {
 		return err
 	}
 	keys := map[Elem]Elem{} // key -> stored element
-	for e := range s.Elements {
+	for e := range s.All() {
 		keys[keyOf(s.Type, e)] = e
 	}
 	for _, e := range elems {
@@ -492,7 +492,7 @@ func (st *fakeState) addElements(name string, elems []Elem) error {
 		if old, ok := overlapping(s, e); ok {
 			return fakeErr(syscall.EEXIST, "set %s: %s overlaps %s", name, e.Text(s.Type), old.Text(s.Type))
 		}
-		s.Elements[e] = struct{}{}
+		s.Add(e)
 		keys[keyOf(s.Type, e)] = e
 	}
 	return nil
@@ -503,7 +503,7 @@ func overlapping(s *Set, e Elem) (Elem, bool) {
 	if !s.Type.IsInterval() {
 		return Elem{}, false
 	}
-	for old := range s.Elements {
+	for old := range s.All() {
 		if s.Type.IsProtoPort() {
 			if old.Proto == e.Proto && old.Port <= e.PortEnd && e.Port <= old.PortEnd {
 				return old, true
@@ -525,7 +525,7 @@ func (st *fakeState) deleteElements(name string, elems []Elem) error {
 		return err
 	}
 	stored := map[Elem]Elem{}
-	for e := range s.Elements {
+	for e := range s.All() {
 		stored[keyOf(s.Type, e)] = e
 	}
 	for _, e := range elems {
@@ -534,7 +534,7 @@ func (st *fakeState) deleteElements(name string, elems []Elem) error {
 		if !ok {
 			return fakeErr(syscall.ENOENT, "set %s has no element %s", name, e.Text(s.Type))
 		}
-		delete(s.Elements, old)
+		s.Delete(old)
 		delete(stored, k)
 	}
 	return nil
@@ -592,7 +592,7 @@ func (st *fakeState) jumpTargets() map[string][]string {
 			}
 			for _, name := range RuleSets(r) {
 				if m, ok := st.rs.Sets[name]; ok && m.Type.IsMap() {
-					for e := range m.Elements {
+					for e := range m.All() {
 						out[c.Name] = append(out[c.Name], e.Chain)
 					}
 				}

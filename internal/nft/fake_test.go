@@ -59,7 +59,7 @@ type kernelCase struct {
 
 func hasElem(t *testing.T, rs *Ruleset, set string, e Elem, want bool) {
 	t.Helper()
-	if _, ok := rs.Sets[set].Elements[e]; ok != want {
+	if ok := rs.Sets[set].Has(e); ok != want {
 		t.Errorf("set %s has %s: %v, want %v", set, e.Text(rs.Sets[set].Type), ok, want)
 	}
 }

@@ -138,7 +138,7 @@ func buildTx(rs *Ruleset) *Transaction {
 	}
 	for _, s := range rs.SortedSets() {
 		tx.Add(Op{Kind: OpAddSet, Name: s.Name, SetType: s.Type, Comment: s.Comment})
-		if len(s.Elements) > 0 {
+		if s.Len() > 0 {
 			tx.Add(Op{Kind: OpAddElements, Name: s.Name, SetType: s.Type, Elems: s.Sorted()})
 		}
 	}

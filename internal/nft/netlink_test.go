@@ -135,7 +135,7 @@ func TestNetlinkLargeElementBatch(t *testing.T) {
 	got := mustDump(t, k)
 	t.Logf("dumped them in %v", time.Since(start))
 	for name, want := range map[string]int{"hash": 10000, "ranges": 5000, "ports": 3000} {
-		if n := len(got.Sets[name].Elements); n != want {
+		if n := got.Sets[name].Len(); n != want {
 			t.Errorf("set %s: %d elements in the kernel, want %d", name, n, want)
 		}
 	}
@@ -211,7 +211,7 @@ func TestNetlinkIntervalEdges(t *testing.T) {
 	rm := []Elem{elemRange("10.0.0.0", "10.0.0.255"), elemRange("255.255.255.255", "255.255.255.255")}
 	mustApply(t, k, &Transaction{Ops: []Op{opDelElems("edges-v4", SetIPv4Interval, rm...)}})
 	for _, e := range rm {
-		delete(rs.Sets["edges-v4"].Elements, e)
+		rs.Sets["edges-v4"].Delete(e)
 	}
 	assertDump(t, k, rs)
 }
@@ -336,7 +336,7 @@ func TestNetlinkVmapChange(t *testing.T) {
 		opAddElems("dispatch-v4", MapIPv4Verdict, elemGoto("10.0.0.1", "pod-b")),
 	}})
 	m := rs.Sets["dispatch-v4"]
-	delete(m.Elements, elemGoto("10.0.0.1", "pod-a"))
+	m.Delete(elemGoto("10.0.0.1", "pod-a"))
 	m.Add(elemGoto("10.0.0.1", "pod-b"))
 	assertDump(t, k, rs)
 
@@ -348,7 +348,7 @@ func TestNetlinkVmapChange(t *testing.T) {
 	}})
 	rs.Chains["nftpolicy-input"].Rules = nil
 	delete(rs.Chains, "pod-b")
-	m.Elements = map[Elem]struct{}{}
+	m.Clear()
 	assertDump(t, k, rs)
 }
 

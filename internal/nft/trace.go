@@ -140,7 +140,11 @@ func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
 // find returns the element whose key holds key (an address, or a protocol
 // and port), honouring intervals; the set's elements are disjoint.
 func (s *Set) find(key Elem) (Elem, bool) {
-	for e := range s.Elements {
+	if s.byAddr() {
+		c, ok := s.verdicts[key.Addr]
+		return Elem{Addr: key.Addr, Chain: c}, ok
+	}
+	for e := range s.All() {
 		switch {
 		case s.Type.IsProtoPort():
 			if e.Proto == key.Proto && key.Port >= e.Port && key.Port <= e.PortEnd {
@@ -223,6 +227,5 @@ func (rs *Ruleset) contains(name string, key Elem) bool {
 		_, ok := s.find(key)
 		return ok
 	}
-	_, ok = s.Elements[key]
-	return ok
+	return s.Has(key)
 }

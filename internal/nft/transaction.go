@@ -152,7 +152,7 @@ func (rs *Ruleset) Text() string {
 		if s.Comment != "" {
 			fmt.Fprintf(&b, "\t\tcomment %q\n", truncate(s.Comment, MaxCommentLen))
 		}
-		if len(s.Elements) > 0 {
+		if s.Len() > 0 {
 			elems := s.Sorted()
 			b.WriteString("\t\telements = {")
 			for i, e := range elems {

@@ -437,7 +437,7 @@ func onNode(mc *model.Cluster, node string) (pods, policies int) {
 func rulesetStats(rs *nft.Ruleset, text string) RulesetStats {
 	s := RulesetStats{Sets: len(rs.Sets), Chains: len(rs.Chains), TextBytes: len(text)}
 	for _, set := range rs.Sets {
-		s.Elements += len(set.Elements)
+		s.Elements += set.Len()
 	}
 	for _, c := range rs.Chains {
 		s.Rules += len(c.Rules)

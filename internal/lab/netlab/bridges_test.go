@@ -43,7 +43,7 @@ func TestBridgedTrafficReachesTheForwardHook(t *testing.T) {
 	// allowed: its reply, from x/a to x/b, is established.
 	rs := nft.NewRuleset()
 	set := rs.AddSet(nft.NewSet("b", nft.SetIPv4, "x/b on vlan10"))
-	set.Elements[nft.Elem{Addr: netip.MustParseAddr(pods["x/b"].addr)}] = struct{}{}
+	set.Add(nft.Elem{Addr: netip.MustParseAddr(pods["x/b"].addr)})
 	rs.AddChain(&nft.Chain{Name: "fwd", Hook: &nft.Hook{Hook: "forward", Priority: 10}, Rules: []*nft.Rule{
 		{Matches: []nft.Match{nft.MatchIfname{Name: "br-vlan10", Not: true}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "not bridged on br-vlan10"},
 		{Matches: []nft.Match{nft.MatchCtState{States: []string{"established", "related"}}}, Verdict: nft.Verdict{Kind: nft.Accept}, Comment: "replies"},
