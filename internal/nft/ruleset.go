@@ -260,7 +260,7 @@ func (s *Set) Delete(e Elem) {
 func (s *Set) Has(e Elem) bool {
 	if s.byAddr() {
 		c, ok := s.verdicts[e.Addr]
-		return ok && c == e.Chain && e == Elem{Addr: e.Addr, Chain: c}
+		return ok && e == Elem{Addr: e.Addr, Chain: c}
 	}
 	_, ok := s.elems[e]
 	return ok
