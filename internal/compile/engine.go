@@ -610,8 +610,8 @@ func (e *Engine) addElem(set string, el nft.Elem) {
 // address set, the record of its address: a set's members are visited
 // again when a space starts or stops using it or when it goes, and finding
 // each record again in the map of every peer address (50,000 at L) took a
-// quarter of the costliest event's profile (paired runs: its delete 10%
-// faster without, its add within the noise).
+// quarter of the costliest event's profile (paired runs with the record
+// kept: its delete 10% faster, its add within the noise).
 type elemCount struct {
 	n    int
 	addr *peerAddr

@@ -154,10 +154,6 @@ func (s *Set) find(key Elem) (Elem, bool) {
 			if !key.Addr.Less(e.Addr) && !e.AddrEnd.Less(key.Addr) {
 				return e, true
 			}
-		case s.Type.IsMap():
-			if e.Addr == key.Addr {
-				return e, true
-			}
 		}
 	}
 	return Elem{}, false

@@ -269,10 +269,10 @@ func (a *eventAcc) merge(b *eventAcc) {
 	a.sentMsgs = append(a.sentMsgs, b.sentMsgs...)
 	a.sentBytes = append(a.sentBytes, b.sentBytes...)
 	a.recvBytes = append(a.recvBytes, b.recvBytes...)
+	if a.bytesBy == nil && b.bytesBy != nil {
+		a.bytesBy = map[string][]float64{}
+	}
 	for k, v := range b.bytesBy {
-		if a.bytesBy == nil {
-			a.bytesBy = map[string][]float64{}
-		}
 		a.bytesBy[k] = append(a.bytesBy[k], v...)
 	}
 }

@@ -357,9 +357,6 @@ func BenchmarkEventApply(b *testing.B) {
 		shadow.ApplyOps(tx)
 		steps = append(steps, step{ev.Kind, tx, diff.Diff(shadow, before)})
 	}
-	// warm: in a row, as the bare replay; cold: the caches filled with
-	// something else before each apply, as the suite's own work does
-	// between its events.
 	for _, mode := range []string{"warm", "cold"} {
 		b.Run(mode, func(b *testing.B) {
 			var evict []byte
