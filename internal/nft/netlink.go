@@ -26,10 +26,9 @@ type Netlink struct {
 	table   string // the inet table it programs and reads: TableName unless NewNetlinkTable
 
 	mu       sync.Mutex
-	conn     *nftables.Conn // the lasting connection; nil: dial on the next Apply
-	sock     *netlink.Conn  // its socket, seen when it was dialled
-	bufBytes int            // the socket buffers' size
-	sent     int            // bytes of the last batch sent
+	sock     *netlink.Conn // the lasting socket; nil: dial on the next Apply
+	bufBytes int           // the socket buffers' size
+	sent     int           // bytes of the last batch sent
 }
 
 // NewNetlink returns a Kernel for the network namespace open as netnsFD, or
@@ -51,11 +50,11 @@ func (n *Netlink) Close() error {
 }
 
 func (n *Netlink) closeConn() error {
-	if n.conn == nil {
+	if n.sock == nil {
 		return nil
 	}
-	err := n.conn.CloseLasting()
-	n.conn, n.sock, n.bufBytes = nil, nil, 0
+	err := n.sock.Close()
+	n.sock, n.bufBytes = nil, 0
 	if err != nil {
 		return fmt.Errorf("close the netlink socket: %w", err)
 	}
@@ -72,18 +71,18 @@ func (n *Netlink) LastBatchBytes() int {
 
 var _ Kernel = (*Netlink)(nil)
 
-// Socket buffer sizes. One Flush is one sendmsg, so the send buffer must hold
+// Socket buffer sizes. A batch is one sendmsg, so the send buffer must hold
 // the whole batch (docs/nftables-notes.md, trap 2); the kernel answers every
 // message and echoes every rule, and a receive buffer that overflows loses the
 // answers to a committed batch (docs/nftables-notes.md, trap 3). Both are
-// sized from the batch.
+// sized from the batch and a generous allowance for the answers.
 const (
 	minSocketBuffer = 8 << 20
 	maxSocketBuffer = 1 << 30
-	// ruleBytes is a generous estimate of one encoded rule (expressions
-	// plus a comment of at most MaxCommentLen bytes).
+	// ruleBytes allows for one rule's echo (expressions plus a comment of
+	// at most MaxCommentLen bytes).
 	ruleBytes = 1024
-	// opBytes is the overhead of any other message (headers, names).
+	// opBytes allows for any message's acknowledgement.
 	opBytes = 256
 )
 
@@ -104,19 +103,17 @@ func (n *Netlink) Apply(ctx context.Context, tx *Transaction) (err error) {
 			_ = n.closeConn() // its state is unknown: start afresh
 		}
 	}()
-	if n.conn == nil {
+	if n.sock == nil {
 		if err := n.dial(); err != nil {
 			return fmt.Errorf("nft: %s: %w", txSize(tx), err)
 		}
 	}
-	b := &batch{conn: n.conn, table: n.table, sets: map[string]*nftables.Set{}}
-	for i, op := range tx.Ops {
-		if err := b.add(op); err != nil {
-			return fmt.Errorf("nft: %s not sent: op %d (%s): %w", txSize(tx), i, opLabel(op), err)
-		}
+	b, err := encode(n.table, tx)
+	if err != nil {
+		return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
 	}
-	n.sent = b.bytes
-	if want := socketBuffer(b.bytes); want > n.bufBytes {
+	n.sent = b.bytes()
+	if want := socketBuffer(n.sent + len(b.msgs)*opBytes + b.rules*ruleBytes); want > n.bufBytes {
 		if err := setBuffers(n.sock, want); err != nil {
 			return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
 		}
@@ -127,30 +124,30 @@ func (n *Netlink) Apply(ctx context.Context, tx *Transaction) (err error) {
 		return fmt.Errorf("nft: %s not sent: %w", txSize(tx), err)
 	}
 	defer stop()
-	if err := n.conn.Flush(); err != nil {
-		return applyError(ctx, tx, b, err)
+	if err := sendBatch(n.sock, b.msgs); err != nil {
+		return applyError(ctx, tx, len(b.msgs), err)
 	}
 	return nil
 }
 
-// dial opens the lasting connection.
+// dial opens the lasting socket. Acknowledgements carry only their
+// header (NETLINK_CAP_ACK): one otherwise carries a copy of the whole
+// request, 48 KiB per element chunk.
 func (n *Netlink) dial() error {
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		n.sock = c
-		if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
-			return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
-		}
-		return nil
-	})}
+	ns := 0 // mdlayher/netlink: 0 is the caller's namespace
 	if n.netnsFD >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(n.netnsFD))
+		ns = n.netnsFD
 	}
-	conn, err := nftables.New(opts...)
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns})
 	if err != nil {
 		return fmt.Errorf("open a netlink socket: %w", err)
 	}
-	n.conn = conn
-	if err := setBuffers(n.sock, minSocketBuffer); err != nil {
+	n.sock = c
+	if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
+		_ = n.closeConn()
+		return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
+	}
+	if err := setBuffers(c, minSocketBuffer); err != nil {
 		_ = n.closeConn()
 		return fmt.Errorf("new socket: %w", err)
 	}
@@ -212,8 +209,8 @@ func setBuffers(c *netlink.Conn, size int) error {
 // applyError wraps a failed Flush. ENOBUFS (the kernel could not queue its
 // answer) and a timeout (we stopped listening) leave the outcome unknown:
 // the batch may have been committed (docs/nftables-notes.md, trap 3).
-func applyError(ctx context.Context, tx *Transaction, b *batch, err error) error {
-	what := fmt.Sprintf("nft: %s in %d messages", txSize(tx), b.msgs)
+func applyError(ctx context.Context, tx *Transaction, msgs int, err error) error {
+	what := fmt.Sprintf("nft: %s in %d messages", txSize(tx), msgs)
 	if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrDeadlineExceeded) {
 		if cerr := ctx.Err(); cerr != nil {
 			err = fmt.Errorf("%w: %w", cerr, err)
@@ -293,55 +290,119 @@ func chainSpec(table, name string, h *Hook) (*nftables.Chain, error) {
 	return c, nil
 }
 
-// batch encodes a transaction's ops into a Conn's pending messages.
+// batch encodes a transaction's ops into the netlink messages of one
+// batch, in op order. Element lists are written by elemWriter; every other
+// message is encoded by google/nftables into a Conn whose socket is enc's
+// test socket: collect hands them over.
 type batch struct {
-	conn  *nftables.Conn
-	table string // the table every object of the batch is in
+	enc    *nftables.Conn    // encodes; its Flush gives its messages to take, nothing is sent
+	msgs   []netlink.Message // the batch, without its begin and end
+	queued bool              // enc holds messages not yet in msgs
+	table  string            // the table every object of the batch is in
 	// sets added in this batch by name, for their batch IDs.
 	sets   map[string]*nftables.Set
 	lastID uint32
-	msgs   int // netlink messages queued
-	bytes  int // estimated size of the batch
+	rules  int // rules added, each echoed by the kernel
 }
+
+func newBatch(table string) (*batch, error) {
+	b := &batch{table: table, sets: map[string]*nftables.Set{}}
+	enc, err := nftables.New(nftables.WithTestDial(b.take))
+	if err != nil {
+		return nil, err
+	}
+	b.enc = enc
+	return b, nil
+}
+
+// encode encodes tx for the table.
+func encode(table string, tx *Transaction) (*batch, error) {
+	b, err := newBatch(table)
+	if err != nil {
+		return nil, err
+	}
+	for i, op := range tx.Ops {
+		if err := b.add(op); err != nil {
+			return nil, fmt.Errorf("op %d (%s): %w", i, opLabel(op), err)
+		}
+	}
+	return b, b.collect()
+}
+
+// ack is what take answers each message of a Flush with.
+var ack = netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}
+
+// take is enc's socket. A Flush sends it the batch, whose messages it
+// keeps (their sequence numbers, PID and length left for the real socket
+// to fill in), then reads one answer per message.
+func (b *batch) take(req []netlink.Message) ([]netlink.Message, error) {
+	if req == nil {
+		return []netlink.Message{ack}, nil
+	}
+	for _, m := range req[1 : len(req)-1] { // inside the batch's begin and end
+		m.Header.Length, m.Header.Sequence, m.Header.PID = 0, 0, 0
+		b.msgs = append(b.msgs, m)
+	}
+	return nil, nil
+}
+
+// collect moves enc's messages into msgs.
+func (b *batch) collect() error {
+	if !b.queued {
+		return nil
+	}
+	b.queued = false
+	return b.enc.Flush()
+}
+
+// bytes is the batch's size on the socket, without its begin and end.
+func (b *batch) bytes() int {
+	return msgsBytes(b.msgs)
+}
+
+func msgsBytes(msgs []netlink.Message) int {
+	n := 0
+	for _, m := range msgs {
+		n += nlHeaderLen + align4(len(m.Data))
+	}
+	return n
+}
+
+// nlHeaderLen is a netlink message header's size.
+const nlHeaderLen = 16
 
 func (b *batch) add(op Op) error {
 	switch op.Kind {
 	case OpAddElements, OpDeleteElements:
-		return b.elements(op) // counts its own chunks
+		return b.elements(op)
+	}
+	b.queued = true
+	switch op.Kind {
 	case OpAddSet:
 		return b.addSet(op)
 	case OpAddRule:
 		return b.addRule(op)
-	}
-	b.queued(opBytes)
-	switch op.Kind {
 	case OpAddTable:
-		b.conn.AddTable(nftTable(b.table))
+		b.enc.AddTable(nftTable(b.table))
 	case OpDeleteTable:
-		b.conn.DelTable(nftTable(b.table))
+		b.enc.DelTable(nftTable(b.table))
 	case OpDeleteSet:
 		delete(b.sets, op.Name)
-		b.conn.DelSet(b.setRef(op.Name))
+		b.enc.DelSet(b.setRef(op.Name))
 	case OpAddChain:
 		c, err := chainSpec(b.table, op.Name, op.Hook)
 		if err != nil {
 			return fmt.Errorf("declare chain: %w", err)
 		}
-		b.conn.AddChain(c)
+		b.enc.AddChain(c)
 	case OpDeleteChain:
-		b.conn.DelChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
+		b.enc.DelChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
 	case OpFlushChain:
-		b.conn.FlushChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
+		b.enc.FlushChain(&nftables.Chain{Table: nftTable(b.table), Name: op.Name})
 	default:
 		return fmt.Errorf("unknown op kind %d", int(op.Kind))
 	}
 	return nil
-}
-
-// queued counts one more message of about n bytes.
-func (b *batch) queued(n int) {
-	b.msgs++
-	b.bytes += n
 }
 
 func (b *batch) addSet(op Op) error {
@@ -352,8 +413,7 @@ func (b *batch) addSet(op Op) error {
 	s.Table = nftTable(b.table)
 	s.ID = b.newID()
 	b.sets[op.Name] = s
-	b.queued(opBytes)
-	return b.conn.AddSet(s, nil)
+	return b.enc.AddSet(s, nil)
 }
 
 // newID numbers the sets of this batch. Setting the ID ourselves also keeps
@@ -364,7 +424,7 @@ func (b *batch) newID() uint32 {
 	return b.lastID
 }
 
-// setRef names a set for an element or delete message.
+// setRef names a set for a delete message.
 func (b *batch) setRef(name string) *nftables.Set {
 	if s, ok := b.sets[name]; ok {
 		return s
@@ -380,8 +440,8 @@ func (b *batch) addRule(op Op) error {
 	if err != nil {
 		return fmt.Errorf("encode rule: %w", err)
 	}
-	b.queued(ruleBytes)
-	b.conn.AddRule(&nftables.Rule{
+	b.rules++
+	b.enc.AddRule(&nftables.Rule{
 		Table:    nftTable(b.table),
 		Chain:    &nftables.Chain{Table: nftTable(b.table), Name: op.Name},
 		Exprs:    exprs,
@@ -399,58 +459,27 @@ func (b *batch) addAnonSet(t nftables.SetDatatype, keys []byte) (*nftables.Set, 
 	for i, k := range keys {
 		elems[i] = nftables.SetElement{Key: []byte{k}}
 	}
-	b.queued(opBytes) // the set
-	b.queued(opBytes) // its elements
-	return s, b.conn.AddSet(s, elems)
+	return s, b.enc.AddSet(s, elems)
 }
 
-// elements queues element adds or deletes in chunks small enough for the element
-// list's 16-bit attribute length (docs/nftables-notes.md, trap 1), keeping the
-// kernel elements of one Elem (a range's start and end) together. Deletes of
-// map elements name only the key. google/nftables encodes a chunk when it is
-// queued, so one buffer serves every chunk: a new peer selector's ~9,000
-// element changes at L once allocated their elements three times over.
+// elements writes an op's element changes in messages small enough for the
+// element list's 16-bit attribute length (docs/nftables-notes.md, trap 1),
+// after the messages of the ops before it.
 func (b *batch) elements(op Op) error {
-	del := op.Kind == OpDeleteElements
-	set := b.setRef(op.Name)
-	chunk := make([]nftables.SetElement, 0, min(len(op.Elems), 1024))
-	size := 0
-	send := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		b.queued(opBytes + size)
-		var err error
-		if del {
-			err = b.conn.SetDeleteElements(set, chunk)
-		} else {
-			err = b.conn.SetAddElements(set, chunk)
-		}
-		if err != nil {
-			return fmt.Errorf("set %s: %w", op.Name, err)
-		}
-		chunk, size = chunk[:0], 0
-		return nil
+	if err := b.collect(); err != nil {
+		return err
 	}
+	var id uint32
+	if s, ok := b.sets[op.Name]; ok {
+		id = s.ID
+	}
+	w := newElemWriter(op, b.table, id)
 	for _, e := range op.Elems {
-		n := len(chunk)
-		var err error
-		if chunk, err = appendKernelElems(chunk, op.SetType, e, del); err != nil {
-			return fmt.Errorf("set %s: %w", op.Name, err)
+		if err := w.add(op.SetType, e); err != nil {
+			return err
 		}
-		esize := 0
-		for _, el := range chunk[n:] {
-			esize += encodedElemSize(el)
-		}
-		if size+esize > maxElemPayload && n > 0 {
-			els := chunk[n:]
-			chunk = chunk[:n]
-			if err := send(); err != nil {
-				return err
-			}
-			chunk = append(chunk, els...) // els lies past the sent chunk: still intact
-		}
-		size += esize
 	}
-	return send()
+	w.flush()
+	b.msgs = append(b.msgs, w.out...)
+	return nil
 }

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,37 +16,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// These tests check the encoding without a kernel: google/nftables sends
-// into a test socket that records the batch.
+// These tests check the encoding without a kernel.
 
-// captureBatch encodes tx and returns the messages Flush would send.
+// captureBatch encodes tx and returns the batch Apply would send, its begin
+// and end included, with the lengths the socket would fill in.
 func captureBatch(t *testing.T, tx *Transaction) []netlink.Message {
 	t.Helper()
-	var sent []netlink.Message
-	conn, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
-		if req != nil {
-			sent = append(sent, req...)
-			return nil, nil
-		}
-		// Flush reads one acknowledgement per message.
-		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}}, nil
-	}))
+	b, err := encode(TableName, tx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &batch{conn: conn, table: TableName, sets: map[string]*nftables.Set{}}
-	for i, op := range tx.Ops {
-		if err := b.add(op); err != nil {
-			t.Fatalf("op %d: %v", i, err)
-		}
+	msgs := append([]netlink.Message{batchMark(unix.NFNL_MSG_BATCH_BEGIN)}, b.msgs...)
+	msgs = append(msgs, batchMark(unix.NFNL_MSG_BATCH_END))
+	for i := range msgs {
+		msgs[i].Header.Length = uint32(nlHeaderLen + align4(len(msgs[i].Data)))
 	}
-	if err := conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := len(sent), b.msgs+2; got != want { // + batch begin and end
-		t.Errorf("sent %d messages, batch counted %d", got, want)
-	}
-	return sent
+	return msgs
 }
 
 // elemListMsg is one NEWSETELEM/DELSETELEM message's set and element list.
@@ -268,7 +254,8 @@ func TestBadElementsAreNotSent(t *testing.T) {
 		{"no address", SetIPv4ProtoPort, Elem{Proto: ProtoTCP, Port: 80}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := appendKernelElems(nil, tc.t, tc.e, false); err == nil {
+			w := newElemWriter(Op{Kind: OpAddElements, Name: "s"}, TableName, 0)
+			if err := w.add(tc.t, tc.e); err == nil {
 				t.Errorf("element %+v accepted for %s", tc.e, tc.t.Decl())
 			}
 		})
@@ -304,7 +291,6 @@ func TestEncodeRejectsBadRules(t *testing.T) {
 
 func TestApplyErrorMarksUnknownOutcomes(t *testing.T) {
 	tx := &Transaction{Ops: []Op{{Kind: OpAddTable}}}
-	b := &batch{msgs: 1}
 	for _, tc := range []struct {
 		name    string
 		err     error
@@ -319,7 +305,7 @@ func TestApplyErrorMarksUnknownOutcomes(t *testing.T) {
 		{"EMSGSIZE on send", fmt.Errorf("SendMessages: %w", unix.EMSGSIZE), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := applyError(t.Context(), tx, b, tc.err)
+			err := applyError(t.Context(), tx, 1, tc.err)
 			if got := errors.Is(err, ErrOutcomeUnknown); got != tc.unknown {
 				t.Errorf("%v: outcome unknown = %v, want %v", err, got, tc.unknown)
 			}
@@ -377,5 +363,82 @@ func TestOpBytesAddUpToTheBatch(t *testing.T) {
 	}
 	if sizes[4] <= 100*sizes[6] {
 		t.Errorf("300 elements take %d bytes, one %d: want the list's size to follow its length", sizes[4], sizes[6])
+	}
+}
+
+// TestElementMessagesAreGooglesBytes: every element message the writer
+// produces is, header flags and data, the message google/nftables'
+// SetAddElements or SetDeleteElements makes of the same elements, for every
+// set type, adds and deletes, a set added in the batch (its ID) and one
+// that was there before.
+func TestElementMessagesAreGooglesBytes(t *testing.T) {
+	tx := bigTx(3000, 1500, 900, 900)
+	var more []Op
+	for _, op := range tx.Ops {
+		if op.Kind == OpAddElements {
+			more = append(more, Op{Kind: OpDeleteElements, Name: op.Name, SetType: op.SetType, Elems: op.Elems[:700]})
+		}
+	}
+	// Sets the batch did not add: no ID.
+	more = append(more, opAddElems("old-v6", MapIPv6Verdict, Elem{Addr: netip.MustParseAddr("fd00::1"), Chain: "c"}),
+		opAddElems("old-named", SetIPv6ProtoPort, Elem{Addr: netip.MustParseAddr("fd00::2"), Proto: ProtoUDP, Port: 53}),
+		opAddElems("old-ranges", MapIPv4IntervalVerdict, Elem{Addr: netip.MustParseAddr("10.0.0.0"), AddrEnd: netip.MustParseAddr("10.0.0.255"), Chain: "c"}),
+		opAddElems("old-ports", MapProtoPortVerdict, Elem{Proto: ProtoSCTP, Port: 9, PortEnd: 10, Chain: "c"}))
+	tx.Ops = append(tx.Ops, more...)
+
+	msgs := captureBatch(t, tx)
+	checked := 0
+	for i, m := range msgs {
+		typ := uint16(m.Header.Type) & 0xff
+		if typ != unix.NFT_MSG_NEWSETELEM && typ != unix.NFT_MSG_DELSETELEM {
+			continue
+		}
+		em := elemMessages(t, []netlink.Message{m})[0]
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id uint32
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_SET_ELEM_LIST_SET_ID {
+				id = binary.BigEndian.Uint32(ad.Bytes())
+			}
+		}
+		var want []netlink.Message
+		conn, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+			if req != nil {
+				want = append(want, req[1:len(req)-1]...)
+				return nil, nil
+			}
+			return []netlink.Message{ack}, nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := &nftables.Set{Table: nftTable(TableName), Name: em.set, ID: id}
+		if typ == unix.NFT_MSG_NEWSETELEM {
+			err = conn.SetAddElements(set, em.elems)
+		} else {
+			err = conn.SetDeleteElements(set, em.elems)
+		}
+		if err == nil {
+			err = conn.Flush()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) != 1 {
+			t.Fatalf("google/nftables made %d messages", len(want))
+		}
+		if want[0].Header.Type != m.Header.Type || want[0].Header.Flags != m.Header.Flags {
+			t.Errorf("message %d (set %s): header %+v, google/nftables' %+v", i, em.set, m.Header, want[0].Header)
+		}
+		if diff := cmp.Diff(want[0].Data, m.Data); diff != "" {
+			t.Errorf("message %d (set %s, %d elements): data differs from google/nftables' (-google +ours):\n%s", i, em.set, len(em.elems), diff)
+		}
+		checked++
+	}
+	if checked < 12 {
+		t.Errorf("checked %d element messages; the test means to check many", checked)
 	}
 }
