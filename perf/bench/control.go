@@ -47,21 +47,22 @@ type Config struct {
 // medians and a p99 on a noisy 2-core machine, few enough that L fits
 // the run's time budget (its every event costs seconds of compile).
 type plan struct {
-	rounds   int // rounds of events, one of each kind per round
-	fullReps int // full programmings, nft -f loads, iptables restores
-	bareReps int // bare replays per batch
+	rounds      int // rounds of events, one of each kind per round
+	fullReps    int // full programmings, nft -f loads, iptables restores
+	bareReps    int // bare replays per batch
+	floorRounds int // rounds of the kernel's floor (kernelfloor.go): at XL 3–4 ms each
 }
 
 func planFor(s gen.Size, quick bool) plan {
 	switch {
 	case quick:
-		return plan{rounds: 5, fullReps: 2, bareReps: 2}
+		return plan{rounds: 5, fullReps: 2, bareReps: 2, floorRounds: 10}
 	case s.Pods >= gen.L.Pods:
-		return plan{rounds: 10, fullReps: 3, bareReps: 3}
+		return plan{rounds: 10, fullReps: 3, bareReps: 3, floorRounds: 30}
 	case s.Pods >= gen.M.Pods:
-		return plan{rounds: 20, fullReps: 3, bareReps: 3}
+		return plan{rounds: 20, fullReps: 3, bareReps: 3, floorRounds: 30}
 	}
-	return plan{rounds: 20, fullReps: 5, bareReps: 3}
+	return plan{rounds: 20, fullReps: 5, bareReps: 3, floorRounds: 30}
 }
 
 func (cfg Config) logf(format string, args ...any) {
@@ -162,6 +163,18 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 
 	cfg.logf("%s: kube-router baseline (iptables + ipset)", size.Name)
 	res.KubeRouter = kubeRouter(j, mc, size, p.fullReps)
+
+	// Before the events, in a namespace of its own: nothing else of the
+	// suite's runs while the agent's events are timed. A failure is the
+	// report's problem, not the run's end: the events do not depend on it.
+	floor, err := kernelFloor(ctx, j, rs, size, p.floorRounds)
+	if err != nil {
+		res.Problems = append(res.Problems, err.Error())
+	} else {
+		res.KernelFloor = floor
+		cfg.logf("%s: kernel's floor: one goto element p50 %s (%d verdict-map elements to validate), its delete %s, one plain element %s", size.Name,
+			fmtMs(floor.GotoAdd.P50), floor.VerdictElements, fmtMs(floor.GotoDelete.P50), fmtMs(floor.PlainAdd.P50))
+	}
 
 	events := c.Events(node, p.rounds)
 	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {

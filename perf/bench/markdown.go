@@ -47,6 +47,7 @@ func Markdown(r *Results) string {
 			fmtMs(f.AgentApply.P50), fmtMs(f.Compile.P50), fmtMs(f.Diff.P50), f.SentMsgs, fmtBytes(float64(f.SentBytes)), fmtBytes(float64(f.RecvBytes)),
 			fmtMs(f.NftF.P50), fmtMs(f.Bare.P50), krCell(s.KubeRouter, "legacy", true), krCell(s.KubeRouter, "nft", true))
 	}
+	kernelFloorMarkdown(w, r.Sizes)
 
 	for _, s := range r.Sizes {
 		p := planFor(s.Size, r.Quick)
@@ -143,6 +144,31 @@ func Markdown(r *Results) string {
 		}
 	}
 	return b.String()
+}
+
+// kernelFloorMarkdown renders the kernel's floor of the sizes that
+// measured it, nothing when none did.
+func kernelFloorMarkdown(w func(string, ...any), sizes []*SizeResult) {
+	var floors []*SizeResult
+	for _, s := range sizes {
+		if s.KernelFloor != nil {
+			floors = append(floors, s)
+		}
+	}
+	if len(floors) == 0 {
+		return
+	}
+	w("\n## The kernel's floor per transaction\n\n")
+	w("When a batch adds a goto or a jump (a rule, or an element of a verdict map), nf_tables re-validates the whole table at its commit, walking every element of every verdict map a base chain reaches: "+
+		"an event that adds one goto element costs the kernel in proportion to the node's verdict-map elements, so to the cluster's size. "+
+		"Each row times transactions of one element on the node's ruleset in a namespace of its own (p50 of %d interleaved rounds, each transaction one Apply): "+
+		"a goto element added to the biggest IPv4 verdict map, its delete, and an element added to a plain set no rule uses.\n\n", floors[0].KernelFloor.GotoAdd.N)
+	w("| size | verdict-map elements | biggest map (elements) | add one goto element p50 | its delete p50 | add one plain element p50 | goto ÷ plain |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range floors {
+		f := s.KernelFloor
+		w("| %s | %d | %s (%d) | %s | %s | %s | %.1f× |\n", s.Size.Name, f.VerdictElements, f.BiggestMap, f.BiggestMapElements,
+			fmtMs(f.GotoAdd.P50), fmtMs(f.GotoDelete.P50), fmtMs(f.PlainAdd.P50), ratio(f.GotoAdd.P50, f.PlainAdd.P50))
+	}
 }
 
 func krCell(kr *IptablesResult, backend string, full bool) string {

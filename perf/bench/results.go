@@ -43,7 +43,23 @@ type SizeResult struct {
 	BurstMs    float64         `json:"burst_ms"`
 	Memory     *MemResult      `json:"memory,omitempty"`
 	KubeRouter *IptablesResult `json:"kube_router,omitempty"`
-	Problems   []string        `json:"problems,omitempty"`
+	// KernelFloor is what the kernel alone charges for one-element
+	// transactions on this size's ruleset (kernelfloor.go).
+	KernelFloor *KernelFloorResult `json:"kernel_floor,omitempty"`
+	Problems    []string           `json:"problems,omitempty"`
+}
+
+// KernelFloorResult is the kernel's cost of the smallest transactions on
+// the node's ruleset: a batch that adds a goto makes nf_tables validate
+// every verdict-map element of the table at commit, one that does not
+// validates nothing.
+type KernelFloorResult struct {
+	VerdictElements    int    `json:"verdict_elements"` // in all the ruleset's verdict maps
+	BiggestMap         string `json:"biggest_map"`      // the biggest IPv4 verdict map, where the goto goes
+	BiggestMapElements int    `json:"biggest_map_elements"`
+	GotoAdd            Dist   `json:"goto_add"`    // add one goto element to it, one Apply
+	GotoDelete         Dist   `json:"goto_delete"` // delete that element again
+	PlainAdd           Dist   `json:"plain_add"`   // add one element to an unreferenced plain set
 }
 
 // RulesetStats sizes the node's ruleset.
