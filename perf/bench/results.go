@@ -60,6 +60,9 @@ type KernelFloorResult struct {
 	GotoAdd            Dist   `json:"goto_add"`    // add one goto element to it, one Apply
 	GotoDelete         Dist   `json:"goto_delete"` // delete that element again
 	PlainAdd           Dist   `json:"plain_add"`   // add one element to an unreferenced plain set
+	// GotoAddCold is GotoAdd after 64 MiB of other data went through the
+	// CPU's caches.
+	GotoAddCold Dist `json:"goto_add_cold"`
 }
 
 // RulesetStats sizes the node's ruleset.
