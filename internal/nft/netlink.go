@@ -177,7 +177,7 @@ func guard(ctx context.Context, c *netlink.Conn) (stop func(), err error) {
 	}, nil
 }
 
-// setBuffers sizes both socket buffers. One Flush is one sendmsg, so the
+// setBuffers sizes both socket buffers. A batch is one sendmsg, so the
 // send buffer must hold the whole batch; the kernel answers every message,
 // and a receive buffer that overflows loses the answers to a committed
 // batch (docs/nftables-notes.md, traps 2 and 3). Acknowledgements are capped at their
@@ -206,7 +206,7 @@ func setBuffers(c *netlink.Conn, size int) error {
 	return nil
 }
 
-// applyError wraps a failed Flush. ENOBUFS (the kernel could not queue its
+// applyError wraps a failed sendBatch. ENOBUFS (the kernel could not queue its
 // answer) and a timeout (we stopped listening) leave the outcome unknown:
 // the batch may have been committed (docs/nftables-notes.md, trap 3).
 func applyError(ctx context.Context, tx *Transaction, msgs int, err error) error {
@@ -329,15 +329,15 @@ func encode(table string, tx *Transaction) (*batch, error) {
 	return b, b.collect()
 }
 
-// ack is what take answers each message of a Flush with.
-var ack = netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}
+// captureAck is what take answers each message of a Flush with.
+var captureAck = netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}
 
 // take is enc's socket. A Flush sends it the batch, whose messages it
 // keeps (their sequence numbers, PID and length left for the real socket
 // to fill in), then reads one answer per message.
 func (b *batch) take(req []netlink.Message) ([]netlink.Message, error) {
 	if req == nil {
-		return []netlink.Message{ack}, nil
+		return []netlink.Message{captureAck}, nil
 	}
 	for _, m := range req[1 : len(req)-1] { // inside the batch's begin and end
 		m.Header.Length, m.Header.Sequence, m.Header.PID = 0, 0, 0

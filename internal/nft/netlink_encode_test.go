@@ -410,7 +410,7 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 				want = append(want, req[1:len(req)-1]...)
 				return nil, nil
 			}
-			return []netlink.Message{ack}, nil
+			return []netlink.Message{captureAck}, nil
 		}))
 		if err != nil {
 			t.Fatal(err)
