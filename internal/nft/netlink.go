@@ -329,8 +329,9 @@ func encode(table string, tx *Transaction) (*batch, error) {
 	return b, b.collect()
 }
 
-// captureAck is what take answers each message of a Flush with.
-var captureAck = netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 20)}
+// captureAck is what take answers each message of a Flush with: an
+// acknowledgement as the kernel sends it (errno 0, the request's header).
+var captureAck = netlink.Message{Header: netlink.Header{Length: nlHeaderLen + 20, Type: netlink.Error}, Data: make([]byte, 20)}
 
 // take is enc's socket. A Flush sends it the batch, whose messages it
 // keeps (their sequence numbers, PID and length left for the real socket

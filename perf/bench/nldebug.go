@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The netlink probe counts what crosses the socket with mdlayher/netlink's
 // own debug hook: with NLDEBUG=level=1,format=plain every Conn logs each
 // message it sends ("send msgs: ") and receives ("recv: ") as %+v of a
 // netlink.Message, header and payload in full. Parsing those lines gives
-// the exact messages google/nftables handed to sendmsg for a batch and
-// what it read back, and lets the probe replay the batch byte for byte.
+// the exact messages the agent's Netlink kernel handed to sendmsg for a
+// batch and what it read back, and lets the probe replay the batch byte
+// for byte.
 
 // NLDebugEnv is the environment the probe must start with.
 const NLDebugEnv = "NLDEBUG=level=1,format=plain"
@@ -43,6 +46,12 @@ func (c *nlCapture) parseLine(line string) error {
 	msg, err := parseMessage(line[strings.Index(line, "{"):])
 	if err != nil {
 		return fmt.Errorf("netlink debug line %.120q: %w", line, err)
+	}
+	if dir == "send" && binary.NativeEndian.Uint16(msg[4:]) == unix.NFNL_MSG_BATCH_BEGIN {
+		// internal/nft encodes with google/nftables into a test socket,
+		// whose Conn logs too, then sends the whole batch on its own
+		// socket: the batch that counts is the last one.
+		*c = nlCapture{}
 	}
 	if dir == "send" {
 		c.Sent = append(c.Sent, msg)
@@ -99,6 +108,9 @@ func parseMessage(s string) ([]byte, error) {
 	i := strings.Index(s, "Data:[")
 	if i < 0 {
 		return nil, fmt.Errorf("no Data")
+	}
+	if length < nlHeaderLen {
+		return nil, fmt.Errorf("length %d is shorter than a header", length)
 	}
 	msg := make([]byte, nlHeaderLen, length)
 	binary.NativeEndian.PutUint32(msg[0:], uint32(length))
