@@ -388,12 +388,15 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 
 	msgs := captureBatch(t, tx)
 	checked := 0
+	sent := map[string][]nftables.SetElement{} // by op kind and set
 	for i, m := range msgs {
 		typ := uint16(m.Header.Type) & 0xff
 		if typ != unix.NFT_MSG_NEWSETELEM && typ != unix.NFT_MSG_DELSETELEM {
 			continue
 		}
 		em := elemMessages(t, []netlink.Message{m})[0]
+		key := fmt.Sprint(typ == unix.NFT_MSG_DELSETELEM, em.set)
+		sent[key] = append(sent[key], em.elems...)
 		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 		if err != nil {
 			t.Fatal(err)
@@ -440,5 +443,22 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 	}
 	if checked < 12 {
 		t.Errorf("checked %d element messages; the test means to check many", checked)
+	}
+	// And they carry the elements of the ops, as nft sends them.
+	for _, op := range tx.Ops {
+		del := op.Kind == OpDeleteElements
+		if op.Kind != OpAddElements && !del {
+			continue
+		}
+		var want []nftables.SetElement
+		for _, e := range op.Elems {
+			var err error
+			if want, err = appendKernelElems(want, op.SetType, e, del); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff(want, sent[fmt.Sprint(del, op.Name)]); diff != "" {
+			t.Errorf("%v %s: elements sent (-want +got):\n%s", op.Kind, op.Name, diff)
+		}
 	}
 }
