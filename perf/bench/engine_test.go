@@ -327,7 +327,7 @@ func BenchmarkEngineAdminEvent(b *testing.B) {
 // BenchmarkEventApply applies the transactions of one round of L events to
 // a real kernel holding the node's table, each repeated (applied, then
 // reverted untimed), and reports each kind's p50: the agent's own Apply
-// (google/nftables over the lasting socket). warm: in a row, as the
+// (nft.Netlink over its lasting socket). warm: in a row, as the
 // suite's bare replay times the kernel alone (on a quiet machine they
 // agree); cold: with the caches filled by something else before each
 // apply, as the suite's own work fills them between its events, which is
