@@ -33,7 +33,7 @@ test: lint kube-binaries
 # parent and child contexts): that alone, with no failing input written,
 # is not a failure.
 FUZZTIME  ?= 8s
-FUZZ_PKGS := internal/compile internal/scenario internal/fqdn internal/model
+FUZZ_PKGS := internal/compile internal/scenario internal/fqdn internal/model internal/nft
 .PHONY: fuzz-short
 fuzz-short:
 	@set -e; mkdir -p bin/fuzz; \

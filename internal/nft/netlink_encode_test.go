@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -385,9 +386,58 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 		opAddElems("old-ranges", MapIPv4IntervalVerdict, Elem{Addr: netip.MustParseAddr("10.0.0.0"), AddrEnd: netip.MustParseAddr("10.0.0.255"), Chain: "c"}),
 		opAddElems("old-ports", MapProtoPortVerdict, Elem{Proto: ProtoSCTP, Port: 9, PortEnd: 10, Chain: "c"}))
 	tx.Ops = append(tx.Ops, more...)
+	if checked := checkElementMessages(t, tx); checked < 12 {
+		t.Errorf("checked %d element messages; the test means to check many", checked)
+	}
+}
 
+// FuzzElementMessagesAreGooglesBytes: the same for elements of any kind,
+// chain names and counts (large ones split into several messages).
+func FuzzElementMessagesAreGooglesBytes(f *testing.F) {
+	f.Add(uint8(MapIPv4Verdict), false, "c", []byte("0123456789abcdefghij"))
+	f.Add(uint8(SetIPv6Interval), true, "x", make([]byte, 400))
+	f.Add(uint8(MapProtoPortVerdict), false, strings.Repeat("long-chain-", 20), []byte("01234567890123456789abcdefghijklmnopqrst"))
+	f.Add(uint8(MapIPv6Verdict), false, strings.Repeat("c", 200), bytes.Repeat([]byte("0123456789abcdefghij"), 3000)) // several messages
+	f.Fuzz(func(t *testing.T, typ uint8, del bool, chain string, data []byte) {
+		st := SetType(int(typ) % (int(lastSetType) + 1))
+		if chain == "" || len(chain) > 255 || strings.ContainsRune(chain, 0) {
+			return
+		}
+		var elems []Elem
+		for ; len(data) >= 20 && len(elems) < 5000; data = data[20:] {
+			e := Elem{Proto: data[16], Port: uint16(data[17])<<8 | uint16(data[18]), Chain: chain}
+			e.PortEnd = e.Port + min(uint16(data[19]), 0xffff-e.Port)
+			switch st.Family() {
+			case IPv4:
+				a, b := netip.AddrFrom4([4]byte(data[:4])), netip.AddrFrom4([4]byte(data[4:8]))
+				if b.Less(a) {
+					a, b = b, a
+				}
+				e.Addr, e.AddrEnd = a, b
+			case IPv6:
+				a := netip.AddrFrom16([16]byte(data[:16]))
+				e.Addr, e.AddrEnd = a, a
+			}
+			elems = append(elems, e)
+		}
+		kind := OpAddElements
+		if del {
+			kind = OpDeleteElements
+		}
+		tx := &Transaction{Ops: []Op{{Kind: kind, Name: "s", SetType: st, Elems: elems}}}
+		if _, err := encode(TableName, tx); err != nil {
+			t.Skip(err) // checkElem's refusals are TestBadElementsAreNotSent's
+		}
+		checkElementMessages(t, tx)
+	})
+}
+
+// checkElementMessages encodes tx and compares each element message with
+// what google/nftables makes of its elements, and the elements with what
+// nft sends for each op. It returns the number of messages compared.
+func checkElementMessages(t *testing.T, tx *Transaction) (checked int) {
+	t.Helper()
 	msgs := captureBatch(t, tx)
-	checked := 0
 	sent := map[string][]nftables.SetElement{} // by op kind and set
 	for i, m := range msgs {
 		typ := uint16(m.Header.Type) & 0xff
@@ -441,9 +491,6 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 		}
 		checked++
 	}
-	if checked < 12 {
-		t.Errorf("checked %d element messages; the test means to check many", checked)
-	}
 	// And they carry the elements of the ops, as nft sends them.
 	for _, op := range tx.Ops {
 		del := op.Kind == OpDeleteElements
@@ -461,4 +508,5 @@ func TestElementMessagesAreGooglesBytes(t *testing.T) {
 			t.Errorf("%v %s: elements sent (-want +got):\n%s", op.Kind, op.Name, diff)
 		}
 	}
+	return checked
 }
