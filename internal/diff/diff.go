@@ -210,13 +210,13 @@ func elemChanges(old, s *nft.Set, only []nft.Elem) (del, add []nft.Elem) {
 		return append(del, del2...), append(add, add2...)
 	}
 	for e := range s.All() {
-		if old == nil || !has(old, e) {
+		if old == nil || !old.Has(e) {
 			add = append(add, e)
 		}
 	}
 	if old != nil {
 		for e := range old.All() {
-			if !has(s, e) {
+			if !s.Has(e) {
 				del = append(del, e)
 			}
 		}
@@ -237,7 +237,7 @@ func touchedChanges(old, s *nft.Set, only []nft.Elem) (del, add []nft.Elem) {
 	buf := make([]nft.Elem, len(only))
 	a, d := 0, len(buf)
 	for _, e := range only {
-		in, was := has(s, e), has(old, e)
+		in, was := s.Has(e), old.Has(e)
 		switch {
 		case in && !was:
 			buf[a] = e
@@ -276,7 +276,6 @@ func sortedOnce(elems []nft.Elem) []nft.Elem {
 	return slices.Compact(nft.SortElems(elems))
 }
 
-func has(s *nft.Set, e nft.Elem) bool { return s.Has(e) }
 
 func sameHook(a, b *nft.Hook) bool {
 	if a == nil || b == nil {
