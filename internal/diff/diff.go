@@ -276,7 +276,6 @@ func sortedOnce(elems []nft.Elem) []nft.Elem {
 	return slices.Compact(nft.SortElems(elems))
 }
 
-
 func sameHook(a, b *nft.Hook) bool {
 	if a == nil || b == nil {
 		return a == b
