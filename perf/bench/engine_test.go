@@ -402,16 +402,23 @@ func BenchmarkEventApply(b *testing.B) {
 	}
 }
 
+// testJanitor is a janitor for one test or benchmark, closed (its
+// namespaces removed) when it ends.
+func testJanitor(tb testing.TB) *Janitor {
+	tb.Helper()
+	j, err := NewJanitor()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = j.Close() })
+	return j
+}
+
 // kernelIn is a netlink kernel in a new network namespace of the suite's
 // own prefix, removed (with its socket) when the benchmark ends.
 func kernelIn(b *testing.B, name string) *nft.Netlink {
 	b.Helper()
-	j, err := NewJanitor()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = j.Close() })
-	ns, err := j.NetNS(name)
+	ns, err := testJanitor(b).NetNS(name)
 	if err != nil {
 		b.Fatal(err)
 	}

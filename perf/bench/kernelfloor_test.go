@@ -76,11 +76,7 @@ func TestCommitWhyNamesTheKernelFloor(t *testing.T) {
 // elements counted as the ruleset has them, and the table gone afterwards.
 func TestKernelFloorMeasured(t *testing.T) {
 	testutil.NeedKernel(t)
-	j, err := NewJanitor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j := testJanitor(t)
 	mc, err := gen.Generate(gen.S, 1).Model()
 	if err != nil {
 		t.Fatal(err)

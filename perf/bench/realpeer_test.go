@@ -27,12 +27,7 @@ func TestRealKubeRouterEnforcesADeny(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	j, err := NewJanitor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	pl, err := newPeerLab(ctx, j, Config{}, bin)
+	pl, err := newPeerLab(ctx, testJanitor(t), Config{}, bin)
 	if err != nil {
 		t.Fatal(err)
 	}

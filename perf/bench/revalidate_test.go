@@ -30,11 +30,7 @@ import (
 //	go test -run '^$' -bench KernelRevalidation ./perf/bench -benchtime 200x
 func BenchmarkKernelRevalidation(b *testing.B) {
 	testutil.NeedKernel(b)
-	j, err := NewJanitor()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer j.Close()
+	j := testJanitor(b)
 	for _, t := range []struct {
 		n     int
 		hooks []string
