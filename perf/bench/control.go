@@ -47,22 +47,30 @@ type Config struct {
 // medians and a p99 on a noisy 2-core machine, few enough that L fits
 // the run's time budget (its every event costs seconds of compile).
 type plan struct {
-	rounds      int // rounds of events, one of each kind per round
-	fullReps    int // full programmings, nft -f loads, iptables restores
-	bareReps    int // bare replays per batch
-	floorRounds int // rounds of the kernel's floor (kernelfloor.go): at XL 3–4 ms each
+	rounds   int // rounds of events, one of each kind per round
+	fullReps int // full programmings, nft -f loads, iptables restores
+	bareReps int // bare replays per batch
+}
+
+// floorRounds is the rounds of the kernel's floor at every size
+// (kernelfloor.go; at XL a few ms each), fewer in a quick run.
+func floorRounds(quick bool) int {
+	if quick {
+		return 10
+	}
+	return 30
 }
 
 func planFor(s gen.Size, quick bool) plan {
 	switch {
 	case quick:
-		return plan{rounds: 5, fullReps: 2, bareReps: 2, floorRounds: 10}
+		return plan{rounds: 5, fullReps: 2, bareReps: 2}
 	case s.Pods >= gen.L.Pods:
-		return plan{rounds: 10, fullReps: 3, bareReps: 3, floorRounds: 30}
+		return plan{rounds: 10, fullReps: 3, bareReps: 3}
 	case s.Pods >= gen.M.Pods:
-		return plan{rounds: 20, fullReps: 3, bareReps: 3, floorRounds: 30}
+		return plan{rounds: 20, fullReps: 3, bareReps: 3}
 	}
-	return plan{rounds: 20, fullReps: 5, bareReps: 3, floorRounds: 30}
+	return plan{rounds: 20, fullReps: 5, bareReps: 3}
 }
 
 func (cfg Config) logf(format string, args ...any) {
@@ -167,7 +175,7 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 	// Before the events, in a namespace of its own: nothing else of the
 	// suite's runs while the agent's events are timed. A failure is the
 	// report's problem, not the run's end: the events do not depend on it.
-	floor, err := kernelFloor(ctx, j, rs, size, p.floorRounds)
+	floor, err := kernelFloor(ctx, j, rs, size, floorRounds(cfg.Quick))
 	if err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	} else {
