@@ -57,6 +57,19 @@ fuzz-short:
 unit:
 	$(GO) test -count=1 -short $(PKGS)
 
+# The seeded random tests (internal/compile: the evaluator against traced
+# rulesets, explain and preview against the evaluator, incremental against
+# from-scratch, transitions on the Fake and on a kernel) on seeds that
+# `make test` does not run: rounds 1 to ROUNDS of NFTPOLICY_SEED_ROUND
+# (internal/testutil/seeds.go). A failure names its seed and round.
+ROUNDS ?= 5
+.PHONY: soak
+soak:
+	@set -e; for r in $$(seq 1 $(ROUNDS)); do \
+	  echo "round $$r:"; \
+	  NFTPOLICY_SEED_ROUND=$$r $(GO) test -count=1 -timeout 60m ./internal/compile; \
+	done
+
 # gofmt, go vet and staticcheck, all clean. staticcheck is pinned and built
 # once from the Go module proxy into the cache (as kube-binaries does), so
 # every machine lints with the same checks.

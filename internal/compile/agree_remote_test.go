@@ -25,7 +25,7 @@ import (
 // only.
 func TestRemotePeersAgreeWithEvaluator(t *testing.T) {
 	remoteMatched := 0
-	for seed := int64(1); seed <= 200; seed++ {
+	for seed := range tu.Seeds(t, 200) {
 		r := rand.New(rand.NewSource(seed))
 		c := model.NewCluster()
 		c.ClusterSet = model.ClusterSet{LocalID: []string{"", "one"}[r.Intn(2)], Sameness: r.Intn(3) == 0}

@@ -30,7 +30,7 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 		if opts.OpenUnknown {
 			seeds = 100
 		}
-		for seed := int64(1); seed <= seeds; seed++ {
+		for seed := range tu.Seeds(t, seeds) {
 			r := rand.New(rand.NewSource(seed))
 			c := randomCluster(t, r)
 			srcs, dsts := flowAddrs(c)
@@ -57,7 +57,7 @@ func TestCompiledRulesetAgreesWithEvaluator(t *testing.T) {
 // Without IPVS no chain of the table is on the output hook.
 func TestIPVSPathAgreesWithEvaluator(t *testing.T) {
 	opts := model.Options{IPVS: true}
-	for seed := int64(1); seed <= 100; seed++ {
+	for seed := range tu.Seeds(t, 100) {
 		r := rand.New(rand.NewSource(seed))
 		c := randomCluster(t, r)
 		rulesets := map[string]*nft.Ruleset{}

@@ -31,7 +31,7 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 	if testing.Short() {
 		seeds = 25
 	}
-	for seed := int64(1); seed <= int64(seeds); seed++ {
+	for seed := range tu.Seeds(t, int64(seeds)) {
 		r := rand.New(rand.NewSource(seed))
 		w := newWorld(t, r)
 		for _, node := range []string{"n1", "n2"} {

@@ -14,6 +14,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
+	"github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
 // TestExplainAgrees: on the random clusters of the evaluator/tracer
@@ -23,7 +24,7 @@ import (
 // that rule is one the traced packet met in the compiled ruleset.
 func TestExplainAgrees(t *testing.T) {
 	tiers := map[string]int{}
-	for seed := int64(1); seed <= 300; seed++ {
+	for seed := range testutil.Seeds(t, 300) {
 		r := rand.New(rand.NewSource(seed))
 		c := model.NewCluster()
 		for _, o := range compile.RandomObjects(r) {
@@ -148,7 +149,7 @@ func decisive(rep *explain.Report, s explain.Side) bool {
 // checks.
 func TestPreviewAgrees(t *testing.T) {
 	total := 0
-	for seed := int64(1); seed <= 200; seed++ {
+	for seed := range testutil.Seeds(t, 200) {
 		r := rand.New(rand.NewSource(seed))
 		base := compile.RandomObjects(r)
 		other := compile.RandomObjects(r)

@@ -64,7 +64,7 @@ func TestRemoteRelabelCostsTheSameAtAnySize(t *testing.T) {
 // exactly what a full compile gives, with a partial diff equal to the full
 // one.
 func TestRemoteEventsIncremental(t *testing.T) {
-	for seed := int64(1); seed <= 40; seed++ {
+	for seed := range tu.Seeds(t, 40) {
 		r := rand.New(rand.NewSource(seed))
 		c := model.NewCluster()
 		c.ClusterSet = model.ClusterSet{LocalID: "one", Sameness: r.Intn(3) == 0}

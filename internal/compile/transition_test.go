@@ -46,7 +46,7 @@ type step struct {
 // in both directions, on both nodes.
 func randomWalks(t *testing.T) []walk {
 	var out []walk
-	for seed := int64(1); seed <= transitionSeeds; seed++ {
+	for seed := range tu.Seeds(t, transitionSeeds) {
 		a := randomCluster(t, rand.New(rand.NewSource(seed)))
 		other := randomCluster(t, rand.New(rand.NewSource(seed+100000)))
 		mutated := randomCluster(t, rand.New(rand.NewSource(seed)))
