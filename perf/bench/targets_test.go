@@ -98,3 +98,28 @@ func TestPairedRatio(t *testing.T) {
 		t.Errorf("pairedRatio = %v, want 1", got)
 	}
 }
+
+// TestRelabelBytesNamesXL: the bytes-per-relabel target compares L with S,
+// and, when XL ran, gives XL against L beside it.
+func TestRelabelBytesNamesXL(t *testing.T) {
+	relabel := func(size gen.Size, bytes float64) *SizeResult {
+		ev := EventResult{Kind: string(gen.PodRelabel)}
+		ev.SentBytes.P50 = bytes
+		return &SizeResult{Size: size, Events: []EventResult{ev}}
+	}
+	measured := func(sizes ...*SizeResult) string {
+		for _, tg := range evaluate(&Results{Sizes: sizes}) {
+			if tg.Goal == "netlink bytes per pod relabel at L ≤ 1.5× those at S" {
+				return tg.Measured
+			}
+		}
+		t.Fatal("no bytes target")
+		return ""
+	}
+	if got, want := measured(relabel(gen.S, 1000), relabel(gen.L, 2000)), "p50 2000 B at L vs 1000 B at S: 2.00×"; got != want {
+		t.Errorf("without XL: got %q, want %q", got, want)
+	}
+	if got, want := measured(relabel(gen.S, 1000), relabel(gen.L, 2000), relabel(gen.XL, 1900)), "p50 2000 B at L vs 1000 B at S: 2.00×; XL 1900 B, 0.95× L"; got != want {
+		t.Errorf("with XL: got %q, want %q", got, want)
+	}
+}
