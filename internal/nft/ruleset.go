@@ -5,6 +5,7 @@ package nft
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"iter"
@@ -313,10 +314,52 @@ func (s *Set) clone() *Set {
 }
 
 // SortElems sorts elements by every field: address, range end, protocol,
-// port, port range end, chain (compareElems).
+// port, port range end, chain (compareElems). A long list of IPv4
+// elements is sorted by a number of each element's address and index,
+// then put in that order (each run of one address then sorted by
+// compareElems): moving the 72-byte elements and comparing them field by
+// field took ~1.5 ms for the 4,800 ids-map elements of the costliest
+// event at L, the numbers ~0.2 ms (BenchmarkSortElems).
 func SortElems(elems []Elem) []Elem {
-	slices.SortFunc(elems, compareElems)
+	if len(elems) < sortByKeyFrom || !allIPv4(elems) {
+		slices.SortFunc(elems, compareElems)
+		return elems
+	}
+	keys := make([]uint64, len(elems))
+	for i, e := range elems {
+		a := e.Addr.As4()
+		keys[i] = uint64(binary.BigEndian.Uint32(a[:]))<<32 | uint64(i)
+	}
+	slices.Sort(keys)
+	sorted := make([]Elem, len(elems))
+	for j, k := range keys {
+		sorted[j] = elems[uint32(k)]
+	}
+	for lo := 0; lo < len(sorted); {
+		hi := lo + 1
+		for hi < len(sorted) && sorted[hi].Addr == sorted[lo].Addr {
+			hi++
+		}
+		if hi-lo > 1 {
+			slices.SortFunc(sorted[lo:hi], compareElems)
+		}
+		lo = hi
+	}
+	copy(elems, sorted)
 	return elems
+}
+
+// sortByKeyFrom is the length from which SortElems sorts numbers.
+const sortByKeyFrom = 256
+
+// allIPv4 reports whether every element's address is an IPv4 address.
+func allIPv4(elems []Elem) bool {
+	for _, e := range elems {
+		if !e.Addr.Is4() {
+			return false
+		}
+	}
+	return true
 }
 
 // compareElems orders elements by every field, so equal ones end up side

@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"fmt"
+	"math/rand"
 	"net/netip"
 	"slices"
 	"testing"
@@ -51,5 +53,47 @@ func TestVerdictMapKeysByAddress(t *testing.T) {
 	s.Clear()
 	if s.Len() != 0 || !s.Equal(NewSet("s", SetIPv4ProtoPort, "")) {
 		t.Errorf("cleared set: %d elements", s.Len())
+	}
+}
+
+// TestSortElemsOrdersByEveryField: long lists (sorted by numbers of their
+// IPv4 addresses) and short or mixed ones (sorted field by field) come out
+// in compareElems' order, repeats and one address's several elements
+// included.
+func TestSortElemsOrdersByEveryField(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	addr := func(v6 bool) netip.Addr {
+		if v6 {
+			return netip.AddrFrom16([16]byte{0xfd, 15: byte(r.Intn(8))})
+		}
+		return netip.AddrFrom4([4]byte{10, 0, byte(r.Intn(4)), byte(r.Intn(256))})
+	}
+	for _, n := range []int{0, 1, 10, sortByKeyFrom - 1, sortByKeyFrom, 5000} {
+		for _, mixed := range []bool{false, true} {
+			elems := make([]Elem, n)
+			for i := range elems {
+				elems[i] = Elem{Addr: addr(mixed && r.Intn(2) == 0), Proto: uint8(r.Intn(2) * 6), Port: uint16(r.Intn(3)), Chain: fmt.Sprint("c", r.Intn(3))}
+			}
+			want := slices.Clone(elems)
+			slices.SortFunc(want, compareElems)
+			if got := SortElems(elems); !slices.Equal(got, want) {
+				t.Errorf("%d elements (mixed families %v): not in compareElems' order", n, mixed)
+			}
+		}
+	}
+}
+
+// BenchmarkSortElems sorts the ids-map elements of a new selector's
+// members at L: 4,800 IPv4 addresses, each to an identity chain.
+func BenchmarkSortElems(b *testing.B) {
+	r := rand.New(rand.NewSource(1))
+	src := make([]Elem, 4800)
+	for i := range src {
+		src[i] = Elem{Addr: netip.AddrFrom4([4]byte{10, byte(r.Intn(256)), byte(r.Intn(256)), byte(r.Intn(256))}), Chain: "ingress-id-5ef463cd604684ab"}
+	}
+	buf := make([]Elem, len(src))
+	for range b.N {
+		copy(buf, src)
+		SortElems(buf)
 	}
 }
