@@ -528,9 +528,7 @@ func (e *Engine) newSet(s *nft.Set, def *setDef) *nft.Set {
 func (e *Engine) fill(ls *liveSet, namespaces []string) {
 	var elems []nft.Elem
 	for _, ns := range namespaces {
-		for _, pod := range e.c.PodsIn(ns) {
-			elems = ls.def.appendPodElems(elems, e.c, pod)
-		}
+		elems = ls.def.appendNamespaceElems(elems, e.c, ns)
 	}
 	m := e.countsOf(ls.name, len(elems))
 	for _, el := range elems {

@@ -410,22 +410,29 @@ func (p *Policy) Selects(c *Cluster, pod *Pod) bool {
 
 // MatchesPod reports whether a pod peer selects pod.
 func (peer *Peer) MatchesPod(c *Cluster, pod *Pod) bool {
-	if !peer.Pods || peer.Invalid || !pod.Active() {
+	return pod.Active() && peer.MatchesNamespace(c, pod.Namespace) && peer.MatchesPodLabels(pod)
+}
+
+// MatchesNamespace is the namespace half of MatchesPod: whether a pod peer
+// can select pods of the namespace named ns. Filling a peer set asks it
+// once per namespace instead of once per pod.
+func (peer *Peer) MatchesNamespace(c *Cluster, ns string) bool {
+	if !peer.Pods || peer.Invalid {
 		return false
 	}
 	if peer.NamespaceSelector == nil {
-		if pod.Namespace != peer.Namespace {
-			return false
-		}
-	} else {
-		ns, ok := c.Namespaces[pod.Namespace]
-		if !ok || !peer.NamespaceSelector.Matches(ns.Labels) {
-			return false
-		}
-		if ns.Cluster != "" && !c.ClusterSet.Sameness && !NamesCluster(peer.NamespaceSelector) {
-			return false // docs/multicluster.md: remote only when asked for
-		}
+		return ns == peer.Namespace
 	}
+	n, ok := c.Namespaces[ns]
+	if !ok || !peer.NamespaceSelector.Matches(n.Labels) {
+		return false
+	}
+	// docs/multicluster.md: remote only when asked for
+	return n.Cluster == "" || c.ClusterSet.Sameness || NamesCluster(peer.NamespaceSelector)
+}
+
+// MatchesPodLabels is the pod half of MatchesPod: its pod selector.
+func (peer *Peer) MatchesPodLabels(pod *Pod) bool {
 	return peer.PodSelector == nil || peer.PodSelector.Matches(pod.Labels)
 }
 
