@@ -337,8 +337,8 @@ func (d *setDef) appendPodElems(out []nft.Elem, c *model.Cluster, pod *model.Pod
 
 // appendNamespaceElems appends the elements the pods of namespace ns put
 // in a set of pod peers: what appendPodElems gives for each of them, with
-// the peers' namespace half judged once for the namespace (filling a new
-// peer selector's set at L asks ~4,800 pods of a few dozen namespaces).
+// the peers' namespace half judged once for the namespace, not once for
+// each of its pods (filling a new peer selector's set at L asks ~4,800).
 func (d *setDef) appendNamespaceElems(out []nft.Elem, c *model.Cluster, ns string) []nft.Elem {
 	var peers []*model.Peer
 	for i := range d.pods {
