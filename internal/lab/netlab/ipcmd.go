@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // CommandError is a failed iproute2 command, with what it was fed and what it
@@ -67,4 +68,33 @@ func run(args []string, stdin []string) error {
 		return e
 	}
 	return nil
+}
+
+// linkStateRE reads a link's queueing discipline and operational state
+// from `ip -o link show`.
+var linkStateRE = regexp.MustCompile(` qdisc (\S+) .*\bstate (\S+)`)
+
+// linkReadyTimeout bounds waitLinkReady.
+const linkReadyTimeout = 5 * time.Second
+
+// waitLinkReady waits until a link in ns passes packets. A new veth drops
+// them until the kernel has handled its carrier (the link's queue is
+// attached then, and its state becomes UP); on a busy machine that can come
+// after a probe's first SYN, which then waits a whole retransmission: the
+// likely cause of a TestRemovePod timeout in one CI run (the first probe
+// to a re-added pod, while the lab suites ran beside it), which 300 runs
+// under a lab suite's load did not repeat.
+func waitLinkReady(ns, link string) error {
+	deadline := time.Now().Add(linkReadyTimeout)
+	for {
+		out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "dev", link).CombinedOutput()
+		m := linkStateRE.FindSubmatch(out)
+		if err == nil && m != nil && string(m[1]) != "noop" && string(m[2]) == "UP" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netlab: %s in %s not up after %v: %s", link, ns, linkReadyTimeout, bytes.TrimSpace(out))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

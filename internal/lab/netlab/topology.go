@@ -254,6 +254,12 @@ func (l *Lab) AddPod(id, node string, ips []netip.Addr) error {
 	if err := ipBatch(p.netns, lines); err != nil {
 		return err
 	}
+	if err := waitLinkReady(n.netns, p.link); err != nil {
+		return err
+	}
+	if err := waitLinkReady(p.netns, "eth0"); err != nil {
+		return err
+	}
 	// Every other member routes the pod's addresses via its node.
 	for _, o := range l.order {
 		if o != n {
