@@ -220,14 +220,13 @@ type Set struct {
 	// address's verdict without a scan; the event that moves thousands of
 	// addresses is not much faster for it (`BenchmarkEngineNewSelector`,
 	// paired: add 6.71 → 6.53 ms p50), its time being memory latency.
-	// IPv4 addresses are keyed as numbers, which the runtime's maps hash
-	// and compare on a fast path (BenchmarkVerdictMapMoves, 5,000 moves in
-	// a map of 30,000: 0.40–0.54 ms against 0.61–0.62 ms keyed by
-	// netip.Addr; the costliest event's shadow update 0.62 → 0.31 ms p50,
-	// its diff 1.10 → 0.95 ms, in six alternations of both builds).
-	elems     map[Elem]struct{}
-	verdicts4 map[uint32]string
-	verdicts6 map[netip.Addr]string
+	// IPv4 addresses are keyed as numbers (inet.AddrMap;
+	// BenchmarkVerdictMapMoves, 5,000 moves in a map of 30,000: 0.40–0.54
+	// ms against 0.61–0.62 ms keyed by netip.Addr; the costliest event's
+	// shadow update 0.62 → 0.31 ms p50, its diff 1.10 → 0.95 ms, in six
+	// alternations of both builds).
+	elems    map[Elem]struct{}
+	verdicts inet.AddrMap[string]
 }
 
 // NewSet makes an empty set.
@@ -246,7 +245,7 @@ func (s *Set) byAddr() bool { return s.Type == MapIPv4Verdict || s.Type == MapIP
 func (s *Set) Add(elems ...Elem) {
 	for _, e := range elems {
 		if s.byAddr() {
-			s.setVerdict(e.Addr, e.Chain)
+			s.verdicts.Set(e.Addr, e.Chain)
 		} else {
 			s.elems[e] = struct{}{}
 		}
@@ -258,15 +257,15 @@ func (s *Set) Add(elems ...Elem) {
 func (s *Set) Delete(e Elem) {
 	if !s.byAddr() {
 		delete(s.elems, e)
-	} else if c, ok := s.verdictOf(e.Addr); ok && c == e.Chain {
-		s.deleteVerdict(e.Addr)
+	} else if c, ok := s.verdicts.Get(e.Addr); ok && c == e.Chain {
+		s.verdicts.Delete(e.Addr)
 	}
 }
 
 // Has reports whether the set holds e.
 func (s *Set) Has(e Elem) bool {
 	if s.byAddr() {
-		c, ok := s.verdictOf(e.Addr)
+		c, ok := s.verdicts.Get(e.Addr)
 		return ok && e == Elem{Addr: e.Addr, Chain: c}
 	}
 	_, ok := s.elems[e]
@@ -274,7 +273,7 @@ func (s *Set) Has(e Elem) bool {
 }
 
 // Len is the number of elements.
-func (s *Set) Len() int { return len(s.elems) + len(s.verdicts4) + len(s.verdicts6) }
+func (s *Set) Len() int { return len(s.elems) + s.verdicts.Len() }
 
 // All yields the elements, in no order.
 func (s *Set) All() iter.Seq[Elem] {
@@ -284,12 +283,7 @@ func (s *Set) All() iter.Seq[Elem] {
 				return
 			}
 		}
-		for a, c := range s.verdicts4 {
-			if !yield(Elem{Addr: addrOfKey(a), Chain: c}) {
-				return
-			}
-		}
-		for a, c := range s.verdicts6 {
+		for a, c := range s.verdicts.All() {
 			if !yield(Elem{Addr: a, Chain: c}) {
 				return
 			}
@@ -300,9 +294,9 @@ func (s *Set) All() iter.Seq[Elem] {
 // Clear removes every element.
 func (s *Set) Clear() {
 	if s.byAddr() {
-		s.elems, s.verdicts4, s.verdicts6 = nil, map[uint32]string{}, map[netip.Addr]string{}
+		s.elems, s.verdicts = nil, inet.AddrMap[string]{}
 	} else {
-		s.elems, s.verdicts4, s.verdicts6 = map[Elem]struct{}{}, nil, nil
+		s.elems, s.verdicts = map[Elem]struct{}{}, inet.AddrMap[string]{}
 	}
 }
 
@@ -316,53 +310,12 @@ func (s *Set) Equal(o *Set) bool {
 		return s == o
 	}
 	return s.Name == o.Name && s.Type == o.Type && s.Comment == o.Comment &&
-		maps.Equal(s.elems, o.elems) && maps.Equal(s.verdicts4, o.verdicts4) && maps.Equal(s.verdicts6, o.verdicts6)
+		maps.Equal(s.elems, o.elems) && inet.EqualAddrMaps(&s.verdicts, &o.verdicts)
 }
 
 // clone is a copy of the set and its elements.
 func (s *Set) clone() *Set {
-	return &Set{Name: s.Name, Type: s.Type, Comment: s.Comment, elems: maps.Clone(s.elems),
-		verdicts4: maps.Clone(s.verdicts4), verdicts6: maps.Clone(s.verdicts6)}
-}
-
-// verdictOf is the chain a plain verdict map sends address a to.
-func (s *Set) verdictOf(a netip.Addr) (string, bool) {
-	if a.Is4() {
-		c, ok := s.verdicts4[keyOfAddr(a)]
-		return c, ok
-	}
-	c, ok := s.verdicts6[a]
-	return c, ok
-}
-
-// setVerdict sends address a to chain in a plain verdict map.
-func (s *Set) setVerdict(a netip.Addr, chain string) {
-	if a.Is4() {
-		s.verdicts4[keyOfAddr(a)] = chain
-	} else {
-		s.verdicts6[a] = chain
-	}
-}
-
-// deleteVerdict removes address a from a plain verdict map.
-func (s *Set) deleteVerdict(a netip.Addr) {
-	if a.Is4() {
-		delete(s.verdicts4, keyOfAddr(a))
-	} else {
-		delete(s.verdicts6, a)
-	}
-}
-
-// keyOfAddr is an IPv4 address as a number; addrOfKey undoes it.
-func keyOfAddr(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.BigEndian.Uint32(b[:])
-}
-
-func addrOfKey(k uint32) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], k)
-	return netip.AddrFrom4(b)
+	return &Set{Name: s.Name, Type: s.Type, Comment: s.Comment, elems: maps.Clone(s.elems), verdicts: s.verdicts.Clone()}
 }
 
 // SortElems sorts elements by every field: address, range end, protocol,
