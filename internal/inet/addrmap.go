@@ -9,9 +9,10 @@ import (
 
 // AddrMap is a map keyed by IP address that keys IPv4 addresses as
 // numbers: Go's maps hash and compare a uint32 key on a fast path, and a
-// netip.Addr (24 bytes, one of them a pointer) on the generic one. Moving
-// 5,000 IPv4 addresses in a map of 30,000 took 0.26 ms against 0.55 ms.
-// The zero AddrMap is empty and ready to use.
+// netip.Addr (24 bytes, one of them a pointer) on the generic one. Setting
+// and deleting 5,000 IPv4 addresses in a map of 30,000 takes 0.33–0.37 ms
+// against 0.60–0.63 ms keyed by netip.Addr (BenchmarkAddrMapMoves and
+// BenchmarkNetipMapMoves). The zero AddrMap is empty and ready to use.
 type AddrMap[V any] struct {
 	v4 map[uint32]V
 	v6 map[netip.Addr]V // every other address, IPv4-mapped IPv6 ones included

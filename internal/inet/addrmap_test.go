@@ -2,6 +2,7 @@ package inet
 
 import (
 	"maps"
+	"math/rand"
 	"net/netip"
 	"testing"
 )
@@ -50,5 +51,59 @@ func TestAddrMap(t *testing.T) {
 	}
 	if got := maps.Collect(m.All()); !maps.Equal(got, want) {
 		t.Errorf("All() = %v, want %v", got, want)
+	}
+}
+
+// moveAddrs are a map's 30,000 IPv4 addresses and 5,000 to move in it.
+func moveAddrs() (base, moves []netip.Addr) {
+	r := rand.New(rand.NewSource(1))
+	addr := func() netip.Addr {
+		return netip.AddrFrom4([4]byte{10, byte(r.Intn(256)), byte(r.Intn(256)), byte(r.Intn(256))})
+	}
+	for range 30000 {
+		base = append(base, addr())
+	}
+	for range 5000 {
+		moves = append(moves, addr())
+	}
+	return base, moves
+}
+
+// BenchmarkAddrMapMoves sets 5,000 IPv4 addresses in an AddrMap of 30,000
+// and deletes them again; BenchmarkNetipMapMoves does the same in a map
+// keyed by netip.Addr.
+func BenchmarkAddrMapMoves(b *testing.B) {
+	base, moves := moveAddrs()
+	var m AddrMap[string]
+	for _, a := range base {
+		m.Set(a, "x")
+	}
+	for range b.N {
+		for _, a := range moves {
+			m.Set(a, "y")
+		}
+		for _, a := range moves {
+			if v, ok := m.Get(a); ok && v == "y" {
+				m.Delete(a)
+			}
+		}
+	}
+}
+
+func BenchmarkNetipMapMoves(b *testing.B) {
+	base, moves := moveAddrs()
+	m := map[netip.Addr]string{}
+	for _, a := range base {
+		m[a] = "x"
+	}
+	for range b.N {
+		for _, a := range moves {
+			m[a] = "y"
+		}
+		for _, a := range moves {
+			if v, ok := m[a]; ok && v == "y" {
+				delete(m, a)
+			}
+		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package inet holds the IP-level facts that both the policy model and the
 // nftables layer speak, so that each is written once: the protocol numbers
-// Kubernetes policies can name, and their names.
+// Kubernetes policies can name, their names, and a map keyed by address.
 package inet
 
 import "strconv"
