@@ -21,7 +21,7 @@ type AddrMap[V any] struct {
 // Get returns a's value.
 func (m *AddrMap[V]) Get(a netip.Addr) (V, bool) {
 	if a.Is4() {
-		v, ok := m.v4[key4(a)]
+		v, ok := m.v4[V4Number(a)]
 		return v, ok
 	}
 	v, ok := m.v6[a]
@@ -34,7 +34,7 @@ func (m *AddrMap[V]) Set(a netip.Addr, v V) {
 		if m.v4 == nil {
 			m.v4 = map[uint32]V{}
 		}
-		m.v4[key4(a)] = v
+		m.v4[V4Number(a)] = v
 		return
 	}
 	if m.v6 == nil {
@@ -46,7 +46,7 @@ func (m *AddrMap[V]) Set(a netip.Addr, v V) {
 // Delete removes a.
 func (m *AddrMap[V]) Delete(a netip.Addr) {
 	if a.Is4() {
-		delete(m.v4, key4(a))
+		delete(m.v4, V4Number(a))
 	} else {
 		delete(m.v6, a)
 	}
@@ -84,7 +84,8 @@ func EqualAddrMaps[V comparable](a, b *AddrMap[V]) bool {
 	return maps.Equal(a.v4, b.v4) && maps.Equal(a.v6, b.v6)
 }
 
-func key4(a netip.Addr) uint32 {
+// V4Number is an IPv4 address as a number, in the addresses' order.
+func V4Number(a netip.Addr) uint32 {
 	b := a.As4()
 	return binary.BigEndian.Uint32(b[:])
 }

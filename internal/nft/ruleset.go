@@ -5,7 +5,6 @@ package nft
 
 import (
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"iter"
@@ -293,10 +292,9 @@ func (s *Set) All() iter.Seq[Elem] {
 
 // Clear removes every element.
 func (s *Set) Clear() {
-	if s.byAddr() {
-		s.elems, s.verdicts = nil, inet.AddrMap[string]{}
-	} else {
-		s.elems, s.verdicts = map[Elem]struct{}{}, inet.AddrMap[string]{}
+	s.elems, s.verdicts = nil, inet.AddrMap[string]{}
+	if !s.byAddr() {
+		s.elems = map[Elem]struct{}{}
 	}
 }
 
@@ -332,8 +330,7 @@ func SortElems(elems []Elem) []Elem {
 	}
 	keys := make([]uint64, len(elems))
 	for i, e := range elems {
-		a := e.Addr.As4()
-		keys[i] = uint64(binary.BigEndian.Uint32(a[:]))<<32 | uint64(i)
+		keys[i] = uint64(inet.V4Number(e.Addr))<<32 | uint64(i)
 	}
 	slices.Sort(keys)
 	sorted := make([]Elem, len(elems))
