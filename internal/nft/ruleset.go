@@ -219,11 +219,10 @@ type Set struct {
 	// address's verdict without a scan; the event that moves thousands of
 	// addresses is not much faster for it (`BenchmarkEngineNewSelector`,
 	// paired: add 6.71 → 6.53 ms p50), its time being memory latency.
-	// IPv4 addresses are keyed as numbers (inet.AddrMap;
-	// BenchmarkVerdictMapMoves, 5,000 moves in a map of 30,000: 0.40–0.54
-	// ms against 0.61–0.62 ms keyed by netip.Addr; the costliest event's
-	// shadow update 0.62 → 0.31 ms p50, its diff 1.10 → 0.95 ms, in six
-	// alternations of both builds).
+	// IPv4 addresses are keyed as numbers (inet.AddrMap, whose benchmarks
+	// compare it with netip.Addr keys): the costliest event's shadow update
+	// 0.62 → 0.31 ms p50, its diff 1.10 → 0.95 ms, in six alternations of
+	// both builds.
 	elems    map[Elem]struct{}
 	verdicts inet.AddrMap[string]
 }

@@ -97,29 +97,3 @@ func BenchmarkSortElems(b *testing.B) {
 		SortElems(buf)
 	}
 }
-
-// BenchmarkVerdictMapMoves moves 5,000 IPv4 addresses to another chain in
-// a plain verdict map of 30,000 and back out: the ids-map work of the
-// costliest event at L.
-func BenchmarkVerdictMapMoves(b *testing.B) {
-	r := rand.New(rand.NewSource(1))
-	addr := func() netip.Addr {
-		return netip.AddrFrom4([4]byte{10, byte(r.Intn(256)), byte(r.Intn(256)), byte(r.Intn(256))})
-	}
-	s := NewSet("ids", MapIPv4Verdict, "")
-	for range 30000 {
-		s.Add(Elem{Addr: addr(), Chain: "ingress-id-0"})
-	}
-	moves := make([]Elem, 5000)
-	for i := range moves {
-		moves[i] = Elem{Addr: addr(), Chain: "ingress-id-1"}
-	}
-	for range b.N {
-		for _, e := range moves {
-			s.Add(e)
-		}
-		for _, e := range moves {
-			s.Delete(e)
-		}
-	}
-}
