@@ -33,6 +33,7 @@ import (
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/integration"
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
@@ -77,6 +78,9 @@ type Result struct {
 	Ruleset    string
 	Prefix     string // every namespace of the run starts with it
 	KeptPrefix string // set when the lab was kept
+	// FlowsCut is, per node, the conntrack entries its agent deleted
+	// because a change denied their flows.
+	FlowsCut map[string]int
 }
 
 // Run executes one scenario. Scenario errors and mismatches are in the
@@ -117,6 +121,10 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (res Result) 
 	}
 	for i := range sc.Steps {
 		r.step(ctx, &sc.Steps[i], &res.Report)
+	}
+	res.FlowsCut = map[string]int{}
+	for n, a := range r.agents {
+		res.FlowsCut[n] = a.Stats().FlowsCut
 	}
 	if opts.RulesetOf != "" {
 		out, err := exec.Command("ip", "netns", "exec", filepath.Base(r.net.NodeNetNSPath(opts.RulesetOf)), "nft", "list", "table", "inet", nft.TableName).CombinedOutput()
@@ -266,7 +274,13 @@ func (r *run) setup(ctx context.Context, agents *sync.WaitGroup) error {
 		}
 		c := r.be.agentClients()
 		fd := int(f.Fd())
-		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
+		// Conntrack: established flows a change denies are cut, as the
+		// agent does by default (--cut-denied-flows). Without it a probe
+		// whose random source port repeats an earlier allowed probe's
+		// (about 1 in 28,000 per earlier flow still tracked) rides that
+		// flow's conntrack entry past a new Deny: the likely cause of a
+		// pair CI once saw allowed after an admin policy's Deny.
+		cfg := agent.Config{NodeName: n, Kernel: nft.NewNetlink(fd), Conntrack: conntrack.NewNetlink(fd), ResyncInterval: time.Hour, PolicyClient: c.Policy,
 			Model:      model.Options{DNSGroup: r.dnsGroup()},
 			DNSAnswers: DNSAnswersIn(fd), DNSMinTTL: dnsMinTTL, DNSMaxTTL: time.Hour, DNSMaxBindings: 65536,
 			IPVSDetect: func() bool { return agent.DetectIPVS(fd) }} // as the agent's default, --ipvs=auto

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,23 @@ func TestWrongExpectationFails(t *testing.T) {
 	scenario.WriteText(&b, []scenario.Report{rep})
 	if !strings.Contains(b.String(), "x/b -> x/a: want allowed") {
 		t.Errorf("the mismatch is not listed:\n%s", b.String())
+	}
+}
+
+// TestScenarioAgentsCutDeniedFlows: the lab's agents run with the
+// conntrack cut on, as the agent does by default. Without it the entry the
+// first probe left would outlive the Deny, and a later probe that happened
+// to draw the same source port would pass (an earlier CI failure).
+func TestScenarioAgentsCutDeniedFlows(t *testing.T) {
+	testutil.NeedKernel(t)
+	sc, err := scenario.Load("testdata/cut-denied-udp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Run(context.Background(), sc, Options{})
+	check(t, res.Report)
+	if want := map[string]int{"n1": 0, "n2": 1}; !maps.Equal(res.FlowsCut, want) {
+		t.Errorf("entries cut per node: %v, want %v (n2: the UDP flow x/c -> x/s)", res.FlowsCut, want)
 	}
 }
 
