@@ -132,7 +132,9 @@ type Agent struct {
 	// tier policy or the set of nodes changed, until it is written.
 	status *statusRequest
 
-	// Touched only by the sync loop.
+	// Touched only by the sync loop, which holds engineMu; the cutter
+	// (cutflows.go) reads the engine under it too.
+	engineMu   sync.Mutex
 	engine     *compile.Engine    // the model and this node's ruleset; nil until the first sync
 	shadow     *nft.Ruleset       // what the kernel holds; nil: read it back first
 	refusals   int                // transactions the kernel refused in a row (applyOrReplace)
@@ -152,7 +154,8 @@ type Agent struct {
 	mu      sync.Mutex
 	applied map[string]string // object key -> resourceVersion of the last applied sync
 	synced  bool
-	notify  chan struct{} // closed and replaced after every successful sync
+	notify  chan struct{} // closed and replaced after every successful sync and cut
+	cut     cutState      // cutflows.go
 
 	// Secondary networks (multinet.go), touched only by the sync loop.
 	networks map[string]*netTable
@@ -176,9 +179,10 @@ type Stats struct {
 	// counts those that found it changed behind the agent's back.
 	FullSyncs, Drift int
 	LastOps          diff.Counts
-	// FlowCuts counts the cuts attempted after a transaction (failed too);
+	// FlowCuts counts the cuts attempted after transactions (failed too);
+	// FlowsJudged the entries they traced, in the transactions' scopes;
 	// FlowsCut the entries deleted.
-	FlowCuts, FlowsCut int
+	FlowCuts, FlowsJudged, FlowsCut int
 	// StartupGuards is 1 when the agent found no table at startup and
 	// denied the node's pod CIDRs until its first sync (guard.go).
 	StartupGuards int
@@ -208,7 +212,9 @@ func New(cfg Config, client kubernetes.Interface) *Agent {
 		problemLog: map[string]string{},
 		setErrLog:  map[string]string{},
 		failLog:    rateLimitedLog{every: 30 * time.Second},
+		cutLog:     rateLimitedLog{every: cutLogEvery},
 		notify:     make(chan struct{}),
+		cut:        cutState{wake: make(chan struct{}, 1)},
 		tracker:    newTracker(),
 		versions:   map[string]*string{},
 		counts:     map[string]int{},
@@ -278,6 +284,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.watchTamper(ctx, logger)
 	a.startVerdicts(ctx, logger)
 	a.startDNS(ctx, logger)
+	if a.cfg.Conntrack != nil {
+		go a.cutLoop(ctx, logger)
+	}
 	a.runner.Request()
 	a.runner.Loop(klog.NewContext(ctx, logger))
 	return nil
@@ -301,6 +310,8 @@ func (a *Agent) local() []watched {
 // failure leaves the shadow unset so the next pass is a full one; the
 // runner retries with backoff.
 func (a *Agent) sync(ctx context.Context) error {
+	a.engineMu.Lock()
+	defer a.engineMu.Unlock()
 	logger := klog.FromContext(ctx)
 	start := time.Now()
 	a.takeRepair()
@@ -354,6 +365,7 @@ func (a *Agent) sync(ctx context.Context) error {
 			a.metrics.TxBytes.Observe(float64(bytes))
 		}
 	}
+	a.requestCut(a.shadow, tx)
 	if a.shadow == nil {
 		a.shadow = nft.NewRuleset()
 	}
@@ -363,7 +375,6 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.metrics.DNSLatency.Observe(done.Sub(dnsSince).Seconds())
 	}
 	a.indexOrigins(full, desired, touched)
-	a.cutDenied(ctx, logger, tx)
 	if err := a.syncNetworks(ctx, logger, full); err != nil {
 		a.fail(logger, failApply, err, nil)
 		return err
@@ -395,10 +406,15 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.stats.Transactions++
 	}
 	a.stats.LastOps = counts
-	close(a.notify)
-	a.notify = make(chan struct{})
+	a.notifyLocked()
 	a.mu.Unlock()
 	return nil
+}
+
+// notifyLocked wakes the waiters of waitFor; under a.mu.
+func (a *Agent) notifyLocked() {
+	close(a.notify)
+	a.notify = make(chan struct{})
 }
 
 // batchBytes is the size of the batch the kernel was sent for tx: as the
@@ -600,9 +616,10 @@ func (a *Agent) Ready() bool {
 
 // WaitApplied blocks until a sync has been applied whose snapshot holds
 // exactly the given objects at the given resourceVersions (and no others of
-// the kinds named in want's keys). It is the lab's sync barrier.
+// the kinds named in want's keys), and the connections that sync's rules
+// deny are cut. It is the lab's sync barrier.
 func (a *Agent) WaitApplied(ctx context.Context, want map[string]string) error {
-	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) })
+	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) && a.cut.done == a.cut.want })
 }
 
 // WaitIncludes blocks until a sync has been applied that holds at least the

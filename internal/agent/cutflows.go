@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -11,41 +12,149 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
 
-// cutLogEvery spaces out the log of a failure that repeats.
-const cutLogEvery = 5 * time.Minute
+const (
+	// cutLogEvery spaces out the log of a failure that repeats.
+	cutLogEvery = 5 * time.Minute
+	// cutJudgeBatch is how many entries are judged under one hold of the
+	// engine: about 5 ms of traces at ~20 µs each, the longest a cut
+	// delays a sync.
+	cutJudgeBatch = 256
+	// cutPaceFactor bounds the cutter's share of a core: after a cut that
+	// took d, the next dump waits (cutPaceFactor-1)·d. A dump of 10,000
+	// entries takes 60–90 ms (conntrack's BenchmarkDump), so a node
+	// tracking 50,000 connections, under a stream of changes, dumps about
+	// every 1.4 s, at a quarter of a core.
+	cutPaceFactor = 4
+)
 
-// cutDenied deletes, after a committed transaction that may have denied
-// something, the conntrack entries of the connections the new ruleset drops:
-// `ct state established accept` comes before any policy lookup, so they
-// would otherwise outlive the policy. It runs in the sync loop right after
-// the commit, so the ruleset it judges by is exactly the kernel's. A
-// failure is logged and not retried: the rules are committed, and the next
-// change judges the table again.
+// requestCut hands the cutter the scope of a committed transaction (tx
+// applied to old, the shadow before it). Cost: O(tx).
 //
-// Cost: one conntrack dump of the node's namespace plus a trace per distinct
-// flow of a local pod (conntrack.Select: ~20 µs each with 110 isolated pods
-// on this project's 2-core machine), so a node with 10,000 such flows
-// delays the next sync by about 0.2 s, and only after a transaction that
-// could deny.
-func (a *Agent) cutDenied(ctx context.Context, logger klog.Logger, tx *nft.Transaction) {
+// After a change that may deny something, the conntrack entries of the
+// connections the new ruleset drops must go: `ct state established accept`
+// comes before any policy lookup, so they would otherwise outlive the
+// policy. The cut runs in its own goroutine (cutLoop), not in the sync loop:
+// dumping a node's table of 10,000 entries takes 60–90 ms, which no event
+// should wait for.
+func (a *Agent) requestCut(old *nft.Ruleset, tx *nft.Transaction) {
 	if a.cfg.Conntrack == nil || !couldDeny(tx) {
 		return
 	}
-	n := a.conntrackNode()
-	res, err := conntrack.Cut(ctx, a.cfg.Conntrack, n.Denies)
-	a.mu.Lock()
-	a.stats.FlowCuts++
-	a.stats.FlowsCut += res.Deleted
-	a.mu.Unlock()
-	if err != nil {
-		// Rate-limited: a node without ctnetlink would fail every time.
-		a.cutLog.every = cutLogEvery
-		if suppressed, ok := a.cutLog.allow(err.Error(), time.Now()); ok {
-			logger.Error(err, "Cutting the connections the new policy denies", "deleted", res.Deleted, "suppressedSinceLastLog", suppressed)
-		}
+	scope := conntrack.ScopeOf(old, tx)
+	if scope.Empty() {
 		return
 	}
-	logger.V(2).Info("Cut the connections the new policy denies", "entries", res.Entries, "denied", res.Denied, "deleted", res.Deleted, "took", res.Took)
+	a.mu.Lock()
+	a.cut.scope.Merge(&scope)
+	a.cut.want++
+	a.mu.Unlock()
+	select {
+	case a.cut.wake <- struct{}{}:
+	default: // a cut is already due; it takes this scope too
+	}
+}
+
+// cutState is what the sync loop and the cutter share, under a.mu.
+type cutState struct {
+	// scope holds the flows the commits since the last dump began may
+	// have denied.
+	scope conntrack.Scope
+	// want counts the commits that asked for a cut; done is the count as
+	// the last finished cut's dump began: every entry made before those
+	// commits has been judged by a ruleset at least as new (WaitApplied).
+	want, done uint64
+	wake       chan struct{} // capacity 1
+}
+
+// cutLoop cuts, until ctx ends, the connections each committed change
+// denies: it dumps the node's conntrack table and deletes the entries in
+// the changes' scope that the ruleset now drops. It judges with the engine's
+// ruleset, which the kernel holds, under the sync loop's lock and in
+// batches, so a sync waits at most one batch. Changes committed during the
+// dump are judged too, and their scope is kept for the next cut, which
+// sees the entries made after this dump.
+func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.cut.wake:
+		}
+		a.mu.Lock()
+		began, scope := a.cut.want, a.cut.scope
+		a.cut.scope = conntrack.Scope{}
+		a.mu.Unlock()
+
+		start := time.Now()
+		res, err := a.cutOnce(ctx, scope)
+		took := time.Since(start)
+		a.mu.Lock()
+		if err != nil {
+			// The next cut judges every entry again: those this one missed
+			// are in no later change's scope.
+			a.cut.scope = conntrack.Everything()
+		}
+		a.stats.FlowCuts++
+		a.stats.FlowsJudged += res.Judged
+		a.stats.FlowsCut += res.Deleted
+		a.cut.done = began
+		a.notifyLocked()
+		a.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Rate-limited: a node without ctnetlink would fail every time.
+			if suppressed, ok := a.cutLog.allow(err.Error(), time.Now()); ok {
+				logger.Error(err, "Cutting the connections the new policy denies", "deleted", res.Deleted, "suppressedSinceLastLog", suppressed)
+			}
+		} else {
+			logger.V(2).Info("Cut the connections the new policy denies", "entries", res.Entries, "judged", res.Judged, "denied", res.Denied, "deleted", res.Deleted, "took", took)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After((cutPaceFactor - 1) * took):
+		}
+	}
+}
+
+// cutResult is what one cut did.
+type cutResult struct {
+	Entries, Judged, Denied, Deleted int
+}
+
+// cutOnce dumps the table, judges the entries in scope (widened by the
+// changes committed meanwhile) and deletes the denied ones.
+func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, error) {
+	entries, err := a.cfg.Conntrack.Dump(ctx)
+	if err != nil {
+		return cutResult{}, err
+	}
+	res := cutResult{Entries: len(entries)}
+	var gone []conntrack.Entry
+	var judgeErr error
+	for i := 0; i < len(entries); {
+		a.engineMu.Lock()
+		a.mu.Lock()
+		scope.Merge(&a.cut.scope) // kept there as well, for the entries this dump missed
+		a.mu.Unlock()
+		n := a.conntrackNode()
+		var batch []conntrack.Entry
+		for ; i < len(entries) && len(batch) < cutJudgeBatch; i++ {
+			if scope.Has(entries[i]) {
+				batch = append(batch, entries[i])
+			}
+		}
+		denied, err := conntrack.Select(batch, n.Denies)
+		a.engineMu.Unlock()
+		res.Judged += len(batch)
+		gone = append(gone, denied...)
+		judgeErr = errors.Join(judgeErr, err)
+	}
+	res.Denied = len(gone)
+	res.Deleted, err = a.cfg.Conntrack.Delete(ctx, gone)
+	return res, errors.Join(judgeErr, err)
 }
 
 // couldDeny reports whether tx may drop a flow the ruleset accepted before.
@@ -66,7 +175,8 @@ func couldDeny(tx *nft.Transaction) bool {
 
 // conntrackNode is what judging a conntrack entry needs: the desired
 // ruleset (now the kernel's), the node's own addresses from its Node
-// object, and the addresses of the active pods on this node.
+// object, and the addresses of the active pods on this node. Under
+// engineMu.
 func (a *Agent) conntrackNode() conntrack.Node {
 	c := a.engine.Cluster()
 	n := conntrack.Node{Ruleset: a.engine.Ruleset(), Local: map[netip.Addr]bool{}, Pods: map[netip.Addr]bool{}}

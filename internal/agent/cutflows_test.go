@@ -3,9 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -134,5 +137,80 @@ func TestCutFailureDoesNotFailTheSync(t *testing.T) {
 	h.checkKernel()
 	if s := h.agent.Stats(); s.Failures != 0 || s.FlowCuts != 1 || s.FlowsCut != 0 {
 		t.Errorf("stats %+v, want no failed sync and one cut that deleted nothing", s)
+	}
+}
+
+// TestCutJudgesTheChangesScope: a cut traces only the entries whose flows
+// the transaction may have changed. A client joining the server's allowed
+// peers, and leaving them, is one address: one entry of six is judged each
+// time, and the second time cut.
+func TestCutJudgesTheChangesScope(t *testing.T) {
+	client := tcpEntry("10.244.2.10", "10.244.1.10", 8080)
+	tbl := &memTable{entries: []conntrack.Entry{client}}
+	for i := range 4 {
+		tbl.entries = append(tbl.entries, tcpEntry("10.244.1.10", fmt.Sprintf("10.244.3.%d", i+1), 443)) // the server's egress: open
+	}
+	h := start(t, func(c *Config) { c.Conntrack = tbl }, basic()...)
+	h.wait()
+	if s := h.agent.Stats(); s.FlowCuts != 1 || s.FlowsJudged != 5 || s.FlowsCut != 0 {
+		t.Fatalf("first sync: stats %+v, want 1 cut judging all 5 entries, deleting none", s)
+	}
+	second := tcpEntry("10.244.2.11", "10.244.1.10", 8080)
+	tbl.mu.Lock()
+	tbl.entries = append(tbl.entries, second)
+	tbl.mu.Unlock()
+	client2 := tu.Pod("x", "client-2", "node-2", m{"role": "client"}, []string{"10.244.2.11"})
+	h.apply(client2)
+	h.wait()
+	if s := h.agent.Stats(); s.FlowCuts != 2 || s.FlowsJudged != 6 || s.FlowsCut != 0 {
+		t.Fatalf("after client-2 came: stats %+v, want 2 cuts, 6 entries judged (its own the sixth), none deleted", s)
+	}
+	h.remove(client2)
+	h.wait()
+	if s := h.agent.Stats(); s.FlowCuts != 3 || s.FlowsJudged != 7 || s.FlowsCut != 1 {
+		t.Errorf("after client-2 went: stats %+v, want 3 cuts, 7 entries judged, its entry deleted", s)
+	}
+	if slices.Contains(tbl.left(), second.String()) || !slices.Contains(tbl.left(), client.String()) {
+		t.Errorf("entries left: %v, want client-2's gone and the client's kept", tbl.left())
+	}
+}
+
+// gatedTable is a memTable whose dumps wait for the gate to open.
+type gatedTable struct {
+	memTable
+	gate chan struct{}
+}
+
+func (g *gatedTable) Dump(ctx context.Context) ([]conntrack.Entry, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.memTable.Dump(ctx)
+}
+
+// TestCutRunsBesideTheSyncs: a dump that takes long (a node tracking many
+// connections) delays no sync: the rules are in the kernel while it runs.
+// WaitApplied, the lab's barrier, waits for the cut as well.
+func TestCutRunsBesideTheSyncs(t *testing.T) {
+	denied := tcpEntry("10.244.2.10", "10.244.1.10", 9090)
+	tbl := &gatedTable{memTable: memTable{entries: []conntrack.Entry{denied}}, gate: make(chan struct{})}
+	h := start(t, func(c *Config) { c.Conntrack = tbl }, basic()...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.agent.WaitIncludes(ctx, h.versions()); err != nil {
+		t.Fatalf("the first sync waited for the dump: %v", err)
+	}
+	h.checkKernel()
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if err := h.agent.WaitApplied(short, h.versions()); err == nil {
+		t.Fatal("WaitApplied returned before the cut")
+	}
+	close(tbl.gate)
+	h.wait()
+	if s := h.agent.Stats(); s.FlowCuts != 1 || s.FlowsCut != 1 || len(tbl.left()) != 0 {
+		t.Errorf("stats %+v, entries left %v: want one cut deleting the denied entry", s, tbl.left())
 	}
 }

