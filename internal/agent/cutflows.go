@@ -81,6 +81,10 @@ func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
 		case <-a.cut.wake:
 		}
 		a.mu.Lock()
+		if a.cut.want == a.cut.done {
+			a.mu.Unlock()
+			continue // a wake whose request the last cut took with it
+		}
 		began, scope := a.cut.want, a.cut.scope
 		a.cut.scope = conntrack.Scope{}
 		a.mu.Unlock()
