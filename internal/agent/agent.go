@@ -181,8 +181,9 @@ type Stats struct {
 	LastOps          diff.Counts
 	// FlowCuts counts the cuts attempted after transactions (failed too);
 	// FlowsJudged the entries they traced, in the transactions' scopes;
-	// FlowsCut the entries deleted.
-	FlowCuts, FlowsJudged, FlowsCut int
+	// FlowsCut the entries deleted; CutsPostponed the cuts that found the
+	// last sync failed and waited for one to succeed.
+	FlowCuts, FlowsJudged, FlowsCut, CutsPostponed int
 	// StartupGuards is 1 when the agent found no table at startup and
 	// denied the node's pod CIDRs until its first sync (guard.go).
 	StartupGuards int

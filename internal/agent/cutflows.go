@@ -69,8 +69,9 @@ type cutState struct {
 // cutLoop cuts, until ctx ends, the connections each committed change
 // denies: it dumps the node's conntrack table and deletes the entries in
 // the changes' scope that the ruleset now drops. It judges with the engine's
-// ruleset, which the kernel holds, under the sync loop's lock and in
-// batches, so a sync waits at most one batch. Changes committed during the
+// ruleset, which the kernel holds (after a failed sync it may not: then
+// the cut waits for a sync that succeeds), under the sync loop's lock and
+// in batches, so a sync waits at most one batch. Changes committed during the
 // dump are judged too, and their scope is kept for the next cut, which
 // sees the entries made after this dump.
 func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
@@ -92,6 +93,25 @@ func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
 		start := time.Now()
 		res, err := a.cutOnce(ctx, scope)
 		took := time.Since(start)
+		if errors.Is(err, errKernelUnknown) {
+			// Judged after the next successful sync, with what it commits.
+			a.mu.Lock()
+			scope.Merge(&a.cut.scope)
+			a.cut.scope = scope
+			a.stats.CutsPostponed++
+			synced := a.notify
+			a.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-synced:
+			}
+			select {
+			case a.cut.wake <- struct{}{}:
+			default:
+			}
+			continue
+		}
 		a.mu.Lock()
 		if err != nil {
 			// The next cut judges every entry again: those this one missed
@@ -128,6 +148,10 @@ type cutResult struct {
 	Entries, Judged, Denied, Deleted int
 }
 
+// errKernelUnknown: the last sync failed, so the engine's ruleset may not
+// be the kernel's; the cut waits for a sync that succeeds.
+var errKernelUnknown = errors.New("the kernel's table is unknown after a failed sync")
+
 // cutOnce dumps the table, judges the entries in scope (widened by the
 // changes committed meanwhile) and deletes the denied ones.
 func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, error) {
@@ -140,6 +164,10 @@ func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, 
 	var judgeErr error
 	for i := 0; i < len(entries); {
 		a.engineMu.Lock()
+		if a.shadow == nil {
+			a.engineMu.Unlock()
+			return res, errKernelUnknown
+		}
 		a.mu.Lock()
 		scope.Merge(&a.cut.scope) // kept there as well, for the entries this dump missed
 		a.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +213,52 @@ func TestCutRunsBesideTheSyncs(t *testing.T) {
 	h.wait()
 	if s := h.agent.Stats(); s.FlowCuts != 1 || s.FlowsCut != 1 || len(tbl.left()) != 0 {
 		t.Errorf("stats %+v, entries left %v: want one cut deleting the denied entry", s, tbl.left())
+	}
+}
+
+// failingKernel refuses every transaction while failing is set.
+type failingKernel struct {
+	nft.Kernel
+	failing atomic.Bool
+}
+
+func (k *failingKernel) Apply(ctx context.Context, tx *nft.Transaction) error {
+	if k.failing.Load() {
+		return errors.New("injected: operation not permitted")
+	}
+	return k.Kernel.Apply(ctx, tx)
+}
+
+// TestCutWaitsForTheKernel: a cut that finds the last sync failed does not
+// judge by rules the kernel may not hold; it waits, and judges by those of
+// the sync that succeeds.
+func TestCutWaitsForTheKernel(t *testing.T) {
+	client := tcpEntry("10.244.2.10", "10.244.1.10", 8080)
+	tbl := &gatedTable{memTable: memTable{entries: []conntrack.Entry{client}}, gate: make(chan struct{})}
+	var k *failingKernel
+	h := start(t, func(c *Config) {
+		k = &failingKernel{Kernel: c.Kernel}
+		c.Conntrack, c.Kernel = tbl, k
+	}, basic()...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.agent.WaitIncludes(ctx, h.versions()); err != nil {
+		t.Fatal(err)
+	}
+	// The first sync's cut is in its dump. The server stops allowing the
+	// client, and the kernel refuses that.
+	k.failing.Store(true)
+	h.apply(tu.Policy("x", "servers", m{"role": "server"}, tu.Types(networkingv1.PolicyTypeIngress)))
+	eventually(t, "a failed sync", func() bool { return h.agent.Stats().Failures > 0 })
+	close(tbl.gate)
+	eventually(t, "the cut to wait", func() bool { return h.agent.Stats().CutsPostponed == 1 })
+	if s := h.agent.Stats(); s.FlowCuts != 0 || len(tbl.left()) != 1 {
+		t.Fatalf("stats %+v, entries %v: a cut judged while the kernel's rules were unknown", s, tbl.left())
+	}
+	k.failing.Store(false)
+	h.wait()
+	h.checkKernel()
+	if s := h.agent.Stats(); s.FlowCuts != 1 || s.FlowsCut != 1 || len(tbl.left()) != 0 {
+		t.Errorf("stats %+v, entries left %v: want one cut, after the sync that succeeded, deleting the client's entry", s, tbl.left())
 	}
 }

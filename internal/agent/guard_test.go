@@ -59,16 +59,6 @@ func guardObjects() []runtime.Object {
 		Spec: v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}}})
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	// The informer retries a failed list after a backoff of about a second.
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestStartupGuardDeniesPodCIDRsUntilFirstSync: with no table, while the
 // pods are still being listed, the kernel already holds the ruleset of the
 // node alone: its pod CIDRs, no pod known, so the server is dropped (traced
@@ -78,7 +68,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestStartupGuardDeniesPodCIDRsUntilFirstSync(t *testing.T) {
 	a, k, release := guardLab(t, model.Options{}, nil)
 	var got *nft.Ruleset
-	waitFor(t, "the startup table", func() bool { got, _ = k.Dump(context.Background()); return got != nil })
+	eventually(t, "the startup table", func() bool { got, _ = k.Dump(context.Background()); return got != nil })
 	if n := a.Stats().StartupGuards; n != 1 {
 		t.Errorf("StartupGuards = %d, want 1", n)
 	}
@@ -103,7 +93,7 @@ func TestStartupGuardDeniesPodCIDRsUntilFirstSync(t *testing.T) {
 		t.Errorf("before the first sync, a new connection to the server: %+v %v; want dropped", res, err)
 	}
 	release()
-	waitFor(t, "the first sync", a.Ready)
+	eventually(t, "the first sync", a.Ready)
 	got, _ = k.Dump(context.Background())
 	want := compile.Node(all, node)
 	if tx := diff.Diff(got, want); !tx.Empty() {
@@ -136,7 +126,7 @@ func TestStartupGuardOnlyWithoutTable(t *testing.T) {
 				t.Errorf("the previous table was changed before the first sync: %d sets", len(rs.Sets))
 			}
 			release()
-			waitFor(t, "the first sync", a.Ready)
+			eventually(t, "the first sync", a.Ready)
 			if got := a.Stats().StartupGuards; got != 0 {
 				t.Errorf("StartupGuards = %d, want 0", got)
 			}
