@@ -121,6 +121,12 @@ func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
 		a.stats.FlowCuts++
 		a.stats.FlowsJudged += res.Judged
 		a.stats.FlowsCut += res.Deleted
+		a.metrics.CutDuration.Observe(took.Seconds())
+		a.metrics.FlowsJudged.Add(float64(res.Judged))
+		a.metrics.FlowsCut.Add(float64(res.Deleted))
+		if err != nil {
+			a.metrics.CutFailures.Inc()
+		}
 		a.cut.done = began
 		a.notifyLocked()
 		a.mu.Unlock()

@@ -174,6 +174,14 @@ func TestCutJudgesTheChangesScope(t *testing.T) {
 	if slices.Contains(tbl.left(), second.String()) || !slices.Contains(tbl.left(), client.String()) {
 		t.Errorf("entries left: %v, want client-2's gone and the client's kept", tbl.left())
 	}
+	for name, want := range map[string]float64{"nftpolicy_conntrack_entries_judged_total": 7, "nftpolicy_conntrack_entries_cut_total": 1, "nftpolicy_conntrack_cut_failures_total": 0} {
+		if got := counterValue(t, h.reg, name, "", ""); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if n := histogramCount(t, h.reg, "nftpolicy_conntrack_cut_duration_seconds"); n != 3 {
+		t.Errorf("nftpolicy_conntrack_cut_duration_seconds counts %d cuts, want 3", n)
+	}
 }
 
 // gatedTable is a memTable whose dumps wait for the gate to open.

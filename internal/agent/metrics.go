@@ -34,7 +34,12 @@ type Metrics struct {
 	DNSBindingsDropped   prometheus.Counter
 	DNSLatency           prometheus.Histogram
 	RemoteUp             *prometheus.GaugeVec
-	policy               *policyCollector // verdicts.go
+	// Cuts of the connections changes deny (cutflows.go).
+	CutDuration prometheus.Histogram
+	FlowsJudged prometheus.Counter
+	FlowsCut    prometheus.Counter
+	CutFailures prometheus.Counter
+	policy      *policyCollector // verdicts.go
 }
 
 // Sync types, the label of the per-sync series.
@@ -152,6 +157,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "dns_programming_latency_seconds",
 			Help:    "From a DNS answer (or a record's expiry) changing a name's addresses to the kernel's commit of the domain sets.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1 ms .. 3.3 s
+		}),
+		CutDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "conntrack_cut_duration_seconds",
+			Help:    "Duration of each cut of the connections changes deny: the conntrack dump, the judging of the entries in the changes' scope, the deletes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14), // 1 ms .. 8 s
+		}),
+		FlowsJudged: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "conntrack_entries_judged_total",
+			Help: "Conntrack entries traced through the ruleset by cuts: those in the scope of the changes since the cut before.",
+		}),
+		FlowsCut: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "conntrack_entries_cut_total",
+			Help: "Conntrack entries deleted because a change denies their connections.",
+		}),
+		CutFailures: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "conntrack_cut_failures_total",
+			Help: "Cuts that failed to dump, judge or delete (logged, rate-limited); the next change's cut judges every entry again.",
 		}),
 		RemoteUp: f.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "remote_cluster_up",
