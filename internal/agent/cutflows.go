@@ -161,7 +161,7 @@ var errKernelUnknown = errors.New("the kernel's table is unknown after a failed 
 // cutOnce dumps the table, judges the entries in scope (widened by the
 // changes committed meanwhile) and deletes the denied ones.
 func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, error) {
-	entries, err := a.cfg.Conntrack.Dump(ctx)
+	entries, err := a.cfg.Conntrack.Dump(ctx, &scope)
 	if err != nil {
 		return cutResult{}, err
 	}

@@ -27,7 +27,7 @@ type memTable struct {
 	dumps   int
 }
 
-func (m *memTable) Dump(context.Context) ([]conntrack.Entry, error) {
+func (m *memTable) Dump(context.Context, *conntrack.Scope) ([]conntrack.Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dumps++
@@ -124,7 +124,7 @@ func TestCouldDeny(t *testing.T) {
 // brokenTable fails every dump, as a node without ctnetlink would.
 type brokenTable struct{}
 
-func (brokenTable) Dump(context.Context) ([]conntrack.Entry, error) {
+func (brokenTable) Dump(context.Context, *conntrack.Scope) ([]conntrack.Entry, error) {
 	return nil, errors.New("conntrack: dial: protocol not supported")
 }
 
@@ -190,13 +190,13 @@ type gatedTable struct {
 	gate chan struct{}
 }
 
-func (g *gatedTable) Dump(ctx context.Context) ([]conntrack.Entry, error) {
+func (g *gatedTable) Dump(ctx context.Context, scope *conntrack.Scope) ([]conntrack.Entry, error) {
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return g.memTable.Dump(ctx)
+	return g.memTable.Dump(ctx, scope)
 }
 
 // TestCutRunsBesideTheSyncs: a dump that takes long (a node tracking many

@@ -66,6 +66,19 @@ func (s *Scope) addAddr(a netip.Addr) {
 	s.addrs[a] = struct{}{}
 }
 
+// addrList returns the scope's addresses when it is made of addresses
+// alone; a nil scope is every flow.
+func (s *Scope) addrList() ([]netip.Addr, bool) {
+	if s == nil || s.all || len(s.ranges) > 0 || len(s.ports) > 0 {
+		return nil, false
+	}
+	out := make([]netip.Addr, 0, len(s.addrs))
+	for a := range s.addrs {
+		out = append(out, a)
+	}
+	return out, true
+}
+
 // Has reports whether e's flow is in the scope.
 func (s *Scope) Has(e Entry) bool {
 	if s.all {

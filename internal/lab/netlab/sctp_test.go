@@ -174,7 +174,7 @@ func TestSCTPThroughConntrack(t *testing.T) {
 	ns, err := unix.Open(l.NodeNetNSPath("n2"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	must(t, err)
 	defer unix.Close(ns)
-	entries, err := conntrack.NewNetlink(ns).Dump(context.Background())
+	entries, err := conntrack.NewNetlink(ns).Dump(context.Background(), nil)
 	must(t, err)
 	var sctp []string
 	for _, e := range entries {

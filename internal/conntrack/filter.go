@@ -1,0 +1,103 @@
+package conntrack
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+)
+
+// ctnetlink's attributes and flags for a dump filtered by the kernel
+// (linux/netfilter/nfnetlink_conntrack.h; Linux 5.8). The conntrack library
+// filters dumps by mark, zone and status only, so the request is built here
+// and its answers decoded as the library decodes events (a dump's answers
+// are IPCTNL_MSG_CT_NEW messages, as events are).
+const (
+	ctGet           = 1  // IPCTNL_MSG_CT_GET
+	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
+	ctaTupleReply   = 2  // CTA_TUPLE_REPLY
+	ctaFilter       = 25 // CTA_FILTER
+	ctaTupleIP      = 1  // CTA_TUPLE_IP
+	ctaIPv4Src      = 1  // CTA_IP_V4_SRC
+	ctaIPv6Src      = 3  // CTA_IP_V6_SRC
+	ctaFilterOrig   = 1  // CTA_FILTER_ORIG_FLAGS
+	ctaFilterReply  = 2  // CTA_FILTER_REPLY_FLAGS
+	filterFlagIPSrc = 1  // CTA_FILTER_F_CTA_IP_SRC
+)
+
+// dumpAddrs lists the entries whose original source or reply source (the
+// destination after DNAT: what the policy judged) is one of addrs: two
+// dumps the kernel filters per address. The kernel still walks its whole
+// table for each, but sends and we decode only the matches.
+func (n *Netlink) dumpAddrs(ctx context.Context, addrs []netip.Addr) ([]Entry, error) {
+	cfg := &netlink.Config{}
+	if n.netnsFD >= 0 {
+		cfg.NetNS = n.netnsFD
+	}
+	c, err := netfilter.Dial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack: dial: %w", err)
+	}
+	defer c.Close()
+	seen := map[flowKey]bool{}
+	var out []Entry
+	for _, a := range addrs {
+		for _, dir := range []uint16{ctaTupleOrig, ctaTupleReply} {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			req, err := filterRequest(a, dir)
+			if err != nil {
+				return nil, err
+			}
+			msgs, err := c.Query(req)
+			if err != nil {
+				return nil, fmt.Errorf("conntrack: dump of %s: %w", a, err)
+			}
+			for _, m := range msgs {
+				var ev ct.Event
+				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
+					return nil, fmt.Errorf("conntrack: dump of %s: decoding an entry: %v", a, err)
+				}
+				e := entryOf(*ev.Flow)
+				if k := e.key.(flowKey); !seen[k] {
+					seen[k] = true
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// filterRequest asks for the entries whose dir tuple's source is a.
+func filterRequest(a netip.Addr, dir uint16) (netlink.Message, error) {
+	family, src := netfilter.ProtoIPv4, uint16(ctaIPv4Src)
+	if a.Is6() {
+		family, src = netfilter.ProtoIPv6, ctaIPv6Src
+	}
+	var orig, reply [4]byte
+	flags := &orig
+	if dir == ctaTupleReply {
+		flags = &reply
+	}
+	binary.NativeEndian.PutUint32(flags[:], filterFlagIPSrc)
+	return netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: ctGet,
+		Family:      family,
+		Flags:       netlink.Request | netlink.Dump,
+	}, []netfilter.Attribute{
+		{Type: dir, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{{Type: src, Data: a.AsSlice()}}},
+		}},
+		{Type: ctaFilter, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaFilterOrig, Data: orig[:]},
+			{Type: ctaFilterReply, Data: reply[:]},
+		}},
+	})
+}
