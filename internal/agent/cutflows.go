@@ -71,9 +71,9 @@ type cutState struct {
 // the changes' scope that the ruleset now drops. It judges with the engine's
 // ruleset, which the kernel holds (after a failed sync it may not: then
 // the cut waits for a sync that succeeds), under the sync loop's lock and
-// in batches, so a sync waits at most one batch. Changes committed during the
-// dump are judged too, and their scope is kept for the next cut, which
-// sees the entries made after this dump.
+// in batches, so a sync waits at most one batch. Changes committed during
+// the dump are judged too, and the scope of every change since the dump
+// began is kept for the next cut, which sees the entries made after it.
 func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
 	for {
 		select {
@@ -166,6 +166,9 @@ func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, 
 		return cutResult{}, err
 	}
 	res := cutResult{Entries: len(entries)}
+	a.mu.Lock()
+	scope.Merge(&a.cut.scope) // kept there as well, for the entries this dump missed
+	a.mu.Unlock()
 	var gone []conntrack.Entry
 	var judgeErr error
 	for i := 0; i < len(entries); {
@@ -174,9 +177,6 @@ func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, 
 			a.engineMu.Unlock()
 			return res, errKernelUnknown
 		}
-		a.mu.Lock()
-		scope.Merge(&a.cut.scope) // kept there as well, for the entries this dump missed
-		a.mu.Unlock()
 		n := a.conntrackNode()
 		var batch []conntrack.Entry
 		for ; i < len(entries) && len(batch) < cutJudgeBatch; i++ {
