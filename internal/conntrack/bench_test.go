@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 
 	ct "github.com/ti-mo/conntrack"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
 	"github.com/nftpolicy/nftpolicy/internal/model"
-	"github.com/nftpolicy/nftpolicy/internal/netns"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -61,18 +59,7 @@ func BenchmarkDenies(b *testing.B) {
 // and 22 ms. Every dump walks the kernel's conntrack hash, shared by all
 // namespaces: about 9 ms here even for a handful of entries.
 func BenchmarkDump(b *testing.B) {
-	ns := tu.NetNS(b)
-	f, err := os.Open(netns.Path(ns))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	tbl := NewNetlink(int(f.Fd()))
-	c, err := tbl.dial()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	tbl, c := throwawayTable(b)
 	made := 0
 	for _, n := range []int{1000, 10000} {
 		for ; made < n; made++ {

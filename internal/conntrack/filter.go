@@ -34,11 +34,7 @@ const (
 // dumps the kernel filters per address. The kernel still walks its whole
 // table for each, but sends and we decode only the matches.
 func (n *Netlink) dumpAddrs(ctx context.Context, addrs []netip.Addr) ([]Entry, error) {
-	cfg := &netlink.Config{}
-	if n.netnsFD >= 0 {
-		cfg.NetNS = n.netnsFD
-	}
-	c, err := netfilter.Dial(cfg)
+	c, err := netfilter.Dial(n.config())
 	if err != nil {
 		return nil, fmt.Errorf("conntrack: dial: %w", err)
 	}

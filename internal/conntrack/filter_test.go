@@ -20,18 +20,7 @@ import (
 // their scope holds, in both families, as source or destination, each
 // once.
 func TestDumpAddrsIsTheKernelFiltered(t *testing.T) {
-	ns := tu.NetNS(t)
-	f, err := os.Open(netns.Path(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tbl := NewNetlink(int(f.Fd()))
-	c, err := tbl.dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	tbl, c := throwawayTable(t)
 	ip := netip.MustParseAddr
 	flows := []ct.Flow{
 		ct.NewFlow(protoTCP, 0, ip("10.0.0.1"), ip("10.0.0.2"), 40001, 80, 600, 0),
@@ -107,6 +96,25 @@ func TestDumpAddrsIsTheKernelFiltered(t *testing.T) {
 	if left, _ := tbl.Dump(ctx, nil); len(left) != len(flows)-1 {
 		t.Errorf("%d entries left, want %d", len(left), len(flows)-1)
 	}
+}
+
+// throwawayTable is the conntrack table of a throwaway namespace, and a
+// connection to it that the test may create entries with; both go when the
+// test ends.
+func throwawayTable(tb testing.TB) (*Netlink, *ct.Conn) {
+	tb.Helper()
+	f, err := os.Open(netns.Path(tu.NetNS(tb)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	tbl := NewNetlink(int(f.Fd()))
+	c, err := tbl.dial()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return tbl, c
 }
 
 // TestFilterPays: filtered dumps are chosen when two per address cost less

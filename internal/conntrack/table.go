@@ -35,12 +35,17 @@ func NewNetlink(netnsFD int) *Netlink { return &Netlink{netnsFD: netnsFD} }
 
 var _ Table = (*Netlink)(nil)
 
-func (n *Netlink) dial() (*ct.Conn, error) {
+// config puts a socket in the table's namespace.
+func (n *Netlink) config() *netlink.Config {
 	cfg := &netlink.Config{}
 	if n.netnsFD >= 0 {
 		cfg.NetNS = n.netnsFD
 	}
-	c, err := ct.Dial(cfg)
+	return cfg
+}
+
+func (n *Netlink) dial() (*ct.Conn, error) {
+	c, err := ct.Dial(n.config())
 	if err != nil {
 		return nil, fmt.Errorf("conntrack: dial: %w", err)
 	}
