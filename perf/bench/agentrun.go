@@ -34,6 +34,12 @@ type agentRun struct {
 
 // newAgentRun loads objs into a fake API server; the agent is not started.
 func newAgentRun(objs []runtime.Object, kernel nft.Kernel) *agentRun {
+	return newAgentRunWith(objs, kernel, nil)
+}
+
+// newAgentRunWith is newAgentRun with tweak applied to the agent's
+// configuration.
+func newAgentRunWith(objs []runtime.Object, kernel nft.Kernel, tweak func(*agent.Config)) *agentRun {
 	copies := make([]runtime.Object, len(objs))
 	for i, o := range objs {
 		copies[i] = o.DeepCopyObject()
@@ -68,13 +74,17 @@ func newAgentRun(objs []runtime.Object, kernel nft.Kernel) *agentRun {
 		return true, w, nil
 	})
 	k := newTimedKernel(kernel)
-	a := agent.New(agent.Config{
+	cfg := agent.Config{
 		NodeName: gen.NodeUnderTest,
 		Kernel:   k.agentKernel(),
 		// No periodic read-back during the measurements: every sync is
 		// one event's.
 		ResyncInterval: 24 * time.Hour,
-	}, client)
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	a := agent.New(cfg, client)
 	r.agent, r.kernel = a, k
 	return r
 }
