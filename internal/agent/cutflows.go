@@ -16,9 +16,9 @@ const (
 	// cutLogEvery spaces out the log of a failure that repeats.
 	cutLogEvery = 5 * time.Minute
 	// cutJudgeBatch is how many entries are judged under one hold of the
-	// engine: about 5 ms of traces at ~20 µs each, the longest a cut
+	// engine: about 1.3 ms of traces at ~20 µs each, the longest a cut
 	// delays a sync.
-	cutJudgeBatch = 256
+	cutJudgeBatch = 64
 	// cutPaceFactor bounds the cutter's share of a core: after a cut that
 	// took d, the next dump waits (cutPaceFactor-1)·d. A dump of 10,000
 	// entries takes 60–90 ms (conntrack's BenchmarkDump), so a node
