@@ -38,12 +38,17 @@ func testRun(t *testing.T, path string, opts Options) (*run, context.Context, *s
 
 func runFile(t *testing.T, path string) scenario.Report {
 	t.Helper()
+	return runResult(t, path).Report
+}
+
+// runResult runs a scenario file with the default options.
+func runResult(t *testing.T, path string) Result {
+	t.Helper()
 	sc, err := scenario.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Run(context.Background(), sc, Options{})
-	return res.Report
+	return Run(context.Background(), sc, Options{})
 }
 
 func check(t *testing.T, rep scenario.Report) {
@@ -130,11 +135,7 @@ func TestWrongExpectationFails(t *testing.T) {
 // to draw the same source port would pass (an earlier CI failure).
 func TestScenarioAgentsCutDeniedFlows(t *testing.T) {
 	testutil.NeedKernel(t)
-	sc, err := scenario.Load("testdata/cut-denied-udp.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := Run(context.Background(), sc, Options{})
+	res := runResult(t, "testdata/cut-denied-udp.yaml")
 	check(t, res.Report)
 	if want := map[string]int{"n1": 0, "n2": 1}; !maps.Equal(res.FlowsCut, want) {
 		t.Errorf("entries cut per node: %v, want %v (n2: the UDP flow x/c -> x/s)", res.FlowsCut, want)
@@ -144,11 +145,7 @@ func TestScenarioAgentsCutDeniedFlows(t *testing.T) {
 // TestNoNamespacesLeft: after a run, none of its namespaces stays.
 func TestNoNamespacesLeft(t *testing.T) {
 	testutil.NeedKernel(t)
-	sc, err := scenario.Load("testdata/wrong-expectation.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := Run(context.Background(), sc, Options{})
+	res := runResult(t, "testdata/wrong-expectation.yaml")
 	if res.Prefix == "" {
 		t.Fatal("no prefix reported")
 	}
