@@ -37,12 +37,12 @@ const (
 // dumping a node's table of 10,000 entries takes 60–90 ms, which no event
 // should wait for.
 func (a *Agent) requestCut(old *nft.Ruleset, tx *nft.Transaction) {
-	if a.cfg.Conntrack == nil || !couldDeny(tx) {
+	if a.cfg.Conntrack == nil || tx.Empty() {
 		return
 	}
 	scope := conntrack.ScopeOf(old, tx)
 	if scope.Empty() {
-		return
+		return // only new objects: nothing refers to them yet
 	}
 	a.mu.Lock()
 	a.cut.scope.Merge(&scope)
@@ -96,8 +96,7 @@ func (a *Agent) cutLoop(ctx context.Context, logger klog.Logger) {
 		if errors.Is(err, errKernelUnknown) {
 			// Judged after the next successful sync, with what it commits.
 			a.mu.Lock()
-			scope.Merge(&a.cut.scope)
-			a.cut.scope = scope
+			a.cut.scope.Merge(&scope)
 			a.stats.CutsPostponed++
 			synced := a.notify
 			a.mu.Unlock()
@@ -193,22 +192,6 @@ func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, 
 	res.Denied = len(gone)
 	res.Deleted, err = a.cfg.Conntrack.Delete(ctx, gone)
 	return res, errors.Join(judgeErr, err)
-}
-
-// couldDeny reports whether tx may drop a flow the ruleset accepted before.
-// Only creating a table, set or chain cannot: nothing refers to a new
-// object yet. Adding elements can (a pod newly isolated is an add to a
-// dispatch map; a Deny rule's peer set grows), and so can every delete,
-// flush and rule.
-func couldDeny(tx *nft.Transaction) bool {
-	for _, op := range tx.Ops {
-		switch op.Kind {
-		case nft.OpAddTable, nft.OpAddSet, nft.OpAddChain:
-		default:
-			return true
-		}
-	}
-	return false
 }
 
 // conntrackNode is what judging a conntrack entry needs: the desired

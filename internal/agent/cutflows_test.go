@@ -96,31 +96,6 @@ func TestSyncCutsDeniedEntries(t *testing.T) {
 	}
 }
 
-func TestCouldDeny(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ops  []nft.OpKind
-		want bool
-	}{
-		{"only new objects", []nft.OpKind{nft.OpAddTable, nft.OpAddSet, nft.OpAddChain}, false},
-		{"elements added (a pod newly isolated)", []nft.OpKind{nft.OpAddElements}, true},
-		{"elements deleted", []nft.OpKind{nft.OpDeleteElements}, true},
-		{"a chain rewritten", []nft.OpKind{nft.OpAddChain, nft.OpFlushChain, nft.OpAddRule}, true},
-		{"a chain deleted", []nft.OpKind{nft.OpDeleteChain}, true},
-		{"the table deleted", []nft.OpKind{nft.OpDeleteTable}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tx := &nft.Transaction{}
-			for _, k := range tc.ops {
-				tx.Ops = append(tx.Ops, nft.Op{Kind: k})
-			}
-			if got := couldDeny(tx); got != tc.want {
-				t.Errorf("couldDeny = %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
 // brokenTable fails every dump, as a node without ctnetlink would.
 type brokenTable struct{}
 

@@ -20,7 +20,9 @@ import (
 // flow. Objects that are only created or deleted change no path by
 // themselves: a new chain or set is reached only through a rule or element
 // added with it, a deleted one was left only through rules or elements
-// removed with it, and those are in the scope.
+// removed with it, and those are in the scope; so a transaction that only
+// creates objects denies nothing. Base chains are the exception: a hook
+// reaches them.
 type Scope struct {
 	all    bool
 	addrs  map[netip.Addr]struct{}
@@ -122,7 +124,7 @@ func ScopeOf(old *nft.Ruleset, tx *nft.Transaction) Scope {
 	var s Scope
 	for _, op := range tx.Ops {
 		switch op.Kind {
-		case nft.OpAddTable, nft.OpDeleteTable:
+		case nft.OpDeleteTable:
 			return Everything()
 		case nft.OpAddChain:
 			if op.Hook != nil {

@@ -39,6 +39,9 @@ func TestScopeOf(t *testing.T) {
 		has  []string // the flows in scope when not all
 	}{
 		{"no table before", nil, []nft.Op{{Kind: nft.OpAddTable}}, true, nil},
+		{"only new objects: nothing refers to them", old, []nft.Op{
+			{Kind: nft.OpAddTable}, {Kind: nft.OpAddSet, Name: "new-set", SetType: nft.SetIPv4}, {Kind: nft.OpAddChain, Name: "new"},
+		}, false, nil},
 		{"address keys, added and deleted", old, []nft.Op{
 			elems(nft.OpAddElements, nft.MapIPv4Verdict, nft.Elem{Addr: a, Chain: "kept"}),
 			elems(nft.OpDeleteElements, nft.SetIPv4, nft.Elem{Addr: b}),
@@ -78,6 +81,9 @@ func TestScopeOf(t *testing.T) {
 			}
 			if tc.all {
 				return
+			}
+			if s.Empty() != (len(tc.has) == 0) {
+				t.Errorf("Empty() = %v with %d flows in scope", s.Empty(), len(tc.has))
 			}
 			want := map[string]bool{}
 			for _, f := range tc.has {
