@@ -16,8 +16,8 @@ const (
 	// cutLogEvery spaces out the log of a failure that repeats.
 	cutLogEvery = 5 * time.Minute
 	// cutJudgeBatch is how many entries are judged under one hold of the
-	// engine: about 1.3 ms of traces at ~20 µs each, the longest a cut
-	// delays a sync.
+	// engine: about 0.13 ms of traces at ~2 µs each (conntrack's
+	// BenchmarkDenies), the longest a cut delays a sync.
 	cutJudgeBatch = 64
 	// cutPaceFactor bounds the cutter's share of a core: after a cut that
 	// took d, the next dump waits (cutPaceFactor-1)·d. A dump of 10,000
@@ -200,18 +200,18 @@ func (a *Agent) cutOnce(ctx context.Context, scope conntrack.Scope) (cutResult, 
 // engineMu.
 func (a *Agent) conntrackNode() conntrack.Node {
 	c := a.engine.Cluster()
-	n := conntrack.Node{Ruleset: a.engine.Ruleset(), Local: map[netip.Addr]bool{}, Pods: map[netip.Addr]bool{}}
+	local, pods := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	if node := c.Nodes[a.cfg.NodeName]; node != nil {
 		for _, addr := range node.Addresses {
-			n.Local[addr] = true
+			local[addr] = true
 		}
 	}
 	for _, p := range c.PodsOn(a.cfg.NodeName) {
 		if p.Active() {
 			for _, addr := range p.IPs {
-				n.Pods[addr] = true
+				pods[addr] = true
 			}
 		}
 	}
-	return n
+	return conntrack.NewNode(a.engine.Ruleset(), local, pods)
 }

@@ -255,6 +255,10 @@ func kernelAllows(t testing.TB, c *model.Cluster, ev *model.Evaluator, rulesets 
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Drops, the trace a conntrack cut runs, must say the same.
+		if dropped, err := rulesets[h.node].Drops(h.chain, pkt); err != nil || dropped != res.Dropped {
+			t.Fatalf("%s/%s %+v: Drops = %v (%v), Trace dropped %v", h.node, h.chain, pkt, dropped, err, res.Dropped)
+		}
 		if explain {
 			path = append(path, fmt.Sprintf("%s/%s %v", h.node, h.chain, res.Matched))
 		}

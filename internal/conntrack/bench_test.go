@@ -17,7 +17,9 @@ import (
 
 // BenchmarkDenies judges 10,000 entries on a node of 110 pods (the kubelet's
 // default maximum), each isolated by a policy of its own: the cost of one
-// cut besides the dump.
+// cut besides the dump. Three alternations on this project's 2-core
+// machine: 86–87 ms with a Trace per entry and the base chains found for
+// each, 19–20 ms with NewNode's Node and Drops.
 func BenchmarkDenies(b *testing.B) {
 	c := model.NewCluster()
 	must := func(err error) {
@@ -38,7 +40,7 @@ func BenchmarkDenies(b *testing.B) {
 		pods[a] = true
 		addrs = append(addrs, a)
 	}
-	n := Node{Ruleset: compile.Node(c, "n1"), Local: map[netip.Addr]bool{node1: true}, Pods: pods}
+	n := NewNode(compile.Node(c, "n1"), map[netip.Addr]bool{node1: true}, pods)
 	entries := make([]Entry, 10000)
 	for i := range entries {
 		entries[i] = tcp(addrs[i%110], addrs[(i*7+3)%110], uint16(80+i)) // distinct flows: no memo

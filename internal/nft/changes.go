@@ -2,8 +2,10 @@ package nft
 
 // RuleSets lists the sets and maps a rule uses: its set matches and the map
 // of a vmap verdict.
-func RuleSets(r *Rule) []string {
-	var out []string
+func RuleSets(r *Rule) []string { return appendRuleSets(nil, r) }
+
+// appendRuleSets appends the names RuleSets lists to out.
+func appendRuleSets(out []string, r *Rule) []string {
 	for _, m := range r.Matches {
 		switch m := m.(type) {
 		case MatchAddrInSet:
