@@ -176,7 +176,8 @@ func (g *gatedTable) Dump(ctx context.Context, scope *conntrack.Scope) ([]conntr
 
 // TestCutRunsBesideTheSyncs: a dump that takes long (a node tracking many
 // connections) delays no sync: the rules are in the kernel while it runs.
-// WaitApplied, the lab's barrier, waits for the cut as well.
+// WaitApplied, the lab's barrier, waits for the cut as well, and WaitCut
+// for the cut alone.
 func TestCutRunsBesideTheSyncs(t *testing.T) {
 	denied := tcpEntry("10.244.2.10", "10.244.1.10", 9090)
 	tbl := &gatedTable{memTable: memTable{entries: []conntrack.Entry{denied}}, gate: make(chan struct{})}
@@ -192,7 +193,16 @@ func TestCutRunsBesideTheSyncs(t *testing.T) {
 	if err := h.agent.WaitApplied(short, h.versions()); err == nil {
 		t.Fatal("WaitApplied returned before the cut")
 	}
+	if err := h.agent.WaitCut(short); err == nil {
+		t.Fatal("WaitCut returned before the cut")
+	}
 	close(tbl.gate)
+	if err := h.agent.WaitCut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.agent.Stats(); s.FlowCuts != 1 {
+		t.Fatalf("WaitCut returned with %d cuts done, want 1", s.FlowCuts)
+	}
 	h.wait()
 	if s := h.agent.Stats(); s.FlowCuts != 1 || s.FlowsCut != 1 || len(tbl.left()) != 0 {
 		t.Errorf("stats %+v, entries left %v: want one cut deleting the denied entry", s, tbl.left())

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/compile"
+	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
@@ -123,6 +125,12 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 		return nil, err
 	}
 	kernel := nft.NewNetlink(ns.FD())
+	local, nodeAddr := nodeUnderTestAddrs(c)
+	tracked, err := trackConnections(ns.FD(), local, nodeAddr, TrackedConnections)
+	if err != nil {
+		return nil, err
+	}
+	res.Tracked = TrackedConnections
 
 	// (b) nft -f of the whole ruleset, from empty.
 	var loads []time.Duration
@@ -141,11 +149,19 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 		res.Ruleset.Sets, res.Ruleset.Elements, res.Ruleset.Rules, res.Full.NftF.P50)
 
 	// The agent from empty; the last one stays up for the events.
-	run, first, err := programFromEmpty(ctx, kernel, c, p.fullReps, &res.Full)
+	run, first, err := programFromEmpty(ctx, kernel, c, p.fullReps, &res.Full, tracked)
 	if err != nil {
 		return nil, err
 	}
 	defer run.stop()
+	// The first sync's cut judges the whole table; nothing else runs
+	// until it is done.
+	if err := run.agent.WaitCut(ctx); err != nil {
+		return nil, err
+	}
+	res.FirstCutMs = float64(time.Since(first.End)) / float64(time.Millisecond)
+	res.FirstCutJudged = run.agent.Stats().FlowsJudged
+	cfg.logf("%s: the first sync's cut judged %d conntrack entries in %.0f ms after its commit", size.Name, res.FirstCutJudged, res.FirstCutMs)
 	if first.Tx.String() != fullTx.String() {
 		res.Problems = append(res.Problems, "the agent's first transaction differs from the suite's own compile")
 	}
@@ -188,6 +204,9 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {
 		return nil, err
 	}
+	if n := run.agent.Stats().FlowsCut; n > 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("the agent cut %d of the node's tracked connections, which no event denies", n))
+	}
 	d, err := burst(ctx, run, c.Burst(BurstPods))
 	if err != nil {
 		return nil, err
@@ -201,13 +220,18 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 }
 
 // programFromEmpty starts the agent reps times on an empty table, timing
-// each first sync, and leaves the last agent running.
-func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, reps int, full *FullResult) (*agentRun, applied, error) {
+// each first sync, and leaves the last agent running, as deployed: cutting
+// the connections each change denies from tracked (the others do not, so
+// that no cut of theirs runs into the next one's programming).
+func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, reps int, full *FullResult, tracked conntrack.Table) (*agentRun, applied, error) {
 	var walls, computes, applies []time.Duration
 	var run *agentRun
 	var first applied
 	for rep := range reps {
 		run = newAgentRun(c.Objects(), kernel)
+		if rep == reps-1 {
+			run = newAgentRunWith(c.Objects(), kernel, func(cfg *agent.Config) { cfg.Conntrack = tracked })
+		}
 		run.start(ctx)
 		a, err := run.kernel.next(ctx, 15*time.Minute)
 		if err != nil {
@@ -235,6 +259,8 @@ func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, re
 type eventAcc struct {
 	commit, compute, netlink, bare, bareClose, nftf, rewrite, build, compile, diff []time.Duration
 	ops, elems, sentMsgs, sentBytes, recvBytes                                     []float64
+	cut                                                                            []time.Duration
+	judged                                                                         []float64
 	bytesBy                                                                        map[string][]float64 // bytesby.go
 }
 
@@ -244,7 +270,7 @@ func (a *eventAcc) result(kind string) EventResult {
 		Bare: DistOf(a.bare), BareClose: DistOf(a.bareClose), NftF: DistOf(a.nftf), Rewrite: DistOf(a.rewrite), RewriteBuild: DistOf(a.build),
 		Compile: DistOf(a.compile), Diff: DistOf(a.diff), Ops: DistOfFloats(a.ops), Elements: DistOfFloats(a.elems),
 		SentMsgs: DistOfFloats(a.sentMsgs), SentBytes: DistOfFloats(a.sentBytes), RecvBytes: DistOfFloats(a.recvBytes),
-		BytesBy: distsOf(a.bytesBy),
+		BytesBy: distsOf(a.bytesBy), Cut: DistOf(a.cut), Judged: DistOfFloats(a.judged),
 	}
 }
 
@@ -290,6 +316,8 @@ func (a *eventAcc) merge(b *eventAcc) {
 	a.sentMsgs = append(a.sentMsgs, b.sentMsgs...)
 	a.sentBytes = append(a.sentBytes, b.sentBytes...)
 	a.recvBytes = append(a.recvBytes, b.recvBytes...)
+	a.cut = append(a.cut, b.cut...)
+	a.judged = append(a.judged, b.judged...)
 	if a.bytesBy == nil && b.bytesBy != nil {
 		a.bytesBy = map[string][]float64{}
 	}
@@ -327,6 +355,7 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 		// the watch event to the informer inside the call, and a quick
 		// agent can commit before the call returns (a time taken after it
 		// made some commits look negative).
+		pre := run.agent.Stats()
 		t0 := time.Now()
 		if err := run.apply(ctx, e); err != nil {
 			return err
@@ -338,6 +367,16 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 		start := got.Start
 		if start.Before(t0) {
 			start = t0
+		}
+		// The cut runs beside the sync loop; it is waited for here, so
+		// that it runs into none of the baselines below.
+		judged, err := waitCut(ctx, run, pre)
+		if err != nil {
+			return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+		}
+		if judged >= 0 {
+			a.cut = append(a.cut, time.Since(got.End))
+			a.judged = append(a.judged, float64(judged))
 		}
 		a.commit = append(a.commit, got.End.Sub(t0))
 		a.compute = append(a.compute, start.Sub(t0))
@@ -464,4 +503,25 @@ func rulesetStats(rs *nft.Ruleset, text string) RulesetStats {
 		s.Rules += len(c.Rules)
 	}
 	return s
+}
+
+// waitCut waits for the sync after pre to finish and for its cut, and
+// returns the entries the cut judged; -1 if the transaction asked for no
+// cut.
+func waitCut(ctx context.Context, run *agentRun, pre agent.Stats) (int, error) {
+	for run.agent.Stats().Transactions == pre.Transactions {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Microsecond):
+		}
+	}
+	if err := run.agent.WaitCut(ctx); err != nil {
+		return 0, err
+	}
+	s := run.agent.Stats()
+	if s.FlowCuts == pre.FlowCuts {
+		return -1, nil
+	}
+	return s.FlowsJudged - pre.FlowsJudged, nil
 }

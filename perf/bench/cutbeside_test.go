@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
-	ct "github.com/ti-mo/conntrack"
-
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/netns"
@@ -31,22 +28,7 @@ import (
 // BenchmarkDenies in internal/conntrack).
 func BenchmarkEventsBesideConntrack(b *testing.B) {
 	c := gen.Generate(gen.S, 1)
-	var local []netip.Addr
-	for _, p := range c.Pods {
-		if p.Spec.NodeName == gen.NodeUnderTest {
-			for _, ip := range p.Status.PodIPs {
-				if a := netip.MustParseAddr(ip.IP); a.Is4() {
-					local = append(local, a)
-				}
-			}
-		}
-	}
-	var node netip.Addr
-	for _, n := range c.Nodes {
-		if n.Name == gen.NodeUnderTest {
-			node = netip.MustParseAddr(n.Status.Addresses[0].Address)
-		}
-	}
+	local, node := nodeUnderTestAddrs(c)
 	for _, entries := range []int{0, 10000} {
 		b.Run(fmt.Sprintf("conntrack=%d", entries), func(b *testing.B) {
 			var table conntrack.Table
@@ -107,17 +89,9 @@ func trackedTable(b *testing.B, srcs []netip.Addr, dst netip.Addr, n int) conntr
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
-	conn, err := ct.Dial(&netlink.Config{NetNS: int(f.Fd())})
+	table, err := trackConnections(int(f.Fd()), srcs, dst, n)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
-	for i := range n {
-		fl := ct.NewFlow(6, 0, srcs[i%len(srcs)], dst, 40000, uint16(10000+i), 3600, 0)
-		fl.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: 3} // established
-		if err := conn.Create(fl); err != nil {
-			b.Fatalf("creating entry %d: %v", i, err)
-		}
-	}
-	return conntrack.NewNetlink(int(f.Fd()))
+	return table
 }

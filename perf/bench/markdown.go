@@ -65,6 +65,7 @@ func Markdown(r *Results) string {
 				fmtMs(all.Compile.P50), fmtMs(all.Diff.P50), fmtMs(all.RewriteBuild.P50), fmtBytes(float64(s.RewriteSentBytes)), s.RewriteSentMsgs,
 				krCell(s.KubeRouter, "legacy", false), krCell(s.KubeRouter, "nft", false))
 		}
+		cutMarkdown(w, s)
 		if kr := s.KubeRouter; kr != nil {
 			if kr.Available {
 				w("kube-router's layout for this node: %d ipsets with %d entries, %d chains, %d rules.\n", kr.Sets, kr.Entries, kr.Chains, kr.Rules)
@@ -198,4 +199,21 @@ func fmtBytes(v float64) string {
 		return fmt.Sprintf("%.0f KiB", v/1024)
 	}
 	return fmt.Sprintf("%.1f MiB", v/1024/1024)
+}
+
+// cutMarkdown reports the agent's cuts of denied connections at one size.
+func cutMarkdown(w func(string, ...any), s *SizeResult) {
+	if s.Tracked == 0 {
+		return
+	}
+	w("\nThe agent ran as deployed, cutting the connections each change denies, with the node's conntrack table holding %d established connections of its pods (to the node, so always allowed: judged, never cut). "+
+		"The first sync's cut judged %d entries, done %s after its commit. Each event's cut, from the commit until it was done (the suite waits for it before its baselines):\n\n", s.Tracked, s.FirstCutJudged, fmtMs(s.FirstCutMs))
+	w("| event | cuts | done after the commit p50 | p99 | max | entries judged p50 | max |\n|---|---|---|---|---|---|---|\n")
+	for _, e := range s.Events {
+		if e.Cut.N == 0 {
+			w("| %s | 0 | | | | | |\n", e.Kind)
+			continue
+		}
+		w("| %s | %d | %s | %s | %s | %.0f | %.0f |\n", e.Kind, e.Cut.N, fmtMs(e.Cut.P50), fmtMs(e.Cut.P99), fmtMs(e.Cut.Max), e.Judged.P50, e.Judged.Max)
+	}
 }

@@ -40,9 +40,15 @@ type SizeResult struct {
 	RewriteSentMsgs  int `json:"rewrite_sent_msgs"`
 	// BurstMs is the time from the last of BurstPods pod creations across
 	// the cluster to the end of the sync that applied them all.
-	BurstMs    float64         `json:"burst_ms"`
-	Memory     *MemResult      `json:"memory,omitempty"`
-	KubeRouter *IptablesResult `json:"kube_router,omitempty"`
+	BurstMs float64 `json:"burst_ms"`
+	// Tracked is the conntrack entries of the node under test while its
+	// agent runs; FirstCut is the cut after the first sync, which judges
+	// every one of them: its time from the commit and the entries traced.
+	Tracked        int             `json:"tracked"`
+	FirstCutMs     float64         `json:"first_cut_ms"`
+	FirstCutJudged int             `json:"first_cut_judged"`
+	Memory         *MemResult      `json:"memory,omitempty"`
+	KubeRouter     *IptablesResult `json:"kube_router,omitempty"`
 	// KernelFloor is what the kernel alone charges for one-element
 	// transactions on this size's ruleset (kernelfloor.go).
 	KernelFloor *KernelFloorResult `json:"kernel_floor,omitempty"`
@@ -120,6 +126,12 @@ type EventResult struct {
 	// BytesBy is the bytes sent by what they go to (bytesby.go), each part
 	// on its own: the medians do not add up to the whole's.
 	BytesBy map[string]Dist `json:"bytes_by,omitempty"`
+	// Cut is the time from the commit until the agent's cut of the
+	// connections the change denies is done, over the events whose
+	// transaction asked for one (a change that only creates objects does
+	// not); Judged is the conntrack entries that cut traced.
+	Cut    Dist `json:"cut"`
+	Judged Dist `json:"judged"`
 }
 
 // MemResult is the agent's memory, measured in a process of its own.
