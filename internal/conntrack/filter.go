@@ -7,15 +7,13 @@ import (
 	"net/netip"
 
 	"github.com/mdlayher/netlink"
-	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 )
 
 // ctnetlink's attributes and flags for a dump filtered by the kernel
 // (linux/netfilter/nfnetlink_conntrack.h; Linux 5.8). The conntrack library
 // filters dumps by mark, zone and status only, so the request is built here
-// and its answers decoded as the library decodes events (a dump's answers
-// are IPCTNL_MSG_CT_NEW messages, as events are).
+// and its answers decoded by decodeEntry, as the whole table's are.
 const (
 	ctGet           = 1  // IPCTNL_MSG_CT_GET
 	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
@@ -54,12 +52,11 @@ func (n *Netlink) dumpAddrs(ctx context.Context, addrs []netip.Addr) ([]Entry, e
 			if err != nil {
 				return nil, fmt.Errorf("conntrack: dump of %s: %w", a, err)
 			}
-			for _, m := range msgs {
-				var ev ct.Event
-				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
-					return nil, fmt.Errorf("conntrack: dump of %s: decoding an entry: %v", a, err)
-				}
-				e := entryOf(*ev.Flow)
+			entries, err := decodeEntries(msgs)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a, err)
+			}
+			for _, e := range entries {
 				if k := e.key.(flowKey); !seen[k] {
 					seen[k] = true
 					out = append(out, e)

@@ -150,8 +150,8 @@ func TestEntryOfReadsThePostDNATDestination(t *testing.T) {
 	f := ct.NewFlow(protoTCP, 0, client, vip, 40000, 80, 120, 0)
 	f.TupleReply.IP.SourceAddress = server
 	f.TupleReply.Proto.SourcePort = 8080
-	e := entryOf(f)
+	e := entryOfKey(flowKey{orig: f.TupleOrig, reply: f.TupleReply})
 	if e.Src != client || e.Dst != server || e.Port != 8080 || e.Proto != protoTCP {
-		t.Errorf("entryOf = %v, want 6 %s -> %s:8080", e, client, server)
+		t.Errorf("entryOfKey = %v, want 6 %s -> %s:8080", e, client, server)
 	}
 }
