@@ -228,10 +228,11 @@ func programFromEmpty(ctx context.Context, kernel nft.Kernel, c *gen.Cluster, re
 	var run *agentRun
 	var first applied
 	for rep := range reps {
-		run = newAgentRun(c.Objects(), kernel)
+		var tweak func(*agent.Config)
 		if rep == reps-1 {
-			run = newAgentRunWith(c.Objects(), kernel, func(cfg *agent.Config) { cfg.Conntrack = tracked })
+			tweak = func(cfg *agent.Config) { cfg.Conntrack = tracked }
 		}
+		run = newAgentRunWith(c.Objects(), kernel, tweak)
 		run.start(ctx)
 		a, err := run.kernel.next(ctx, 15*time.Minute)
 		if err != nil {
