@@ -14,7 +14,7 @@ import (
 // TrackedConnections is how many established connections the node under
 // test tracks while the suite's agent runs, as deployed, cutting the
 // connections each change denies: a busy node's table, whose dump takes
-// 60–90 ms (internal/conntrack BenchmarkDump).
+// about 50 ms (internal/conntrack BenchmarkDump).
 const TrackedConnections = 10000
 
 // trackConnections fills the conntrack table of the namespace fd with n
