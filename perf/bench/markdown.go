@@ -216,4 +216,5 @@ func cutMarkdown(w func(string, ...any), s *SizeResult) {
 		}
 		w("| %s | %d | %s | %s | %s | %.0f | %.0f |\n", e.Kind, e.Cut.N, fmtMs(e.Cut.P50), fmtMs(e.Cut.P99), fmtMs(e.Cut.Max), e.Judged.P50, e.Judged.Max)
 	}
+	w("\n")
 }
