@@ -60,8 +60,9 @@ func BenchmarkDenies(b *testing.B) {
 // other tests ran; 50,000 entries took 340 ms then); one address, 18 ms
 // and 22 ms. Decoding the answers with the library's Flow took a fifth to a
 // third of the whole dump; with decodeEntry, three alternations while CI
-// ran beside: 10,000 entries 64–82 ms before, 47–56 ms after. Every dump walks the kernel's conntrack hash, shared by all
-// namespaces: about 9 ms here even for a handful of entries.
+// ran beside: 10,000 entries 64–82 ms before, 47–56 ms after. Every dump
+// walks the kernel's conntrack hash, shared by all namespaces: about 9 ms
+// here even for a handful of entries.
 func BenchmarkDump(b *testing.B) {
 	tbl, c := throwawayTable(b)
 	made := 0

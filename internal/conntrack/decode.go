@@ -35,7 +35,9 @@ var errBadAttr = errors.New("conntrack: a truncated netlink attribute")
 // both tuples and the zone, which is what judging and Delete need, and
 // nothing else. The library decodes every attribute of a flow (counters,
 // timeouts, protocol state) into a Flow: a third of a dump of 10,000
-// entries went to that, and 4 MB of garbage (BenchmarkDump).
+// entries went to that, which allocated 27.6 MB in 459,000 allocations
+// against 7.7 MB in 29,000 now, mostly the netlink socket's buffers
+// (BenchmarkDump).
 func decodeEntry(data []byte) (Entry, error) {
 	if len(data) < nfgenHeaderLen {
 		return Entry{}, errBadAttr
