@@ -9,13 +9,23 @@ import (
 	ct "github.com/ti-mo/conntrack"
 )
 
-// ctnetlink's attributes an entry is read from
-// (linux/netfilter/nfnetlink_conntrack.h).
+// ctnetlink's message type, attributes and flags that dumps and their
+// answers use (linux/netfilter/nfnetlink_conntrack.h). The conntrack
+// library filters dumps by mark, zone and status only, so a dump filtered
+// by address (Linux 5.8) is built here (filter.go), and every dump's
+// answers are read here.
 const (
+	ctGet           = 1  // IPCTNL_MSG_CT_GET
+	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
+	ctaTupleReply   = 2  // CTA_TUPLE_REPLY
 	ctaZone         = 18 // CTA_ZONE
+	ctaFilter       = 25 // CTA_FILTER
+	ctaTupleIP      = 1  // CTA_TUPLE_IP
 	ctaTupleProto   = 2  // CTA_TUPLE_PROTO
 	ctaTupleZone    = 3  // CTA_TUPLE_ZONE
+	ctaIPv4Src      = 1  // CTA_IP_V4_SRC
 	ctaIPv4Dst      = 2  // CTA_IP_V4_DST
+	ctaIPv6Src      = 3  // CTA_IP_V6_SRC
 	ctaIPv6Dst      = 4  // CTA_IP_V6_DST
 	ctaProtoNum     = 1  // CTA_PROTO_NUM
 	ctaProtoSrcPort = 2  // CTA_PROTO_SRC_PORT
@@ -23,6 +33,9 @@ const (
 	ctaICMPID       = 4  // CTA_PROTO_ICMP_ID; 7 for ICMPv6
 	ctaICMPType     = 5  // CTA_PROTO_ICMP_TYPE; 8 for ICMPv6
 	ctaICMPCode     = 6  // CTA_PROTO_ICMP_CODE; 9 for ICMPv6
+	ctaFilterOrig   = 1  // CTA_FILTER_ORIG_FLAGS
+	ctaFilterReply  = 2  // CTA_FILTER_REPLY_FLAGS
+	filterFlagIPSrc = 1  // CTA_FILTER_F_CTA_IP_SRC
 	nlaTypeMask     = 0x3fff
 	nfgenHeaderLen  = 4 // struct nfgenmsg before the attributes
 	protoICMP       = 1

@@ -10,23 +10,6 @@ import (
 	"github.com/ti-mo/netfilter"
 )
 
-// ctnetlink's attributes and flags for a dump filtered by the kernel
-// (linux/netfilter/nfnetlink_conntrack.h; Linux 5.8). The conntrack library
-// filters dumps by mark, zone and status only, so the request is built here
-// and its answers decoded by decodeEntry, as the whole table's are.
-const (
-	ctGet           = 1  // IPCTNL_MSG_CT_GET
-	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
-	ctaTupleReply   = 2  // CTA_TUPLE_REPLY
-	ctaFilter       = 25 // CTA_FILTER
-	ctaTupleIP      = 1  // CTA_TUPLE_IP
-	ctaIPv4Src      = 1  // CTA_IP_V4_SRC
-	ctaIPv6Src      = 3  // CTA_IP_V6_SRC
-	ctaFilterOrig   = 1  // CTA_FILTER_ORIG_FLAGS
-	ctaFilterReply  = 2  // CTA_FILTER_REPLY_FLAGS
-	filterFlagIPSrc = 1  // CTA_FILTER_F_CTA_IP_SRC
-)
-
 // dumpAddrs lists the entries whose original source or reply source (the
 // destination after DNAT: what the policy judged) is one of addrs: two
 // dumps the kernel filters per address. The kernel still walks its whole
