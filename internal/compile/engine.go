@@ -66,9 +66,6 @@ type Engine struct {
 	dry          bool // peerMatches only names sets: newSet makes none
 	peerNames    map[peerKey][]string
 	groupNames   map[groupKey]string
-	// tracked: a NetworkPolicy's namespace-level peer sets, kept in the
-	// identities whether or not a class uses them (tracked.go).
-	tracked map[string][]trackedSet
 
 	touched *nft.Touched
 }
@@ -171,15 +168,11 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		podAddrs:    map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
 		groupNames:  map[groupKey]string{},
-		tracked:     map[string][]trackedSet{},
 	}
 	e.baseChains()
 	e.identityBase()
 	e.podCIDRs()
 	e.sortTiers()
-	for _, key := range sortedKeys(c.Policies) {
-		e.tracked[key] = e.track(c.Policies[key])
-	}
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
 	}
@@ -293,15 +286,6 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		if err := apply(); err != nil {
 			return err
 		}
-		// The new sets first: a set the policy keeps is never let go
-		// and made again.
-		old := e.tracked[key]
-		if p := e.c.Policies[key]; p != nil {
-			e.tracked[key] = e.track(p)
-		} else {
-			delete(e.tracked, key)
-		}
-		e.untrack(old)
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {
 				e.reclassify(key)

@@ -9,7 +9,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
@@ -93,12 +92,10 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 }
 
 // TestNewSelectorOfManyPods: a local pod whose policy names a peer
-// selector over namespaces of 1,200 pods brings the selector to the node
-// (the shape of the costliest events at L before tracked.go). The
-// selector's set is tracked for the cluster's policy before any class of
-// the node uses it, so its members are in the ingress ids map already and
-// the pod's event moves none of them; deleting the policy lets them go.
-// Each state is exactly what a compile from scratch gives.
+// selector over namespaces of 1,200 pods brings the selector's set to the
+// node (the shape of the costliest event at L): every member's address
+// gets an element in the ingress ids map, exactly as a compile from
+// scratch gives.
 func TestNewSelectorOfManyPods(t *testing.T) {
 	c := model.NewCluster()
 	set := func(o any) {
@@ -119,60 +116,24 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 			set(tu.Pod(ns, fmt.Sprintf("p%d", i), "n2", m{"app": "client"}, []string{ip.String()}))
 		}
 	}
-	policy := tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0)))
-	set(policy)
+	set(tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
 	e := NewEngine(c, "n1")
-	idsAddrs := func() []netip.Addr {
-		var got []netip.Addr
-		for el := range e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].All() {
-			got = append(got, el.Addr)
-		}
-		slices.SortFunc(got, netip.Addr.Compare)
-		return got
+	if got := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Len(); got != 0 {
+		t.Fatalf("before the local pod: %d ids-map elements, want none (no class uses the selector)", got)
 	}
-	sameAsScratch := func(when string) {
-		t.Helper()
-		if want := Node(c, "n1").Text(); e.Ruleset().Text() != want {
-			t.Errorf("%s: the engine's ruleset differs from a compile from scratch", when)
-		}
+	if err := e.Set(tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"})); err != nil {
+		t.Fatal(err)
 	}
-	if got := idsAddrs(); !slices.Equal(got, members) {
-		t.Fatalf("before the local pod: the ingress ids map holds %d addresses, want the tracked selector's %d members", len(got), len(members))
+	ids := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)]
+	var got []netip.Addr
+	for el := range ids.All() {
+		got = append(got, el.Addr)
 	}
-	idsOps := func(apply func() error) int {
-		t.Helper()
-		before := e.Ruleset().Clone()
-		e.TakeTouched()
-		if err := apply(); err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, op := range diff.Partial(before, e.Ruleset(), e.TakeTouched()).Ops {
-			if op.Name == IDsMap(model.Ingress, nft.IPv4) {
-				n += len(op.Elems)
-			}
-		}
-		return n
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, members) {
+		t.Errorf("the ingress ids map holds %d addresses, want the selector's %d members", len(got), len(members))
 	}
-	web := tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"})
-	if n := idsOps(func() error { return e.Set(web) }); n != 0 {
-		t.Errorf("the local pod's event changed %d ids-map elements, want none", n)
+	if want := Node(c, "n1").Text(); e.Ruleset().Text() != want {
+		t.Errorf("the engine's ruleset differs from a compile from scratch")
 	}
-	if got := idsAddrs(); !slices.Equal(got, members) {
-		t.Errorf("with the local pod: the ingress ids map holds %d addresses, want the selector's %d members", len(got), len(members))
-	}
-	sameAsScratch("with the local pod")
-	// The policy again, with a port more: its set stays, nothing moves.
-	policy = tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0), tu.Port(v1.ProtocolTCP, 81, 0)))
-	if n := idsOps(func() error { return e.Set(policy) }); n != 0 {
-		t.Errorf("the policy's update changed %d ids-map elements, want none", n)
-	}
-	sameAsScratch("after the policy's update")
-	if n := idsOps(func() error { return e.Delete("NetworkPolicy", "x", "from-blue") }); n != len(members) {
-		t.Errorf("the policy's delete deleted %d ids-map elements, want its selector's %d members", n, len(members))
-	}
-	if got := idsAddrs(); len(got) != 0 {
-		t.Errorf("after the policy's delete: %d ids-map elements, want none", len(got))
-	}
-	sameAsScratch("after the policy's delete")
 }
