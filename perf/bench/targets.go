@@ -357,7 +357,8 @@ func bytesWhy(l, s map[string]Dist) string {
 }
 
 // floorRatio prints a rate ratio to three places, cut rather than rounded:
-// 0.9498 of a 0.95 goal is a miss, and "0.95" would not say why.
+// 0.9498 of a 0.95 goal is a miss, and "0.95" would not say why. (The
+// 1e-9 keeps 0.95 itself, 949.999… thousandths as a float, at 0.950.)
 func floorRatio(x float64) string {
-	return fmt.Sprintf("%.3f", math.Floor(x*1000)/1000)
+	return fmt.Sprintf("%.3f", math.Floor(x*1000+1e-9)/1000)
 }

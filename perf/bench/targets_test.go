@@ -123,3 +123,13 @@ func TestRelabelBytesNamesXL(t *testing.T) {
 		t.Errorf("with XL: got %q, want %q", got, want)
 	}
 }
+
+// TestFloorRatio: a ratio just under a goal never prints as the goal, and
+// the goal itself does.
+func TestFloorRatio(t *testing.T) {
+	for x, want := range map[float64]string{0.9498: "0.949", 0.95: "0.950", 0.9473: "0.947", 1.0: "1.000", 0.94999999: "0.949"} {
+		if got := floorRatio(x); got != want {
+			t.Errorf("floorRatio(%v) = %s, want %s", x, got, want)
+		}
+	}
+}
