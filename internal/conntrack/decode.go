@@ -3,7 +3,6 @@ package conntrack
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 
 	ct "github.com/ti-mo/conntrack"
@@ -42,7 +41,7 @@ const (
 	protoICMPv6     = 58
 )
 
-var errBadAttr = errors.New("conntrack: a truncated netlink attribute")
+var errBadAttr = errors.New("a truncated netlink attribute")
 
 // decodeEntry reads an entry from a ctnetlink message (a dump's answer):
 // both tuples and the zone, which is what judging and Delete need, and
@@ -72,7 +71,7 @@ func decodeEntry(data []byte) (Entry, error) {
 		return Entry{}, err
 	}
 	if !k.orig.IP.SourceAddress.IsValid() || !k.reply.IP.SourceAddress.IsValid() {
-		return Entry{}, fmt.Errorf("conntrack: an entry without both tuples")
+		return Entry{}, errors.New("an entry without both tuples")
 	}
 	return entryOfKey(k), nil
 }

@@ -37,7 +37,7 @@ func (n *Netlink) dumpAddrs(ctx context.Context, addrs []netip.Addr) ([]Entry, e
 			}
 			entries, err := decodeEntries(msgs)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", a, err)
+				return nil, fmt.Errorf("conntrack: dump of %s: %w", a, err)
 			}
 			for _, e := range entries {
 				if k := e.key.(flowKey); !seen[k] {

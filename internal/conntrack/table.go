@@ -113,7 +113,11 @@ func (n *Netlink) dumpAll(ctx context.Context) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("conntrack: dump: %w", err)
 	}
-	return decodeEntries(msgs)
+	entries, err := decodeEntries(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack: dump: %w", err)
+	}
+	return entries, nil
 }
 
 // decodeEntries reads a dump's answers.
@@ -122,7 +126,7 @@ func decodeEntries(msgs []netlink.Message) ([]Entry, error) {
 	for _, m := range msgs {
 		e, err := decodeEntry(m.Data)
 		if err != nil {
-			return nil, fmt.Errorf("conntrack: dump: decoding an entry: %w", err)
+			return nil, fmt.Errorf("decoding an entry: %w", err)
 		}
 		entries = append(entries, e)
 	}
