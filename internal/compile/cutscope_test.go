@@ -9,7 +9,6 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/conntrack"
 	"github.com/nftpolicy/nftpolicy/internal/diff"
 	"github.com/nftpolicy/nftpolicy/internal/model"
-	"github.com/nftpolicy/nftpolicy/internal/nft"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -54,9 +53,15 @@ func TestCutScopeHoldsChangedVerdicts(t *testing.T) {
 							local[a] = true
 						}
 					}
-					judge := func(rs *nft.Ruleset, en conntrack.Entry) bool {
-						pods := map[netip.Addr]bool{en.Src: true, en.Dst: true}
-						d, err := conntrack.Node{Ruleset: rs, Local: local, Pods: pods}.Denies(en)
+					// Every address counts as a pod of the node: each flow
+					// is judged, from whichever side.
+					pods := map[netip.Addr]bool{}
+					for _, a := range addrs {
+						pods[a] = true
+					}
+					nodeBefore, nodeAfter := conntrack.NewNode(before, local, pods), conntrack.NewNode(after, local, pods)
+					judge := func(n conntrack.Node, en conntrack.Entry) bool {
+						d, err := n.Denies(en)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -73,7 +78,7 @@ func TestCutScopeHoldsChangedVerdicts(t *testing.T) {
 									continue
 								}
 								outside++
-								if was, is := judge(before, en), judge(after, en); was != is {
+								if was, is := judge(nodeBefore, en), judge(nodeAfter, en); was != is {
 									t.Fatalf("seed %d node %s step %d %s: %v is outside the scope, but its verdict changed (denied: %v -> %v)\n%s",
 										seed, node, step, ev, en, was, is, tx)
 								}

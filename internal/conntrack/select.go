@@ -42,25 +42,24 @@ const (
 )
 
 // Node is what judging an entry needs to know about the node: the ruleset it
-// now enforces and which addresses are whose.
+// now enforces and which addresses are whose. Make one with NewNode.
 type Node struct {
-	Ruleset *nft.Ruleset
-	// Local are the node's own addresses: traffic to them crosses the
+	rs *nft.Ruleset
+	// local are the node's own addresses: traffic to them crosses the
 	// input hook, traffic from them the output hook, the rest forward.
-	Local map[netip.Addr]bool
-	// Pods are the addresses of the pods on this node. The ruleset judges
+	local map[netip.Addr]bool
+	// pods are the addresses of the pods on this node. The ruleset judges
 	// only flows from or to them; other entries are left alone untraced.
-	Pods map[netip.Addr]bool
-	// bases are the ruleset's base chains by hook (baseChains), found once
-	// for the entries NewNode's Node judges: finding them walks every
-	// chain, and took 40% of judging an entry.
+	pods map[netip.Addr]bool
+	// bases are the ruleset's base chains by hook (baseChains), found once:
+	// finding them walks every chain, and took 40% of judging an entry.
 	bases map[string][]string
 }
 
-// NewNode is a Node that finds rs's base chains once: a Node judges with rs
-// as it was then.
+// NewNode is the node that enforces rs (its base chains as they are now),
+// whose own addresses are local and whose pods' addresses are pods.
 func NewNode(rs *nft.Ruleset, local, pods map[netip.Addr]bool) Node {
-	n := Node{Ruleset: rs, Local: local, Pods: pods, bases: map[string][]string{}}
+	n := Node{rs: rs, local: local, pods: pods, bases: map[string][]string{}}
 	for _, hook := range []string{"forward", "input", "output"} {
 		n.bases[hook] = baseChains(rs, hook)
 	}
@@ -73,23 +72,19 @@ func (n Node) Denies(e Entry) (bool, error) {
 	if e.Proto != protoTCP && e.Proto != protoUDP && e.Proto != protoSCTP {
 		return false, nil
 	}
-	if !n.Pods[e.Src] && !n.Pods[e.Dst] {
+	if !n.pods[e.Src] && !n.pods[e.Dst] {
 		return false, nil
 	}
 	p := nft.Packet{Src: e.Src, Dst: e.Dst, Proto: e.Proto, Port: e.Port, CtState: "new"}
 	hook := "forward"
 	switch {
-	case n.Local[e.Dst]:
+	case n.local[e.Dst]:
 		hook, p.ToLocal = "input", true
-	case n.Local[e.Src]:
+	case n.local[e.Src]:
 		hook, p.FromLocal = "output", true
 	}
-	bases, ok := n.bases[hook]
-	if !ok {
-		bases = baseChains(n.Ruleset, hook)
-	}
-	for _, chain := range bases {
-		dropped, err := n.Ruleset.Drops(chain, p)
+	for _, chain := range n.bases[hook] {
+		dropped, err := n.rs.Drops(chain, p)
 		if err != nil {
 			return false, fmt.Errorf("tracing %v through %s: %w", e, chain, err)
 		}

@@ -54,11 +54,7 @@ func testNode(t *testing.T) Node {
 			t.Fatal(err)
 		}
 	}
-	return Node{
-		Ruleset: compile.Node(c, "n1"),
-		Local:   map[netip.Addr]bool{node1: true},
-		Pods:    map[netip.Addr]bool{client: true, server: true, db: true},
-	}
+	return NewNode(compile.Node(c, "n1"), map[netip.Addr]bool{node1: true}, map[netip.Addr]bool{client: true, server: true, db: true})
 }
 
 func tcp(src, dst netip.Addr, port uint16) Entry {
