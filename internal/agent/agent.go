@@ -620,15 +620,16 @@ func (a *Agent) Ready() bool {
 // the kinds named in want's keys), and the connections that sync's rules
 // deny are cut. It is the lab's sync barrier.
 func (a *Agent) WaitApplied(ctx context.Context, want map[string]string) error {
-	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) && a.cut.done == a.cut.want })
+	return a.waitFor(ctx, func() bool { return sameVersions(a.applied, want) && a.cutsDone() })
 }
 
 // WaitCut blocks until the cuts that the changes committed so far asked
 // for are done: the connections their rules deny are gone. A sync asks
 // after its commit, before it counts as applied (Stats.Transactions).
-func (a *Agent) WaitCut(ctx context.Context) error {
-	return a.waitFor(ctx, func() bool { return a.cut.done == a.cut.want })
-}
+func (a *Agent) WaitCut(ctx context.Context) error { return a.waitFor(ctx, a.cutsDone) }
+
+// cutsDone: every cut asked for is done; under a.mu.
+func (a *Agent) cutsDone() bool { return a.cut.done == a.cut.want }
 
 // WaitIncludes blocks until a sync has been applied that holds at least the
 // given objects at the given versions (others may be there too).
