@@ -66,6 +66,9 @@ type Engine struct {
 	dry          bool // peerMatches only names sets: newSet makes none
 	peerNames    map[peerKey][]string
 	groupNames   map[groupKey]string
+	// filled: a NetworkPolicy's namespace-level peer sets, kept filled
+	// whether or not a class uses them (filled.go).
+	filled map[string][]filledSet
 
 	touched *nft.Touched
 }
@@ -168,11 +171,15 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		podAddrs:    map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
 		groupNames:  map[groupKey]string{},
+		filled:      map[string][]filledSet{},
 	}
 	e.baseChains()
 	e.identityBase()
 	e.podCIDRs()
 	e.sortTiers()
+	for _, key := range sortedKeys(c.Policies) {
+		e.filled[key] = e.keepFilled(c.Policies[key])
+	}
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
 	}
@@ -286,6 +293,15 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		if err := apply(); err != nil {
 			return err
 		}
+		// The new sets first: a set the policy keeps is never let go and
+		// filled again.
+		old := e.filled[key]
+		if p := e.c.Policies[key]; p != nil {
+			e.filled[key] = e.keepFilled(p)
+		} else {
+			delete(e.filled, key)
+		}
+		e.letGo(old)
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {
 				e.reclassify(key)

@@ -95,7 +95,9 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 // selector over namespaces of 1,200 pods brings the selector's set to the
 // node (the shape of the costliest event at L): every member's address
 // gets an element in the ingress ids map, exactly as a compile from
-// scratch gives.
+// scratch gives. The set was filled before, for the cluster's policy
+// (filled.go), while it changed nothing in the ruleset; it goes with the
+// policy.
 func TestNewSelectorOfManyPods(t *testing.T) {
 	c := model.NewCluster()
 	set := func(o any) {
@@ -121,6 +123,21 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 	if got := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Len(); got != 0 {
 		t.Fatalf("before the local pod: %d ids-map elements, want none (no class uses the selector)", got)
 	}
+	var filled string // the selector's IPv4 set: the only dynamic IPv4 set the engine has
+	for name, ls := range e.sets {
+		if ls.def != nil && ls.def.fam == nft.IPv4 {
+			if filled != "" {
+				t.Fatalf("dynamic sets %s and %s, want only the selector's", filled, name)
+			}
+			filled = name
+		}
+	}
+	if got := len(e.counts[filled]); got != len(members) {
+		t.Fatalf("before the local pod: the selector's set %q holds %d members, want all %d filled already", filled, got, len(members))
+	}
+	if _, ok := e.Ruleset().Sets[filled]; ok {
+		t.Fatalf("before the local pod: the filled set %s is in the ruleset", filled)
+	}
 	if err := e.Set(tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"})); err != nil {
 		t.Fatal(err)
 	}
@@ -135,5 +152,14 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 	}
 	if want := Node(c, "n1").Text(); e.Ruleset().Text() != want {
 		t.Errorf("the engine's ruleset differs from a compile from scratch")
+	}
+	if err := e.Delete("NetworkPolicy", "x", "from-blue"); err != nil {
+		t.Fatal(err)
+	}
+	if ls, ok := e.sets[filled]; ok {
+		t.Errorf("after the policy's delete: its set is still kept (%d refs)", ls.refs)
+	}
+	if got := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Len(); got != 0 {
+		t.Errorf("after the policy's delete: %d ids-map elements, want none", got)
 	}
 }
