@@ -68,7 +68,9 @@ type Engine struct {
 	groupNames   map[groupKey]string
 	// filled: a NetworkPolicy's namespace-level peer sets, kept filled
 	// whether or not a class uses them (filled.go).
-	filled map[string][]filledSet
+	filled      map[string][]string // policy key -> the sets it keeps
+	kept        map[string]*keptSet // by set name
+	keptMembers int
 
 	touched *nft.Touched
 }
@@ -171,7 +173,8 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 		podAddrs:    map[string][]netip.Addr{},
 		peerNames:   map[peerKey][]string{},
 		groupNames:  map[groupKey]string{},
-		filled:      map[string][]filledSet{},
+		filled:      map[string][]string{},
+		kept:        map[string]*keptSet{},
 	}
 	e.baseChains()
 	e.identityBase()

@@ -13,23 +13,41 @@ import (
 // of every NetworkPolicy of the cluster filled, with its members'
 // records, whether or not a class of this node uses it. The pod that
 // brings such a rule to the node then finds the set made; before, its
-// event filled it: at L (50,000 pods) ~4,000 pods asked and counted, two
-// thirds of the engine's time in the costliest event (BenchmarkEngine-
+// event filled it: at L (50,000 pods) ~4,000 pods asked and counted, a
+// third to a half of the engine's time in the costliest event (BenchmarkEngine-
 // NewSelector). A filled set that no class uses is in no identity and no
 // rule reads it, so it changes nothing in the ruleset (engine.go, liveSet):
 // what it costs is memory and the engine's counting of its members' pods
-// as they come and go, never a kernel operation.
+// as they come and go, never a kernel operation. The sets kept are
+// bounded (fillBudget).
 
-// filledSet is one set a policy keeps filled.
-type filledSet string
+// keptSet is a set kept filled: how many policy rules keep it, and its
+// members when it was first kept (what it counts against the budget).
+type keptSet struct {
+	refs, members int
+}
+
+// minFillBudget is the members the engine keeps filled in a cluster of
+// few pods; fillBudget says why there is one.
+const minFillBudget = 10_000
+
+// fillBudget bounds the members of the sets kept filled: twice the
+// cluster's pods, so that a kept set costs memory in proportion to what
+// the engine holds already. Namespace selectors are the policies' authors'
+// to write, and a thousand distinct ones, each over half the cluster,
+// would otherwise keep half a billion members on every node. A set over
+// the budget is filled when a class uses it, as any other; the generated
+// clusters of the perf suite keep one set per team, every pod once.
+func (e *Engine) fillBudget() int { return 2*len(e.c.Pods) + minFillBudget }
 
 // keepFilled takes a reference to the namespace-level peer sets of p's
-// rules, and returns them.
-func (e *Engine) keepFilled(p *model.Policy) []filledSet {
+// rules, while the kept members are under the budget, and returns those
+// it took.
+func (e *Engine) keepFilled(p *model.Policy) []string {
 	if p == nil {
 		return nil
 	}
-	var out []filledSet
+	var out []string
 	for _, dir := range directions {
 		for _, r := range p.Rules[dir] {
 			pods := namespacePeers(r.Match)
@@ -37,9 +55,24 @@ func (e *Engine) keepFilled(p *model.Policy) []filledSet {
 				continue
 			}
 			for _, fam := range families {
+				e.dry = true // the name alone, to see whether it is kept
 				name := e.podPeerSet(fam, pods)
+				e.dry = false
+				k := e.kept[name]
+				if k == nil && e.keptMembers >= e.fillBudget() {
+					continue
+				}
+				if !e.hasSet(name) {
+					e.podPeerSet(fam, pods) // made and filled
+				}
 				e.sets[name].refs++
-				out = append(out, filledSet(name))
+				if k == nil {
+					k = &keptSet{members: len(e.counts[name])}
+					e.kept[name] = k
+					e.keptMembers += k.members
+				}
+				k.refs++
+				out = append(out, name)
 			}
 		}
 	}
@@ -47,9 +80,14 @@ func (e *Engine) keepFilled(p *model.Policy) []filledSet {
 }
 
 // letGo releases sets keepFilled returned.
-func (e *Engine) letGo(sets []filledSet) {
+func (e *Engine) letGo(sets []string) {
 	for _, name := range sets {
-		e.releaseSet(string(name))
+		k := e.kept[name]
+		if k.refs--; k.refs == 0 {
+			e.keptMembers -= k.members
+			delete(e.kept, name)
+		}
+		e.releaseSet(name)
 	}
 }
 
