@@ -28,8 +28,14 @@ type keptSet struct {
 }
 
 // minFillBudget is the members the engine keeps filled in a cluster of
-// few pods; fillBudget says why there is one.
-const minFillBudget = 10_000
+// few pods, and maxKeptSets the sets it keeps at most: each is matched
+// against every pod that comes, goes or changes in the cluster (two
+// selectors each, ~0.1 µs), however few members it has. fillBudget says
+// why there are bounds.
+const (
+	minFillBudget = 10_000
+	maxKeptSets   = 256
+)
 
 // fillBudget bounds the members of the sets kept filled: twice the
 // cluster's pods, so that a kept set costs memory in proportion to what
@@ -59,7 +65,7 @@ func (e *Engine) keepFilled(p *model.Policy) []string {
 				name := e.podPeerSet(fam, pods)
 				e.dry = false
 				k := e.kept[name]
-				if k == nil && e.keptMembers >= e.fillBudget() {
+				if k == nil && (e.keptMembers >= e.fillBudget() || len(e.kept) >= maxKeptSets) {
 					continue
 				}
 				if !e.hasSet(name) {

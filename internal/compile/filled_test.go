@@ -83,3 +83,22 @@ func TestFillBudget(t *testing.T) {
 		t.Errorf("after every policy's delete: the engine's ruleset differs from a compile from scratch")
 	}
 }
+
+// TestKeptSetsBounded: 200 policies name distinct namespace selectors that
+// select no namespace: their 400 sets (one per family) have no members,
+// but each would be matched against every pod event of the cluster, so
+// the engine keeps maxKeptSets of them.
+func TestKeptSetsBounded(t *testing.T) {
+	c := model.NewCluster()
+	for i := range 200 {
+		err := c.Set(tu.Policy("x", fmt.Sprintf("from-%d", i), m{"app": "web"},
+			tu.Ingress(peers{tu.NSPeer(m{fmt.Sprintf("k%d", i): "v"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := NewEngine(c, "n1")
+	if len(e.kept) != maxKeptSets || e.keptMembers != 0 {
+		t.Errorf("%d sets kept with %d members, want %d with none", len(e.kept), e.keptMembers, maxKeptSets)
+	}
+}
