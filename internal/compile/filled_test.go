@@ -2,7 +2,6 @@ package compile
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,25 +17,17 @@ import (
 // still gets exactly the ruleset of a compile from scratch, and deleting
 // the policies lets every kept set go.
 func TestFillBudget(t *testing.T) {
-	c := model.NewCluster()
-	set := func(o any) {
-		t.Helper()
-		if err := c.Set(o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const selectors, namespaces, perNS = 20, 6, 200
+	const selectors = 20
 	labels := m{"team": "blue"}
 	for i := range selectors {
 		labels[fmt.Sprintf("k%d", i)] = "v"
 	}
-	set(tu.Namespace("x", nil))
-	for n := range namespaces {
-		ns := fmt.Sprintf("blue-%d", n)
-		set(tu.Namespace(ns, labels))
-		for i := range perNS {
-			ip := netip.AddrFrom4([4]byte{10, 1, byte(n), byte(i)})
-			set(tu.Pod(ns, fmt.Sprintf("p%d", i), "n2", m{"app": "client"}, []string{ip.String()}))
+	c, all := blueTeam(t, labels)
+	members := len(all)
+	set := func(o any) {
+		t.Helper()
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for i := range selectors {
@@ -44,7 +35,6 @@ func TestFillBudget(t *testing.T) {
 			tu.Ingress(peers{tu.NSPeer(m{fmt.Sprintf("k%d", i): "v"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
 	}
 	e := NewEngine(c, "n1")
-	const members = namespaces * perNS
 	budget := 2*len(c.Pods) + minFillBudget
 	// Each selector has an IPv4 set of 1,200 members and an empty IPv6 one.
 	kept4 := 0

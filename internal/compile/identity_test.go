@@ -91,14 +91,10 @@ func TestIdentityFallsToItsBase(t *testing.T) {
 	}
 }
 
-// TestNewSelectorOfManyPods: a local pod whose policy names a peer
-// selector over namespaces of 1,200 pods brings the selector's set to the
-// node (the shape of the costliest event at L): every member's address
-// gets an element in the ingress ids map, exactly as a compile from
-// scratch gives. The set was filled before, for the cluster's policy
-// (filled.go), while it changed nothing in the ruleset; it goes with the
-// policy.
-func TestNewSelectorOfManyPods(t *testing.T) {
+// blueTeam is a cluster of an empty namespace x and six namespaces with
+// labels, each of 200 pods on node n2, whose addresses it returns sorted.
+func blueTeam(t *testing.T, labels map[string]string) (*model.Cluster, []netip.Addr) {
+	t.Helper()
 	c := model.NewCluster()
 	set := func(o any) {
 		t.Helper()
@@ -107,18 +103,31 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 		}
 	}
 	set(tu.Namespace("x", nil))
-	const namespaces, perNS = 6, 200
 	var members []netip.Addr
-	for n := range namespaces {
+	for n := range 6 {
 		ns := fmt.Sprintf("blue-%d", n)
-		set(tu.Namespace(ns, m{"team": "blue"}))
-		for i := range perNS {
+		set(tu.Namespace(ns, labels))
+		for i := range 200 {
 			ip := netip.AddrFrom4([4]byte{10, 1, byte(n), byte(i)})
 			members = append(members, ip)
 			set(tu.Pod(ns, fmt.Sprintf("p%d", i), "n2", m{"app": "client"}, []string{ip.String()}))
 		}
 	}
-	set(tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))))
+	return c, members
+}
+
+// TestNewSelectorOfManyPods: a local pod whose policy names a peer
+// selector over namespaces of 1,200 pods brings the selector's set to the
+// node (the shape of the costliest event at L): every member's address
+// gets an element in the ingress ids map, exactly as a compile from
+// scratch gives. The set was filled before, for the cluster's policy
+// (filled.go), while it changed nothing in the ruleset; it goes with the
+// policy.
+func TestNewSelectorOfManyPods(t *testing.T) {
+	c, members := blueTeam(t, m{"team": "blue"})
+	if err := c.Set(tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0)))); err != nil {
+		t.Fatal(err)
+	}
 	e := NewEngine(c, "n1")
 	if got := e.Ruleset().Sets[IDsMap(model.Ingress, nft.IPv4)].Len(); got != 0 {
 		t.Fatalf("before the local pod: %d ids-map elements, want none (no class uses the selector)", got)
