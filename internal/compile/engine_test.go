@@ -3,6 +3,7 @@ package compile
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
 	"sort"
 	"strings"
@@ -46,9 +47,17 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 				if err := ev.apply(e); err != nil {
 					t.Fatalf("seed %d node %s step %d %s: %v", seed, node, step, ev, err)
 				}
-				want := Node(w2.cluster(t), node).Text()
+				fresh := NewEngine(w2.cluster(t), node)
+				want := fresh.Ruleset().Text()
 				if got := e.Ruleset().Text(); got != want {
 					t.Fatalf("seed %d node %s step %d %s: incremental ruleset differs from a full compile (-full +incremental):\n%s",
+						seed, node, step, ev, cmp.Diff(want, got))
+				}
+				// What the ruleset does not show: the live sets and their
+				// references, the sets kept filled (a leak of either would
+				// pass every check above).
+				if got, want := liveSets(e), liveSets(fresh); !maps.Equal(got, want) {
+					t.Fatalf("seed %d node %s step %d %s: the engine's live sets differ from a full compile's (-full +incremental):\n%s",
 						seed, node, step, ev, cmp.Diff(want, got))
 				}
 				touched := e.TakeTouched()
@@ -72,6 +81,19 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// liveSets is the engine's live sets, each with its references and, for a
+// set kept filled, how many policy rules keep it.
+func liveSets(e *Engine) map[string]string {
+	out := map[string]string{}
+	for name, ls := range e.sets {
+		out[name] = fmt.Sprintf("refs %d", ls.refs)
+		if k := e.kept[name]; k != nil {
+			out[name] += fmt.Sprintf(", kept by %d", k.refs)
+		}
+	}
+	return out
 }
 
 // world is a random cluster as API objects, and the events that change it.
