@@ -21,10 +21,10 @@ import (
 //     protocol . port range, to the rule's chain, so no group chain, port
 //     map or named-port set: each (pod, identity) element becomes one per
 //     range its group's rules cut the ports into (a named port is the
-//     pod's own number; a rule of every port is one range of protocols
-//     and ports, plus one per range of the rules before it, which cut
-//     it), each 8 bytes longer than a port map's element (the address in
-//     its key and its key's end);
+//     pod's own number; a rule of every protocol and port, four ranges of
+//     protocol numbers and, for TCP, UDP and SCTP, the gaps the rules
+//     before it leave), each 8 bytes longer than a port map's element
+//     (the address in its key and its key's end);
 //   - sharedclass: that, and one class chain per direction for every
 //     isolated pod (its class's policies named from its address by the
 //     verdict-log reader, not by a chain of its own);
@@ -116,11 +116,13 @@ func relabelParts(b *testing.B, tx *nft.Transaction, before, after *nft.Ruleset)
 // element would have instead of its group chain.
 func portRanges(b *testing.B, rs *nft.Ruleset, el nft.Elem) []string {
 	var out []string
+	taken := map[uint8][][2]int{} // by protocol: the port ranges of the rules before
 	for _, r := range rs.Chains[el.Chain].Rules {
 		switch m := r.Matches; {
 		case r.Verdict.Kind == nft.Vmap && r.Verdict.ProtoPort:
 			for pe := range rs.Sets[r.Verdict.Map].All() {
 				out = append(out, pe.Chain)
+				taken[pe.Proto] = append(taken[pe.Proto], [2]int{int(pe.Port), int(pe.PortEnd)})
 			}
 		case len(m) == 1:
 			named, ok := m[0].(nft.MatchDaddrProtoPortInSet)
@@ -130,18 +132,40 @@ func portRanges(b *testing.B, rs *nft.Ruleset, el nft.Elem) []string {
 			for ne := range rs.Sets[named.Set].All() {
 				if ne.Addr == el.Addr {
 					out = append(out, r.Verdict.Chain)
+					taken[ne.Proto] = append(taken[ne.Proto], [2]int{int(ne.Port), int(ne.Port)})
 				}
 			}
 		case len(m) == 0 && r.Verdict.Kind == nft.Goto:
-			// Every protocol and port: one range of each field, cut
-			// around the ranges of the rules before it (one gap each,
-			// roughly).
-			out = append(out, slices.Repeat([]string{r.Verdict.Chain}, 1+len(out))...)
+			// Every protocol and port: the protocol numbers other than
+			// TCP, UDP and SCTP in four ranges (0-5, 7-16, 18-131,
+			// 133-255) of every port, and for each of those three the
+			// gaps the rules before it leave.
+			n := 4
+			for _, proto := range []uint8{nft.ProtoTCP, nft.ProtoUDP, nft.ProtoSCTP} {
+				n += gaps(taken[proto])
+			}
+			out = append(out, slices.Repeat([]string{r.Verdict.Chain}, n)...)
 		default:
 			b.Fatalf("group %s: rule %s", el.Chain, r.Text())
 		}
 	}
 	return out
+}
+
+// gaps counts the ranges of ports 0-65535 that none of taken covers.
+func gaps(taken [][2]int) int {
+	slices.SortFunc(taken, func(a, b [2]int) int { return a[0] - b[0] })
+	n, next := 0, 0
+	for _, t := range taken {
+		if t[0] > next {
+			n++
+		}
+		next = max(next, t[1]+1)
+	}
+	if next <= 65535 {
+		n++
+	}
+	return n
 }
 
 // oldElem is an address's element in an ids map before the change.
