@@ -54,6 +54,7 @@ type Engine struct {
 	podDirty   map[string]bool               // local pods whose classes changed
 	cidrs      map[string][]span             // live ipBlock sets -> their ranges
 	cidrDirty  bool
+	setsInUse  [nSpaces]int                        // by space: the live sets its classes use
 	usedCidrs  *[nSpaces][]cidrInUse               // by space: the live ipBlock sets used; nil after they change
 	idsTouched [nSpaces][2][]nft.Elem              // by space and family: ids-map elements changed, not yet in touched
 	cidrPieces [nSpaces]map[nft.Family][]cidrPiece // by space

@@ -370,8 +370,11 @@ func (e *Engine) settleAddrs() {
 		fam := nft.FamilyOf(pa.addr)
 		for _, sp := range spaces {
 			d := sp.index()
-			names := e.identityOf(pa, sp)
 			old := pa.id[d]
+			if old == nil && e.setsInUse[d] == 0 {
+				continue // the space uses no set: no identity (the admin tiers' spaces, without admin policies)
+			}
+			names := e.identityOf(pa, sp)
 			if old == nil && len(names) == 0 || old != nil && slices.Equal(old.names, names) {
 				continue
 			}
@@ -388,7 +391,12 @@ func (e *Engine) settleAddrs() {
 			}
 			pa.id[d] = id
 			if old != nil {
-				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: old.chainName}, false)
+				el := nft.Elem{Addr: pa.addr, Chain: old.chainName}
+				if id == nil {
+					e.idsElem(d, fam, el, false)
+				} else {
+					e.idsTouch(d, fam, el) // the new element took its place in the map
+				}
 				e.dropID(sp, old)
 			}
 		}
@@ -404,13 +412,18 @@ func (e *Engine) settleAddrs() {
 // at the end of the settle (flushIDsTouched): one append per map instead
 // of three map lookups per element.
 func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
-	f := famIndex(fam)
-	s := e.rs.Sets[idsMaps[d][f]]
+	s := e.rs.Sets[idsMaps[d][famIndex(fam)]]
 	if in {
 		s.Add(el)
 	} else {
 		s.Delete(el)
 	}
+	e.idsTouch(d, fam, el)
+}
+
+// idsTouch records an ids map's element as changed.
+func (e *Engine) idsTouch(d int, fam nft.Family, el nft.Elem) {
+	f := famIndex(fam)
 	e.idsTouched[d][f] = append(e.idsTouched[d][f], el)
 }
 
@@ -440,6 +453,11 @@ func (e *Engine) useSets(names []string, sp space, by int) {
 		was := ls.uses[d]
 		if ls.uses[d] += by; (was == 0) == (ls.uses[d] == 0) {
 			continue
+		}
+		if was == 0 {
+			e.setsInUse[d]++
+		} else {
+			e.setsInUse[d]--
 		}
 		if _, ok := e.cidrs[name]; ok {
 			e.cidrsChanged()
