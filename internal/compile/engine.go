@@ -182,7 +182,7 @@ func NewEngineWith(c *model.Cluster, node string, opts model.Options) *Engine {
 	e.podCIDRs()
 	e.sortTiers()
 	for _, key := range sortedKeys(c.Policies) {
-		e.filled[key] = e.keepFilled(c.Policies[key])
+		e.keepFilledFor(key)
 	}
 	for _, key := range sortedKeys(c.PodsOn(node)) {
 		e.reclassify(key)
@@ -300,11 +300,7 @@ func (e *Engine) change(kind, ns, name string, addrs []netip.Addr, apply func() 
 		// The new sets first: a set the policy keeps is never let go and
 		// filled again.
 		old := e.filled[key]
-		if p := e.c.Policies[key]; p != nil {
-			e.filled[key] = e.keepFilled(p)
-		} else {
-			delete(e.filled, key)
-		}
+		e.keepFilledFor(key)
 		e.letGo(old)
 		for key, pod := range e.c.PodsOn(e.node) {
 			if pod.Namespace == ns {

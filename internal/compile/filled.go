@@ -14,8 +14,8 @@ import (
 // records, whether or not a class of this node uses it. The pod that
 // brings such a rule to the node then finds the set made; before, its
 // event filled it: at L (50,000 pods) ~4,000 pods asked and counted, a
-// third to a half of the engine's time in the costliest event (BenchmarkEngine-
-// NewSelector). A filled set that no class uses is in no identity and no
+// third to a half of the engine's time in the costliest event
+// (BenchmarkEngineNewSelector). A filled set that no class uses is in no identity and no
 // rule reads it, so it changes nothing in the ruleset (engine.go, liveSet):
 // what it costs is memory and the engine's counting of its members' pods
 // as they come and go, never a kernel operation. The sets kept are
@@ -83,6 +83,16 @@ func (e *Engine) keepFilled(p *model.Policy) []string {
 		}
 	}
 	return out
+}
+
+// keepFilledFor records the sets the policy key keeps now (none if it is
+// gone), without letting go of those it kept before.
+func (e *Engine) keepFilledFor(key string) {
+	if sets := e.keepFilled(e.c.Policies[key]); len(sets) > 0 {
+		e.filled[key] = sets
+	} else {
+		delete(e.filled, key)
+	}
 }
 
 // letGo releases sets keepFilled returned.
