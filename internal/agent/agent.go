@@ -525,6 +525,9 @@ func (a *Agent) observe(full bool, start, done time.Time) {
 	}
 	m.Pods.Set(float64(a.counts["Pod"]))
 	m.SelectedPods.Set(float64(a.engine.SelectedPods()))
+	kept, members := a.engine.KeptSets()
+	m.KeptSets.Set(float64(kept))
+	m.KeptSetMembers.Set(float64(members))
 	desired := a.engine.Ruleset()
 	elems, rules := 0, 0
 	for _, s := range desired.Sets {

@@ -406,6 +406,18 @@ func TestMetricsAfterSync(t *testing.T) {
 	if n := histogramCount(t, h.reg, "nftpolicy_transaction_netlink_bytes"); n != 2 {
 		t.Errorf("netlink bytes observed for %d transactions, want 2", n)
 	}
+	// A policy of another namespace whose peers are the pods of the
+	// namespaces ns=x: its set is kept filled (one per family), with x's
+	// three IPv4 addresses, though no pod of this node is its subject.
+	h.apply(tu.Namespace("y", nil))
+	h.apply(tu.Policy("y", "from-x", m{"role": "db"}, tu.Ingress([]networkingv1.NetworkPolicyPeer{tu.NSPeer(m{"ns": "x"}, nil)})))
+	h.wait()
+	if got := gaugeValue(t, h.reg, "nftpolicy_kept_peer_sets", "", ""); got != 2 {
+		t.Errorf("nftpolicy_kept_peer_sets = %v, want 2", got)
+	}
+	if got := gaugeValue(t, h.reg, "nftpolicy_kept_peer_set_members", "", ""); got != 3 {
+		t.Errorf("nftpolicy_kept_peer_set_members = %v, want 3", got)
+	}
 }
 
 func TestTransform(t *testing.T) {

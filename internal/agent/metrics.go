@@ -21,6 +21,8 @@ type Metrics struct {
 	Policies           *prometheus.GaugeVec
 	Pods               prometheus.Gauge
 	SelectedPods       prometheus.Gauge
+	KeptSets           prometheus.Gauge
+	KeptSetMembers     prometheus.Gauge
 	SetElements        prometheus.Gauge
 	Rules              prometheus.Gauge
 	Sets               prometheus.Gauge
@@ -112,6 +114,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SelectedPods: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "selected_pods",
 			Help: "Pods on this node that at least one policy isolates (they have an element in a dispatch map).",
+		}),
+		KeptSets: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "kept_peer_sets",
+			Help: "Namespace-level peer sets kept filled for the cluster's NetworkPolicies, used on this node or not (at most 256).",
+		}),
+		KeptSetMembers: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "kept_peer_set_members",
+			Help: "Members of those sets (kept while under twice the cluster's pods plus 10,000).",
 		}),
 		SetElements: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "set_elements",

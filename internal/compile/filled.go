@@ -95,6 +95,15 @@ func (e *Engine) keepFilledFor(key string) {
 	}
 }
 
+// KeptSets is how many namespace-level peer sets the engine keeps filled
+// and their members now: what the kept sets cost in memory.
+func (e *Engine) KeptSets() (sets, members int) {
+	for name := range e.kept {
+		members += len(e.counts[name])
+	}
+	return len(e.kept), members
+}
+
 // letGo releases sets keepFilled returned.
 func (e *Engine) letGo(sets []string) {
 	for _, name := range sets {
