@@ -15,11 +15,11 @@ import (
 // brings such a rule to the node then finds the set made; before, its
 // event filled it: at L (50,000 pods) ~4,000 pods asked and counted, a
 // third to a half of the engine's time in the costliest event
-// (BenchmarkEngineNewSelector). A filled set that no class uses is in no identity and no
-// rule reads it, so it changes nothing in the ruleset (engine.go, liveSet):
-// what it costs is memory and the engine's counting of its members' pods
-// as they come and go, never a kernel operation. The sets kept are
-// bounded (fillBudget).
+// (BenchmarkEngineNewSelector). A filled set that no class uses is in no
+// identity and no rule reads it, so it changes nothing in the ruleset
+// (engine.go, liveSet): what it costs is memory and the engine's counting
+// of its members' pods as they come and go, never a kernel operation. The
+// sets kept are bounded (fillBudget).
 
 // keptSet is a set kept filled: how many policy rules keep it, and its
 // members when it was first kept (what it counts against the budget).
@@ -41,7 +41,8 @@ const (
 // cluster's pods, so that a kept set costs memory in proportion to what
 // the engine holds already. Namespace selectors are the policies' authors'
 // to write, and a thousand distinct ones, each over half the cluster,
-// would otherwise keep half a billion members on every node. A set over
+// would otherwise keep 25 million members on every node at L (50,000
+// pods). A set over
 // the budget is filled when a class uses it, as any other; the generated
 // clusters of the perf suite keep one set per team, every pod once.
 func (e *Engine) fillBudget() int { return 2*len(e.c.Pods) + minFillBudget }
