@@ -55,9 +55,9 @@ func BenchmarkRelabelBytesByLayout(b *testing.B) {
 			}
 			shadow.ApplyOps(tx)
 		}
-		now[i] = median(sent)
+		now[i] = DistOfFloats(sent).P50
 		for j := range est {
-			estimates[i][j] = median(est[j])
+			estimates[i][j] = DistOfFloats(est[j]).P50
 		}
 	}
 	b.ReportMetric(now[1]/now[0], "L÷S-now")
@@ -89,7 +89,7 @@ func relabelParts(b *testing.B, tx *nft.Transaction, before, after *nft.Ruleset)
 		total += n
 		switch name := op.Name; {
 		case strings.Contains(name, "-grp-"), strings.HasPrefix(name, "ports-to-"), strings.HasPrefix(name, "named-local"):
-		case strings.Contains(name, "-idmap-v") && (op.Kind == nft.OpAddElements || op.Kind == nft.OpDeleteElements):
+		case bytesKindOf(op) == bytesGroups: // a local pod's element in an identity's map
 			add := op.Kind == nft.OpAddElements
 			p.kept += n - float64(len(op.Elems))*elemBytes(b, op) // the op's own header
 			for _, el := range op.Elems {
@@ -206,12 +206,4 @@ func opBytes(b *testing.B, op nft.Op) int {
 		b.Fatal(err)
 	}
 	return sizes[0]
-}
-
-func median(x []float64) float64 {
-	if len(x) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(x))
-	return (s[len(s)/2] + s[(len(s)-1)/2]) / 2
 }
