@@ -70,8 +70,9 @@ func BenchmarkEngineEvent(b *testing.B) {
 // BenchmarkEngineNewSelector repeats the costliest pod-add of the L events
 // (the one that writes the most elements): a local pod added into a class
 // whose policies name a peer selector no class of the node used yet, so
-// the engine fills the selector's set and gives its thousands of members
-// new identities (docs/performance.md, "What the misses are"). Each
+// the engine gives the thousands of members of the selector's set (kept
+// filled already: docs/engine.md) new identities (docs/performance.md,
+// "The misses, measured"). Each
 // iteration deletes the pod and adds it again, each followed by the
 // agent's steps after the engine: the partial diff, the shadow's update
 // and the batch's encoding (no socket). It reports the add's p50 for each
