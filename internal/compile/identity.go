@@ -1147,7 +1147,7 @@ func (e *Engine) mayPlace(id *identity, pl *podPlace) bool {
 		return true // not built yet: placeIn decides
 	}
 	for _, s := range lc.peers {
-		if _, in := slices.BinarySearch(id.names, s); in && !slices.Contains(id.base.names, s) { // a base has a set or two
+		if _, in := slices.BinarySearch(id.names, s); in && !slices.Contains(id.base.names, s) { // a base holds a few ipBlock sets at most
 			return true
 		}
 	}
