@@ -1108,12 +1108,13 @@ func (e *Engine) notePlace(key string, entries []entry) {
 		return
 	}
 	if old == nil || !slices.EqualFunc(old.keys[:], now.keys[:], slices.Equal[[]string]) || !slices.Equal(old.addrs, now.addrs) {
+		pl := now // allocated only here: most calls change nothing
 		for d, c := range classes {
-			if now.keys[d] != nil {
-				now.chains[d] = c.name()
+			if pl.keys[d] != nil {
+				pl.chains[d] = c.name()
 			}
 		}
-		e.podClass[key] = &now
+		e.podClass[key] = &pl
 		e.podDirty[key] = true
 	}
 }
