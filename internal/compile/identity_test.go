@@ -172,3 +172,63 @@ func TestNewSelectorOfManyPods(t *testing.T) {
 		t.Errorf("after the policy's delete: %d ids-map elements, want none", got)
 	}
 }
+
+// TestNewIdentityAsksOnlyItsPods: a new identity places the local pods
+// whose class names one of its sets that its base lacks, and only those
+// (mayPlace): the identity of the 1,200 blue peers asks web, whose class
+// names them, and none of the ten api pods, whose class names another
+// selector; and no pod with an element in any identity's map was one
+// mayPlace would have skipped.
+func TestNewIdentityAsksOnlyItsPods(t *testing.T) {
+	c, members := blueTeam(t, m{"team": "blue"})
+	objs := []any{
+		tu.Pod("x", "web", "n1", m{"app": "web"}, []string{"10.0.1.1"}),
+		tu.Pod("x", "a", "n2", m{"pod": "a"}, []string{"10.0.2.1"}),
+		tu.Policy("x", "from-blue", m{"app": "web"}, tu.Ingress(peers{tu.NSPeer(m{"team": "blue"}, nil)}, tu.Port(v1.ProtocolTCP, 80, 0))),
+		tu.Policy("x", "from-a", m{"app": "api"}, tu.Ingress(peers{tu.PodPeer(m{"pod": "a"})}, tu.Port(v1.ProtocolTCP, 80, 0)),
+			tu.Ingress(peers{tu.Block("0.0.0.0/0")}, tu.Port(v1.ProtocolTCP, 443, 0))),
+	}
+	for i := range 10 {
+		objs = append(objs, tu.Pod("x", fmt.Sprintf("api-%d", i), "n1", m{"app": "api"}, []string{fmt.Sprintf("10.0.1.%d", 10+i)}))
+	}
+	for _, o := range objs {
+		if err := c.Set(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := NewEngine(c, "n1")
+	asked := func(id *identity) []string {
+		var keys []string
+		for key, pl := range e.podClass {
+			if e.mayPlace(id, pl) {
+				keys = append(keys, key)
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	blue := e.addrs[members[0]].id[space{model.Ingress, npTier}.index()]
+	if blue == nil || blue.base == nil {
+		t.Fatalf("a blue peer's ingress identity: %+v, want one with a base", blue)
+	}
+	if got := asked(blue); !slices.Equal(got, []string{"x/web"}) {
+		t.Errorf("the blue peers' identity asks %v, want x/web only", got)
+	}
+	placed := 0
+	for _, ids := range e.ids {
+		for _, id := range ids {
+			for key := range id.elems {
+				placed++
+				if !e.mayPlace(id, e.podClass[key]) {
+					t.Errorf("%s has an element in identity %s, which mayPlace skips", key, id.desc)
+				}
+			}
+		}
+	}
+	if placed == 0 {
+		t.Fatal("no local pod has an element in any identity's map")
+	}
+	if want := Node(c, "n1").Text(); e.Ruleset().Text() != want {
+		t.Errorf("the engine's ruleset differs from a compile from scratch")
+	}
+}
