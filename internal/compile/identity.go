@@ -564,17 +564,15 @@ func dirIndex(dir model.Direction) int {
 // the same rules (the identity's chain goes on to its base).
 func (e *Engine) placeIn(id *identity, key string) {
 	var now []nft.Elem
-	pl := e.podClass[key]
-	var cls []string
-	if pl != nil {
-		cls = pl.keys[id.sp.index()]
-	}
-	if m := e.matched(id.sp, cls, id); cls != nil && len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.sp, cls, id.base))) {
-		g := e.groupName(id.sp, signature(id, m))
-		for _, f := range id.families() {
-			for _, ip := range pl.addrs {
-				if nft.FamilyOf(ip) == f {
-					now = append(now, nft.Elem{Addr: ip, Chain: g})
+	if pl := e.podClass[key]; pl != nil && pl.keys[id.sp.index()] != nil {
+		cls := pl.keys[id.sp.index()]
+		if m := e.matched(id.sp, cls, id); len(m) > 0 && (id.base == nil || !sameRules(m, e.matched(id.sp, cls, id.base))) {
+			g := e.groupName(id.sp, signature(id, m))
+			for _, f := range id.families() {
+				for _, ip := range pl.addrs {
+					if nft.FamilyOf(ip) == f {
+						now = append(now, nft.Elem{Addr: ip, Chain: g})
+					}
 				}
 			}
 		}
