@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 	"github.com/nftpolicy/nftpolicy/perf/gen"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Config is one run of the suite.
@@ -148,6 +151,13 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 	cfg.logf("%s: ruleset %d sets, %d elements, %d rules; nft -f p50 %.0f ms", size.Name,
 		res.Ruleset.Sets, res.Ruleset.Elements, res.Ruleset.Rules, res.Full.NftF.P50)
 
+	events := c.Events(node, p.rounds)
+	quiet, err := quietEvents(c, node, events)
+	if err != nil {
+		return nil, err
+	}
+	runtime.GC() // the replay's engine and model, before the agent starts
+
 	// The agent from empty; the last one stays up for the events.
 	run, first, err := programFromEmpty(ctx, kernel, c, p.fullReps, &res.Full, tracked)
 	if err != nil {
@@ -200,8 +210,7 @@ func controlPlane(ctx context.Context, j *Janitor, cfg Config, size gen.Size) (*
 			fmtMs(floor.GotoAdd.P50), floor.VerdictElements, fmtMs(floor.GotoDelete.P50), fmtMs(floor.PlainAdd.P50))
 	}
 
-	events := c.Events(node, p.rounds)
-	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, p); err != nil {
+	if err := eventStream(ctx, cfg, res, run, kernel, ns, pr, mc, rs, events, quiet, p); err != nil {
 		return nil, err
 	}
 	if n := run.agent.Stats().FlowsCut; n > 0 {
@@ -337,7 +346,7 @@ func (a *eventAcc) merge(b *eventAcc) {
 // Every baseline leaves the kernel as the event left it, so the agent's
 // shadow stays true.
 func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun, kernel nft.Kernel, ns *NetNS,
-	pr *probe, mc *model.Cluster, before *nft.Ruleset, events []gen.Event, p plan) error {
+	pr *probe, mc *model.Cluster, before *nft.Ruleset, events []gen.Event, quiet map[int]bool, p plan) error {
 	acc := map[gen.EventKind]*eventAcc{}
 	for _, k := range gen.EventKinds() {
 		acc[k] = &eventAcc{}
@@ -347,6 +356,20 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 			return err
 		}
 		a := acc[e.Kind]
+		if quiet[i] {
+			if err := applyQuiet(ctx, run, e, i); err != nil {
+				return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+			}
+			if err := applyToModel(mc, e); err != nil {
+				return err
+			}
+			if _, err := pr.measure(probeRequest{Event: i}, &nft.Transaction{}); err != nil {
+				return fmt.Errorf("event %d (%s): %w", i, e.Kind, err)
+			}
+			res.Quiet = append(res.Quiet, fmt.Sprintf("event %d (%s)", i, e.Kind))
+			cfg.logf("%s: event %d (%s) changes nothing on the node: applied, not timed", res.Size.Name, i, e.Kind)
+			continue
+		}
 		// The suite's own work after each event (compile.Node and the
 		// baselines below: at L hundreds of MB of garbage) shares this
 		// process with the agent; collect it now, so that its collection
@@ -466,6 +489,71 @@ func lastRound(acc map[gen.EventKind]*eventAcc) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// applyEvent gives the engine one generated event.
+func applyEvent(e *compile.Engine, ev gen.Event) error {
+	if ev.Op == gen.Delete {
+		kind, ns, name := ev.ModelKey()
+		return e.Delete(kind, ns, name)
+	}
+	return e.Set(ev.Object)
+}
+
+// quietEvents replays events on an engine of the node and returns those
+// whose transaction is empty: changes the node's rules do not see (a port
+// added to a rule whose pods and peers an earlier rule already allows on
+// every port, say; more rounds than the default meet some). The agent
+// commits nothing for them, so the stream cannot time them to a commit.
+func quietEvents(c *gen.Cluster, node string, events []gen.Event) (map[int]bool, error) {
+	m, err := c.Model()
+	if err != nil {
+		return nil, err
+	}
+	e := compile.NewEngine(m, node)
+	e.TakeTouched()
+	shadow := e.Ruleset().Clone()
+	quiet := map[int]bool{}
+	for i, ev := range events {
+		if err := applyEvent(e, ev); err != nil {
+			return nil, fmt.Errorf("event %d (%s): %w", i, ev.Kind, err)
+		}
+		tx := diff.Partial(shadow, e.Ruleset(), e.TakeTouched())
+		if tx.Empty() {
+			quiet[i] = true
+		}
+		shadow.ApplyOps(tx)
+	}
+	return quiet, nil
+}
+
+// applyQuiet sends a quiet event (quietEvents) to the agent and waits
+// until a sync has applied it, at a version of its own; the sync must
+// commit nothing.
+func applyQuiet(ctx context.Context, run *agentRun, e gen.Event, i int) error {
+	if e.Op == gen.Delete {
+		return errors.New("a delete that changes nothing on the node: the agent's barrier cannot tell when it has it")
+	}
+	pre := run.agent.Stats()
+	o := e.Object.DeepCopyObject()
+	m := o.(metav1.Object)
+	m.SetResourceVersion("quiet-" + strconv.Itoa(i))
+	e.Object = o
+	if err := run.apply(ctx, e); err != nil {
+		return err
+	}
+	kind, ns, name := e.ModelKey()
+	key := kind + "/" + name
+	if ns != "" {
+		key = kind + "/" + ns + "/" + name
+	}
+	if err := run.agent.WaitIncludes(ctx, map[string]string{key: m.GetResourceVersion()}); err != nil {
+		return err
+	}
+	if n := run.agent.Stats().Transactions - pre.Transactions; n != 0 {
+		return fmt.Errorf("the agent committed %d transactions for a change the engine finds quiet", n)
+	}
+	return nil
 }
 
 func applyToModel(mc *model.Cluster, e gen.Event) error {

@@ -222,15 +222,6 @@ func engineOn(b *testing.B, size gen.Size) (*gen.Cluster, string, *compile.Engin
 	return c, node, e, e.Ruleset().Clone()
 }
 
-// applyEvent gives the engine one generated event.
-func applyEvent(e *compile.Engine, ev gen.Event) error {
-	if ev.Op == gen.Delete {
-		kind, ns, name := ev.ModelKey()
-		return e.Delete(kind, ns, name)
-	}
-	return e.Set(ev.Object)
-}
-
 // BenchmarkEngineAdminEvent times the engine on the L data-path cluster
 // with the server the subject of 50 admin policies (the data path's admin
 // state), for the admin tier's own events, each done and undone: a

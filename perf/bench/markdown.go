@@ -52,6 +52,9 @@ func Markdown(r *Results) string {
 	for _, s := range r.Sizes {
 		p := planFor(s.Size, r.Quick)
 		w("\n## Events at %s (%d pods, %d policies; %d rounds, one event of each kind per round)\n\n", s.Size.Name, s.Size.Pods, s.Size.Policies, p.rounds)
+		if len(s.Quiet) > 0 {
+			w("Not timed: they changed nothing in the node's rules, so the agent committed nothing for them: %s.\n\n", strings.Join(s.Quiet, ", "))
+		}
 		w("| event | n | commit p50 | p99 | max | compute p50 | p99 | netlink p50 | p99 | (c) bare p50 | p99 | socket close after it p50 | commit ÷ bare (p99) | (b) nft -f p50 | (a) rewrite p50 | rewrite ÷ commit (p50) | ops | elements | bytes sent p50 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, e := range s.Events {
 			w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f× | %s | %s | %.2f× | %.0f | %.0f | %s |\n", e.Kind, e.Commit.N,

@@ -200,6 +200,9 @@ func (st *probeState) serve(nsfd int, kernel *nft.Netlink, capt *capturer, req p
 		tx, revert = diff.Diff(st.rs, after), diff.Diff(after, st.rs)
 	}
 	st.rs = after
+	if tx.Empty() { // a quiet event (quietEvents): nothing to send or replay
+		return probeReply{TxHash: txHash(tx)}, nil
+	}
 	c, err := capt.capture(func() error { return kernel.Apply(ctx, tx) })
 	if err != nil {
 		return probeReply{}, err

@@ -34,6 +34,9 @@ type SizeResult struct {
 	Ruleset        RulesetStats  `json:"ruleset"`
 	Full           FullResult    `json:"full_programming"`
 	Events         []EventResult `json:"events"` // per kind, then "all"
+	// Quiet names the events that changed nothing on the node (quietEvents):
+	// applied, waited for, not timed.
+	Quiet []string `json:"quiet,omitempty"`
 	// RewriteBytes is what one full rewrite sends (sampled on the first
 	// event): delete the table and create everything again.
 	RewriteSentBytes int `json:"rewrite_sent_bytes"`

@@ -55,7 +55,9 @@ func (e Event) ModelKey() (kind, namespace, name string) {
 // Events returns rounds of events, one of each kind per round in
 // EventKinds order, every one touching what node enforces: pods are added
 // to, deleted from and relabelled on node; policies added, updated and
-// deleted select a pod on node. Events apply in order; the cluster itself
+// deleted select a pod on node (an update can still change nothing there,
+// when an earlier rule allows its new port already: the suite finds such
+// events by replaying them). Events apply in order; the cluster itself
 // is not changed. The same cluster and arguments give the same events.
 func (c *Cluster) Events(node string, rounds int) []Event {
 	s := newEventState(c, node)
