@@ -348,6 +348,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		tx = diff.Partial(a.shadow, desired, touched)
 	}
 	counts := diff.Count(tx)
+	computed := time.Now()
 	if !tx.Empty() {
 		committed, err := a.applyOrReplace(ctx, logger, tx, desired)
 		if err != nil {
@@ -380,7 +381,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.fail(logger, failApply, err, nil)
 		return err
 	}
-	a.observe(full, start, done)
+	a.observe(full, start, computed, done)
 	if a.status != nil && (!a.status.writer || a.writeStatus(ctx, logger, a.status.conditions)) {
 		// Written before the sync counts as applied: the next change a
 		// client makes cannot race with this write (a failed write is
@@ -507,7 +508,7 @@ func (a *Agent) setErr(logger klog.Logger, ch *change, err error) {
 // observe updates the metrics after a successful sync that started at
 // start and committed at done. It walks the node's ruleset (its sets and
 // chains, not their elements), never the cluster.
-func (a *Agent) observe(full bool, start, done time.Time) {
+func (a *Agent) observe(full bool, start, computed, done time.Time) {
 	m := a.metrics
 	typ := syncPartial
 	if full {
@@ -515,6 +516,7 @@ func (a *Agent) observe(full bool, start, done time.Time) {
 	}
 	m.Syncs.WithLabelValues(typ).Inc()
 	m.SyncDuration.WithLabelValues(typ).Observe(done.Sub(start).Seconds())
+	m.SyncCompute.WithLabelValues(typ).Observe(computed.Sub(start).Seconds())
 	for _, t := range a.takePending(start) {
 		m.ProgrammingLatency.Observe(done.Sub(t).Seconds())
 	}

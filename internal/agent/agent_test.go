@@ -406,6 +406,18 @@ func TestMetricsAfterSync(t *testing.T) {
 	if n := histogramCount(t, h.reg, "nftpolicy_transaction_netlink_bytes"); n != 2 {
 		t.Errorf("netlink bytes observed for %d transactions, want 2", n)
 	}
+	// Every sync's compute is observed, and is a part of its duration.
+	for _, typ := range []string{"full", "partial"} {
+		whole := metric(t, h.reg, "nftpolicy_sync_duration_seconds", "type", typ).GetHistogram()
+		part := metric(t, h.reg, "nftpolicy_sync_compute_duration_seconds", "type", typ).GetHistogram()
+		if part.GetSampleCount() != whole.GetSampleCount() || part.GetSampleSum() > whole.GetSampleSum() {
+			t.Errorf("%s syncs: compute %d observations summing %v s, syncs %d summing %v s", typ,
+				part.GetSampleCount(), part.GetSampleSum(), whole.GetSampleCount(), whole.GetSampleSum())
+		}
+	}
+	if n := metric(t, h.reg, "nftpolicy_sync_compute_duration_seconds", "type", "partial").GetHistogram().GetSampleCount(); n < 1 {
+		t.Errorf("no partial sync's compute observed after an update")
+	}
 	// A policy of another namespace whose peers are the pods of the
 	// namespaces ns=x: its set is kept filled (one per family), with x's
 	// three IPv4 addresses, though no pod of this node is its subject.

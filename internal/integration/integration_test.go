@@ -691,17 +691,18 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	wants := map[string]float64{
-		"nftpolicy_ready":                                       1,
-		`nftpolicy_policies{kind="NetworkPolicy"}`:              float64(len(nps.Items)),
-		`nftpolicy_policies{kind="ClusterNetworkPolicy"}`:       float64(len(cnps.Items)),
-		`nftpolicy_policies{kind="AdminNetworkPolicy"}`:         0,
-		"nftpolicy_selected_pods":                               1,
-		`nftpolicy_sync_failures_total{reason="apply"}`:         0,
-		`nftpolicy_sync_duration_seconds_count{type="full"}`:    1,
-		"nftpolicy_network_programming_latency_seconds_count":   -1, // at least one
-		"nftpolicy_transaction_operations_count":                -1,
-		"nftpolicy_transaction_netlink_bytes_count":             -1,
-		`nftpolicy_sync_duration_seconds_count{type="partial"}`: -1,
+		"nftpolicy_ready":                                            1,
+		`nftpolicy_policies{kind="NetworkPolicy"}`:                   float64(len(nps.Items)),
+		`nftpolicy_policies{kind="ClusterNetworkPolicy"}`:            float64(len(cnps.Items)),
+		`nftpolicy_policies{kind="AdminNetworkPolicy"}`:              0,
+		"nftpolicy_selected_pods":                                    1,
+		`nftpolicy_sync_failures_total{reason="apply"}`:              0,
+		`nftpolicy_sync_duration_seconds_count{type="full"}`:         1,
+		`nftpolicy_sync_compute_duration_seconds_count{type="full"}`: 1,
+		"nftpolicy_network_programming_latency_seconds_count":        -1, // at least one
+		"nftpolicy_transaction_operations_count":                     -1,
+		"nftpolicy_transaction_netlink_bytes_count":                  -1,
+		`nftpolicy_sync_duration_seconds_count{type="partial"}`:      -1,
 	}
 	// A sync sets its metrics one after another: scrape until the sync
 	// that applied the policy has set them all (a scrape between two of
