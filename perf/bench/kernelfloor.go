@@ -17,6 +17,14 @@ import (
 // twice this machine's 32 MiB L3.
 const cacheEvictBytes = 64 << 20
 
+// evictCaches writes a byte per cache line of buf (cacheEvictBytes long),
+// which leaves little else in the CPU's caches.
+func evictCaches(buf []byte) {
+	for i := 0; i < len(buf); i += 64 {
+		buf[i]++
+	}
+}
+
 // floorPlainSet is the set the floor's plain adds go to: referenced by no
 // rule, so adding to it validates nothing.
 const floorPlainSet = "floor-plain"
@@ -101,9 +109,7 @@ func kernelFloor(ctx context.Context, j *Janitor, rs *nft.Ruleset, size gen.Size
 	for range rounds {
 		for _, step := range round {
 			if step.cold {
-				for i := 0; i < len(evict); i += 64 {
-					evict[i]++
-				}
+				evictCaches(evict)
 			}
 			t := time.Now()
 			if err := kernel.Apply(ctx, step.tx); err != nil {
