@@ -8,6 +8,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nftpolicy/nftpolicy/internal/agent"
 )
 
 // BurstPods is how many pods the burst creates across the cluster.
@@ -45,7 +47,7 @@ func burst(ctx context.Context, run *agentRun, pods []*v1.Pod) (time.Duration, e
 		if _, err := run.client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return 0, fmt.Errorf("burst: pod %d: %w", i, err)
 		}
-		want["Pod/"+p.Namespace+"/"+p.Name] = p.ResourceVersion
+		want[agent.ObjectKey(p)] = p.ResourceVersion
 	}
 	last := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

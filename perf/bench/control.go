@@ -351,6 +351,11 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 	for _, k := range gen.EventKinds() {
 		acc[k] = &eventAcc{}
 	}
+	logRound := func(i int) {
+		if (i+1)%len(gen.EventKinds()) == 0 {
+			cfg.logf("%s: %d/%d events; last round commit %s", res.Size.Name, i+1, len(events), lastRound(acc))
+		}
+	}
 	for i, e := range events {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -368,6 +373,7 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 			}
 			res.Quiet = append(res.Quiet, fmt.Sprintf("event %d (%s)", i, e.Kind))
 			cfg.logf("%s: event %d (%s) changes nothing on the node: applied, not timed", res.Size.Name, i, e.Kind)
+			logRound(i)
 			continue
 		}
 		// The suite's own work after each event (compile.Node and the
@@ -468,9 +474,7 @@ func eventStream(ctx context.Context, cfg Config, res *SizeResult, run *agentRun
 			res.RewriteSentBytes, res.RewriteSentMsgs = r.RewriteSentBytes, r.RewriteSentMsgs
 		}
 		before = after
-		if (i+1)%len(gen.EventKinds()) == 0 {
-			cfg.logf("%s: %d/%d events; last round commit %s", res.Size.Name, i+1, len(events), lastRound(acc))
-		}
+		logRound(i)
 	}
 	all := &eventAcc{}
 	for _, k := range gen.EventKinds() {
@@ -542,12 +546,7 @@ func applyQuiet(ctx context.Context, run *agentRun, e gen.Event, i int) error {
 	if err := run.apply(ctx, e); err != nil {
 		return err
 	}
-	kind, ns, name := e.ModelKey()
-	key := kind + "/" + name
-	if ns != "" {
-		key = kind + "/" + ns + "/" + name
-	}
-	if err := run.agent.WaitIncludes(ctx, map[string]string{key: m.GetResourceVersion()}); err != nil {
+	if err := run.agent.WaitIncludes(ctx, map[string]string{agent.ObjectKey(o): m.GetResourceVersion()}); err != nil {
 		return err
 	}
 	if n := run.agent.Stats().Transactions - pre.Transactions; n != 0 {
