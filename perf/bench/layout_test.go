@@ -29,18 +29,22 @@ import (
 //     isolated pod (its class's policies named from its address by the
 //     verdict-log reader, not by a chain of its own);
 //   - norulechains: that, and no chain per NetworkPolicy rule new to the
-//     node.
+//     node;
+//   - nspolicies: the agent's layout, but with every policy of a
+//     namespace on each node that has a pod of it, used by a local pod
+//     or not: a relabel then sends no rule's chain and no port map (nor
+//     their elements), but still its class and group chains.
 //
 // Run it with:
 //
 //	go test -run '^$' -bench RelabelBytesByLayout ./perf/bench -benchtime 1x
 func BenchmarkRelabelBytesByLayout(b *testing.B) {
 	var now [2]float64
-	var estimates [2][3]float64
+	var estimates [2][4]float64
 	for i, size := range []gen.Size{gen.S, gen.L} {
 		c, node, e, shadow := engineOn(b, size)
 		var sent []float64
-		var est [3][]float64
+		var est [4][]float64
 		for _, ev := range c.Events(node, 20) {
 			if err := applyEvent(e, ev); err != nil {
 				b.Fatal(err)
@@ -52,6 +56,7 @@ func BenchmarkRelabelBytesByLayout(b *testing.B) {
 				est[0] = append(est[0], parts.kept+parts.class+parts.rules)
 				est[1] = append(est[1], parts.kept+parts.rules)
 				est[2] = append(est[2], parts.kept)
+				est[3] = append(est[3], total-policyBytes(b, tx))
 			}
 			shadow.ApplyOps(tx)
 		}
@@ -61,13 +66,29 @@ func BenchmarkRelabelBytesByLayout(b *testing.B) {
 		}
 	}
 	b.ReportMetric(now[1]/now[0], "L÷S-now")
-	for j, name := range []string{"nogroups", "sharedclass", "norulechains"} {
+	for j, name := range []string{"nogroups", "sharedclass", "norulechains", "nspolicies"} {
 		b.ReportMetric(estimates[1][j]/estimates[0][j], "L÷S-"+name)
 		b.ReportMetric(estimates[1][j], "B-L-"+name)
 		b.ReportMetric(estimates[0][j], "B-S-"+name)
 	}
 	b.ReportMetric(now[1], "B-L-now")
 	b.ReportMetric(now[0], "B-S-now")
+}
+
+// policyBytes is what tx sends for NetworkPolicy rules' own objects:
+// their verdict chains and port maps, with their rules and elements.
+func policyBytes(b *testing.B, tx *nft.Transaction) float64 {
+	sizes, err := nft.OpBytes(tx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n float64
+	for i, op := range tx.Ops {
+		if strings.HasPrefix(op.Name, "v-ingress-") || strings.HasPrefix(op.Name, "v-egress-") || strings.HasPrefix(op.Name, "ports-to-") {
+			n += float64(sizes[i])
+		}
+	}
+	return n
 }
 
 // layoutParts is a relabel's bytes in the layout without group chains:
