@@ -85,7 +85,7 @@ func BenchmarkEngineEvent(b *testing.B) {
 // three runs of 200 (2026-12-07) the cold add took 3.0–3.3 ms p50 and its
 // diff 1.05–1.37 ms, which is what the suite's agent shows for the event
 // (docs/performance.md, "The misses, measured"); the warm add spread over
-// 1.9–3.5 ms in the same runs, a collection of the generated cluster's
+// 1.5–3.5 ms in the same day's runs, a collection of the generated cluster's
 // heap sometimes falling inside it.
 //
 //	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
