@@ -135,8 +135,8 @@ func Markdown(r *Results) string {
 		for _, st := range t.States {
 			w("| %s | %.0f | %.0f–%.0f | %.3f× | %s | %s |\n", st.Name, st.Rate.P50, st.Rate.Min, st.Rate.Max, st.Ratio, fmtMs(st.Connect.P50), fmtMs(st.Connect.P99))
 		}
-		w("\nLoss with our ruleset, the median of the per-round ratios: %.1f%% from each round's median connect time (middle half of the rounds %.1f%% to %.1f%%), %.1f%% from each round's mean rate (%.1f%% to %.1f%%). TKE measured 10–20%% for kube-router at 8,000 pods.\n",
-			100*t.LatLoss, 100*t.LatLossP25, 100*t.LatLossP75, 100*t.Loss, 100*t.LossP25, 100*t.LossP75)
+		w("\nLoss with our ruleset, the median of the per-round ratios: %.1f%% from each round's median connect time (95%% interval of that median %.1f%% to %.1f%%; middle half of the rounds %.1f%% to %.1f%%), %.1f%% from each round's mean rate (%.1f%% to %.1f%%). TKE measured 10–20%% for kube-router at 8,000 pods.\n",
+			100*t.LatLoss, 100*t.LatLossCI[0], 100*t.LatLossCI[1], 100*t.LatLossP25, 100*t.LatLossP75, 100*t.Loss, 100*t.LossP25, 100*t.LossP75)
 	}
 	if r.RealPeer != nil {
 		b.WriteString(realPeerMarkdown(r.RealPeer))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -49,6 +50,31 @@ func middleHalf(v []float64) (p50, p25, p75 float64) {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return quantile(s, 0.5), quantile(s, 0.25), quantile(s, 0.75)
+}
+
+// medianCI is a 95% interval for the median of v: the 2.5th and 97.5th
+// percentiles of the medians of 2,000 resamples of v (with replacement,
+// from a fixed seed, so a run's report is the same each time it is
+// written). The middle half says how far rounds stray from each other;
+// this says how well their median is known, which is what a target on
+// the median needs.
+func medianCI(v []float64) (lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	const resamples = 2000
+	medians := make([]float64, resamples)
+	s := make([]float64, len(v))
+	for i := range medians {
+		for j := range s {
+			s[j] = v[r.IntN(len(v))]
+		}
+		slices.Sort(s)
+		medians[i] = quantile(s, 0.5)
+	}
+	slices.Sort(medians)
+	return quantile(medians, 0.025), quantile(medians, 0.975)
 }
 
 // quantile of sorted s, by linear interpolation between closest ranks. With

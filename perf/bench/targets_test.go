@@ -133,3 +133,33 @@ func TestFloorRatio(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceLossJudgedByItsInterval: the Service target is met or missed
+// only when the median loss's 95% interval lies on one side of the 2%
+// margin, whatever the median itself reads.
+func TestServiceLossJudgedByItsInterval(t *testing.T) {
+	for _, tc := range []struct {
+		median float64
+		ci     [2]float64
+		want   string
+	}{
+		{0.005, [2]float64{-0.002, 0.015}, status(true)},
+		{0.03, [2]float64{0.021, 0.04}, status(false)},
+		{0.01, [2]float64{-0.01, 0.025}, notMeasured},
+		{0.027, [2]float64{0.01, 0.045}, notMeasured},
+	} {
+		tke := &TKEResult{States: []DPState{{}, {}}, LatLoss: tc.median, LatLossCI: tc.ci}
+		var got *Target
+		for _, tg := range evaluate(&Results{TKE: tke}) {
+			if tg.Goal == "connections/s through a Service (TKE: 1,000 Services, 8,000 pods, real kube-proxy) lose < 2% with our ruleset" {
+				got = &tg
+			}
+		}
+		if got == nil {
+			t.Fatal("no Service target")
+		}
+		if got.Status != tc.want {
+			t.Errorf("median %v, interval %v: %q, want %q", tc.median, tc.ci, got.Status, tc.want)
+		}
+	}
+}

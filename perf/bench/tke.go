@@ -71,6 +71,9 @@ type TKEResult struct {
 	LatLoss    float64 `json:"latency_loss"`
 	LatLossP25 float64 `json:"latency_loss_p25"`
 	LatLossP75 float64 `json:"latency_loss_p75"`
+	// LatLossCI is a 95% interval for LatLoss (medianCI): how well the
+	// rounds know the median, which the target is judged on.
+	LatLossCI [2]float64 `json:"latency_loss_ci95"`
 	// ProxyLines is the size of kube-proxy's ip table (nft list lines).
 	ProxyLines int          `json:"kube_proxy_table_lines"`
 	Ruleset    RulesetStats `json:"ruleset"`
@@ -211,6 +214,7 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 	}
 	res.Loss, res.LossP25, res.LossP75 = middleHalf(ratios)
 	res.LatLoss, res.LatLossP25, res.LatLossP75 = middleHalf(latRatios)
+	res.LatLossCI[0], res.LatLossCI[1] = medianCI(latRatios)
 	res.Enforcing = tkeEnforcing(ctx, lab, kernel, states[1].tx, clientNS, dst)
 	return res, setState(ctx, kernel, nil)
 }
