@@ -93,7 +93,7 @@ func tkeDataPath(ctx context.Context, j *Janitor, cfg Config) (*TKEResult, error
 	// each comparing the two states back to back: on a shared machine the
 	// load moves from second to second, so the loss is the median of the
 	// per-round ratios, not a ratio of medians taken at different times.
-	p := dpPlan{rounds: 40, conns: 4000, warmup: 200}
+	p := dpPlan{rounds: 320, conns: 4000, warmup: 200}
 	if cfg.Quick {
 		p = dpPlan{rounds: 2, conns: 500, warmup: 50}
 	}
