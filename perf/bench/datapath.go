@@ -195,10 +195,12 @@ func dataPath(ctx context.Context, j *Janitor, cfg Config) (*DataPathResult, err
 	// (median-1.md in perf/results/datapath; 0.07–0.08 in a busier one),
 	// where the mean rates' had 0.08–0.23 (settle-before.md, settle-1.md).
 	for i, st := range states {
-		ct, ct25, ct75 := middleHalf(roundRatios(medianRates[i], medianRates[1]))
+		vsCT := roundRatios(medianRates[i], medianRates[1])
+		ct, ct25, ct75 := middleHalf(vsCT)
+		ctLo, ctHi := medianCI(vsCT)
 		res.States = append(res.States, DPState{Name: st.name, Rate: DistOfFloats(rates[i]), Connect: DistOf(lats[i]),
 			Ratio: pairedRatio(medianRates[i], medianRates[0]), RatioCT: ct, RatioCTP25: ct25, RatioCTP75: ct75,
-			RatioCTMean: pairedRatio(rates[i], rates[1])})
+			RatioCTCI: [2]float64{ctLo, ctHi}, RatioCTMean: pairedRatio(rates[i], rates[1])})
 		if st.rs != nil {
 			n, err := synRules(st.rs)
 			if err != nil {

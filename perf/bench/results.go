@@ -212,6 +212,9 @@ type DPState struct {
 	// ratios: how far one round's figure strays from another's.
 	RatioCTP25 float64 `json:"ratio_to_conntrack_p25,omitempty"`
 	RatioCTP75 float64 `json:"ratio_to_conntrack_p75,omitempty"`
+	// RatioCTCI is a 95% interval for RatioCT (medianCI): how well the
+	// rounds know it.
+	RatioCTCI [2]float64 `json:"ratio_to_conntrack_ci95,omitzero"`
 	// SynRules is the number of rules of our forward chains a new
 	// connection's SYN meets (traced on the compiled ruleset; 0 for the
 	// states that are not ours).

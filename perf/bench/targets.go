@@ -188,8 +188,8 @@ func evaluate(r *Results) []Target {
 		case s.RatioCT < goalConnRatioCT && few != nil:
 			// The identity layout's lookups do not grow with policies: a
 			// miss here is what the target in 2 policies pays too.
-			tg.Why = fmt.Sprintf("with the target in 2 policies %s×; the SYN meets %d rules with the target in 2 policies and %d here: the egress and ingress paths' fixed lookups, not the number of policies; the rounds' middle half %.2f–%.2f×",
-				floorRatio(few.RatioCT), few.SynRules, s.SynRules, s.RatioCTP25, s.RatioCTP75)
+			tg.Why = fmt.Sprintf("with the target in 2 policies %s×; the SYN meets %d rules with the target in 2 policies and %d here: the egress and ingress paths' fixed lookups, not the number of policies; the rounds' middle half %.2f–%.2f×, the median's 95%% interval %.3f–%.3f×",
+				floorRatio(few.RatioCT), few.SynRules, s.SynRules, s.RatioCTP25, s.RatioCTP75, s.RatioCTCI[0], s.RatioCTCI[1])
 		}
 		add(tg)
 	}
