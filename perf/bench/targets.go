@@ -215,12 +215,15 @@ func evaluate(r *Results) []Target {
 		// The status needs the median known well enough: its 95%
 		// interval on one side of the 2% margin. Rounds on this shared
 		// machine stray by more than the margin from each other (their
-		// middle half spans ~10 points), so it takes many of them.
+		// middle half spans 10 to 25 points), so it takes many of them.
 		lo, hi := t.LatLossCI[0], t.LatLossCI[1]
 		tg := Target{Goal: "connections/s through a Service (TKE: 1,000 Services, 8,000 pods, real kube-proxy) lose < 2% with our ruleset",
 			Status: status(hi < 0.02),
 			Measured: fmt.Sprintf("%.1f%% loss from median connect times (median of %d paired rounds, 95%% interval %.1f%% to %.1f%%; middle half of the rounds %.1f%% to %.1f%%); from the rounds' mean rates %.1f%% (middle half %.1f%% to %.1f%%)",
 				100*t.LatLoss, t.Rounds, 100*lo, 100*hi, 100*t.LatLossP25, 100*t.LatLossP75, 100*t.Loss, 100*t.LossP25, 100*t.LossP75)}
+		if lo >= 0.02 {
+			tg.Why = "each packet of a connection passes our two forward base chains, its first packet the identity path's rules (docs/performance.md, \"The misses, measured\")"
+		}
 		if lo < 0.02 && hi >= 0.02 {
 			tg.Status = notMeasured
 			tg.Why = fmt.Sprintf("too noisy to judge: the median's 95%% interval, %.1f%% to %.1f%%, holds the 2%% margin", 100*lo, 100*hi)
