@@ -183,8 +183,8 @@ func evaluate(r *Results) []Target {
 			// The admin tier's own lookups (its peer chain, the empty
 			// identity, the rest map), the same whatever the number of
 			// admin policies.
-			tg.Why = fmt.Sprintf("the SYN meets %d rules here against %d with the target in 2 policies (%s×): the admin tier's own identity lookups before the NetworkPolicy path, a fixed number whatever the number of admin policies",
-				s.SynRules, few.SynRules, floorRatio(few.RatioCT))
+			tg.Why = fmt.Sprintf("the SYN meets %d rules here against %d with the target in 2 policies (%s×): the admin tier's own identity lookups before the NetworkPolicy path, a fixed number whatever the number of admin policies; the median's 95%% interval %.3f–%.3f×",
+				s.SynRules, few.SynRules, floorRatio(few.RatioCT), s.RatioCTCI[0], s.RatioCTCI[1])
 		case s.RatioCT < goalConnRatioCT && few != nil:
 			// The identity layout's lookups do not grow with policies: a
 			// miss here is what the target in 2 policies pays too.
