@@ -504,19 +504,28 @@ func applyEvent(e *compile.Engine, ev gen.Event) error {
 	return e.Set(ev.Object)
 }
 
+// nodeEngine is an engine of node in the cluster, with a copy of its
+// ruleset: what the node's kernel holds, for the events' partial diffs.
+func nodeEngine(c *gen.Cluster, node string) (*compile.Engine, *nft.Ruleset, error) {
+	m, err := c.Model()
+	if err != nil {
+		return nil, nil, err
+	}
+	e := compile.NewEngine(m, node)
+	e.TakeTouched()
+	return e, e.Ruleset().Clone(), nil
+}
+
 // quietEvents replays events on an engine of the node and returns those
 // whose transaction is empty: changes the node's rules do not see (a port
 // added to a rule whose pods and peers an earlier rule already allows on
 // every port, say; more rounds than the default meet some). The agent
 // commits nothing for them, so the stream cannot time them to a commit.
 func quietEvents(c *gen.Cluster, node string, events []gen.Event) (map[int]bool, error) {
-	m, err := c.Model()
+	e, shadow, err := nodeEngine(c, node)
 	if err != nil {
 		return nil, err
 	}
-	e := compile.NewEngine(m, node)
-	e.TakeTouched()
-	shadow := e.Ruleset().Clone()
 	quiet := map[int]bool{}
 	for i, ev := range events {
 		if err := applyEvent(e, ev); err != nil {

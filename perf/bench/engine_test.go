@@ -98,6 +98,8 @@ func BenchmarkEngineNewSelector(b *testing.B) {
 	}
 }
 
+// newSelectorEvents times the deletes and adds of worst on e, each add
+// after a collection and a pass through the caches when cold.
 func newSelectorEvents(b *testing.B, e *compile.Engine, shadow *nft.Ruleset, worst gen.Event, most int, cold bool) {
 	kind, ns, name := worst.ModelKey()
 	steps := []string{"add", "diff", "shadow", "encode", "delete"}
@@ -242,13 +244,11 @@ func engineOn(b *testing.B, size gen.Size) (*gen.Cluster, string, *compile.Engin
 	b.Helper()
 	c := gen.Generate(size, 1)
 	node := gen.NodeName(0)
-	m, err := c.Model()
+	e, shadow, err := nodeEngine(c, node)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := compile.NewEngine(m, node)
-	e.TakeTouched()
-	return c, node, e, e.Ruleset().Clone()
+	return c, node, e, shadow
 }
 
 // BenchmarkEngineAdminEvent times the engine on the L data-path cluster
