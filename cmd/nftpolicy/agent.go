@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -295,23 +296,42 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 // installedAdminKinds asks the API server which network-policy-api kinds
-// it serves: an informer for a kind whose CRD is absent would never sync.
-// CRDs installed later are picked up by the next start of the agent.
-func installedAdminKinds(ctx context.Context, d discovery.DiscoveryInterface) ([]string, error) {
-	var kinds []string
-	for _, gv := range []string{"policy.networking.k8s.io/v1alpha1", "policy.networking.k8s.io/v1alpha2"} {
-		rl, err := d.ServerResourcesForGroupVersion(gv)
-		if apierrors.IsNotFound(err) {
+// it serves, and at which version: an informer for a kind whose CRD is
+// absent would never sync. A kind served at a newer version of its kinds
+// table entry is watched there (ClusterNetworkPolicy as v1beta1 where
+// network-policy-api v0.3.0's CRD is installed, else as v1alpha2). CRDs
+// installed later are picked up by the next start of the agent.
+func installedAdminKinds(ctx context.Context, d discovery.DiscoveryInterface) (map[string]schema.GroupVersionResource, error) {
+	served := map[schema.GroupVersion][]metav1.APIResource{}
+	serves := func(r schema.GroupVersionResource) (bool, error) {
+		gv := r.GroupVersion()
+		rs, asked := served[gv]
+		if !asked {
+			rl, err := d.ServerResourcesForGroupVersion(gv.String())
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return false, fmt.Errorf("discovering %s: %w", gv, err)
+			default:
+				rs = rl.APIResources
+			}
+			served[gv] = rs
+		}
+		return slices.ContainsFunc(rs, func(a metav1.APIResource) bool { return a.Name == r.Resource }), nil
+	}
+	kinds := map[string]schema.GroupVersionResource{}
+	for _, k := range model.Kinds() {
+		if !k.Tier {
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("discovering %s: %w", gv, err)
-		}
-		for _, r := range rl.APIResources {
-			for _, k := range agent.AdminKinds() {
-				if r.Kind == k && r.Name != "" && !strings.Contains(r.Name, "/") {
-					kinds = append(kinds, k)
-				}
+		for _, r := range append(slices.Clone(k.Newer), k.Resource) {
+			ok, err := serves(r)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				kinds[k.Name] = r
+				break
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
+	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/explain"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
@@ -193,7 +194,7 @@ func TestListObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := listObjects(ctx, client, pc, []string{"AdminNetworkPolicy", "BaselineAdminNetworkPolicy"})
+	got, err := listObjects(ctx, client, pc, agent.AdminKindsAt("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"))
 	if err != nil || len(got) != len(objs) {
 		t.Fatalf("listed %d objects of %d: %v", len(got), len(objs), err)
 	}

@@ -6,19 +6,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 	policyinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
+	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 )
@@ -122,7 +123,7 @@ func liveObjects(ctx context.Context, kubeconfig string) ([]sourced, error) {
 // the agent does, through the informers of its kinds table (the core kinds
 // always, the admin kinds named in adminKinds), and returns them sorted by
 // kind, namespace and name.
-func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclient.Interface, adminKinds []string) ([]sourced, error) {
+func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclient.Interface, adminKinds map[string]schema.GroupVersionResource) ([]sourced, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	var policyFactory policyinformers.SharedInformerFactory
@@ -155,8 +156,12 @@ func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclie
 				return nil, err
 			}
 			inf, l = gi.Informer(), gi.Lister()
-		case policyFactory != nil && slices.Contains(adminKinds, k.Name):
-			gi, err := policyFactory.ForResource(k.Resource)
+		case policyFactory != nil:
+			r, ok := agent.AdminResource(k, adminKinds)
+			if !ok {
+				continue
+			}
+			gi, err := policyFactory.ForResource(r)
 			if err != nil {
 				return nil, err
 			}
@@ -184,7 +189,7 @@ func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclie
 			return a.GetNamespace()+"/"+a.GetName() < b.GetNamespace()+"/"+b.GetName()
 		})
 		for _, o := range objs {
-			out = append(out, sourced{"the cluster", o})
+			out = append(out, sourced{"the cluster", model.Canonical(o).(runtime.Object)})
 		}
 	}
 	return out, nil

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -49,9 +50,11 @@ type Config struct {
 	// leaves them unwatched (their CRDs may be absent, or the
 	// AdminNetworkPolicy feature gate off).
 	PolicyClient policyclient.Interface
-	// AdminKinds limits the network-policy-api kinds watched (some CRDs may
-	// be installed and others not); nil means all of AdminKinds().
-	AdminKinds []string
+	// AdminKinds names the network-policy-api kinds watched (some CRDs may
+	// be installed and others not), each with the resource it is watched
+	// at: its kinds table entry's or a newer version it is served at
+	// (model.Kind.Newer). nil means all of AdminKinds() at their entries'.
+	AdminKinds map[string]schema.GroupVersionResource
 	// Metrics receives the agent's series; nil: a private, unregistered set.
 	Metrics *Metrics
 	// Conntrack, when set, is the node's conntrack table: after a

@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	policyv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/compile"
@@ -359,7 +361,7 @@ func TestAdminKindsWatched(t *testing.T) {
 
 func TestAdminKindsFiltered(t *testing.T) {
 	pc := policyfake.NewClientset()
-	h := start(t, func(c *Config) { c.PolicyClient = pc; c.AdminKinds = []string{model.KindCNP} }, basic()...)
+	h := start(t, func(c *Config) { c.PolicyClient = pc; c.AdminKinds = AdminKindsAt(model.KindCNP) }, basic()...)
 	h.wait()
 	var kinds []string
 	for _, w := range h.agent.watched {
@@ -645,6 +647,43 @@ func TestTierPolicyStatus(t *testing.T) {
 				t.Errorf("UniquePriority condition: %+v", unique)
 			}
 		})
+	}
+}
+
+// TestClusterNetworkPolicyAsBeta: where the API server serves
+// ClusterNetworkPolicy as v1beta1 (network-policy-api v0.3.0) the agent
+// watches that version, enforces what it reads as the model's v1alpha2, and
+// writes the status conditions through v1beta1.
+func TestClusterNetworkPolicyAsBeta(t *testing.T) {
+	cnp := func(name string) *policyv1beta1.ClusterNetworkPolicy {
+		p := &policyv1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "100", Generation: 2}}
+		p.Spec.Tier, p.Spec.Priority = policyv1beta1.AdminTier, 7
+		p.Spec.Subject.Namespaces = &metav1.LabelSelector{}
+		p.Spec.Ingress = []policyv1beta1.ClusterNetworkPolicyIngressRule{{Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
+			From: []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}}}
+		return p
+	}
+	pc := policyfake.NewSimpleClientset(cnp("a"), cnp("b"))
+	beta := policyv1beta1.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+	h := start(t, func(c *Config) {
+		c.PolicyClient, c.AdminKinds = pc, map[string]schema.GroupVersionResource{model.KindCNP: beta}
+	}, append(basic(), &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})...)
+	h.objects["ClusterNetworkPolicy/a"], h.objects["ClusterNetworkPolicy/b"] = cnp("a"), cnp("b")
+	h.wait()
+	if got := gaugeValue(t, h.reg, "nftpolicy_policies", "kind", model.KindCNP); got != 2 {
+		t.Errorf("nftpolicy_policies{kind=ClusterNetworkPolicy} = %v, want 2", got)
+	}
+	var unique *metav1.Condition
+	for deadline := time.Now().Add(5 * time.Second); unique == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		got, err := pc.PolicyV1beta1().ClusterNetworkPolicies().Get(context.Background(), "a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unique = meta.FindStatusCondition(got.Status.Conditions, model.ConditionUniquePriority)
+	}
+	if unique == nil || unique.Status != metav1.ConditionFalse || unique.ObservedGeneration != 2 ||
+		!strings.Contains(unique.Message, "ClusterNetworkPolicy/a, ClusterNetworkPolicy/b") {
+		t.Errorf("UniquePriority condition written through v1beta1: %+v", unique)
 	}
 }
 

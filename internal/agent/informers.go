@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -29,9 +28,33 @@ func AdminKinds() []string {
 	return names
 }
 
+// AdminResource is the resource an admin kind is watched at, given the
+// kinds and versions the API server serves (Config.AdminKinds; nil: every
+// kind at its kinds table entry's); false when it is not watched.
+func AdminResource(k model.Kind, served map[string]schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
+	if served == nil {
+		return k.Resource, true
+	}
+	r, ok := served[k.Name]
+	return r, ok
+}
+
+// AdminKindsAt names admin kinds for Config.AdminKinds, each at its kinds
+// table entry's resource.
+func AdminKindsAt(names ...string) map[string]schema.GroupVersionResource {
+	out := map[string]schema.GroupVersionResource{}
+	for _, n := range names {
+		if k, ok := model.KindNamed(n); ok && k.Tier {
+			out[n] = k.Resource
+		}
+	}
+	return out
+}
+
 // watched is one informer and the kind it holds.
 type watched struct {
 	kind     model.Kind
+	resource schema.GroupVersionResource // the version watched: kind.Resource or one of kind.Newer
 	informer cache.SharedIndexInformer
 	remote   *remoteCluster // nil: this cluster's
 }
@@ -48,6 +71,7 @@ func (a *Agent) newInformers() error {
 	}
 	for _, k := range model.Kinds() {
 		var inf cache.SharedIndexInformer
+		res := k.Resource
 		switch {
 		case k.Dynamic:
 			if !a.watchesDynamic(k) {
@@ -63,8 +87,12 @@ func (a *Agent) newInformers() error {
 				return fmt.Errorf("informer of %s: %w", k.Name, err)
 			}
 			inf = gi.Informer()
-		case a.policyFactory != nil && (a.cfg.AdminKinds == nil || slices.Contains(a.cfg.AdminKinds, k.Name)):
-			gi, err := a.policyFactory.ForResource(k.Resource)
+		case a.policyFactory != nil:
+			var ok bool
+			if res, ok = AdminResource(k, a.cfg.AdminKinds); !ok {
+				continue
+			}
+			gi, err := a.policyFactory.ForResource(res)
 			if err != nil {
 				return fmt.Errorf("informer of %s: %w", k.Name, err)
 			}
@@ -78,7 +106,7 @@ func (a *Agent) newInformers() error {
 				return fmt.Errorf("informer of %s: %w", k.Name, err)
 			}
 		}
-		a.watched = append(a.watched, watched{kind: k, informer: inf})
+		a.watched = append(a.watched, watched{kind: k, resource: res, informer: inf})
 	}
 	return nil
 }
@@ -197,8 +225,12 @@ func objectKey(kind, namespace, name string) string {
 // caches it. A pod keeps its name, labels, node, hostNetwork, its
 // containers' ports (for named ports) and its phase and addresses; every
 // object loses managedFields and annotations (kubectl's last-applied copy
-// can be larger than the rest). It is idempotent, as client-go requires.
+// can be larger than the rest). An object of a newer version than the
+// model's becomes the model's (model.Canonical), so that everything after
+// the informer sees one Go type per kind. It is idempotent, as client-go
+// requires.
 func Transform(obj any) (any, error) {
+	obj = model.Canonical(obj)
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 		// Only nftpolicy's own annotations change what is compiled.

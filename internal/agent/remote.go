@@ -94,7 +94,7 @@ func (a *Agent) newRemoteInformers() error {
 			if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { a.remoteError(rc, err) }); err != nil {
 				return err
 			}
-			a.watched = append(a.watched, watched{kind: k, informer: inf, remote: rc})
+			a.watched = append(a.watched, watched{kind: k, resource: k.Resource, informer: inf, remote: rc})
 		}
 		a.remotes = append(a.remotes, rc)
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 )
@@ -64,7 +65,11 @@ func (a *Agent) writeStatus(ctx context.Context, logger klog.Logger, want map[st
 				if cs, ok := updated(obj.Status.Conditions, want[model.KindCNP+"/"+obj.Name], obj.Generation); ok {
 					obj = obj.DeepCopy()
 					obj.Status.Conditions = cs
-					_, err = a.cfg.PolicyClient.PolicyV1alpha2().ClusterNetworkPolicies().UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+					if w.resource.Version == v1beta1.GroupVersion.Version {
+						_, err = a.cfg.PolicyClient.PolicyV1beta1().ClusterNetworkPolicies().UpdateStatus(ctx, model.CNPToBeta(obj), metav1.UpdateOptions{})
+					} else {
+						_, err = a.cfg.PolicyClient.PolicyV1alpha2().ClusterNetworkPolicies().UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+					}
 				}
 			}
 			if err != nil {

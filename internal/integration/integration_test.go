@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	policyv1alpha2 "sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	policyv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	policyclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftpolicy/nftpolicy/internal/lab/netlab"
@@ -554,35 +555,37 @@ func testUpgradeFrom(t *testing.T, previousRelease string) {
 // adminGuard puts the servers under an admin-tier policy whose rules
 // decide none of the probes differently from the NetworkPolicy alone:
 // clients are passed to it, others denied, and the servers' egress to
-// clients allowed; so the flows cross the admin tier's layout too.
+// clients allowed; so the flows cross the admin tier's layout too. It is
+// written as v1beta1, the version the agent watches with deploy/'s CRD
+// (network-policy-api v0.3.0); TestMetricsDocumented writes v1alpha2.
 func (w *world) adminGuard() {
 	w.t.Helper()
-	pods := func(role string) *policyv1alpha2.NamespacedPod {
-		return &policyv1alpha2.NamespacedPod{
+	pods := func(role string) *policyv1beta1.NamespacedPod {
+		return &policyv1beta1.NamespacedPod{
 			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.ns}},
 			PodSelector:       metav1.LabelSelector{MatchLabels: map[string]string{"role": role}},
 		}
 	}
-	cnp := &policyv1alpha2.ClusterNetworkPolicy{
+	cnp := &policyv1beta1.ClusterNetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: w.ns + "-guard"},
-		Spec: policyv1alpha2.ClusterNetworkPolicySpec{
-			Tier: policyv1alpha2.AdminTier, Priority: 10,
-			Subject: policyv1alpha2.ClusterNetworkPolicySubject{Pods: pods("server")},
-			Ingress: []policyv1alpha2.ClusterNetworkPolicyIngressRule{
-				{Action: "Pass", From: []policyv1alpha2.ClusterNetworkPolicyIngressPeer{{Pods: pods("client")}}},
-				{Action: "Deny", From: []policyv1alpha2.ClusterNetworkPolicyIngressPeer{{Pods: pods("other")}}},
+		Spec: policyv1beta1.ClusterNetworkPolicySpec{
+			Tier: policyv1beta1.AdminTier, Priority: 10,
+			Subject: policyv1beta1.ClusterNetworkPolicySubject{Pods: pods("server")},
+			Ingress: []policyv1beta1.ClusterNetworkPolicyIngressRule{
+				{Action: "Pass", From: []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Pods: pods("client")}}},
+				{Action: "Deny", From: []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Pods: pods("other")}}},
 			},
-			Egress: []policyv1alpha2.ClusterNetworkPolicyEgressRule{
-				{Action: "Accept", To: []policyv1alpha2.ClusterNetworkPolicyEgressPeer{{Pods: pods("client")}}},
+			Egress: []policyv1beta1.ClusterNetworkPolicyEgressRule{
+				{Action: "Accept", To: []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Pods: pods("client")}}},
 			},
 		},
 	}
 	ctx := context.Background()
-	if _, err := w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
+	if _, err := w.policy.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() {
-		_ = w.policy.PolicyV1alpha2().ClusterNetworkPolicies().Delete(context.Background(), cnp.Name, metav1.DeleteOptions{})
+		_ = w.policy.PolicyV1beta1().ClusterNetworkPolicies().Delete(context.Background(), cnp.Name, metav1.DeleteOptions{})
 	})
 }
 

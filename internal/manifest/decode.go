@@ -16,6 +16,9 @@ import (
 	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
 // ReadFile reads the objects of a file: a scenario file's state after step
@@ -55,6 +58,7 @@ var manifestDecoder = func() runtime.Decoder {
 	utilruntime.Must(clientscheme.AddToScheme(s))
 	utilruntime.Must(v1alpha1.Install(s))
 	utilruntime.Must(v1alpha2.Install(s))
+	utilruntime.Must(v1beta1.Install(s))
 	return serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
 }()
 
@@ -96,8 +100,14 @@ func decodeDocument(raw []byte) ([]runtime.Object, error) {
 	if _, err := meta.Accessor(obj); err != nil {
 		return nil, fmt.Errorf("%s is not an object", gvk)
 	}
+	obj = canonical(obj)
 	SetDefaults(obj)
 	return []runtime.Object{obj}, nil
+}
+
+// canonical is model.Canonical for decoded objects.
+func canonical(obj runtime.Object) runtime.Object {
+	return model.Canonical(obj).(runtime.Object)
 }
 
 // listItems decodes a List's items: a typed list holds them decoded, a
@@ -128,6 +138,7 @@ func itemObject(item runtime.Object) ([]runtime.Object, error) {
 	if _, err := meta.Accessor(item); err != nil {
 		return nil, err
 	}
+	item = canonical(item)
 	SetDefaults(item)
 	return []runtime.Object{item}, nil
 }

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -8,6 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
 func refs(objs []runtime.Object) []string {
@@ -106,5 +110,66 @@ func TestDecodeErrors(t *testing.T) {
 				t.Errorf("error %v, want %s...", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestClusterNetworkPolicyVersions reads a ClusterNetworkPolicy given as
+// v1beta1 (network-policy-api v0.3.0's storage version) and as v1alpha2,
+// in a manifest, a typed list and a scenario file: each is the same
+// v1alpha2 object, the version the model takes.
+func TestClusterNetworkPolicyVersions(t *testing.T) {
+	const spec = `spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {team: x}}}
+  ingress:
+  - name: from-green
+    action: Accept
+    from: [{namespaces: {matchLabels: {team: green}}}]
+    protocols: [{tcp: {destinationPort: {number: 80}}}]
+`
+	doc := func(version, name string) string {
+		return "apiVersion: policy.networking.k8s.io/" + version + "\nkind: ClusterNetworkPolicy\nmetadata: {name: " + name + "}\n" + spec
+	}
+	list := "apiVersion: policy.networking.k8s.io/v1beta1\nkind: ClusterNetworkPolicyList\nitems:\n- metadata: {name: listed}\n" +
+		strings.ReplaceAll(strings.ReplaceAll(spec, "\n", "\n  "), "spec:", "  spec:")
+	objs, err := Decode("m.yaml", []byte(doc("v1beta1", "beta")+"---\n"+doc("v1alpha2", "alpha")+"---\n"+list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario := "name: versions\nnodes: [n1]\nobjects:\n- " + strings.ReplaceAll(strings.TrimSuffix(doc("v1beta1", "in-scenario"), "\n"), "\n", "\n  ") + "\n"
+	c, err := ParseCluster("s.yaml", []byte(scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromScenario, err := c.ObjectsAt(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, fromScenario...)
+	var names []string
+	for _, o := range objs {
+		cnp, ok := o.(*v1alpha2.ClusterNetworkPolicy)
+		if !ok {
+			continue
+		}
+		names = append(names, cnp.Name)
+		if got := cnp.Spec.Ingress; len(got) != 1 || got[0].Name != "from-green" || got[0].Action != v1alpha2.ClusterNetworkPolicyRuleActionAccept ||
+			got[0].From[0].Namespaces.MatchLabels["team"] != "green" || got[0].Protocols[0].TCP.DestinationPort.Number != 80 {
+			t.Errorf("%s: ingress %+v", cnp.Name, got)
+		}
+		if cnp.Spec.Tier != v1alpha2.AdminTier || cnp.Spec.Priority != 5 || cnp.Spec.Subject.Namespaces.MatchLabels["team"] != "x" {
+			t.Errorf("%s: spec %+v", cnp.Name, cnp.Spec)
+		}
+		if k, ok := model.KindOf(o); !ok || k.Name != model.KindCNP {
+			t.Errorf("%s: the model does not take it (%v)", cnp.Name, k.Name)
+		}
+	}
+	if want := []string{"beta", "alpha", "listed", "in-scenario"}; !slices.Equal(names, want) {
+		t.Errorf("ClusterNetworkPolicies %v, want %v (all as v1alpha2)", names, want)
+	}
+	if _, err := ParseCluster("s.yaml", []byte(strings.ReplaceAll(scenario, "v1beta1", "v1"))); err == nil ||
+		!strings.Contains(err.Error(), `unknown apiVersion "policy.networking.k8s.io/v1" for ClusterNetworkPolicy (want policy.networking.k8s.io/v1alpha2 or policy.networking.k8s.io/v1beta1)`) {
+		t.Errorf("an unknown version: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,26 +21,31 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftpolicy/nftpolicy/internal/model"
 )
 
-// The kinds a scenario may hold, by kind name. A kind has exactly one
-// apiVersion here: the one the agent watches.
+// The kinds a scenario may hold, by kind name, with the apiVersions a
+// file may give them: the one the model takes first. ClusterNetworkPolicy
+// is served as v1alpha2 and, since network-policy-api v0.3.0, as v1beta1,
+// of the same schema (model.CNPFromBeta); every other kind has one.
 var kinds = map[string]struct {
-	gv         schema.GroupVersion
+	gvs        []schema.GroupVersion
 	namespaced bool
 }{
-	"Namespace":                  {corev1.SchemeGroupVersion, false},
-	"Pod":                        {corev1.SchemeGroupVersion, true},
-	"Service":                    {corev1.SchemeGroupVersion, true},
-	"Node":                       {corev1.SchemeGroupVersion, false},
-	"NetworkPolicy":              {networkingv1.SchemeGroupVersion, true},
-	"AdminNetworkPolicy":         {schema.GroupVersion(v1alpha1.GroupVersion), false},
-	"BaselineAdminNetworkPolicy": {schema.GroupVersion(v1alpha1.GroupVersion), false},
-	"ClusterNetworkPolicy":       {schema.GroupVersion(v1alpha2.GroupVersion), false},
-	"MultiNetworkPolicy":         {model.MNPVersion, true},
+	"Namespace":                  {one(corev1.SchemeGroupVersion), false},
+	"Pod":                        {one(corev1.SchemeGroupVersion), true},
+	"Service":                    {one(corev1.SchemeGroupVersion), true},
+	"Node":                       {one(corev1.SchemeGroupVersion), false},
+	"NetworkPolicy":              {one(networkingv1.SchemeGroupVersion), true},
+	"AdminNetworkPolicy":         {one(schema.GroupVersion(v1alpha1.GroupVersion)), false},
+	"BaselineAdminNetworkPolicy": {one(schema.GroupVersion(v1alpha1.GroupVersion)), false},
+	"ClusterNetworkPolicy":       {[]schema.GroupVersion{schema.GroupVersion(v1alpha2.GroupVersion), schema.GroupVersion(v1beta1.GroupVersion)}, false},
+	"MultiNetworkPolicy":         {one(model.MNPVersion), true},
 }
+
+func one(gv schema.GroupVersion) []schema.GroupVersion { return []schema.GroupVersion{gv} }
 
 // codec decodes as the API server does with strict field validation
 // (kubectl's default): unknown or duplicate fields are errors and field
@@ -53,6 +59,7 @@ var scheme = func() *runtime.Scheme {
 	utilruntime.Must(networkingv1.AddToScheme(s))
 	utilruntime.Must(v1alpha1.Install(s))
 	utilruntime.Must(v1alpha2.Install(s))
+	utilruntime.Must(v1beta1.Install(s))
 	utilruntime.Must(model.AddToScheme(s))
 	return s
 }()
@@ -100,8 +107,13 @@ func (l *loader) decodeObject(v *Value) runtime.Object {
 		l.Errorf(kindLine, "unknown kind %q", kind)
 		return nil
 	}
-	if apiVersion != info.gv.String() {
-		l.Errorf(avLine, "unknown apiVersion %q for %s (want %s)", apiVersion, kind, info.gv)
+	i := slices.IndexFunc(info.gvs, func(gv schema.GroupVersion) bool { return gv.String() == apiVersion })
+	if i < 0 {
+		var want []string
+		for _, gv := range info.gvs {
+			want = append(want, gv.String())
+		}
+		l.Errorf(avLine, "unknown apiVersion %q for %s (want %s)", apiVersion, kind, strings.Join(want, " or "))
 		return nil
 	}
 	what := describe(kind, v)
@@ -121,7 +133,8 @@ func (l *loader) decodeObject(v *Value) runtime.Object {
 		l.Errorf(v.lookupLoose(typeErrorPath(err.Error())), "%s: %v", what, err)
 		return nil
 	}
-	obj.GetObjectKind().SetGroupVersionKind(info.gv.WithKind(kind))
+	obj = canonical(obj)
+	obj.GetObjectKind().SetGroupVersionKind(info.gvs[0].WithKind(kind))
 	if !l.checkMeta(obj, info.namespaced, v) {
 		return nil
 	}

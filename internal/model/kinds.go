@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 // Kind is one kind of object the model knows, with what other packages need
@@ -27,6 +28,10 @@ type Kind struct {
 	// Dynamic marks the kinds of CRDs that may not be installed, watched
 	// through the dynamic client only when they are (multinet.go).
 	Dynamic bool
+	// Newer lists versions the kind is also served at, preferred to
+	// Resource's where the API server serves them; their objects are the
+	// model's through Canonical (ClusterNetworkPolicy as v1beta1).
+	Newer []schema.GroupVersionResource
 
 	goType reflect.Type
 	set    func(c *Cluster, obj any)
@@ -38,6 +43,7 @@ var (
 	networking = schema.GroupVersion{Group: "networking.k8s.io", Version: "v1"}
 	policyA1   = schema.GroupVersion{Group: v1alpha1.GroupName, Version: "v1alpha1"}
 	policyA2   = schema.GroupVersion{Group: v1alpha2.GroupName, Version: "v1alpha2"}
+	policyB1   = schema.GroupVersion{Group: v1beta1.GroupName, Version: "v1beta1"}
 )
 
 var kinds = []Kind{
@@ -79,6 +85,7 @@ var kinds = []Kind{
 	},
 	{
 		Name: KindCNP, Policy: true, Tier: true, Resource: policyA2.WithResource("clusternetworkpolicies"),
+		Newer:  []schema.GroupVersionResource{policyB1.WithResource("clusternetworkpolicies")},
 		goType: reflect.TypeFor[*v1alpha2.ClusterNetworkPolicy](),
 		set:    func(c *Cluster, obj any) { c.setTier(CNPFromAPI(obj.(*v1alpha2.ClusterNetworkPolicy))) },
 		del:    func(c *Cluster, _, name string) { delete(c.TierPolicies, KindCNP+"/"+name) },
@@ -113,6 +120,16 @@ func init() {
 // to it (namespaces and nodes before what selects them); a copy, so no
 // caller can change the table.
 func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+
+// Canonical returns obj in the version the model takes: a
+// ClusterNetworkPolicy read as v1beta1 becomes the v1alpha2 object it is
+// (CNPFromBeta); any other object is returned as it is.
+func Canonical(obj any) any {
+	if o, ok := obj.(*v1beta1.ClusterNetworkPolicy); ok {
+		return CNPFromBeta(o)
+	}
+	return obj
+}
 
 // KindOf returns the kind of obj, a pointer to one of the API types.
 func KindOf(obj any) (Kind, bool) {

@@ -25,6 +25,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
 	f.Add([]byte("name: x\nsteps: [{probe: {port: 80, expect: [x/a -> x/b: allowed]}}]\n"))
 	f.Add([]byte("name: !!binary aGk=\n"))
+	f.Add([]byte("name: x\nnodes: [n]\nobjects:\n- {apiVersion: policy.networking.k8s.io/v1beta1, kind: ClusterNetworkPolicy, metadata: {name: c}, " +
+		"spec: {tier: Admin, priority: 1, subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse("fuzz.yaml", data)
 		if err != nil {

@@ -98,7 +98,7 @@ func fqdnRace(ctx context.Context, j *Janitor, cfg Config) (*FQDNRaceResult, err
 	metrics := agent.NewMetrics(nil)
 	if err := f.StartAgents(ctx, []string{"perf"}, func(c *agent.Config, fd int) {
 		c.Metrics = metrics
-		c.PolicyClient, c.AdminKinds = policies, []string{model.KindCNP}
+		c.PolicyClient, c.AdminKinds = policies, agent.AdminKindsAt(model.KindCNP)
 		c.Model.DNSGroup = model.DefaultDNSGroup
 		c.DNSAnswers, c.DNSMinTTL, c.DNSMaxTTL, c.DNSMaxBindings = lab.DNSAnswersIn(fd), time.Second, time.Hour, 65536
 	}); err != nil {
