@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,11 +15,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 	policyfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/nftpolicy/nftpolicy/internal/agent"
 	"github.com/nftpolicy/nftpolicy/internal/explain"
 	"github.com/nftpolicy/nftpolicy/internal/manifest"
+	"github.com/nftpolicy/nftpolicy/internal/model"
 	tu "github.com/nftpolicy/nftpolicy/internal/testutil"
 )
 
@@ -203,6 +207,19 @@ func TestListObjects(t *testing.T) {
 	r, err := x.Explain(explain.Question{From: "tools/dig", To: "shop/front", Proto: 6, Port: 8080})
 	if err != nil || r.Allowed || r.Ingress.Rule == nil || r.Ingress.Rule.Name != "ops-out-of-apps" {
 		t.Errorf("%v: %+v", err, r)
+	}
+	// A ClusterNetworkPolicy served as v1beta1 is listed as the model's
+	// v1alpha2, as the agent reads it.
+	cnp := &v1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "guard"}}
+	cnp.Spec.Tier, cnp.Spec.Priority = v1beta1.AdminTier, 3
+	if _, err := pc.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, cnp, create); err != nil {
+		t.Fatal(err)
+	}
+	kinds := agent.AdminKindsAt("AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
+	kinds[model.KindCNP] = v1beta1.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+	if got, err = listObjects(ctx, client, pc, kinds); err != nil || len(got) != len(objs)+1 ||
+		!slices.ContainsFunc(got, func(s sourced) bool { c, ok := s.obj.(*v1alpha2.ClusterNetworkPolicy); return ok && c.Name == "guard" }) {
+		t.Errorf("with a v1beta1 ClusterNetworkPolicy: listed %d objects of %d, the policy as v1alpha2 not among them: %v", len(got), len(objs)+1, err)
 	}
 	got, err = listObjects(ctx, client, nil, nil)
 	if err != nil || len(got) != core {
