@@ -23,25 +23,29 @@ import (
 // so neither may be changed afterwards (the informers' and the decoders'
 // objects never are). A set apiVersion names v1alpha2.
 func CNPFromBeta(o *v1beta1.ClusterNetworkPolicy) *v1alpha2.ClusterNetworkPolicy {
-	if o == nil {
-		return nil
-	}
-	out := *(*v1alpha2.ClusterNetworkPolicy)(unsafe.Pointer(o))
-	if out.APIVersion != "" {
+	out := sameLayoutCopy[v1alpha2.ClusterNetworkPolicy](o)
+	if out != nil && out.APIVersion != "" {
 		out.APIVersion = v1alpha2.GroupVersion.String()
 	}
-	return &out
+	return out
 }
 
 // CNPToBeta is CNPFromBeta's inverse, for writing a policy's status
 // through the version the agent watches.
 func CNPToBeta(o *v1alpha2.ClusterNetworkPolicy) *v1beta1.ClusterNetworkPolicy {
+	out := sameLayoutCopy[v1beta1.ClusterNetworkPolicy](o)
+	if out != nil && out.APIVersion != "" {
+		out.APIVersion = v1beta1.GroupVersion.String()
+	}
+	return out
+}
+
+// sameLayoutCopy copies *o into a To, a type of the same layout
+// (TestCNPVersionsShareOneLayout).
+func sameLayoutCopy[To, From any](o *From) *To {
 	if o == nil {
 		return nil
 	}
-	out := *(*v1beta1.ClusterNetworkPolicy)(unsafe.Pointer(o))
-	if out.APIVersion != "" {
-		out.APIVersion = v1beta1.GroupVersion.String()
-	}
+	out := *(*To)(unsafe.Pointer(o))
 	return &out
 }
