@@ -244,7 +244,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			}
 			acfg.PolicyClient, acfg.AdminKinds = pc, kinds
 		}
-		logger.Info("Admin network policy kinds", "watched", kinds)
+		watched := map[string]string{}
+		for k, r := range kinds {
+			watched[k] = r.GroupVersion().String()
+		}
+		logger.Info("Admin network policy kinds", "watched", watched)
 	}
 	// Secondary networks (docs/multinetwork.md): watched when the
 	// MultiNetworkPolicy CRD is installed.
