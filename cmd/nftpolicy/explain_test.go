@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -216,7 +217,7 @@ func TestListObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := agent.AdminKindsAt("AdminNetworkPolicy", "BaselineAdminNetworkPolicy")
-	kinds[model.KindCNP] = v1beta1.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+	kinds[model.KindCNP] = schema.GroupVersion(v1beta1.GroupVersion).WithResource("clusternetworkpolicies")
 	if got, err = listObjects(ctx, client, pc, kinds); err != nil || len(got) != len(objs)+1 ||
 		!slices.ContainsFunc(got, func(s sourced) bool { c, ok := s.obj.(*v1alpha2.ClusterNetworkPolicy); return ok && c.Name == "guard" }) {
 		t.Errorf("with a v1beta1 ClusterNetworkPolicy: listed %d objects of %d, the policy as v1alpha2 not among them: %v", len(got), len(objs)+1, err)

@@ -664,7 +664,7 @@ func TestClusterNetworkPolicyAsBeta(t *testing.T) {
 		return p
 	}
 	pc := policyfake.NewSimpleClientset(cnp("a"), cnp("b"))
-	beta := policyv1beta1.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+	beta := schema.GroupVersion(policyv1beta1.GroupVersion).WithResource("clusternetworkpolicies")
 	h := start(t, func(c *Config) {
 		c.PolicyClient, c.AdminKinds = pc, map[string]schema.GroupVersionResource{model.KindCNP: beta}
 	}, append(basic(), &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})...)
