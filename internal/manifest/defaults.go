@@ -42,7 +42,7 @@ func SetDefaults(obj runtime.Object) {
 		for i := range o.Spec.Egress {
 			defaultANPPorts(o.Spec.Egress[i].Ports)
 		}
-		// v1alpha2.ClusterNetworkPolicy: v0.2.0 declares no defaults (its
+		// v1alpha2.ClusterNetworkPolicy: v0.3.0 declares no defaults (its
 		// protocol is the tcp/udp/sctp key itself).
 	}
 }
