@@ -125,10 +125,12 @@ func liveObjects(ctx context.Context, kubeconfig string) ([]sourced, error) {
 // kind, namespace and name.
 func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclient.Interface, adminKinds map[string]schema.GroupVersionResource) ([]sourced, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	factory := informers.NewSharedInformerFactory(client, 0)
+	// The agent's transform: objects as the model reads them (a newer
+	// version's as the model's, model.Canonical).
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(agent.Transform))
 	var policyFactory policyinformers.SharedInformerFactory
 	if pc != nil {
-		policyFactory = policyinformers.NewSharedInformerFactory(pc, 0)
+		policyFactory = policyinformers.NewSharedInformerFactoryWithOptions(pc, 0, policyinformers.WithTransform(agent.Transform))
 	}
 	defer func() {
 		// Shutdown waits for the informers, which stop when ctx ends.
@@ -189,7 +191,7 @@ func listObjects(ctx context.Context, client kubernetes.Interface, pc policyclie
 			return a.GetNamespace()+"/"+a.GetName() < b.GetNamespace()+"/"+b.GetName()
 		})
 		for _, o := range objs {
-			out = append(out, sourced{"the cluster", model.Canonical(o).(runtime.Object)})
+			out = append(out, sourced{"the cluster", o})
 		}
 	}
 	return out, nil

@@ -27,25 +27,24 @@ import (
 )
 
 // The kinds a scenario may hold, by kind name, with the apiVersions a
-// file may give them: the one the model takes first. ClusterNetworkPolicy
-// is served as v1alpha2 and, since network-policy-api v0.3.0, as v1beta1,
-// of the same schema (model.CNPFromBeta); every other kind has one.
-var kinds = map[string]struct {
+// file may give them (the one the model takes first): the model's kinds
+// but for NetworkAttachmentDefinition (a scenario's networks make those),
+// at the versions the model reads them (model.Kind.Versions:
+// ClusterNetworkPolicy as v1alpha2 or v1beta1), and Services.
+var kinds = func() map[string]kindInfo {
+	out := map[string]kindInfo{"Service": {[]schema.GroupVersion{corev1.SchemeGroupVersion}, true}}
+	for _, k := range model.Kinds() {
+		if k.Name != model.KindNAD {
+			out[k.Name] = kindInfo{k.Versions(), k.Namespaced}
+		}
+	}
+	return out
+}()
+
+type kindInfo struct {
 	gvs        []schema.GroupVersion
 	namespaced bool
-}{
-	"Namespace":                  {one(corev1.SchemeGroupVersion), false},
-	"Pod":                        {one(corev1.SchemeGroupVersion), true},
-	"Service":                    {one(corev1.SchemeGroupVersion), true},
-	"Node":                       {one(corev1.SchemeGroupVersion), false},
-	"NetworkPolicy":              {one(networkingv1.SchemeGroupVersion), true},
-	"AdminNetworkPolicy":         {one(schema.GroupVersion(v1alpha1.GroupVersion)), false},
-	"BaselineAdminNetworkPolicy": {one(schema.GroupVersion(v1alpha1.GroupVersion)), false},
-	"ClusterNetworkPolicy":       {[]schema.GroupVersion{schema.GroupVersion(v1alpha2.GroupVersion), schema.GroupVersion(v1beta1.GroupVersion)}, false},
-	"MultiNetworkPolicy":         {one(model.MNPVersion), true},
 }
-
-func one(gv schema.GroupVersion) []schema.GroupVersion { return []schema.GroupVersion{gv} }
 
 // codec decodes as the API server does with strict field validation
 // (kubectl's default): unknown or duplicate fields are errors and field

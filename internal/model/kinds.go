@@ -149,6 +149,16 @@ func KindNamed(name string) (Kind, bool) {
 	return *k, true
 }
 
+// Versions lists the API versions the kind is read at: Resource's, the one
+// the model takes, first, then Newer's.
+func (k Kind) Versions() []schema.GroupVersion {
+	out := []schema.GroupVersion{k.Resource.GroupVersion()}
+	for _, r := range k.Newer {
+		out = append(out, r.GroupVersion())
+	}
+	return out
+}
+
 // New returns a new, empty object of the kind.
 func (k Kind) New() (runtime.Object, error) {
 	obj, ok := reflect.New(k.goType.Elem()).Interface().(runtime.Object)
