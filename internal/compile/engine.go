@@ -56,8 +56,8 @@ type Engine struct {
 	cidrDirty  bool
 	setsInUse  [nSpaces]int                        // by space: the live sets its classes use
 	usedCidrs  *[nSpaces][]cidrInUse               // by space: the live ipBlock sets used; nil after they change
-	idsTouched [nSpaces][2][]nft.Elem              // by space and family: ids-map elements changed, not yet in touched
-	idsSets    [nSpaces][2]*nft.Set                // by space and family: the ids maps, held so that no element looks them up by name
+	moves      []idMove                            // identity changes since the last TakeTouched, in order
+	idsLen     [nSpaces][2]int                     // by space and family: the ids maps' elements
 	cidrPieces [nSpaces]map[nft.Family][]cidrPiece // by space
 	podClass   map[string]*podPlace                // local pod -> its classes and the addresses they judge
 	// Filled while a chain is built: a group's verdict chains, a class's
@@ -211,6 +211,7 @@ func (e *Engine) Cluster() *model.Cluster { return e.c }
 // TakeTouched returns what changed in the ruleset since the last call (or
 // since NewEngine) and starts a new record.
 func (e *Engine) TakeTouched() *nft.Touched {
+	e.flushMoves()
 	t := e.touched
 	e.touched = nft.NewTouched()
 	return t

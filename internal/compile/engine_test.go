@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -61,6 +62,14 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 						seed, node, step, ev, cmp.Diff(want, got))
 				}
 				touched := e.TakeTouched()
+				// The records of peer addresses (their ids-map elements
+				// are views of them): none left behind by an address that
+				// left every set.
+				fresh.TakeTouched()
+				if got, want := peerAddrs(e), peerAddrs(fresh); !slices.Equal(got, want) {
+					t.Fatalf("seed %d node %s step %d %s: the engine's peer address records differ from a full compile's (-full +incremental):\n%s",
+						seed, node, step, ev, cmp.Diff(want, got))
+				}
 				partial := diff.Partial(shadow, e.Ruleset(), touched)
 				full := diff.Diff(shadow, e.Ruleset())
 				if partial.String() != full.String() {
@@ -85,6 +94,16 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 
 // liveSets is the engine's live sets, each with its references and, for a
 // set kept filled, how many policy rules keep it.
+// peerAddrs lists the engine's peer address records, sorted.
+func peerAddrs(e *Engine) []string {
+	var out []string
+	for a, pa := range e.addrs {
+		out = append(out, fmt.Sprintf("%s in %d sets", a, len(pa.sets)))
+	}
+	slices.Sort(out)
+	return out
+}
+
 func liveSets(e *Engine) map[string]string {
 	out := map[string]string{}
 	for name, ls := range e.sets {

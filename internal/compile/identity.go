@@ -2,10 +2,12 @@ package compile
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
@@ -193,7 +195,7 @@ func (e *Engine) identityBase() {
 		ch := &nft.Chain{Name: peerChain(sp)}
 		for _, fam := range families {
 			m := idsMaps[sp.index()][famIndex(fam)]
-			e.idsSets[sp.index()][famIndex(fam)] = e.rs.AddSet(nft.NewSet(m, mapType(fam), fmt.Sprintf("peer addresses -> their identity (%s)", what)))
+			e.rs.AddSet(nft.NewView(m, mapType(fam), fmt.Sprintf("peer addresses -> their identity (%s)", what), idsView{e, sp.index(), fam}))
 			ch.Rules = append(ch.Rules, &nft.Rule{Verdict: nft.Verdict{Kind: nft.Vmap, Map: m, Family: fam, Src: src}, Comment: "peer identity"})
 		}
 		for _, fam := range families {
@@ -387,55 +389,180 @@ func (e *Engine) settleAddrs() {
 					id = e.acquireID(sp, strings.Join(names, ","), fam, names)
 					last[d] = id
 				}
-				e.idsElem(d, fam, nft.Elem{Addr: pa.addr, Chain: id.chainName}, true)
 			}
-			pa.id[d] = id
+			e.setID(pa, d, fam, id)
 			if old != nil {
-				el := nft.Elem{Addr: pa.addr, Chain: old.chainName}
-				if id == nil {
-					e.idsElem(d, fam, el, false)
-				} else {
-					e.idsTouch(d, fam, el) // the new element took its place in the map
-				}
 				e.dropID(sp, old)
 			}
 		}
-		if len(pa.sets) == 0 && pa.id == [nSpaces]*identity{} && !pa.dirty {
+		if pa.unused() {
 			delete(e.addrs, pa.addr)
 		}
 	}
-	e.flushIDsTouched()
 }
 
-// idsElem adds or deletes an address's element in an ids map. Each address
-// has one element there, so no count is kept. The touched record gets them
-// at the end of the settle (flushIDsTouched): one append per map instead
-// of three map lookups per element.
-func (e *Engine) idsElem(d int, fam nft.Family, el nft.Elem, in bool) {
-	s := e.idsSets[d][famIndex(fam)]
-	if in {
-		s.Add(el)
-	} else {
-		s.Delete(el)
+// unused: the address is in no set and no ids map.
+func (pa *peerAddr) unused() bool {
+	return len(pa.sets) == 0 && pa.id == [nSpaces]*identity{} && !pa.dirty
+}
+
+// setID gives an address its identity in a space: its element in the
+// space's ids map, which is a view of the addresses' records (idsView).
+// Each move is noted, in order, with the identity it left: an address's
+// first move in a space since the touched record was last taken left what
+// the kernel holds, so the touched record gets the maps' exact changes
+// (flushMoves) without a visit to the addresses' records. An event that
+// moves thousands of addresses writes no second map of them, and the diff
+// looks none of them up.
+func (e *Engine) setID(pa *peerAddr, d int, fam nft.Family, id *identity) {
+	switch f := famIndex(fam); {
+	case pa.id[d] == nil && id != nil:
+		e.idsLen[d][f]++
+	case pa.id[d] != nil && id == nil:
+		e.idsLen[d][f]--
 	}
-	e.idsTouch(d, fam, el)
+	e.moves = append(e.moves, idMove{addr: pa.addr, d: d, was: pa.id[d], id: id})
+	pa.id[d] = id
 }
 
-// idsTouch records an ids map's element as changed.
-func (e *Engine) idsTouch(d int, fam nft.Family, el nft.Elem) {
-	f := famIndex(fam)
-	e.idsTouched[d][f] = append(e.idsTouched[d][f], el)
+// idMove is an address's move to another identity (or none) in a space.
+type idMove struct {
+	addr    netip.Addr
+	d       int
+	was, id *identity
 }
 
-// flushIDsTouched hands the ids maps' changed elements to the touched record.
-func (e *Engine) flushIDsTouched() {
-	for d := range e.idsTouched {
-		for f, els := range e.idsTouched[d] {
-			e.touched.Elem(idsMaps[d][f], els...)
-			e.idsTouched[d][f] = els[:0]
+// flushMoves hands the ids maps' changes since the last call to the
+// touched record: for each moved address and space, the element the
+// kernel holds out (the identity before its first move) and the element
+// now in (after its last), where they differ, sorted by address as a diff
+// sorts them (nft.SortElems), so that it need not move them: the moves
+// are sorted as numbers, each address's in the order they came.
+func (e *Engine) flushMoves() {
+	moves := e.moves
+	if len(moves) == 0 {
+		return
+	}
+	keys := make([]uint64, 0, len(moves))
+	var v6 []int
+	for i, m := range moves {
+		if m.addr.Is4() {
+			keys = append(keys, uint64(inet.V4Number(m.addr))<<32|uint64(i))
+		} else {
+			v6 = append(v6, i)
+		}
+	}
+	nft.SortHigh32(keys)
+	order := make([]int, 0, len(moves))
+	for _, k := range keys {
+		order = append(order, int(uint32(k)))
+	}
+	slices.SortStableFunc(v6, func(a, b int) int { return moves[a].addr.Compare(moves[b].addr) })
+	order = append(order, v6...)
+
+	// Each address's run of moves: per space, the first one's was and the
+	// last one's identity. Counted first, so that each list is made once
+	// at its size (growing them moved the 72-byte elements again and again).
+	type change struct {
+		addr    netip.Addr
+		d, f    int
+		was, id *identity
+	}
+	changes := make([]change, 0, len(moves))
+	var n [nSpaces][2][2]int // by space, family, delete or add
+	for lo := 0; lo < len(order); {
+		addr := moves[order[lo]].addr
+		hi := lo + 1
+		for hi < len(order) && moves[order[hi]].addr == addr {
+			hi++
+		}
+		f := famIndex(nft.FamilyOf(addr))
+		var seen uint8
+		for i := lo; i < hi; i++ {
+			first := moves[order[i]]
+			if seen&(1<<first.d) != 0 {
+				continue
+			}
+			seen |= 1 << first.d
+			last := first
+			for j := i + 1; j < hi; j++ {
+				if m := moves[order[j]]; m.d == first.d {
+					last = m
+				}
+			}
+			if chainOf(first.was) != chainOf(last.id) {
+				changes = append(changes, change{addr, first.d, f, first.was, last.id})
+				n[first.d][f][0] += b2i(first.was != nil)
+				n[first.d][f][1] += b2i(last.id != nil)
+			}
+		}
+		lo = hi
+	}
+	clear(moves)
+	e.moves = moves[:0]
+
+	var del, add [nSpaces][2][]nft.Elem
+	for d := range n {
+		for f, c := range n[d] {
+			del[d][f], add[d][f] = make([]nft.Elem, 0, c[0]), make([]nft.Elem, 0, c[1])
+		}
+	}
+	for _, c := range changes {
+		if c.was != nil {
+			del[c.d][c.f] = append(del[c.d][c.f], nft.Elem{Addr: c.addr, Chain: c.was.chainName})
+		}
+		if c.id != nil {
+			add[c.d][c.f] = append(add[c.d][c.f], nft.Elem{Addr: c.addr, Chain: c.id.chainName})
+		}
+	}
+	for d := range del {
+		for f := range del[d] {
+			e.touched.Moved(idsMaps[d][f], del[d][f], add[d][f])
 		}
 	}
 }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func chainOf(id *identity) string {
+	if id == nil {
+		return ""
+	}
+	return id.chainName
+}
+
+// idsView is an ids map of one space and family as the addresses' records
+// hold it: the set in the ruleset is this view, not a copy (nft.NewView).
+type idsView struct {
+	e   *Engine
+	d   int
+	fam nft.Family
+}
+
+func (v idsView) Verdict(a netip.Addr) (string, bool) {
+	pa := v.e.addrs[a]
+	if pa == nil || pa.id[v.d] == nil || nft.FamilyOf(a) != v.fam {
+		return "", false
+	}
+	return pa.id[v.d].chainName, true
+}
+
+func (v idsView) All() iter.Seq2[netip.Addr, string] {
+	return func(yield func(netip.Addr, string) bool) {
+		for a, pa := range v.e.addrs {
+			if id := pa.id[v.d]; id != nil && nft.FamilyOf(a) == v.fam && !yield(a, id.chainName) {
+				return
+			}
+		}
+	}
+}
+
+func (v idsView) Len() int { return v.e.idsLen[v.d][famIndex(v.fam)] }
 
 // useSets counts the class chains of a space that use sets as peers (by
 // +1 or -1): a set's first and last use in a space change the identity of

@@ -412,3 +412,46 @@ func TestPartialOfManyElements(t *testing.T) {
 		t.Errorf("counts %+v, want 2 ops of 3,000 elements each", c)
 	}
 }
+
+// TestPartialTakesMovesAsGiven: a set's exact moves (the compile engine's
+// ids maps) go into the transaction as they are, sorted, without a lookup
+// in either ruleset; with touched elements of the same set beside them,
+// or for a set the current table lacks, the diff compares as for touched
+// elements.
+func TestPartialTakesMovesAsGiven(t *testing.T) {
+	el := func(a, chain string) nft.Elem { return nft.Elem{Addr: netip.MustParseAddr(a), Chain: chain} }
+	current := nft.NewRuleset()
+	current.AddChain(&nft.Chain{Name: "a"})
+	current.AddChain(&nft.Chain{Name: "b"})
+	current.AddSet(nft.NewSet("ids", nft.MapIPv4Verdict, ""))
+	current.Sets["ids"].Add(el("10.0.0.1", "a"), el("10.0.0.2", "a"))
+	desired := current.Clone()
+	desired.Sets["ids"].Add(el("10.0.0.2", "b"), el("10.0.0.3", "b"))
+
+	moves := func() *nft.Touched {
+		tc := nft.NewTouched()
+		// Unsorted, and naming an element neither ruleset holds: taken as given.
+		tc.Moved("ids", []nft.Elem{el("10.0.0.2", "a")}, []nft.Elem{el("10.0.0.9", "b"), el("10.0.0.3", "b"), el("10.0.0.2", "b")})
+		return tc
+	}
+	want := "delete element inet nftpolicy ids { 10.0.0.2 }\n" +
+		"add element inet nftpolicy ids { 10.0.0.2 : goto b, 10.0.0.3 : goto b, 10.0.0.9 : goto b }\n"
+	if got := diff.Partial(current, desired, moves()).String(); got != want {
+		t.Errorf("moves alone:\n%s\nwant\n%s", got, want)
+	}
+
+	tc := moves()
+	tc.Elem("ids", el("10.0.0.1", "a"))
+	want = "delete element inet nftpolicy ids { 10.0.0.2 }\n" +
+		"add element inet nftpolicy ids { 10.0.0.2 : goto b, 10.0.0.3 : goto b }\n"
+	if got := diff.Partial(current, desired, tc).String(); got != want {
+		t.Errorf("moves and touched elements:\n%s\nwant\n%s", got, want)
+	}
+
+	empty := current.Clone()
+	delete(empty.Sets, "ids")
+	got := diff.Partial(empty, desired, moves()).String()
+	if want := diff.Diff(empty, desired).String(); got != want {
+		t.Errorf("moves of a set new to the table:\n%s\nwant the full diff\n%s", got, want)
+	}
+}

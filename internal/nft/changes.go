@@ -48,19 +48,44 @@ type Touched struct {
 	// elements of one map at L, and a map of them, rehashed as it grew,
 	// was a tenth of such an event's time.
 	Elems map[string][]Elem
+	// Moves are a set's exact changes since the last record, for a diff
+	// against a table that holds what the set held then: no lookup per
+	// element. The compile engine knows them for its ids maps, where the
+	// event that brings a peer selector new to a node moves thousands of
+	// addresses (5,357 at L), and looking each up in both rulesets was a
+	// third of that event's compute.
+	Moves map[string]*ElemMoves
 	// Chains are compared rule by rule: created, deleted or rewritten.
 	Chains map[string]bool
 }
 
+// ElemMoves are the elements to delete from a set and to add to it, each
+// once.
+type ElemMoves struct{ Del, Add []Elem }
+
 // NewTouched makes an empty record.
 func NewTouched() *Touched {
-	return &Touched{Sets: map[string]bool{}, Elems: map[string][]Elem{}, Chains: map[string]bool{}}
+	return &Touched{Sets: map[string]bool{}, Elems: map[string][]Elem{}, Moves: map[string]*ElemMoves{}, Chains: map[string]bool{}}
 }
 
 // Set records that set changed as a whole.
 func (t *Touched) Set(name string) {
 	t.Sets[name] = true
 	delete(t.Elems, name)
+	delete(t.Moves, name)
+}
+
+// Moved records a set's exact changes (Moves). The record keeps the lists
+// of its first call for a set; don't change them after.
+func (t *Touched) Moved(set string, del, add []Elem) {
+	if len(del)+len(add) == 0 || t.Sets[set] {
+		return
+	}
+	if m := t.Moves[set]; m != nil {
+		m.Del, m.Add = append(m.Del, del...), append(m.Add, add...)
+		return
+	}
+	t.Moves[set] = &ElemMoves{Del: del, Add: add}
 }
 
 // Elem records that elements of a set may have changed.
@@ -76,7 +101,7 @@ func (t *Touched) Chain(name string) { t.Chains[name] = true }
 
 // Empty reports whether nothing was touched.
 func (t *Touched) Empty() bool {
-	return len(t.Sets) == 0 && len(t.Elems) == 0 && len(t.Chains) == 0
+	return len(t.Sets) == 0 && len(t.Elems) == 0 && len(t.Moves) == 0 && len(t.Chains) == 0
 }
 
 // ApplyOps changes rs as the kernel does when it commits tx, without the

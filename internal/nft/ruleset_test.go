@@ -1,7 +1,9 @@
 package nft
 
 import (
+	"cmp"
 	"fmt"
+	"iter"
 	"math/rand"
 	"net/netip"
 	"slices"
@@ -95,5 +97,104 @@ func BenchmarkSortElems(b *testing.B) {
 	for range b.N {
 		copy(buf, src)
 		SortElems(buf)
+	}
+}
+
+// addrChains is a map from addresses to chains as a view's source.
+type addrChains map[netip.Addr]string
+
+func (m addrChains) Verdict(a netip.Addr) (string, bool) { c, ok := m[a]; return c, ok }
+func (m addrChains) Len() int                            { return len(m) }
+func (m addrChains) All() iter.Seq2[netip.Addr, string] {
+	return func(yield func(netip.Addr, string) bool) {
+		for a, c := range m {
+			if !yield(a, c) {
+				return
+			}
+		}
+	}
+}
+
+// TestView: a view shows its source's elements as they change, compares
+// equal to a set of its own holding them, clones into a set of its own,
+// answers the tracer's lookups, and cannot be changed through the set.
+func TestView(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	src := addrChains{a1: "x"}
+	v := NewView("ids", MapIPv4Verdict, "c", src)
+	own := NewSet("ids", MapIPv4Verdict, "c")
+	own.Add(Elem{Addr: a1, Chain: "x"})
+	if !v.IsView() || own.IsView() {
+		t.Fatal("IsView")
+	}
+	if !v.Has(Elem{Addr: a1, Chain: "x"}) || v.Has(Elem{Addr: a1, Chain: "y"}) || v.Len() != 1 || !v.Equal(own) || !own.Equal(v) {
+		t.Fatalf("view of %v: has, len or equal wrong", src)
+	}
+	clone := v.clone()
+	src[a1], src[a2] = "y", "x"
+	if !v.Has(Elem{Addr: a1, Chain: "y"}) || v.Len() != 2 || v.Equal(own) {
+		t.Errorf("the view does not follow its source")
+	}
+	if clone.IsView() || !clone.Equal(own) {
+		t.Errorf("the clone changed with the source: %v", clone.Sorted())
+	}
+	if got := v.Sorted(); !slices.Equal(got, []Elem{{Addr: a1, Chain: "y"}, {Addr: a2, Chain: "x"}}) {
+		t.Errorf("elements %v", got)
+	}
+	if e, ok := v.find(Elem{Addr: a2}); !ok || e.Chain != "x" {
+		t.Errorf("find: %v %v", e, ok)
+	}
+	for name, change := range map[string]func(){
+		"Add": func() { v.Add(Elem{Addr: a1, Chain: "z"}) }, "Delete": func() { v.Delete(Elem{Addr: a1, Chain: "y"}) }, "Clear": v.Clear,
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s on a view did not panic", name)
+				}
+			}()
+			change()
+		}()
+	}
+}
+
+// TestSortHigh32 orders numbers by their high 32 bits and keeps the order
+// of those that share them, as a stable sort does.
+func TestSortHigh32(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for _, n := range []int{0, 1, 2, 255, 4800} {
+		highs := make([]uint32, n/3+1) // so that some keys share them
+		for i := range highs {
+			highs[i] = r.Uint32()
+		}
+		keys := make([]uint64, n)
+		for i := range keys {
+			keys[i] = uint64(highs[r.Intn(len(highs))])<<32 | r.Uint64()&0xffffffff
+		}
+		want := slices.Clone(keys)
+		slices.SortStableFunc(want, func(a, b uint64) int { return cmp.Compare(a>>32, b>>32) })
+		SortHigh32(keys)
+		if !slices.Equal(keys, want) {
+			t.Errorf("%d keys: not in stable order of their high bits", n)
+		}
+	}
+}
+
+// TestSortedOnce: true only of elements in SortElems' order, each once.
+func TestSortedOnce(t *testing.T) {
+	e := func(a string, c string) Elem { return Elem{Addr: netip.MustParseAddr(a), Chain: c} }
+	for _, tc := range []struct {
+		elems []Elem
+		want  bool
+	}{
+		{nil, true},
+		{[]Elem{e("10.0.0.1", "a")}, true},
+		{[]Elem{e("10.0.0.1", "a"), e("10.0.0.1", "b"), e("10.0.0.2", "a")}, true},
+		{[]Elem{e("10.0.0.1", "a"), e("10.0.0.1", "a")}, false},
+		{[]Elem{e("10.0.0.2", "a"), e("10.0.0.1", "a")}, false},
+	} {
+		if got := SortedOnce(tc.elems); got != tc.want {
+			t.Errorf("SortedOnce(%v) = %v", tc.elems, got)
+		}
 	}
 }

@@ -155,7 +155,7 @@ func (rs *Ruleset) lookupVerdict(v Verdict, p Packet) (string, bool) {
 // and port), honouring intervals; the set's elements are disjoint.
 func (s *Set) find(key Elem) (Elem, bool) {
 	if s.byAddr() {
-		c, ok := s.verdicts.Get(key.Addr)
+		c, ok := s.verdict(key.Addr)
 		return Elem{Addr: key.Addr, Chain: c}, ok
 	}
 	for e := range s.All() {
