@@ -554,6 +554,9 @@ func (v idsView) Verdict(a netip.Addr) (string, bool) {
 
 func (v idsView) All() iter.Seq2[netip.Addr, string] {
 	return func(yield func(netip.Addr, string) bool) {
+		if v.Len() == 0 {
+			return // most spaces' maps, and IPv6's in IPv4 clusters: no walk of every address
+		}
 		for a, pa := range v.e.addrs {
 			if id := pa.id[v.d]; id != nil && nft.FamilyOf(a) == v.fam && !yield(a, id.chainName) {
 				return
