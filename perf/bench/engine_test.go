@@ -81,12 +81,15 @@ func BenchmarkEngineEvent(b *testing.B) {
 // add comes after a garbage collection and 64 MiB written through the
 // caches, as the suite's agent meets an event (the suite collects before
 // each one, and the agent sits idle between events): each member's
-// records and its places in the ids maps are then read from memory. In
-// three runs of 200 (2026-12-07) the cold add took 3.0–3.3 ms p50 and its
-// diff 1.05–1.37 ms, which is what the suite's agent shows for the event
-// (docs/performance.md, "The misses, measured"); the warm add spread over
-// 1.5–3.5 ms in the same day's runs, a collection of the generated cluster's
-// heap sometimes falling inside it.
+// record is then read from memory. In three runs of 200 (session 21) the
+// cold add took 3.0–3.3 ms p50 and its diff 1.05–1.37 ms, which is what
+// the suite's agent showed for the event (docs/performance.md, "The misses,
+// measured"). Session 23 made the ids maps views of the addresses' records
+// and handed their moves to the diff: on a machine a third slower, whose
+// speed varied by as much between runs, the add took 2.6–4.1 ms and its
+// diff 0.22–0.30 ms in nine runs of 200, against 4.1 and 1.8 ms for the
+// code before in a run of the same hour. The warm add spreads as widely,
+// a collection of the generated cluster's heap sometimes falling inside it.
 //
 //	go test -run '^$' -bench EngineNewSelector ./perf/bench -benchtime 30x -cpuprofile cpu.out
 func BenchmarkEngineNewSelector(b *testing.B) {
