@@ -92,8 +92,6 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 	}
 }
 
-// liveSets is the engine's live sets, each with its references and, for a
-// set kept filled, how many policy rules keep it.
 // peerAddrs lists the engine's peer address records, sorted.
 func peerAddrs(e *Engine) []string {
 	var out []string
@@ -104,6 +102,8 @@ func peerAddrs(e *Engine) []string {
 	return out
 }
 
+// liveSets is the engine's live sets, each with its references and, for a
+// set kept filled, how many policy rules keep it.
 func liveSets(e *Engine) map[string]string {
 	out := map[string]string{}
 	for name, ls := range e.sets {
