@@ -5,6 +5,7 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nftpolicy/nftpolicy/internal/inet"
@@ -756,12 +757,15 @@ func (e *Engine) groupOf(sp space, key string, id *identity, name string) chainD
 // to the node mostly finds its groups made by the classes that share its
 // policies.
 func signature(id *identity, rules []matchedRule) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "v%d", id.fam)
+	// Appended, not formatted: placing a local pod in an identity asks for
+	// it, and fmt was a tenth of the engine's time over the S events.
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(append(b, 'v'), int64(id.fam), 10)
 	for _, r := range rules {
-		fmt.Fprintf(&b, " %s#%d", r.key, r.index)
+		b = append(append(append(b, ' '), r.key...), '#')
+		b = strconv.AppendInt(b, int64(r.index), 10)
 	}
-	return b.String()
+	return string(b)
 }
 
 // parseSignature is signature's inverse: the families and the rules, by

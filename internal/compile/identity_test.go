@@ -232,3 +232,21 @@ func TestNewIdentityAsksOnlyItsPods(t *testing.T) {
 		t.Errorf("the engine's ruleset differs from a compile from scratch")
 	}
 }
+
+// TestSignature: a group's signature names its identity's family and its
+// rules as "v<family> <policy>#<index>…", which group chains' names hash
+// and parseSignature reads back.
+func TestSignature(t *testing.T) {
+	id := &identity{fam: nft.IPv6}
+	rules := []matchedRule{{key: "x/a", index: 0}, {key: "y/b-2", index: 12}}
+	if got, want := signature(id, rules), "v6 x/a#0 y/b-2#12"; got != want {
+		t.Errorf("signature %q, want %q", got, want)
+	}
+	fams, keys := parseSignature(signature(id, rules))
+	if !slices.Equal(fams, []nft.Family{nft.IPv6}) || !keys["x/a#0"] || !keys["y/b-2#12"] || len(keys) != 2 {
+		t.Errorf("parsed back: %v %v", fams, keys)
+	}
+	if got := signature(&identity{}, nil); got != "v0" {
+		t.Errorf("empty identity's signature %q", got)
+	}
+}

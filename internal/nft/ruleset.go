@@ -772,10 +772,42 @@ func truncate(s string, n int) string {
 // full identity (so different identities never collide after truncation),
 // and as much of the readable identity as fits.
 func Name(prefix, identity string) string {
-	h := fnv.New32a()
-	h.Write([]byte(identity))
-	n := fmt.Sprintf("%s-%08x-%s", prefix, h.Sum32(), sanitize(identity))
-	return strings.TrimRight(truncate(n, MaxNameLen), "-_./")
+	// Appended, not formatted, and the identity read only as far as the
+	// name goes: the engine names chains on every event that builds one,
+	// and fmt and sanitizing long identities were 8% of its time (S events).
+	h := uint32(2166136261) // FNV-1a, as hash/fnv's New32a
+	for i := 0; i < len(identity); i++ {
+		h = (h ^ uint32(identity[i])) * 16777619
+	}
+	b := make([]byte, 0, MaxNameLen+4)
+	b = append(append(b, prefix...), '-')
+	const hex = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, hex[h>>shift&0xf])
+	}
+	b = appendSanitized(append(b, '-'), identity, MaxNameLen)
+	return strings.TrimRight(truncate(string(b), MaxNameLen), "-_./")
+}
+
+// appendSanitized appends s with only the characters nft accepts in an
+// unquoted identifier, every run of others folded into one underscore, or
+// as much of that as makes b at least n bytes long.
+func appendSanitized(b []byte, s string, n int) []byte {
+	folded := false
+	for _, r := range s {
+		if len(b) >= n {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '/':
+			b = append(b, byte(r))
+			folded = false
+		case !folded:
+			b = append(b, '_')
+			folded = true
+		}
+	}
+	return b
 }
 
 // HashName is a deterministic name with no readable part: the prefix and
@@ -788,24 +820,6 @@ func HashName(prefix, identity string) string {
 	h := fnv.New64a()
 	h.Write([]byte(identity))
 	return fmt.Sprintf("%s-%016x", prefix, h.Sum64())
-}
-
-// sanitize keeps characters that nft accepts in an unquoted identifier and
-// folds every run of others into one underscore.
-func sanitize(s string) string {
-	var b strings.Builder
-	folded := false
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '/':
-			b.WriteRune(r)
-			folded = false
-		case !folded:
-			b.WriteByte('_')
-			folded = true
-		}
-	}
-	return b.String()
 }
 
 // Ruleset is the whole content of the nftpolicy table: what the compiler

@@ -3,10 +3,12 @@ package nft
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"math/rand"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -195,6 +197,46 @@ func TestSortedOnce(t *testing.T) {
 	} {
 		if got := SortedOnce(tc.elems); got != tc.want {
 			t.Errorf("SortedOnce(%v) = %v", tc.elems, got)
+		}
+	}
+}
+
+// TestName: names are the prefix, the FNV-1a hash of the whole identity in
+// eight hex digits and the identity with what nft does not accept in an
+// identifier folded to underscores, cut at MaxNameLen without a trailing
+// separator; written as a format here, on random identities.
+func TestName(t *testing.T) {
+	want := func(prefix, identity string) string {
+		h := fnv.New32a()
+		h.Write([]byte(identity))
+		var b strings.Builder
+		folded := false
+		for _, r := range identity {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '/':
+				b.WriteRune(r)
+				folded = false
+			case !folded:
+				b.WriteByte('_')
+				folded = true
+			}
+		}
+		n := fmt.Sprintf("%s-%08x-%s", prefix, h.Sum32(), b.String())
+		if len(n) > MaxNameLen {
+			n = n[:MaxNameLen]
+		}
+		return strings.TrimRight(n, "-_./")
+	}
+	r := rand.New(rand.NewSource(1))
+	alphabet := []rune("ab/-._ ,#é日Z09")
+	for i := range 2000 {
+		id := make([]rune, r.Intn(90))
+		for j := range id {
+			id[j] = alphabet[r.Intn(len(alphabet))]
+		}
+		prefix := []string{"ingress-class", "v-egress", "x"}[i%3]
+		if got, w := Name(prefix, string(id)), want(prefix, string(id)); got != w {
+			t.Fatalf("Name(%q, %q) = %q, want %q", prefix, string(id), got, w)
 		}
 	}
 }
