@@ -428,7 +428,7 @@ func SortElems(elems []Elem) []Elem {
 // SortHigh32 sorts numbers by their high 32 bits, keeping the order of
 // those that share them: a radix sort, a byte at a time. SortElems' keys
 // (an address, then an index) come out as a comparison sort would order
-// them; for 4,800 of them it took 1/10 of pdqsort's time.
+// them; 4,800 of them took 120–150 µs against slices.Sort's 330–430 µs.
 func SortHigh32(keys []uint64) {
 	tmp := make([]uint64, len(keys))
 	for shift := 32; shift < 64; shift += 8 {
