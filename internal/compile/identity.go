@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nftpolicy/nftpolicy/internal/inet"
 	"github.com/nftpolicy/nftpolicy/internal/model"
 	"github.com/nftpolicy/nftpolicy/internal/nft"
 )
@@ -443,7 +442,7 @@ func (e *Engine) flushMoves() {
 	if len(moves) == 0 {
 		return
 	}
-	order := byAddress(moves)
+	order := nft.AddrOrder(len(moves), func(i int) netip.Addr { return moves[i].addr })
 
 	// Each address's run of moves: per space, the first one's was and the
 	// last one's identity. Counted first, so that each list is made once
@@ -505,28 +504,6 @@ func (e *Engine) flushMoves() {
 			e.touched.Moved(idsMaps[d][f], del[d][f], add[d][f])
 		}
 	}
-}
-
-// byAddress orders moves by address, each address's in the order they
-// came: IPv4 addresses as numbers, with a radix sort (nft.SortHigh32),
-// then IPv6 ones.
-func byAddress(moves []idMove) []int {
-	keys := make([]uint64, 0, len(moves))
-	var v6 []int
-	for i, m := range moves {
-		if m.addr.Is4() {
-			keys = append(keys, uint64(inet.V4Number(m.addr))<<32|uint64(i))
-		} else {
-			v6 = append(v6, i)
-		}
-	}
-	nft.SortHigh32(keys)
-	order := make([]int, 0, len(moves))
-	for _, k := range keys {
-		order = append(order, int(uint32(k)))
-	}
-	slices.SortStableFunc(v6, func(a, b int) int { return moves[a].addr.Compare(moves[b].addr) })
-	return append(order, v6...)
 }
 
 func b2i(b bool) int {

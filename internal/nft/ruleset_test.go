@@ -240,3 +240,16 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+// TestAddrOrder: indexes in their addresses' order, IPv4 before IPv6, those
+// of one address in index order.
+func TestAddrOrder(t *testing.T) {
+	addrs := []netip.Addr{
+		netip.MustParseAddr("fd00::2"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.1"),
+		netip.MustParseAddr("fd00::1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2"),
+	}
+	got := AddrOrder(len(addrs), func(i int) netip.Addr { return addrs[i] })
+	if want := []int{2, 1, 4, 3, 0, 5}; !slices.Equal(got, want) {
+		t.Errorf("AddrOrder = %v, want %v", got, want)
+	}
+}
