@@ -160,7 +160,7 @@ func TestView(t *testing.T) {
 	}
 }
 
-// TestSortHigh32 orders numbers by their high 32 bits and keeps the order
+// TestsortHigh32 orders numbers by their high 32 bits and keeps the order
 // of those that share them, as a stable sort does.
 func TestSortHigh32(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
@@ -175,7 +175,7 @@ func TestSortHigh32(t *testing.T) {
 		}
 		want := slices.Clone(keys)
 		slices.SortStableFunc(want, func(a, b uint64) int { return cmp.Compare(a>>32, b>>32) })
-		SortHigh32(keys)
+		sortHigh32(keys)
 		if !slices.Equal(keys, want) {
 			t.Errorf("%d keys: not in stable order of their high bits", n)
 		}
